@@ -1,0 +1,305 @@
+"""settings.toml → validated, typed settings.
+
+This is the one place the configuration is read. Everything else receives a frozen :class:`Settings`.
+Errors are collected into a :class:`SettingsError` that names the file (or environment variable), the
+key and what was expected, so the CLI can print them and exit non-zero without a traceback.
+
+Environment variables override the file: ``CONTACTCENTER_<SECTION>__<KEY>=value`` (a double underscore
+between section and key, e.g. ``CONTACTCENTER_DATABASE__URL=postgresql+psycopg://...``). The value is read
+as a TOML value when it parses as one (``2``, ``true``, ``["tickets"]``) and as a plain string otherwise.
+``CONTACTCENTER_SETTINGS`` names the settings file. Secrets never live in the file: the SIP password is
+read from the variable named by ``[sip] password_env``.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    model_validator,
+)
+
+ENV_PREFIX = "CONTACTCENTER_"
+SETTINGS_PATH_ENV = "CONTACTCENTER_SETTINGS"
+DEFAULT_SETTINGS_FILE = "settings.toml"
+
+
+class SettingsError(Exception):
+    """The settings could not be loaded; ``problems`` holds one human-readable line per problem."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+def _base_dir(info: ValidationInfo) -> Path:
+    context = info.context or {}
+    return Path(context.get("base_dir", "."))
+
+
+def _resolve(value: Path, info: ValidationInfo) -> Path:
+    path = Path(os.path.expanduser(value))
+    return path if path.is_absolute() else (_base_dir(info) / path).resolve()
+
+
+def _existing_file(value: Path, info: ValidationInfo) -> Path:
+    path = _resolve(value, info)
+    if not path.is_file():
+        raise ValueError(f"expected an existing file, but {path} does not exist")
+    return path
+
+
+def _existing_dir(value: Path, info: ValidationInfo) -> Path:
+    path = _resolve(value, info)
+    if not path.is_dir():
+        raise ValueError(f"expected an existing directory, but {path} does not exist")
+    return path
+
+
+def _timezone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"expected an IANA time zone such as 'Asia/Shanghai', got {value!r}") from None
+    return value
+
+
+RelativePath = Annotated[Path, AfterValidator(_resolve)]
+ExistingFile = Annotated[Path, AfterValidator(_existing_file)]
+ExistingDir = Annotated[Path, AfterValidator(_existing_dir)]
+TimeZoneName = Annotated[str, AfterValidator(_timezone)]
+Port = Annotated[int, Field(ge=1, le=65535)]
+
+
+class Section(BaseModel):
+    """A settings table: unknown keys are errors, values are immutable once loaded."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class GeneralSettings(Section):
+    timezone: TimeZoneName = "Asia/Shanghai"
+    data_dir: RelativePath = Path("data")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+class CompanySettings(Section):
+    name: str = Field(min_length=1)
+    department: str = ""
+
+
+class SipSettings(Section):
+    server: str = ""
+    port: Port = 5060
+    user: str = Field(default="1001", min_length=1)
+    password_env: str = "CONTACTCENTER_SIP_PASSWORD"
+    local_ip: str = "127.0.0.1"
+    local_port: Port = 5062
+    rtp_port_low: Port = 10000
+    rtp_port_high: Port = 20000
+
+    @property
+    def password(self) -> str | None:
+        """The SIP password, read from the environment at the moment it is needed, never from the file."""
+        return os.environ.get(self.password_env)
+
+    @property
+    def uses_local_registrar(self) -> bool:
+        """No PBX named: the phone starts its own Kamailio registrar on loopback."""
+        return not self.server
+
+    @model_validator(mode="after")
+    def _rtp_range(self) -> "SipSettings":
+        if self.rtp_port_low >= self.rtp_port_high:
+            raise ValueError("rtp_port_low must be below rtp_port_high")
+        return self
+
+
+class LocalRegistrarSettings(Section):
+    listen_ip: Literal["127.0.0.1", "::1", "localhost"] = "127.0.0.1"
+    port: Port = 5060
+    kamailio: str = "kamailio"
+
+
+class RingSettings(Section):
+    answer_after_rings: int = Field(default=2, ge=1, le=3)
+    ring_period_seconds: float = Field(default=5.0, gt=0, le=30)
+    apology_after_rings: int = Field(default=3, ge=1)
+
+
+class ScriptsSettings(Section):
+    service_script: ExistingFile = Path("scripts_zh/service_script.toml")
+    banned_phrases: ExistingFile = Path("scripts_zh/banned_phrases.txt")
+    required_phrases: ExistingFile = Path("scripts_zh/required_phrases.toml")
+    prompts_dir: ExistingDir = Path("scripts_zh/prompts")
+
+
+class SpeechSettings(Section):
+    model_path: RelativePath = Path("models/vosk-model-small-cn-0.22")
+    model_manifest: ExistingFile = Path("models/manifest.toml")
+    redact_numbers: bool = True
+
+
+class DatabaseSettings(Section):
+    url: str = ""
+
+    def resolved_url(self, data_dir: Path) -> str:
+        """The configured URL, or the embedded default: a SQLite file under the data directory."""
+        return self.url or f"sqlite:///{data_dir / 'contactcenter.db'}"
+
+
+class PluginsSettings(Section):
+    """``[plugins]``: which plugins run, and each plugin's own table ``[plugins.<name>]``."""
+
+    enabled: list[str] = Field(default_factory=list)
+    hook_timeout_seconds: float = Field(default=5.0, gt=0, le=300)
+    options: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _collect_plugin_tables(cls, data: Any) -> Any:
+        if not isinstance(data, Mapping):
+            return data
+        known = set(cls.model_fields)
+        data = dict(data)
+        options = dict(data.pop("options", {}) or {})
+        for key in [k for k in data if k not in known]:
+            if isinstance(data[key], Mapping):
+                options[key] = dict(data.pop(key))
+        data["options"] = options
+        return data
+
+
+class CallbackSettings(Section):
+    after_service_call: bool = True
+    after_complaint: bool = True
+    after_failed_compliance: bool = False
+    complaint_within_hours: float = Field(default=24, gt=0)
+    working_hours_start: str = Field(default="09:00", pattern=r"^\d{2}:\d{2}$")
+    working_hours_end: str = Field(default="18:00", pattern=r"^\d{2}:\d{2}$")
+    max_attempts: int = Field(default=3, ge=1, le=20)
+    retry_spacing_minutes: int = Field(default=60, ge=1)
+    owner_only_minutes: int = Field(default=120, ge=0)
+    extra_days_off: list[str] = Field(default_factory=list)
+
+
+class Settings(Section):
+    """The whole settings file. ``source`` is where it was read from (for messages and relative paths)."""
+
+    general: GeneralSettings = GeneralSettings()
+    company: CompanySettings
+    sip: SipSettings = SipSettings()
+    local_registrar: LocalRegistrarSettings = LocalRegistrarSettings()
+    ring: RingSettings = RingSettings()
+    scripts: ScriptsSettings
+    speech: SpeechSettings
+    database: DatabaseSettings = DatabaseSettings()
+    plugins: PluginsSettings = PluginsSettings()
+    callbacks: CallbackSettings = CallbackSettings()
+    source: Path = Path(DEFAULT_SETTINGS_FILE)
+
+    @property
+    def database_url(self) -> str:
+        return self.database.resolved_url(self.general.data_dir)
+
+
+def settings_path(explicit: str | os.PathLike[str] | None = None) -> Path:
+    """The settings file to read: the explicit path, else $CONTACTCENTER_SETTINGS, else ./settings.toml."""
+    return Path(explicit or os.environ.get(SETTINGS_PATH_ENV) or DEFAULT_SETTINGS_FILE)
+
+
+def _parse_env_value(raw: str) -> Any:
+    try:
+        return tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        return raw
+
+
+def environment_overrides(environ: Mapping[str, str]) -> dict[tuple[str, ...], tuple[str, Any]]:
+    """``CONTACTCENTER_SECTION__KEY`` variables as {(section, key): (variable name, value)}."""
+    overrides: dict[tuple[str, ...], tuple[str, Any]] = {}
+    for name, raw in environ.items():
+        if not name.startswith(ENV_PREFIX) or "__" not in name:
+            continue
+        path = tuple(part.lower() for part in name[len(ENV_PREFIX):].split("__"))
+        if all(path):
+            overrides[path] = (name, _parse_env_value(raw))
+    return overrides
+
+
+def _apply(data: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
+    table = data
+    for part in path[:-1]:
+        table = table.setdefault(part, {})
+        if not isinstance(table, dict):
+            raise SettingsError([f"environment: {'.'.join(path)} cannot be set: {part} is not a table"])
+    table[path[-1]] = value
+
+
+def _describe(error: Mapping[str, Any], origin: str, allowed: Mapping[tuple[str, ...], list[str]]) -> str:
+    loc = tuple(str(part) for part in error["loc"])
+    section, key = (loc[0], ".".join(loc[1:])) if len(loc) > 1 else ("", loc[0] if loc else "")
+    where = f"[{section}] {key}" if section and key else (f"[{section}]" if section else key)
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        known = ", ".join(allowed.get(loc[:-1], [])) or "none"
+        return f"{origin}: {where}: unknown key (expected one of: {known})"
+    if kind == "missing":
+        return f"{origin}: {where}: missing (this key is required)"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    got = error.get("input")
+    suffix = "" if isinstance(got, (Mapping, list)) or got is None else f" (got {got!r})"
+    return f"{origin}: {where}: {message}{suffix}"
+
+
+def _allowed_keys() -> dict[tuple[str, ...], list[str]]:
+    keys: dict[tuple[str, ...], list[str]] = {(): [k for k in Settings.model_fields if k != "source"]}
+    for name, field in Settings.model_fields.items():
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            keys[(name,)] = [k for k in annotation.model_fields if k != "options"]
+    return keys
+
+
+def load_settings(
+    path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Read, override from the environment and validate the settings; raise SettingsError on any problem."""
+    file = settings_path(path)
+    environ = os.environ if environ is None else environ
+    try:
+        data = tomllib.loads(file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SettingsError([f"{file}: settings file not found (set {SETTINGS_PATH_ENV} or pass --settings)"])
+    except UnicodeDecodeError as exc:
+        raise SettingsError([f"{file}: not UTF-8 text ({exc.reason} at byte {exc.start})"])
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError([f"{file}: not valid TOML: {exc}"])
+    overrides = environment_overrides(environ)
+    for key_path, (_, value) in overrides.items():
+        _apply(data, key_path, value)
+    data.pop("source", None)
+    try:
+        return Settings.model_validate(
+            {**data, "source": file.resolve()}, context={"base_dir": file.resolve().parent}
+        )
+    except ValidationError as exc:
+        allowed = _allowed_keys()
+        problems = []
+        for error in exc.errors():
+            loc = tuple(str(p) for p in error["loc"])
+            variable = next((name for path_, (name, _) in overrides.items() if loc[: len(path_)] == path_), None)
+            origin = f"environment variable {variable}" if variable else str(file)
+            problems.append(_describe(error, origin, allowed))
+        raise SettingsError(problems) from None

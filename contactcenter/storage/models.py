@@ -1,0 +1,242 @@
+"""The call store: every table the product keeps (SQLAlchemy 2.0 declarative ORM).
+
+Times are stored in UTC (``UTCDateTime``) and converted to the desk's time zone only for display, so the
+same rows read the same on SQLite (which keeps no zone) and PostgreSQL. Enumerations are short strings
+checked by the code that writes them, so a new disposition or category needs no migration.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp stored as UTC and always returned timezone-aware; naive input is refused."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; pass an aware datetime (UTC or local zone)")
+        return value.astimezone(timezone.utc)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Agent(Base):
+    """A person who answers calls, known by the extension their phone registers as."""
+
+    __tablename__ = "agents"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    extension: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(100), default="")
+    team: Mapped[str] = mapped_column(String(100), default="")
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Customer(Base):
+    """A caller the desk knows (R5: name, company, phone)."""
+
+    __tablename__ = "customers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), default="")
+    company: Mapped[str] = mapped_column(String(200), default="")
+    phone: Mapped[str] = mapped_column(String(32), index=True)
+    timezone: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Call(Base):
+    """One phone call, inbound or outbound, with the timestamps the service standard is judged on."""
+
+    __tablename__ = "calls"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sip_call_id: Mapped[str] = mapped_column(String(255), unique=True)
+    direction: Mapped[str] = mapped_column(String(16))  # inbound | outbound
+    remote_number: Mapped[str] = mapped_column(String(64), default="")
+    agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id"), index=True)
+    customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"), index=True)
+    invited_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    ringing_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    answered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    rings_before_answer: Mapped[int | None] = mapped_column(Integer)
+    hung_up_first: Mapped[str | None] = mapped_column(String(16))  # customer | agent | system
+    disposition: Mapped[str] = mapped_column(String(32), default="in_progress")
+    purpose: Mapped[str] = mapped_column(Text, default="")
+    category: Mapped[str | None] = mapped_column(String(32))
+    compliance_score: Mapped[float | None] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    agent: Mapped[Agent | None] = relationship()
+    customer: Mapped[Customer | None] = relationship()
+    utterances: Mapped[list[Utterance]] = relationship(
+        back_populates="call", order_by="Utterance.start_s", cascade="all, delete-orphan"
+    )
+    rule_hits: Mapped[list[RuleHit]] = relationship(
+        back_populates="call", order_by="RuleHit.at_s", cascade="all, delete-orphan"
+    )
+
+
+class Utterance(Base):
+    """One recognised segment of one leg of a call."""
+
+    __tablename__ = "utterances"
+    __table_args__ = (Index("ix_utterances_call_start", "call_id", "start_s"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    call_id: Mapped[int] = mapped_column(ForeignKey("calls.id", ondelete="CASCADE"))
+    leg: Mapped[str] = mapped_column(String(16))  # agent | customer
+    start_s: Mapped[float] = mapped_column(Float)
+    end_s: Mapped[float] = mapped_column(Float)
+    text: Mapped[str] = mapped_column(Text)
+    confidence: Mapped[float | None] = mapped_column(Float)
+
+    call: Mapped[Call] = relationship(back_populates="utterances")
+
+
+class RuleHit(Base):
+    """A rule's finding on a call: a violation, a satisfied requirement or a requirement missed."""
+
+    __tablename__ = "rule_hits"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    call_id: Mapped[int] = mapped_column(ForeignKey("calls.id", ondelete="CASCADE"), index=True)
+    rule_id: Mapped[str] = mapped_column(String(100), index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # violation | satisfied | missing
+    severity: Mapped[str] = mapped_column(String(16), default="major")
+    leg: Mapped[str | None] = mapped_column(String(16))
+    at_s: Mapped[float | None] = mapped_column(Float)
+    matched_text: Mapped[str] = mapped_column(Text, default="")
+    live: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    call: Mapped[Call] = relationship(back_populates="rule_hits")
+
+
+class Ticket(Base):
+    """工单: what the customer needed and what the desk owes them (R5, R8, R9)."""
+
+    __tablename__ = "tickets"
+    __table_args__ = (UniqueConstraint("call_id", "source", name="uq_tickets_call_source"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    call_id: Mapped[int | None] = mapped_column(ForeignKey("calls.id"), index=True)
+    customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"), index=True)
+    source: Mapped[str] = mapped_column(String(64), default="manual")  # who made it: a plugin name or "manual"
+    caller_name: Mapped[str] = mapped_column(String(100), default="")
+    caller_phone: Mapped[str] = mapped_column(String(64), default="")
+    category: Mapped[str] = mapped_column(String(32), index=True)  # 咨询 | 投诉 | 报修 | ...
+    purpose: Mapped[str] = mapped_column(Text, default="")
+    summary: Mapped[str] = mapped_column(Text, default="")
+    compliance_summary: Mapped[str] = mapped_column(Text, default="")
+    status: Mapped[str] = mapped_column(String(16), default="open", index=True)  # open|in_progress|resolved|closed
+    priority: Mapped[str] = mapped_column(String(16), default="normal")  # low | normal | high | urgent
+    due_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    assignee_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id"), index=True)
+    escalated: Mapped[bool] = mapped_column(Boolean, default=False)
+    escalation_note: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    call: Mapped[Call | None] = relationship()
+    customer: Mapped[Customer | None] = relationship()
+    assignee: Mapped[Agent | None] = relationship()
+
+
+class Callback(Base):
+    """A promised call back to a customer (R8, R10); the database row is the source of truth."""
+
+    __tablename__ = "callbacks"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"), index=True)
+    phone: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    call_id: Mapped[int | None] = mapped_column(ForeignKey("calls.id"), index=True)
+    ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"), index=True)
+    owner_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id"), index=True)
+    owner_only: Mapped[bool] = mapped_column(Boolean, default=False)
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    timezone: Mapped[str] = mapped_column(String(64), default="Asia/Shanghai")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    max_attempts: Mapped[int] = mapped_column(Integer, default=3)
+    spacing_minutes: Mapped[int] = mapped_column(Integer, default=60)
+    state: Mapped[str] = mapped_column(String(16), default="pending", index=True)
+    last_outcome: Mapped[str] = mapped_column(String(32), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class SurveyResponse(Base):
+    """One answer to one satisfaction-survey question (R11), or the reason there is none."""
+
+    __tablename__ = "survey_responses"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    call_id: Mapped[int | None] = mapped_column(ForeignKey("calls.id"), index=True)
+    agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id"), index=True)
+    question_key: Mapped[str] = mapped_column(String(64))
+    answer: Mapped[int | None] = mapped_column(Integer)  # 1..5, None when not answered
+    outcome: Mapped[str] = mapped_column(String(16), default="answered")  # answered | invalid | timeout
+    answered_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+
+
+class UndeliveredEvent(Base):
+    """A hook call a plugin did not complete (it raised or timed out), kept so it can be replayed."""
+
+    __tablename__ = "undelivered_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    plugin: Mapped[str] = mapped_column(String(100), index=True)
+    hook: Mapped[str] = mapped_column(String(64))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    error: Mapped[str] = mapped_column(Text, default="")
+    attempts: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
