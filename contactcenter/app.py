@@ -1,0 +1,42 @@
+"""The parts of one running desk (settings, database, plugins), built lazily and closed together."""
+
+from __future__ import annotations
+
+import logging
+import os
+from functools import cached_property
+from pathlib import Path
+
+from contactcenter.plugins import PluginHost
+from contactcenter.settings import Settings, load_settings
+from contactcenter.storage.database import Database
+
+
+class App:
+    """What a command needs, built on first use so that ``--help`` needs no settings file."""
+
+    def __init__(self, settings_file: str | os.PathLike[str] | None = None) -> None:
+        self.settings_file = Path(settings_file) if settings_file else None
+
+    @cached_property
+    def settings(self) -> Settings:
+        settings = load_settings(self.settings_file)
+        logging.getLogger().setLevel(settings.general.log_level)
+        logging.getLogger("alembic").setLevel(logging.WARNING)  # its per-migration INFO lines are noise here
+        return settings
+
+    @cached_property
+    def database(self) -> Database:
+        return Database(self.settings.database_url)
+
+    @cached_property
+    def plugins(self) -> PluginHost:
+        host = PluginHost(self.settings, self.database)
+        host.load_entry_points()
+        return host
+
+    def close(self) -> None:
+        if "plugins" in self.__dict__:
+            self.plugins.close()
+        if "database" in self.__dict__:
+            self.database.dispose()

@@ -1,0 +1,1 @@
+"""The `contactcenter` sub-commands, one module per command group."""

@@ -1,0 +1,181 @@
+"""The plugin contract: every hook contactcenter calls, when, with what, and what it expects back.
+
+A plugin is a module (or object) with functions named after these hooks and marked with
+``@contactcenter.hookimpl``. It may accept any subset of a hook's arguments, by name, as with pytest.
+Plugins are found through the entry-point group ``contactcenter`` and run only when their entry-point name
+is listed in ``settings.toml`` ``[plugins] enabled``.
+
+Event hooks (``call_ringing`` … ``survey_completed``) are called once per plugin, each in its own worker,
+with a time limit (``[plugins] hook_timeout_seconds``). A plugin that raises or overruns is logged with its
+name; the call goes on, the other plugins still get the event, and the event is stored as undelivered so
+``contactcenter plugins replay`` can hand it over again later. Event hooks may therefore be called more
+than once for the same event: make them idempotent (the ticket plugin, for one, looks for its ticket first).
+Event hook return values are ignored.
+
+Every event hook can take ``api``, the :class:`contactcenter.api.PluginAPI`: the plugin's options, the
+settings, and the small set of calls a plugin may make back into the desk (creating tickets, ...).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import click
+import pluggy
+from pydantic import BaseModel
+
+from contactcenter.records import (
+    CallbackRecord,
+    CallRecord,
+    ComplianceReport,
+    RuleHitRecord,
+    SurveyRecord,
+    TicketRecord,
+    UtteranceRecord,
+)
+
+if TYPE_CHECKING:
+    from contactcenter.api import PluginAPI
+
+PROJECT_NAME = "contactcenter"
+
+hookspec = pluggy.HookspecMarker(PROJECT_NAME)
+hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
+
+#: Hooks that report something that happened; they are dispatched with isolation and replay.
+EVENT_HOOKS = (
+    "call_ringing",
+    "call_answered",
+    "utterance",
+    "rule_hit",
+    "call_ended",
+    "ticket_created",
+    "callback_due",
+    "survey_completed",
+)
+
+
+# -------------------------------------------------------------------------------------------------------
+# Registration hooks: called once at start-up, synchronously.
+# -------------------------------------------------------------------------------------------------------
+
+
+@hookspec
+def register_commands(cli: click.Group) -> None:
+    """Add commands to the ``contactcenter`` command line.
+
+    Called once when the CLI is built, for enabled plugins only.
+
+    :param cli: the top-level ``click.Group``; add commands with ``@cli.command()`` or ``cli.add_command``.
+
+    Return value: ignored.
+    """
+
+
+@hookspec
+def register_settings() -> type[BaseModel] | None:
+    """Declare the plugin's own settings section, ``[plugins.<name>]`` in settings.toml.
+
+    Called once when plugins are loaded. The table is validated against the returned pydantic model (unknown
+    keys and wrong types are reported like any other settings error), and the validated instance is what
+    ``api.options`` returns to the plugin.
+
+    Return value: a pydantic ``BaseModel`` subclass whose fields all have defaults, or None for no settings.
+    """
+
+
+# -------------------------------------------------------------------------------------------------------
+# Event hooks: called as things happen, one worker per plugin, time-limited, replayable.
+# -------------------------------------------------------------------------------------------------------
+
+
+@hookspec
+def call_ringing(call: CallRecord, api: PluginAPI) -> None:
+    """An inbound call has arrived and is ringing (180 Ringing sent), or an outbound call is ringing.
+
+    :param call: the call so far: caller number, ``invited_at`` and ``ringing_at``; not yet answered.
+    :param api: the plugin API.
+
+    Use it for screen pops: look the caller up in a CRM before the agent speaks.
+    """
+
+
+@hookspec
+def call_answered(call: CallRecord, api: PluginAPI) -> None:
+    """The call has been answered; ``call.rings_before_answer`` says how many rings it took (R1).
+
+    :param call: the call with ``answered_at`` and ``rings_before_answer`` set.
+    :param api: the plugin API.
+    """
+
+
+@hookspec
+def utterance(call: CallRecord, utterance: UtteranceRecord, api: PluginAPI) -> None:
+    """The recogniser finished a segment of speech on one leg of a live call.
+
+    :param call: the call in progress.
+    :param utterance: the leg (agent or customer), its start and end in seconds from the answer, the text
+        (phone and ID numbers masked when ``[speech] redact_numbers`` is on) and the confidence.
+    :param api: the plugin API.
+
+    Called often (every few seconds per leg): keep it quick, hand slow work to your own queue.
+    """
+
+
+@hookspec
+def rule_hit(call: CallRecord, hit: RuleHitRecord, api: PluginAPI) -> None:
+    """A compliance rule fired during a live call.
+
+    :param call: the call in progress.
+    :param hit: what fired: ``kind`` is ``violation`` (a banned phrase was said), ``satisfied`` (a required
+        phrase was said) or ``missing`` (a required phrase's window closed without it); with the rule id,
+        severity, leg, time and the matched text.
+    :param api: the plugin API.
+
+    Use it for live alerts to a supervisor.
+    """
+
+
+@hookspec
+def call_ended(
+    call: CallRecord, transcript: list[UtteranceRecord], report: ComplianceReport, api: PluginAPI
+) -> None:
+    """A call is over and stored: the full record, its transcript and its compliance report.
+
+    :param call: the finished call: ``ended_at``, ``disposition`` (answered calls end ``completed``; others
+        ``abandoned``, ``busy``, ``no_answer`` or ``failed``) and ``hung_up_first``.
+    :param transcript: every utterance of both legs in time order.
+    :param report: every rule's verdict, with evidence, and the score out of 100.
+    :param api: the plugin API.
+
+    This is where a call becomes a ticket, a CRM record or a survey invitation.
+    """
+
+
+@hookspec
+def ticket_created(ticket: TicketRecord, api: PluginAPI) -> None:
+    """A ticket (工单) was created, by a plugin through ``api.create_ticket`` or by hand.
+
+    :param ticket: the stored ticket, with its id, category, priority and due time.
+    :param api: the plugin API.
+    """
+
+
+@hookspec
+def callback_due(callback: CallbackRecord, api: PluginAPI) -> None:
+    """A callback (次日回访, complaint follow-up) has come due.
+
+    :param callback: the callback: phone, reason, owner, attempts so far.
+    :param api: the plugin API.
+
+    Use it to remind the owner (chat, e-mail) or to place the call.
+    """
+
+
+@hookspec
+def survey_completed(survey: SurveyRecord, api: PluginAPI) -> None:
+    """A satisfaction survey ended, answered in full or in part.
+
+    :param survey: the answer (1-5, or None) to each question, and whether every question was answered.
+    :param api: the plugin API.
+    """

@@ -1,0 +1,129 @@
+"""The plain data plugins receive: immutable, JSON-serialisable records of calls, speech and outcomes.
+
+Plugins never see ORM objects or telephony objects, only these. Because every record round-trips through
+JSON (``model_dump(mode="json")`` / ``model_validate``), a hook call a plugin failed to take can be stored
+and replayed later exactly as it was first made.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Leg = Literal["agent", "customer"]
+Direction = Literal["inbound", "outbound"]
+HitKind = Literal["violation", "satisfied", "missing"]
+Severity = Literal["info", "minor", "major", "critical"]
+
+
+class Record(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class CallRecord(Record):
+    """A call as the desk saw it. ``id`` is the store's id; ``sip_call_id`` the SIP Call-ID."""
+
+    id: int | None = None
+    sip_call_id: str
+    direction: Direction = "inbound"
+    remote_number: str = ""
+    caller_name: str = ""
+    agent_extension: str = ""
+    invited_at: datetime
+    ringing_at: datetime | None = None
+    answered_at: datetime | None = None
+    ended_at: datetime | None = None
+    rings_before_answer: int | None = None
+    hung_up_first: Literal["customer", "agent", "system"] | None = None
+    disposition: str = "in_progress"
+    purpose: str = ""
+    category: str | None = None
+
+
+class UtteranceRecord(Record):
+    """One recognised segment: who spoke, when (seconds from answer), what, and how sure Vosk was."""
+
+    leg: Leg
+    start_s: float
+    end_s: float
+    text: str
+    confidence: float | None = None
+
+
+class RuleHitRecord(Record):
+    """A rule's finding: a banned phrase said, a required phrase said, or a required phrase missed."""
+
+    rule_id: str
+    kind: HitKind
+    severity: Severity = "major"
+    leg: Leg | None = None
+    at_s: float | None = None
+    matched_text: str = ""
+    live: bool = False
+
+
+class RuleResult(Record):
+    """The verdict of one rule on one call, with the evidence it rests on."""
+
+    rule_id: str
+    passed: bool
+    severity: Severity = "major"
+    weight: float = 1.0
+    description: str = ""
+    evidence: tuple[RuleHitRecord, ...] = ()
+
+
+class ComplianceReport(Record):
+    """Every rule's verdict on a call and the score out of 100."""
+
+    score: float = Field(default=100.0, ge=0, le=100)
+    results: tuple[RuleResult, ...] = ()
+
+    @property
+    def failed(self) -> tuple[RuleResult, ...]:
+        return tuple(result for result in self.results if not result.passed)
+
+
+class TicketRecord(Record):
+    """A ticket (工单) as stored."""
+
+    id: int
+    call_id: int | None = None
+    source: str = "manual"
+    caller_name: str = ""
+    caller_phone: str = ""
+    category: str
+    purpose: str = ""
+    summary: str = ""
+    compliance_summary: str = ""
+    status: str = "open"
+    priority: str = "normal"
+    due_at: datetime | None = None
+    escalated: bool = False
+    created_at: datetime
+
+
+class CallbackRecord(Record):
+    """A callback that has come due."""
+
+    id: int
+    phone: str
+    reason: str = ""
+    due_at: datetime
+    owner_extension: str | None = None
+    owner_only: bool = False
+    attempts: int = 0
+    max_attempts: int = 3
+    call_id: int | None = None
+    ticket_id: int | None = None
+
+
+class SurveyRecord(Record):
+    """A finished satisfaction survey: the answer (1-5) per question, None where none was given."""
+
+    call_id: int | None = None
+    agent_extension: str = ""
+    answers: dict[str, int | None] = Field(default_factory=dict)
+    completed: bool = True

@@ -1,0 +1,1 @@
+"""Speech: the Vosk model on disk, recognition of call legs, and the service-script rules."""

@@ -1,0 +1,126 @@
+"""A Kamailio registrar on loopback, started and stopped by the desk when no PBX is configured.
+
+So a newcomer can call in at once: softphones on this machine register to it, and calls to the desk's
+extension are routed to the desk. It listens on loopback only.
+"""
+
+from __future__ import annotations
+
+import glob
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+from importlib.resources import files
+from pathlib import Path
+from types import TracebackType
+
+MODULE_DIRS = ("/usr/lib/*/kamailio/modules", "/usr/lib/kamailio/modules", "/usr/local/lib*/kamailio/modules")
+
+
+class RegistrarError(Exception):
+    """Kamailio could not be started; the message says why and what to install or change."""
+
+
+def kamailio_modules() -> str:
+    for pattern in MODULE_DIRS:
+        for path in sorted(glob.glob(pattern)):
+            if Path(path, "registrar.so").exists():
+                return path
+    raise RegistrarError("Kamailio's modules were not found (install the Debian package: apt-get install kamailio)")
+
+
+def sip_options_ping(host: str, port: int, timeout: float = 0.5) -> str | None:
+    """Send SIP OPTIONS to host:port over UDP; the status line of the answer, or None if none came."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as sock:
+        sock.bind((host, 0))
+        sock.settimeout(timeout)
+        local_port = sock.getsockname()[1]
+        call_id, branch = uuid.uuid4().hex, "z9hG4bK" + uuid.uuid4().hex[:16]
+        request = (
+            f"OPTIONS sip:{host}:{port} SIP/2.0\r\n"
+            f"Via: SIP/2.0/UDP {host}:{local_port};branch={branch};rport\r\n"
+            f"Max-Forwards: 70\r\nTo: <sip:{host}:{port}>\r\n"
+            f"From: <sip:probe@{host}:{local_port}>;tag={uuid.uuid4().hex[:8]}\r\n"
+            f"Call-ID: {call_id}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+        )
+        sock.sendto(request.encode(), (host, port))
+        try:
+            data, _ = sock.recvfrom(65535)
+        except (TimeoutError, ConnectionRefusedError):
+            return None
+        return data.split(b"\r\n", 1)[0].decode(errors="replace")
+
+
+class LocalRegistrar:
+    """``with LocalRegistrar(...) as registrar:`` runs Kamailio for the block; ``stop`` ends it by PID."""
+
+    def __init__(self, listen_ip: str = "127.0.0.1", port: int = 5060, binary: str = "kamailio",
+                 start_timeout: float = 10.0) -> None:
+        self.listen_ip = "127.0.0.1" if listen_ip == "localhost" else listen_ip
+        self.port = port
+        self.binary = binary
+        self.start_timeout = start_timeout
+        self.process: subprocess.Popen[bytes] | None = None
+        self._workdir: tempfile.TemporaryDirectory[str] | None = None
+
+    @property
+    def address(self) -> str:
+        return f"{self.listen_ip}:{self.port}"
+
+    def config_text(self) -> str:
+        template = files("contactcenter.telephony").joinpath("kamailio.cfg").read_text(encoding="utf-8")
+        return (template.replace("@LISTEN_IP@", self.listen_ip).replace("@PORT@", str(self.port))
+                .replace("@MODULES@", kamailio_modules() + "/"))
+
+    def start(self) -> None:
+        executable = shutil.which(self.binary)
+        if executable is None:
+            raise RegistrarError(f"{self.binary} not found (install the Debian package: apt-get install kamailio)")
+        if sip_options_ping(self.listen_ip, self.port, timeout=0.2) is not None:
+            raise RegistrarError(f"something already answers SIP on {self.address}; "
+                                 "set [local_registrar] port to a free port or name the PBX in [sip] server")
+        self._workdir = tempfile.TemporaryDirectory(prefix="contactcenter-kamailio-")
+        work = Path(self._workdir.name)
+        config = work / "kamailio.cfg"
+        config.write_text(self.config_text(), encoding="utf-8")
+        log_file = (work / "kamailio.log").open("wb")
+        self.process = subprocess.Popen(
+            [executable, "-f", str(config), "-DD", "-E", "-m", "32", "-M", "8", "-w", str(work)],
+            stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        deadline = time.monotonic() + self.start_timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                tail = (work / "kamailio.log").read_text(errors="replace")[-2000:]
+                self.stop()
+                raise RegistrarError(f"kamailio exited with code {self.process.returncode}:\n{tail}")
+            if sip_options_ping(self.listen_ip, self.port, timeout=0.2):
+                return
+        self.stop()
+        raise RegistrarError(f"kamailio did not answer on {self.address} within {self.start_timeout:g} s")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+        if self._workdir is not None:
+            self._workdir.cleanup()
+            self._workdir = None
+
+    def __enter__(self) -> "LocalRegistrar":
+        self.start()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
