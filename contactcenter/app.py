@@ -30,6 +30,11 @@ class App:
         return Database(self.settings.database_url)
 
     @cached_property
+    def store(self) -> Database:
+        """The database, checked to be at the newest schema (for commands that read or write calls)."""
+        return self.database.require_current_schema()
+
+    @cached_property
     def plugins(self) -> PluginHost:
         host = PluginHost(self.settings, self.database)
         host.load_entry_points()

@@ -62,6 +62,7 @@ def _is_local_project(target: str) -> bool:
 @click.pass_obj
 def undelivered(app: App, plugin: str | None, fmt: str) -> None:
     """List hook calls a plugin failed to take (raised or timed out), waiting for replay."""
+    app.database.require_current_schema()
     app.plugins.undelivered.import_spool()
     rows = [{"id": e.id, "plugin": e.plugin, "hook": e.hook, "attempts": e.attempts}
             for e in app.plugins.undelivered.pending(plugin)]
@@ -73,6 +74,7 @@ def undelivered(app: App, plugin: str | None, fmt: str) -> None:
 @click.pass_obj
 def replay(app: App, plugin: str | None) -> None:
     """Hand undelivered hook calls to their plugins again; exits 1 if any still fail."""
+    app.database.require_current_schema()
     result = app.plugins.dispatcher.replay(plugin)
     app.plugins.bus.drain()
     click.echo(f"delivered {len(result.delivered)}, still failing {len(result.failed)}")

@@ -68,7 +68,7 @@ def list_tickets(app: App, since: datetime | None, until: datetime | None, agent
                            until=_day_start(until_next, zone), agent=agent, status=status,
                            category=category, limit=limit)
     now = datetime.now(zone)
-    with app.database.session() as session:
+    with app.store.session() as session:
         rows = [ticket_row(t, zone, now) for t in find_tickets(session, filters)]
     fmt = "json" if as_json else "csv" if as_csv else "table"
     emit_rows(rows, DETAIL if fmt != "table" else COLUMNS, fmt, title="tickets")
@@ -81,7 +81,7 @@ def list_tickets(app: App, since: datetime | None, until: datetime | None, agent
 def show_ticket(app: App, ticket_id: int, as_json: bool) -> None:
     """Show one ticket in full."""
     zone = ZoneInfo(app.settings.general.timezone)
-    with app.database.session() as session:
+    with app.store.session() as session:
         ticket = session.get(Ticket, ticket_id)
         if ticket is None:
             raise click.ClickException(f"no ticket {ticket_id}")

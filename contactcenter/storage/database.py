@@ -9,6 +9,8 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event, inspect
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
@@ -75,10 +77,24 @@ class Database:
             raise DatabaseUnavailable(f"cannot migrate database {self.safe_url}: {exc}") from exc
 
     def current_revision(self) -> str | None:
-        from alembic.runtime.migration import MigrationContext
+        try:
+            with self.engine.connect() as connection:
+                return MigrationContext.configure(connection).get_current_revision()
+        except OperationalError as exc:
+            raise DatabaseUnavailable(f"cannot use database {self.safe_url}: {exc.orig}") from exc
 
-        with self.engine.connect() as connection:
-            return MigrationContext.configure(connection).get_current_revision()
+    def head_revision(self) -> str | None:
+        return ScriptDirectory.from_config(self.alembic_config()).get_current_head()
+
+    def require_current_schema(self) -> "Database":
+        """Self, if the schema is the newest; else DatabaseUnavailable telling the user what to run."""
+        current, head = self.current_revision(), self.head_revision()
+        if current != head:
+            raise DatabaseUnavailable(
+                f"database {self.safe_url} is at schema revision {current or 'none (empty)'}, this version "
+                f"needs {head}: run `contactcenter db upgrade`"
+            )
+        return self
 
     def table_names(self) -> list[str]:
         return inspect(self.engine).get_table_names()

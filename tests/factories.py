@@ -1,0 +1,66 @@
+"""Records as the telephony and speech layers will hand them to plugins, for tests."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from contactcenter.records import (
+    CallbackRecord,
+    CallRecord,
+    ComplianceReport,
+    RuleHitRecord,
+    RuleResult,
+    SurveyRecord,
+    TicketRecord,
+    UtteranceRecord,
+)
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+INVITED = datetime(2026, 11, 23, 10, 0, 0, tzinfo=SHANGHAI)
+
+
+def a_call(**changes: Any) -> CallRecord:
+    values = dict(
+        id=None, sip_call_id="call-1@127.0.0.1", remote_number="13800138000", caller_name="李先生",
+        agent_extension="1001", invited_at=INVITED, ringing_at=INVITED + timedelta(milliseconds=6),
+        answered_at=INVITED + timedelta(seconds=9), ended_at=INVITED + timedelta(minutes=4),
+        rings_before_answer=2, hung_up_first="customer", disposition="completed",
+    )
+    values.update(changes)
+    return CallRecord(**values)
+
+
+def transcript(*customer_lines: str) -> list[UtteranceRecord]:
+    lines = [UtteranceRecord(leg="agent", start_s=0.5, end_s=3.0, text="您好,示例科技,很高兴为您服务", confidence=0.9)]
+    start = 3.5
+    for text in customer_lines:
+        lines.append(UtteranceRecord(leg="customer", start_s=start, end_s=start + 2.5, text=text, confidence=0.8))
+        start += 4
+    return lines
+
+
+def a_report(score: float = 100.0, failed: tuple[tuple[str, str], ...] = ()) -> ComplianceReport:
+    results = [RuleResult(rule_id="greeting", passed=True, evidence=(
+        RuleHitRecord(rule_id="greeting", kind="satisfied", leg="agent", at_s=0.5, matched_text="您好"),))]
+    results += [RuleResult(rule_id=rule, passed=False, severity=severity) for rule, severity in failed]
+    return ComplianceReport(score=score, results=tuple(results))
+
+
+def event_arguments(hook: str) -> dict[str, Any]:
+    """Plausible arguments for every event hook."""
+    call = a_call(id=7)
+    return {
+        "call_ringing": {"call": a_call(answered_at=None, ended_at=None, disposition="in_progress")},
+        "call_answered": {"call": a_call(ended_at=None, disposition="in_progress")},
+        "utterance": {"call": call, "utterance": transcript("我想问一下账单")[1]},
+        "rule_hit": {"call": call, "hit": RuleHitRecord(rule_id="banned", kind="violation", severity="critical",
+                                                        leg="agent", at_s=12.0, matched_text="我不知道", live=True)},
+        "call_ended": {"call": call, "transcript": transcript("我要投诉"), "report": a_report(80, (("closing", "major"),))},
+        "ticket_created": {"ticket": TicketRecord(id=3, call_id=7, category="投诉", created_at=INVITED)},
+        "callback_due": {"callback": CallbackRecord(id=5, phone="13800138000", reason="次日回访",
+                                                    due_at=INVITED + timedelta(days=1))},
+        "survey_completed": {"survey": SurveyRecord(call_id=7, agent_extension="1001",
+                                                    answers={"satisfaction": 5, "speed": None}, completed=False)},
+    }[hook]
