@@ -34,7 +34,7 @@ class DeskGroup(click.Group):
             ctx.exit(EXIT_DATABASE)
 
 
-@click.group(cls=DeskGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group("contactcenter", cls=DeskGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--settings", "settings_file", type=click.Path(dir_okay=False), envvar="CONTACTCENTER_SETTINGS",
               help="Settings file (default: ./settings.toml, or $CONTACTCENTER_SETTINGS).")
 @click.version_option(__version__, prog_name="contactcenter")
