@@ -16,7 +16,7 @@ import queue
 import threading
 import typing
 from collections.abc import Callable, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from functools import cache
@@ -66,6 +66,34 @@ class Delivery:
     failed: dict[str, str] = field(default_factory=dict)
 
 
+class PluginWorker:
+    """One plugin's worker thread. A daemon, unlike ThreadPoolExecutor's, so that a plugin stuck forever
+    cannot keep the desk from shutting down."""
+
+    def __init__(self, plugin: str) -> None:
+        self._queue: queue.SimpleQueue[tuple[Future[Any], Callable[..., Any], dict[str, Any]] | None] = (
+            queue.SimpleQueue())
+        threading.Thread(target=self._run, name=f"plugin-{plugin}", daemon=True).start()
+
+    def submit(self, function: Callable[..., Any], **kwargs: Any) -> Future[Any]:
+        future: Future[Any] = Future()
+        self._queue.put((future, function, kwargs))
+        return future
+
+    def _run(self) -> None:
+        while (item := self._queue.get()) is not None:
+            future, function, kwargs = item
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(function(**kwargs))
+            except BaseException as exc:  # handed to the dispatcher, which logs and keeps the event
+                future.set_exception(exc)
+
+    def stop(self) -> None:
+        self._queue.put(None)
+
+
 class HookDispatcher:
     """Calls event hooks on each plugin's own worker with a time limit; failures go to the log."""
 
@@ -75,14 +103,14 @@ class HookDispatcher:
         self.undelivered = undelivered
         self.timeout = timeout
         self._api_for = api_factory
-        self._workers: dict[str, ThreadPoolExecutor] = {}
+        self._workers: dict[str, PluginWorker] = {}
         self._in_flight: dict[str, Future[Any]] = {}
         self._lock = threading.Lock()
 
-    def _worker(self, plugin: str) -> ThreadPoolExecutor:
+    def _worker(self, plugin: str) -> PluginWorker:
         with self._lock:
             if plugin not in self._workers:
-                self._workers[plugin] = ThreadPoolExecutor(1, thread_name_prefix=f"plugin-{plugin}")
+                self._workers[plugin] = PluginWorker(plugin)
             return self._workers[plugin]
 
     def _impls(self, hook: str, only: str | None = None) -> list[pluggy.HookImpl]:
@@ -172,7 +200,7 @@ class HookDispatcher:
                     future.result(timeout=self.timeout)
                 except Exception:
                     pass
-            worker.shutdown(wait=False, cancel_futures=True)
+            worker.stop()
 
 
 class EventBus:

@@ -69,3 +69,37 @@ def test_a_database_that_is_down_exits_with_a_message(desk: Path) -> None:
     assert result.exit_code == 3
     assert "cannot use database postgresql+psycopg://nobody@127.0.0.1:1/down" in result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_plugins_install_wraps_pip_in_this_environment(tmp_path: Path, desk: Path) -> None:
+    """A plugin project on disk is installed with pip, found through its entry point, then removed."""
+    name = "contactcenter-installtest"
+    project = tmp_path / "installtest"
+    (project / "cc_installtest").mkdir(parents=True)
+    (project / "cc_installtest" / "__init__.py").write_text(
+        "from contactcenter import hookimpl\n\n@hookimpl\ndef call_ringing(call):\n    pass\n", encoding="utf-8")
+    (project / "pyproject.toml").write_text(
+        '[build-system]\nrequires = ["setuptools>=64"]\nbuild-backend = "setuptools.build_meta"\n\n'
+        f'[project]\nname = "{name}"\nversion = "0.0.1"\n\n'
+        '[project.entry-points.contactcenter]\ninstalltest = "cc_installtest"\n', encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONTACTCENTER_")}
+    env["CONTACTCENTER_SETTINGS"] = str(desk)
+
+    def contactcenter(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "contactcenter", *args], capture_output=True, text=True,
+                              env=env, cwd=tmp_path, timeout=300)
+
+    try:
+        installed = contactcenter("plugins", "install", str(project))
+        assert installed.returncode == 0, installed.stdout + installed.stderr
+        assert "enable it in settings.toml" in installed.stdout
+        rows = {row["name"]: row for row in json.loads(contactcenter("plugins", "list", "--format", "json").stdout)}
+        assert rows["installtest"]["distribution"] == name and rows["installtest"]["version"] == "0.0.1"
+        assert rows["installtest"]["status"] == "disabled" and rows["installtest"]["hooks"] == ["call_ringing"]
+    finally:
+        subprocess.run([sys.executable, "-m", "pip", "uninstall", "-y", "-q", name], capture_output=True)
+
+
+def test_plugins_install_reports_a_pip_failure(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["plugins", "install", str(tmp_path / "no-such-plugin")])
+    assert result.exit_code == 1 and "pip failed" in result.output
