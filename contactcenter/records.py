@@ -42,6 +42,15 @@ class CallRecord(Record):
     category: str | None = None
 
 
+class WordRecord(Record):
+    """One recognised word with its time in seconds from the answer."""
+
+    word: str
+    start_s: float
+    end_s: float
+    confidence: float | None = None
+
+
 class UtteranceRecord(Record):
     """One recognised segment: who spoke, when (seconds from answer), what, and how sure Vosk was."""
 
@@ -50,6 +59,22 @@ class UtteranceRecord(Record):
     end_s: float
     text: str
     confidence: float | None = None
+    words: tuple[WordRecord, ...] = ()
+
+    def time_at(self, char_index: int) -> float:
+        """When the character at ``char_index`` of ``text`` was said (from the words, else interpolated)."""
+        if self.words:
+            position = 0
+            for word in self.words:
+                found = self.text.find(word.word, position)
+                if found < 0:
+                    break
+                if char_index < found + len(word.word):
+                    return word.start_s
+                position = found + len(word.word)
+            return self.words[-1].start_s
+        share = char_index / max(1, len(self.text))
+        return self.start_s + share * (self.end_s - self.start_s)
 
 
 class RuleHitRecord(Record):

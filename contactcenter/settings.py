@@ -97,6 +97,12 @@ class GeneralSettings(Section):
 class CompanySettings(Section):
     name: str = Field(min_length=1)
     department: str = ""
+    spoken_names: list[str] = Field(default_factory=list)
+
+    @property
+    def names_said(self) -> list[str]:
+        """How agents say the company's name (the greeting rule accepts any); the full name by default."""
+        return self.spoken_names or [self.name]
 
 
 class SipSettings(Section):
@@ -141,7 +147,7 @@ class RingSettings(Section):
 class ScriptsSettings(Section):
     service_script: ExistingFile = Path("scripts_zh/service_script.toml")
     banned_phrases: ExistingFile = Path("scripts_zh/banned_phrases.txt")
-    required_phrases: ExistingFile = Path("scripts_zh/required_phrases.toml")
+    rules: ExistingFile = Path("scripts_zh/rules.toml")
     prompts_dir: ExistingDir = Path("scripts_zh/prompts")
 
 
@@ -149,6 +155,11 @@ class SpeechSettings(Section):
     model_path: RelativePath = Path("models/vosk-model-small-cn-0.22")
     model_manifest: ExistingFile = Path("models/manifest.toml")
     redact_numbers: bool = True
+    workers: int = Field(default=0, ge=0, le=64)  # 0: one per CPU core
+    max_backlog_seconds: float = Field(default=30.0, gt=0, le=600)
+    silence_threshold_dbfs: float = Field(default=-45.0, ge=-90, le=0)
+    silence_hangover_ms: int = Field(default=400, ge=0, le=5000)
+    partial_stable_ms: int = Field(default=200, ge=0, le=5000)
 
 
 class DatabaseSettings(Section):

@@ -1,0 +1,222 @@
+"""Checking one call against the rules, live as speech arrives and in full when it ends.
+
+Live: a banned phrase is reported as soon as it is recognised (from a stable partial result, before the
+utterance is even finished), a required phrase when it is said, and a required phrase still missing when
+its window closes, at that moment. Time is the call's audio time (seconds from the answer), advanced by
+the recogniser as it works through each leg, so live calls and recordings are judged the same way.
+
+After the call: every rule's verdict with evidence and a score out of 100 (weights of the rules that
+apply to the call, normalised).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from contactcenter.records import ComplianceReport, Leg, RuleHitRecord, RuleResult, UtteranceRecord
+from contactcenter.speech.rules import Rule, RuleSet
+
+#: Seconds of audio a leg must have been recognised past a window's end before "missing" is declared;
+#: covers the recogniser's end-of-utterance delay, so a phrase said just before the end still counts.
+DEFAULT_GRACE_S = 1.5
+#: A banned phrase must be in the partial result this long (audio seconds) before it is reported early.
+DEFAULT_PARTIAL_STABLE_S = 0.2
+
+
+@dataclass(frozen=True)
+class CallFacts:
+    """What the phone knows about the call that some rules depend on."""
+
+    rings_before_answer: int | None = None
+    apology_after_rings: int = 3
+
+    @property
+    def late_answer(self) -> bool:
+        return self.rings_before_answer is not None and self.rings_before_answer > self.apology_after_rings
+
+
+@dataclass(frozen=True)
+class _Found:
+    rule_id: str
+    leg: Leg
+    at_s: float
+    matched_text: str
+
+
+@dataclass
+class _PartialWatch:
+    first_seen: dict[tuple[str, str], float] = field(default_factory=dict)
+
+
+class CallCompliance:
+    """The rule state of one call. Thread-safe: both legs' recognisers report into it."""
+
+    def __init__(self, rules: RuleSet, facts: CallFacts, on_hit: Callable[[RuleHitRecord], None] | None = None,
+                 grace_s: float = DEFAULT_GRACE_S, partial_stable_s: float = DEFAULT_PARTIAL_STABLE_S) -> None:
+        self.rules = rules
+        self.facts = facts
+        self._on_hit = on_hit
+        self.grace_s = grace_s
+        self.partial_stable_s = partial_stable_s
+        self._lock = threading.Lock()
+        self.utterances: list[UtteranceRecord] = []
+        self._found: list[_Found] = []
+        self.events: dict[str, list[float]] = {"answer": [0.0]}
+        self._leg_time: dict[Leg, float] = {"agent": 0.0, "customer": 0.0}
+        self._emitted: set[tuple[str, str, float | None, str]] = set()
+        self.live_hits: list[RuleHitRecord] = []
+        self._partials: dict[Leg, _PartialWatch] = {"agent": _PartialWatch(), "customer": _PartialWatch()}
+        self._early: set[tuple[Leg, str, str]] = set()  # (leg, rule, phrase) already reported from a partial
+
+    # ------------------------------------------------------------------------------------------------ input
+
+    def add_utterance(self, utterance: UtteranceRecord) -> None:
+        """A final recognition result on one leg."""
+        with self._lock:
+            self.utterances.append(utterance)
+            for rule in self._rules_for(utterance.leg):
+                for match in rule.matcher.find(utterance.text):  # type: ignore[union-attr]
+                    found = _Found(rule.id, utterance.leg, round(utterance.time_at(match.start), 3),
+                                   match.matched_text)
+                    self._found.append(found)
+                    early_key = (utterance.leg, rule.id, match.phrase)
+                    if early_key in self._early:
+                        self._early.discard(early_key)
+                        continue  # already reported from the partial result
+                    self._report_if_live(rule, found)
+            self._partials[utterance.leg] = _PartialWatch()
+            self._leg_time[utterance.leg] = max(self._leg_time[utterance.leg], utterance.end_s)
+            self._close_windows()
+
+    def add_partial(self, leg: Leg, text: str, at_s: float) -> None:
+        """A partial result: reports banned phrases early once they have been stable for a moment."""
+        with self._lock:
+            watch = self._partials[leg]
+            for rule in self._rules_for(leg):
+                if not (rule.spec.negate and rule.spec.live):
+                    continue
+                for match in rule.matcher.find(text):  # type: ignore[union-attr]
+                    key = (rule.id, match.phrase)
+                    first = watch.first_seen.setdefault(key, at_s)
+                    early_key = (leg, rule.id, match.phrase)
+                    if at_s - first >= self.partial_stable_s and early_key not in self._early:
+                        self._early.add(early_key)
+                        found = _Found(rule.id, leg, round(first, 3), match.matched_text)
+                        if self._in_window(rule, found.at_s):
+                            self._emit(rule, "violation", found.leg, found.at_s, found.matched_text)
+
+    def mark_event(self, name: str, at_s: float) -> None:
+        """Something happened on the call (hold_start, hold_end, transfer) at ``at_s`` seconds."""
+        with self._lock:
+            self.events.setdefault(name, []).append(at_s)
+            for rule in self.rules.phrase_rules():
+                if rule.window.event == name and rule.spec.live:
+                    for found in self._found_for(rule):
+                        self._report_if_live(rule, found)
+            self._close_windows()
+
+    def advance(self, leg: Leg, at_s: float) -> None:
+        """The recogniser has worked through ``leg`` up to ``at_s``: windows that ended before may close."""
+        with self._lock:
+            if at_s > self._leg_time[leg]:
+                self._leg_time[leg] = at_s
+                self._close_windows()
+
+    # ----------------------------------------------------------------------------------------------- output
+
+    def report(self, call_end_s: float, hung_up_first: str | None = None) -> ComplianceReport:
+        """Every applicable rule's verdict with evidence, and the score out of 100."""
+        with self._lock:
+            results = [r for rule in self.rules.rules if (r := self._verdict(rule, call_end_s, hung_up_first))]
+        total = sum(r.weight for r in results)
+        score = 100.0 if total == 0 else 100.0 * sum(r.weight for r in results if r.passed) / total
+        return ComplianceReport(score=round(score, 1), results=tuple(results))
+
+    # ------------------------------------------------------------------------------------------- internals
+
+    def _rules_for(self, leg: Leg) -> list[Rule]:
+        return [rule for rule in self.rules.phrase_rules()
+                if rule.spec.speaker in (leg, "any") and self._applies(rule)]
+
+    def _applies(self, rule: Rule) -> bool:
+        return rule.spec.when == "always" or (rule.spec.when == "late_answer" and self.facts.late_answer)
+
+    def _found_for(self, rule: Rule) -> list[_Found]:
+        return [f for f in self._found if f.rule_id == rule.id]
+
+    def _in_window(self, rule: Rule, at_s: float, call_end: float | None = None) -> bool:
+        spans = rule.window.spans(self.events, call_end)
+        return spans is not None and any(start <= at_s <= end for start, end in spans)
+
+    def _report_if_live(self, rule: Rule, found: _Found) -> None:
+        if rule.spec.live and self._in_window(rule, found.at_s):
+            self._emit(rule, "violation" if rule.spec.negate else "satisfied", found.leg, found.at_s,
+                       found.matched_text)
+
+    def _emit(self, rule: Rule, kind: str, leg: Leg | None, at_s: float | None, text: str) -> None:
+        key = (rule.id, kind, at_s, text)
+        if key in self._emitted:
+            return
+        if kind == "satisfied" and any(k[0] == rule.id and k[1] == "satisfied" for k in self._emitted):
+            return  # a requirement is reported satisfied once
+        self._emitted.add(key)
+        hit = RuleHitRecord(rule_id=rule.id, kind=kind, severity=rule.spec.severity, leg=leg, at_s=at_s,
+                            matched_text=text, live=True)
+        self.live_hits.append(hit)
+        if self._on_hit is not None:
+            self._on_hit(hit)
+
+    def _leg_progress(self, rule: Rule) -> float:
+        if rule.spec.speaker == "any":
+            return min(self._leg_time.values())
+        return self._leg_time[rule.spec.speaker]  # type: ignore[index]
+
+    def _close_windows(self) -> None:
+        for rule in self.rules.phrase_rules():
+            if rule.spec.negate or not rule.spec.live or not self._applies(rule):
+                continue
+            spans = rule.window.spans(self.events, None)
+            if not spans:
+                continue
+            progress = self._leg_progress(rule)
+            for start, end in spans:
+                if end == float("inf") or progress < end + self.grace_s:
+                    continue
+                if not any(start <= f.at_s <= end for f in self._found_for(rule)):
+                    self._emit(rule, "missing", None if rule.spec.speaker == "any" else rule.spec.speaker,
+                               end, "")
+
+    def _verdict(self, rule: Rule, call_end: float, hung_up_first: str | None) -> RuleResult | None:
+        spec = rule.spec
+        common = dict(rule_id=rule.id, severity=spec.severity, weight=spec.weight, description=spec.description)
+        if not self._applies(rule):
+            return None
+        if spec.kind == "hangup_order":
+            if hung_up_first is None:
+                return None
+            passed = hung_up_first != "agent" if spec.expect_first == "customer" else hung_up_first != "customer"
+            evidence = () if passed else (RuleHitRecord(rule_id=rule.id, kind="violation", severity=spec.severity,
+                                                         at_s=call_end, matched_text=f"hung_up_first={hung_up_first}"),)
+            return RuleResult(passed=passed, evidence=evidence, **common)
+        spans = rule.window.spans(self.events, call_end)
+        if not spans:
+            return None  # an event window whose event never happened
+        in_window = [f for f in self._found_for(rule) if any(s <= f.at_s <= e for s, e in spans)]
+        if spec.negate:
+            evidence = tuple(self._hit(rule, "violation", f) for f in in_window)
+            return RuleResult(passed=not evidence, evidence=evidence, **common)
+        evidence_list = []
+        for start, end in spans:
+            inside = [f for f in in_window if start <= f.at_s <= end]
+            evidence_list.append(self._hit(rule, "satisfied", inside[0]) if inside else RuleHitRecord(
+                rule_id=rule.id, kind="missing", severity=spec.severity, at_s=round(end, 3),
+                leg=None if spec.speaker == "any" else spec.speaker))
+        passed = all(hit.kind == "satisfied" for hit in evidence_list)
+        return RuleResult(passed=passed, evidence=tuple(evidence_list), **common)
+
+    @staticmethod
+    def _hit(rule: Rule, kind: str, found: _Found) -> RuleHitRecord:
+        return RuleHitRecord(rule_id=rule.id, kind=kind, severity=rule.spec.severity, leg=found.leg,
+                             at_s=found.at_s, matched_text=found.matched_text)
