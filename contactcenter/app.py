@@ -9,6 +9,9 @@ from pathlib import Path
 
 from contactcenter.plugins import PluginHost
 from contactcenter.settings import Settings, load_settings
+from contactcenter.speech.monitor import SpeechMonitor
+from contactcenter.speech.rules import RuleSet, load_rules
+from contactcenter.speech.vosk_model import SpeechModel
 from contactcenter.storage.database import Database
 
 
@@ -35,6 +38,18 @@ class App:
         return self.database.require_current_schema()
 
     @cached_property
+    def rules(self) -> RuleSet:
+        """The service-script rules from [scripts] rules, with the company's spoken names filled in."""
+        return load_rules(self.settings.scripts.rules, self.settings.company.names_said)
+
+    @cached_property
+    def speech_monitor(self) -> SpeechMonitor:
+        """The recogniser pool over the speech model at [speech] model_path (loaded once)."""
+        speech = self.settings.speech
+        return SpeechMonitor(SpeechModel.load(speech.model_path), speech.workers, speech.max_backlog_seconds,
+                             speech.silence_threshold_dbfs, speech.silence_hangover_ms)
+
+    @cached_property
     def plugins(self) -> PluginHost:
         host = PluginHost(self.settings, self.database)
         host.load_entry_points()
@@ -43,5 +58,7 @@ class App:
     def close(self) -> None:
         if "plugins" in self.__dict__:
             self.plugins.close()
+        if "speech_monitor" in self.__dict__:
+            self.speech_monitor.close()
         if "database" in self.__dict__:
             self.database.dispose()

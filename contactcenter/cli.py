@@ -10,12 +10,14 @@ import click
 
 from contactcenter import __version__
 from contactcenter.app import App
-from contactcenter.commands import db, models, plugins, run, tickets
+from contactcenter.commands import audit, db, models, plugins, run, tickets
 from contactcenter.settings import SettingsError
+from contactcenter.speech.vosk_model import SpeechModelError
 from contactcenter.storage.database import DatabaseUnavailable
 
 EXIT_SETTINGS = 2
 EXIT_DATABASE = 3
+EXIT_SPEECH_MODEL = 4
 
 
 class DeskGroup(click.Group):
@@ -32,6 +34,9 @@ class DeskGroup(click.Group):
         except DatabaseUnavailable as exc:
             click.echo(f"contactcenter: {exc}", err=True)
             ctx.exit(EXIT_DATABASE)
+        except SpeechModelError as exc:
+            click.echo(f"contactcenter: {exc}", err=True)
+            ctx.exit(EXIT_SPEECH_MODEL)
 
 
 @click.group("contactcenter", cls=DeskGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -46,7 +51,7 @@ def cli(ctx: click.Context, settings_file: str | None) -> None:
     ctx.call_on_close(ctx.obj.close)
 
 
-for module in (run, plugins, db, tickets, models):
+for module in (run, audit, plugins, db, tickets, models):
     cli.add_command(module.command)
 
 

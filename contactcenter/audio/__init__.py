@@ -1,0 +1,1 @@
+"""Audio: codecs, silence detection, and (later) the agent's headset bridge."""

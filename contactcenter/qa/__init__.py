@@ -1,0 +1,1 @@
+"""Quality assurance: audits of recordings, reports and (later) the reviewer console."""

@@ -1,0 +1,124 @@
+"""Recognition of one call leg: 16-bit PCM in, partial results and timed utterances out.
+
+Silence is skipped before the recogniser to save CPU; because Vosk times words by the samples it was
+fed, the leg keeps a map from recogniser time back to call time. When speech is followed by more silence
+than the hangover, the utterance is finished at once (``FinalResult``) rather than waiting for Vosk's
+endpointer, which bounds the delay from the end of a phrase to its final result.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from contactcenter.audio.silence import SilenceGate
+from contactcenter.records import Leg, UtteranceRecord, WordRecord
+from contactcenter.speech.vosk_model import SpeechModel
+
+FRAME_SECONDS = 0.02
+
+PartialHandler = Callable[[Leg, str, float], None]
+FinalHandler = Callable[[UtteranceRecord], None]
+
+
+class LegRecognizer:
+    """Streams one leg through a (pooled, warm) Vosk recogniser. Not thread-safe: one feeder at a time."""
+
+    def __init__(self, model: SpeechModel, leg: Leg, rate: int, on_final: FinalHandler,
+                 on_partial: PartialHandler | None = None, gate: SilenceGate | None = None) -> None:
+        self.model = model
+        self.leg = leg
+        self.rate = rate
+        self.on_final = on_final
+        self.on_partial = on_partial
+        self.gate = gate
+        self.frame_bytes = int(rate * FRAME_SECONDS) * 2
+        self._recognizer, self._origin = model.acquire(rate)
+        self._fed = 0  # samples given to the recogniser by this leg
+        self._seen = 0  # samples of the leg so far, skipped ones included
+        self._remainder = b""
+        self._map_rec: list[int] = []  # recogniser sample where each fed stretch starts ...
+        self._map_call: list[int] = []  # ... and the call sample it corresponds to
+        self._feeding = False
+        self._in_utterance = False
+        self.skipped_samples = 0
+        self.closed = False
+
+    @property
+    def audio_seconds(self) -> float:
+        """How much of the leg has been worked through (call time)."""
+        return self._seen / self.rate
+
+    def feed(self, pcm: bytes) -> None:
+        """Take the next stretch of the leg (16-bit little-endian mono PCM, any length)."""
+        data = self._remainder + pcm
+        usable = len(data) - len(data) % self.frame_bytes
+        self._remainder = data[usable:]
+        pending: list[bytes] = []
+        for offset in range(0, usable, self.frame_bytes):
+            frame = data[offset:offset + self.frame_bytes]
+            admit = self.gate is None or self.gate.admit(np.frombuffer(frame, dtype="<i2"))
+            if admit:
+                if not self._feeding:
+                    self._map_rec.append(self._fed + sum(len(p) for p in pending) // 2)
+                    self._map_call.append(self._seen)
+                    self._feeding = True
+                pending.append(frame)
+            else:
+                if pending:
+                    self._accept(b"".join(pending))
+                    pending = []
+                if self._feeding and self._in_utterance:
+                    self._final(self._recognizer.FinalResult())  # type: ignore[attr-defined]
+                self._feeding = False
+                self.skipped_samples += len(frame) // 2
+            self._seen += len(frame) // 2
+        if pending:
+            self._accept(b"".join(pending))
+
+    def _accept(self, chunk: bytes) -> None:
+        self._fed += len(chunk) // 2
+        if self._recognizer.AcceptWaveform(chunk):  # type: ignore[attr-defined]
+            self._final(self._recognizer.Result())  # type: ignore[attr-defined]
+            return
+        self._in_utterance = True
+        if self.on_partial is None:
+            return
+        text = json.loads(self._recognizer.PartialResult()).get("partial", "")  # type: ignore[attr-defined]
+        if text:
+            self.on_partial(self.leg, text, self._seen / self.rate)
+
+    def _call_time(self, recognizer_seconds: float) -> float:
+        """Recogniser time (Vosk's word times) → seconds of the call."""
+        sample = recognizer_seconds * self.rate - self._origin
+        index = max(0, bisect.bisect_right(self._map_rec, sample) - 1)
+        if not self._map_rec:
+            return sample / self.rate
+        return round((self._map_call[index] + sample - self._map_rec[index]) / self.rate, 3)
+
+    def _final(self, result_json: str) -> None:
+        self._in_utterance = False
+        result: dict[str, Any] = json.loads(result_json)
+        words = result.get("result") or []
+        text = result.get("text", "").strip()
+        if not text or not words:
+            return
+        records = tuple(WordRecord(word=w["word"], start_s=self._call_time(w["start"]),
+                                   end_s=self._call_time(w["end"]), confidence=w.get("conf")) for w in words)
+        confidence = round(sum(w.confidence or 0 for w in records) / len(records), 3)
+        self.on_final(UtteranceRecord(leg=self.leg, start_s=records[0].start_s, end_s=records[-1].end_s,
+                                      text=text, confidence=confidence, words=records))
+
+    def finish(self) -> None:
+        """End of the leg: flush the last utterance and give the recogniser back to the pool."""
+        if self.closed:
+            return
+        self.closed = True
+        if self._remainder:
+            self.feed(b"\x00" * (self.frame_bytes - len(self._remainder)))
+        self._final(self._recognizer.FinalResult())  # type: ignore[attr-defined]
+        self.model.release(self.rate, self._recognizer, self._origin + self._fed)
