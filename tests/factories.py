@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import inspect
+import textwrap
+import uuid
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from contactcenter import hookspecs
 from contactcenter.records import (
     CallbackRecord,
     CallRecord,
@@ -64,3 +69,22 @@ def event_arguments(hook: str) -> dict[str, Any]:
         "survey_completed": {"survey": SurveyRecord(call_id=7, agent_extension="1001",
                                                     answers={"satisfaction": 5, "speed": None}, completed=False)},
     }[hook]
+
+
+# A plugin that records every event hook call it gets, as (hook, arguments) in CALLS.
+RECORDER = "from contactcenter import hookimpl\nCALLS = []\n" + "".join(
+    f"\n@hookimpl\ndef {hook}({', '.join(p for p in inspect.signature(getattr(hookspecs, hook)).parameters)}):\n"
+    f"    CALLS.append(({hook!r}, dict({', '.join(f'{p}={p}' for p in inspect.signature(getattr(hookspecs, hook)).parameters)})))\n"
+    for hook in hookspecs.EVENT_HOOKS
+)
+
+
+def install_plugin(site: Path, name: str, source: str) -> str:
+    """Install a plugin distribution whose entry point ``name`` is a module with ``source``."""
+    module = f"cc_test_{name}_{uuid.uuid4().hex[:8]}"
+    (site / f"{module}.py").write_text(textwrap.dedent(source), encoding="utf-8")
+    dist = site / f"{module}-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {module}\nVersion: 1.0\n", encoding="utf-8")
+    (dist / "entry_points.txt").write_text(f"[contactcenter]\n{name} = {module}\n", encoding="utf-8")
+    return module

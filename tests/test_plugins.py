@@ -8,10 +8,7 @@ from __future__ import annotations
 
 import inspect
 import re
-import textwrap
-import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -26,37 +23,10 @@ from contactcenter.dispatch import decode_event, encode_event
 from contactcenter.plugins import PluginHost
 from contactcenter.settings import SettingsError
 from contactcenter.storage import Database
-from tests.factories import event_arguments
+from tests.factories import RECORDER, event_arguments, install_plugin
 
 ALL_HOOKS = [name for name, value in vars(hookspecs).items()
              if callable(value) and hasattr(value, "contactcenter_spec")]
-
-RECORDER = "from contactcenter import hookimpl\nCALLS = []\n" + "".join(
-    f"\n@hookimpl\ndef {hook}({', '.join(p for p in inspect.signature(getattr(hookspecs, hook)).parameters)}):\n"
-    f"    CALLS.append(({hook!r}, dict({', '.join(f'{p}={p}' for p in inspect.signature(getattr(hookspecs, hook)).parameters)})))\n"
-    for hook in hookspecs.EVENT_HOOKS
-)
-
-
-@pytest.fixture
-def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A folder on sys.path where test plugins are 'installed'."""
-    folder = tmp_path / "site"
-    folder.mkdir()
-    monkeypatch.syspath_prepend(str(folder))
-    return folder
-
-
-def install_plugin(site: Path, name: str, source: str) -> str:
-    """Install a plugin distribution whose entry point ``name`` is a module with ``source``."""
-    module = f"cc_test_{name}_{uuid.uuid4().hex[:8]}"
-    (site / f"{module}.py").write_text(textwrap.dedent(source), encoding="utf-8")
-    dist = site / f"{module}-1.0.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {module}\nVersion: 1.0\n", encoding="utf-8")
-    (dist / "entry_points.txt").write_text(f"[contactcenter]\n{name} = {module}\n", encoding="utf-8")
-    return module
-
 
 HostFactory = Callable[..., PluginHost]
 

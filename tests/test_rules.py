@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, make_desk
+from conftest import REPO
 from contactcenter.records import UtteranceRecord, WordRecord
 from contactcenter.settings import SettingsError, load_settings
 from contactcenter.speech.compliance import CallCompliance, CallFacts

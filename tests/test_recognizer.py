@@ -1,0 +1,152 @@
+"""The recogniser on the real Vosk library and a real model (Korean, from PyPI: the Mandarin model cannot be
+had here), fed real Mandarin recordings: streaming, word times, silence skipping, pooling, model errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+
+from conftest import speech_clip
+from contactcenter.records import UtteranceRecord
+from contactcenter.speech.recognizer import LegRecognizer
+from contactcenter.audio.silence import SilenceGate, frame_dbfs
+from contactcenter.speech.vosk_model import SpeechModel, SpeechModelError, check_model_folder
+
+
+def pcm(path: Path) -> tuple[np.ndarray, int]:
+    samples, rate = soundfile.read(str(path), dtype="int16")
+    return samples, rate
+
+
+def recognise(model: SpeechModel, samples: np.ndarray, rate: int, gate: SilenceGate | None = None,
+              chunk_s: float = 0.02) -> tuple[list[UtteranceRecord], list[tuple[str, float]], LegRecognizer]:
+    finals: list[UtteranceRecord] = []
+    partials: list[tuple[str, float]] = []
+    leg = LegRecognizer(model, "agent", rate, finals.append, lambda _leg, text, at: partials.append((text, at)), gate)
+    step = int(rate * chunk_s)
+    for offset in range(0, len(samples), step):
+        leg.feed(samples[offset:offset + step].astype("<i2").tobytes())
+    leg.finish()
+    return finals, partials, leg
+
+
+def test_a_recording_streamed_in_20ms_frames_gives_timed_words(korean_model: SpeechModel) -> None:
+    samples, rate = pcm(speech_clip("real8k/r03.wav"))
+    finals, partials, leg = recognise(korean_model, samples, rate)
+    assert finals and partials
+    duration = len(samples) / rate
+    words = [w for u in finals for w in u.words]
+    assert len(words) >= 3
+    assert all(0 <= w.start_s <= w.end_s <= duration + 0.05 for w in words)
+    assert [w.start_s for w in words] == sorted(w.start_s for w in words)
+    assert all(u.text.replace(" ", "") == "".join(w.word for w in u.words) for u in finals)
+    assert leg.audio_seconds == pytest.approx(duration, abs=0.02)
+
+
+def test_silence_is_skipped_and_times_still_match_the_call(korean_model: SpeechModel) -> None:
+    clip, rate = pcm(speech_clip("real8k/r03.wav"))
+    silence = np.zeros(int(3.0 * rate), dtype=np.int16)
+    call = np.concatenate([silence, clip, silence, clip])
+    finals, _, leg = recognise(korean_model, call, rate, SilenceGate(-45.0, hangover_frames=20))
+    _, _, alone = recognise(korean_model, clip, rate, SilenceGate(-45.0, hangover_frames=20))
+    pauses = alone.skipped_samples / rate  # quiet stretches inside the clip are skipped too
+    assert 6.0 - 2 * 0.4 <= leg.skipped_samples / rate <= 6.0 + 2 * pauses + 0.05
+    second_start = 3.0 + len(clip) / rate + 3.0
+    reference, _, _ = recognise(korean_model, clip, rate)
+    first_word = reference[0].words[0].start_s
+    starts = [u.words[0].start_s for u in finals]
+    assert any(abs(s - (3.0 + first_word)) < 0.15 for s in starts), starts
+    assert any(abs(s - (second_start + first_word)) < 0.15 for s in starts), starts
+    assert max(u.end_s for u in finals) <= len(call) / rate
+
+
+def test_speech_followed_by_silence_is_finished_without_waiting(korean_model: SpeechModel) -> None:
+    clip, rate = pcm(speech_clip("real8k/r02.wav"))
+    call = np.concatenate([clip, np.zeros(int(2.0 * rate), dtype=np.int16)])
+    finals: list[UtteranceRecord] = []
+    leg = LegRecognizer(korean_model, "agent", rate, finals.append, gate=SilenceGate(-45.0, hangover_frames=15))
+    fed_until_final = None
+    step = int(rate * 0.02)
+    for offset in range(0, len(call), step):
+        leg.feed(call[offset:offset + step].tobytes())
+        if finals and fed_until_final is None:
+            fed_until_final = (offset + step) / rate
+    assert fed_until_final is not None, "no final result before the leg ended"
+    assert fed_until_final - finals[-1].end_s < 1.0  # the final came within a second of the speech ending
+    leg.finish()
+
+
+def test_any_sample_rate_from_a_file(korean_model: SpeechModel) -> None:
+    samples, rate = pcm(speech_clip("real16k/r03.wav"))
+    assert rate == 16000
+    finals, _, _ = recognise(korean_model, samples, rate, chunk_s=0.2)
+    assert finals and finals[-1].end_s <= len(samples) / rate + 0.05
+
+
+def test_recognisers_are_pooled_and_reused_with_correct_times(korean_model: SpeechModel) -> None:
+    samples, rate = pcm(speech_clip("real8k/r01.wav"))
+    first, _, leg = recognise(korean_model, samples, rate)
+    recognizer = leg._recognizer
+    second, _, leg2 = recognise(korean_model, samples, rate)
+    assert leg2._recognizer is recognizer  # the warm recogniser came back from the pool
+    assert leg2._origin > 0
+    assert [w.start_s for u in second for w in u.words][:1] == pytest.approx(
+        [w.start_s for u in first for w in u.words][:1], abs=0.05)
+
+
+def test_the_model_is_loaded_once(korean_model_path: Path, korean_model: SpeechModel) -> None:
+    assert SpeechModel.load(korean_model_path) is korean_model
+
+
+def test_frame_levels() -> None:
+    assert frame_dbfs(np.zeros(160, dtype=np.int16)) == float("-inf")
+    full = np.full(160, 32767, dtype=np.int16)
+    assert frame_dbfs(full) == pytest.approx(0.0, abs=0.01)
+    gate = SilenceGate(-40.0, hangover_frames=2)
+    quiet, loud = np.full(160, 10, dtype=np.int16), np.full(160, 3000, dtype=np.int16)
+    assert [gate.admit(f) for f in (quiet, loud, quiet, quiet, quiet)] == [False, True, True, True, False]
+
+
+# ------------------------------------------------------------------------------------------ bad models
+
+
+def test_a_missing_model_folder_is_named(tmp_path: Path) -> None:
+    with pytest.raises(SpeechModelError, match="does not exist .*models fetch"):
+        SpeechModel.load(tmp_path / "vosk-model-small-cn-0.22")
+
+
+def test_a_folder_without_a_model(tmp_path: Path) -> None:
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "model.conf").write_text("--beam=10\n")
+    with pytest.raises(SpeechModelError, match=r"not a Vosk model folder \(missing am/final.mdl\)"):
+        check_model_folder(tmp_path)
+
+
+def model_copy(source: Path, target: Path) -> Path:
+    """A copy of a model folder made of symbolic links, so one file can be replaced cheaply."""
+    for path in source.rglob("*"):
+        if path.is_file():
+            (target / path.relative_to(source)).parent.mkdir(parents=True, exist_ok=True)
+            (target / path.relative_to(source)).symlink_to(path)
+    return target
+
+
+def test_a_git_lfs_pointer_is_named(korean_model_path: Path, tmp_path: Path) -> None:
+    copy = model_copy(korean_model_path, tmp_path / "model")
+    (copy / "am" / "final.mdl").unlink()
+    (copy / "am" / "final.mdl").write_bytes(b"version https://git-lfs.github.com/spec/v1\noid sha256:91ed\nsize 15901896\n")
+    with pytest.raises(SpeechModelError, match="am/final.mdl is a Git LFS pointer"):
+        SpeechModel.load(copy)
+
+
+def test_a_corrupt_model_file_is_reported_by_vosk_path(korean_model_path: Path, tmp_path: Path) -> None:
+    copy = model_copy(korean_model_path, tmp_path / "model")
+    original = (copy / "am" / "final.mdl").resolve()
+    (copy / "am" / "final.mdl").unlink()
+    with original.open("rb") as source, (copy / "am" / "final.mdl").open("wb") as target:
+        target.write(source.read(4096))  # truncated
+    with pytest.raises(SpeechModelError, match="Vosk could not load the model .*models verify"):
+        SpeechModel.load(copy)
