@@ -20,6 +20,7 @@ from contactcenter.records import Leg, UtteranceRecord, WordRecord
 from contactcenter.speech.vosk_model import SpeechModel
 
 FRAME_SECONDS = 0.02
+FRAMES_PER_UNIT = 5  # Vosk is fed 100 ms at a time: cheap per call, and at most 100 ms of added delay
 
 PartialHandler = Callable[[Leg, str, float], None]
 FinalHandler = Callable[[UtteranceRecord], None]
@@ -37,8 +38,10 @@ class LegRecognizer:
         self.on_partial = on_partial
         self.gate = gate
         self.frame_bytes = int(rate * FRAME_SECONDS) * 2
+        self.unit_bytes = self.frame_bytes * FRAMES_PER_UNIT
+        self._buffer = b""
         self._recognizer, self._origin = model.acquire(rate)
-        self._fed = 0  # samples given to the recogniser by this leg
+        self._fed = 0  # samples admitted for the recogniser by this leg (buffered or fed)
         self._seen = 0  # samples of the leg so far, skipped ones included
         self._remainder = b""
         self._map_rec: list[int] = []  # recogniser sample where each fed stretch starts ...
@@ -54,34 +57,42 @@ class LegRecognizer:
         return self._seen / self.rate
 
     def feed(self, pcm: bytes) -> None:
-        """Take the next stretch of the leg (16-bit little-endian mono PCM, any length)."""
+        """Take the next stretch of the leg (16-bit little-endian mono PCM, any length).
+
+        Vosk gets the admitted audio in fixed units whatever the stretches pushed, so the same audio gives
+        the same result live and from a recording."""
         data = self._remainder + pcm
         usable = len(data) - len(data) % self.frame_bytes
         self._remainder = data[usable:]
-        pending: list[bytes] = []
         for offset in range(0, usable, self.frame_bytes):
             frame = data[offset:offset + self.frame_bytes]
-            admit = self.gate is None or self.gate.admit(np.frombuffer(frame, dtype="<i2"))
-            if admit:
+            if self.gate is None or self.gate.admit(np.frombuffer(frame, dtype="<i2")):
                 if not self._feeding:
-                    self._map_rec.append(self._fed + sum(len(p) for p in pending) // 2)
+                    self._map_rec.append(self._fed)
                     self._map_call.append(self._seen)
                     self._feeding = True
-                pending.append(frame)
+                self._buffer += frame
+                self._fed += len(frame) // 2
+                if len(self._buffer) >= self.unit_bytes:
+                    self._accept(self._buffer)
+                    self._buffer = b""
+            elif self._feeding:
+                self._end_of_speech()
             else:
-                if pending:
-                    self._accept(b"".join(pending))
-                    pending = []
-                if self._feeding and self._in_utterance:
-                    self._final(self._recognizer.FinalResult())  # type: ignore[attr-defined]
-                self._feeding = False
                 self.skipped_samples += len(frame) // 2
             self._seen += len(frame) // 2
-        if pending:
-            self._accept(b"".join(pending))
+
+    def _end_of_speech(self) -> None:
+        """Silence after speech: hand Vosk what is buffered and finish the utterance now."""
+        if self._buffer:
+            self._accept(self._buffer)
+            self._buffer = b""
+        if self._in_utterance:
+            self._final(self._recognizer.FinalResult())  # type: ignore[attr-defined]
+        self._feeding = False
+        self.skipped_samples += self.frame_bytes // 2
 
     def _accept(self, chunk: bytes) -> None:
-        self._fed += len(chunk) // 2
         if self._recognizer.AcceptWaveform(chunk):  # type: ignore[attr-defined]
             self._final(self._recognizer.Result())  # type: ignore[attr-defined]
             return
@@ -90,7 +101,7 @@ class LegRecognizer:
             return
         text = json.loads(self._recognizer.PartialResult()).get("partial", "")  # type: ignore[attr-defined]
         if text:
-            self.on_partial(self.leg, text, self._seen / self.rate)
+            self.on_partial(self.leg, text, (self._seen + self.frame_bytes // 2) / self.rate)
 
     def _call_time(self, recognizer_seconds: float) -> float:
         """Recogniser time (Vosk's word times) → seconds of the call."""
@@ -120,5 +131,8 @@ class LegRecognizer:
         self.closed = True
         if self._remainder:
             self.feed(b"\x00" * (self.frame_bytes - len(self._remainder)))
+        if self._buffer:
+            self._accept(self._buffer)
+            self._buffer = b""
         self._final(self._recognizer.FinalResult())  # type: ignore[attr-defined]
         self.model.release(self.rate, self._recognizer, self._origin + self._fed)
