@@ -48,7 +48,7 @@ def command(app: App, targets: tuple[Path, ...], agent_channel: str, mono_leg: s
         def done(result: AuditResult) -> None:
             progress.update(task, advance=1, description=result.path.name)
             if not result.ok:
-                stderr.print(f"skipped {result.error}", markup=False, highlight=False)
+                stderr.print(f"skipped {result.error}", markup=False, highlight=False, soft_wrap=True)
 
         results = audit_files(paths, monitor, rules, database, agent_channel=int(agent_channel),
                               mono_leg=mono_leg, agent_extension=agent_extension,  # type: ignore[arg-type]
