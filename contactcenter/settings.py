@@ -158,7 +158,7 @@ class SpeechSettings(Section):
     workers: int = Field(default=0, ge=0, le=64)  # 0: one per CPU core
     max_backlog_seconds: float = Field(default=30.0, gt=0, le=600)
     silence_threshold_dbfs: float = Field(default=-45.0, ge=-90, le=0)
-    silence_hangover_ms: int = Field(default=400, ge=0, le=5000)
+    silence_hangover_ms: int = Field(default=300, ge=0, le=5000)
     partial_stable_ms: int = Field(default=200, ge=0, le=5000)
 
 

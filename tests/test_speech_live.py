@@ -34,6 +34,7 @@ from contactcenter.storage.models import Call
 from tests.factories import RECORDER, install_plugin
 
 RATE = 8000
+THRESHOLD_DBFS, HANGOVER_MS = -45.0, 300  # the monitor's and the fixture's silence gate, the same
 
 
 def samples(name: str) -> np.ndarray:
@@ -51,7 +52,7 @@ def recognised_word(korean_model: SpeechModel) -> tuple[str, float]:
     """A word the model recognises in the agent's audio (and when), to write a rule that really fires.
     Same audio and silence gate as the monitor uses, so the same words come out."""
     finals: list[UtteranceRecord] = []
-    leg = LegRecognizer(korean_model, "agent", RATE, finals.append, gate=SilenceGate(-45.0, 20))
+    leg = LegRecognizer(korean_model, "agent", RATE, finals.append, gate=SilenceGate(THRESHOLD_DBFS, HANGOVER_MS // 20))
     leg.feed(agent_audio().tobytes())
     leg.finish()
     word = max((w for u in finals for w in u.words), key=lambda w: (len(w.word), w.confidence or 0))
@@ -88,7 +89,8 @@ def test_a_banned_word_reaches_plugins_as_a_live_rule_hit(korean_model: SpeechMo
     database.upgrade()
     host = PluginHost(desk_settings(desk, url, {"CONTACTCENTER_PLUGINS__ENABLED": '["recorder"]'}), database)
     host.load_entry_points()
-    monitor = SpeechMonitor(korean_model, workers=2)
+    monitor = SpeechMonitor(korean_model, workers=2, silence_threshold_dbfs=THRESHOLD_DBFS,
+                            silence_hangover_ms=HANGOVER_MS)
     call = a_live_call()
     speech = CallSpeech(monitor, rules_banning(tmp_path, word), call, CallFacts(), rate=RATE,
                         publish=host.bus.publish)

@@ -148,7 +148,7 @@ class SpeechMonitor:
     """Recognises any number of call legs on a bounded pool of threads."""
 
     def __init__(self, model: SpeechModel, workers: int = 0, max_backlog_seconds: float = 30.0,
-                 silence_threshold_dbfs: float | None = -45.0, silence_hangover_ms: int = 400) -> None:
+                 silence_threshold_dbfs: float | None = -45.0, silence_hangover_ms: int = 300) -> None:
         self.model = model
         self.workers = workers or os.cpu_count() or 1
         self.max_backlog_seconds = max_backlog_seconds
