@@ -15,9 +15,7 @@ import argparse
 import json
 import os
 import random
-import resource
 import sys
-import threading
 import time
 from pathlib import Path
 

@@ -5,7 +5,6 @@ the tests marked ``mandarin`` where the Mandarin model is present."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile
-from sqlalchemy import select
 
 from conftest import desk_settings, speech_clip
 from contactcenter.audio.silence import SilenceGate

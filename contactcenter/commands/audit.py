@@ -52,7 +52,8 @@ def command(app: App, targets: tuple[Path, ...], agent_channel: str, mono_leg: s
 
         results = audit_files(paths, monitor, rules, database, agent_channel=int(agent_channel),
                               mono_leg=mono_leg, agent_extension=agent_extension,  # type: ignore[arg-type]
-                              redact=app.settings.speech.redact_numbers, on_done=done)
+                              redact=app.settings.speech.redact_numbers,
+                              partial_stable_s=app.settings.speech.partial_stable_ms / 1000, on_done=done)
     fmt = "json" if as_json else "csv" if as_csv else "table"
     emit_rows([r.row() for r in results], COLUMNS, fmt, title="audit")
     if not all(r.ok for r in results):

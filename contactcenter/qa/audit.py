@@ -129,13 +129,14 @@ def audit_recording(recording: Recording, monitor: SpeechMonitor, rules: RuleSet
 
 def audit_files(paths: Sequence[Path], monitor: SpeechMonitor, rules: RuleSet, database: Database | None, *,
                 agent_channel: int = 0, mono_leg: Leg = "agent", agent_extension: str = "", redact: bool = True,
-                on_done: Callable[[AuditResult], None] | None = None) -> list[AuditResult]:
+                partial_stable_s: float = 0.2, on_done: Callable[[AuditResult], None] | None = None
+                ) -> list[AuditResult]:
     """Audit every file, a few at a time; unreadable files come back with ``ok=False`` and the reason."""
 
     def one(path: Path) -> AuditResult:
         try:
             recording = read_recording(path, agent_channel, mono_leg)
-            result = audit_recording(recording, monitor, rules, database, agent_extension, redact)
+            result = audit_recording(recording, monitor, rules, database, agent_extension, redact, partial_stable_s)
         except RecordingError as exc:
             result = AuditResult(path, ok=False, error=str(exc))
         if on_done is not None:

@@ -101,11 +101,12 @@ class PhraseMatcher:
             return []
         found = []
         text_syllables = syllables(normal.text) if self.mode == "pinyin" else ()
+        text_syllable_set = frozenset(text_syllables)
         for phrase, canonical, phrase_syllables in self.phrases:
             span = self._exact(normal.text, canonical)
             # one syllable has too many homophones (喂 wei / 为 wei): single characters match exactly
             if span is None and self.mode == "pinyin" and len(canonical) > 1:
-                span = self._fuzzy(normal.text, text_syllables, canonical, phrase_syllables)
+                span = self._fuzzy(normal.text, text_syllables, text_syllable_set, canonical, phrase_syllables)
             if span is not None:
                 start, end, distance = span
                 first, last = normal.positions[start], normal.positions[end - 1] + 1
@@ -120,12 +121,18 @@ class PhraseMatcher:
         index = text.find(canonical)
         return None if index < 0 else (index, index + len(canonical), 0)
 
-    def _fuzzy(self, text: str, text_syl: Sequence[str], phrase: str, phrase_syl: Sequence[str]
-               ) -> tuple[int, int, int] | None:
+    def _fuzzy(self, text: str, text_syl: Sequence[str], text_syl_set: frozenset[str], phrase: str,
+               phrase_syl: Sequence[str]) -> tuple[int, int, int] | None:
         """Best approximate occurrence of ``phrase`` in ``text`` (semi-global edit distance on syllables)."""
         budget = edit_budget(len(phrase), self.strictness)
         m, n = len(phrase), len(text)
         negators = self.negators
+        # cheap necessary conditions first: every negator of the phrase is in the text, and all but
+        # ``budget`` of the phrase's distinct syllables occur in it
+        if any(c in negators and c not in text for c in phrase):
+            return None
+        if len(set(phrase_syl) - text_syl_set) > budget:
+            return None
 
         def substitution(i: int, j: int) -> int:
             a, b = phrase[i], text[j]
