@@ -54,13 +54,12 @@ def test_silence_is_skipped_and_times_still_match_the_call(korean_model: SpeechM
     _, _, alone = recognise(korean_model, clip, rate, SilenceGate(-45.0, hangover_frames=20))
     pauses = alone.skipped_samples / rate  # quiet stretches inside the clip are skipped too
     assert 6.0 - 2 * 0.4 <= leg.skipped_samples / rate <= 6.0 + 2 * pauses + 0.05
-    second_start = 3.0 + len(clip) / rate + 3.0
-    reference, _, _ = recognise(korean_model, clip, rate)
-    first_word = reference[0].words[0].start_s
-    starts = [u.words[0].start_s for u in finals]
-    assert any(abs(s - (3.0 + first_word)) < 0.15 for s in starts), starts
-    assert any(abs(s - (second_start + first_word)) < 0.15 for s in starts), starts
-    assert max(u.end_s for u in finals) <= len(call) / rate
+    clip_s = len(clip) / rate
+    speech = [(3.0, 3.0 + clip_s), (6.0 + clip_s, 6.0 + 2 * clip_s)]  # where the clips are in call time
+    words = [w for u in finals for w in u.words]
+    assert all(any(start - 0.05 <= w.start_s and w.end_s <= end + 0.05 for start, end in speech) for w in words), \
+        str([(w.start_s, w.end_s) for w in words]) + str(speech)
+    assert all(any(start <= w.start_s <= end for w in words) for start, end in speech)  # words from both
 
 
 def test_speech_followed_by_silence_is_finished_without_waiting(korean_model: SpeechModel) -> None:

@@ -47,7 +47,6 @@ class LegRecognizer:
         self._map_rec: list[int] = []  # recogniser sample where each fed stretch starts ...
         self._map_call: list[int] = []  # ... and the call sample it corresponds to
         self._feeding = False
-        self._in_utterance = False
         self.skipped_samples = 0
         self.closed = False
 
@@ -87,8 +86,9 @@ class LegRecognizer:
         if self._buffer:
             self._accept(self._buffer)
             self._buffer = b""
-        if self._in_utterance:
-            self._final(self._recognizer.FinalResult())  # type: ignore[attr-defined]
+        # always: even after an endpoint Vosk may hold audio of a new utterance, which must not run on
+        # into speech after the gap (its words would straddle the skipped silence)
+        self._final(self._recognizer.FinalResult())  # type: ignore[attr-defined]
         self._feeding = False
         self.skipped_samples += self.frame_bytes // 2
 
@@ -96,7 +96,6 @@ class LegRecognizer:
         if self._recognizer.AcceptWaveform(chunk):  # type: ignore[attr-defined]
             self._final(self._recognizer.Result())  # type: ignore[attr-defined]
             return
-        self._in_utterance = True
         if self.on_partial is None:
             return
         text = json.loads(self._recognizer.PartialResult()).get("partial", "")  # type: ignore[attr-defined]
@@ -105,14 +104,13 @@ class LegRecognizer:
 
     def _call_time(self, recognizer_seconds: float) -> float:
         """Recogniser time (Vosk's word times) → seconds of the call."""
-        sample = recognizer_seconds * self.rate - self._origin
+        sample = round(recognizer_seconds * self.rate) - self._origin  # Vosk times are floats: 31039.99 is 31040
         index = max(0, bisect.bisect_right(self._map_rec, sample) - 1)
         if not self._map_rec:
             return sample / self.rate
         return round((self._map_call[index] + sample - self._map_rec[index]) / self.rate, 3)
 
     def _final(self, result_json: str) -> None:
-        self._in_utterance = False
         result: dict[str, Any] = json.loads(result_json)
         words = result.get("result") or []
         text = result.get("text", "").strip()
