@@ -41,7 +41,7 @@ def command(app: App) -> None:
                    f"register a softphone as any user at {registrar.address}")
     else:
         click.echo(f"PBX: {settings.sip.server}:{settings.sip.port} as {settings.sip.user}")
-    click.echo("ready; the softphone is not part of this version yet. Ctrl-C stops.", )
+    click.echo("ready; the softphone is not part of this version yet. Ctrl-C stops.")
     try:
         stop.wait()
     finally:

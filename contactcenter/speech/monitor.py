@@ -79,10 +79,12 @@ class LegStream:
         return self._queued_bytes / 2 / self.recognizer.rate
 
     def push(self, pcm: bytes, block: bool = False) -> bool:
-        """Queue audio for recognition; False if it was dropped because the backlog is full."""
+        """Queue audio for recognition; False if it was dropped (backlog full, or the leg already finished:
+        late audio after hang-up is no reason to disturb the caller's thread)."""
         with self._room:
             if self._finishing:
-                raise RuntimeError("push after finish")
+                log.debug("audio pushed to the %s leg after it finished; ignored", self.recognizer.leg)
+                return False
             while self._queued_bytes + len(pcm) > self.max_backlog_bytes:
                 if not block:
                     self.monitor._dropped(self, len(pcm))
