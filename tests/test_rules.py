@@ -214,3 +214,33 @@ def test_closing_must_be_near_the_end(rules) -> None:
     call = CallCompliance(rules, CallFacts())
     call.add_utterance(said("agent", 0.5, "您好", "示例", "科技", "感谢", "您", "的", "来电"))
     assert "closing" in {r.rule_id for r in call.report(300.0).failed}
+
+
+def test_rules_on_the_command_line(desk: Path) -> None:
+    from click.testing import CliRunner
+
+    from contactcenter.cli import cli
+
+    runner = CliRunner()
+    listed = runner.invoke(cli, ["--settings", str(desk), "rules", "list", "--json"])
+    assert listed.exit_code == 0, listed.output
+    rows = {row["id"]: row for row in json.loads(listed.stdout)}
+    assert rows["banned_phrases"]["type"] == "banned" and rows["greeting"]["window"] == "first:10"
+    tried = runner.invoke(cli, ["--settings", str(desk), "rules", "test", "喂 你好 这个 我 不 青 楚", "我 知道 了"])
+    assert tried.exit_code == 0
+    assert "greeting (required, said): '您好' as '你好'" in tried.stdout
+    assert "banned_phrases (banned): '不清楚' as '不 青 楚', exact" in tried.stdout  # 青 and 清 are both qing
+    assert tried.stdout.rstrip().endswith("我 知道 了\n  no rule")
+
+
+def test_a_broken_rules_file_stops_the_command_with_the_reason(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from conftest import make_desk
+    from contactcenter.cli import cli
+
+    desk = make_desk(tmp_path / "desk")
+    (desk.parent / "scripts_zh" / "rules.toml").write_text('[[rules]]\nid = "x"\nphrases = ["您好"]\nwindow = "soon"\n',
+                                                           encoding="utf-8")
+    result = CliRunner().invoke(cli, ["--settings", str(desk), "rules", "list"])
+    assert result.exit_code == 2 and "rule 'x' window" in result.stderr and "Traceback" not in result.output

@@ -13,6 +13,7 @@ import threading
 import click
 
 from contactcenter.app import App
+from contactcenter.speech.vosk_model import SpeechModelError, check_model_folder
 from contactcenter.telephony.registrar import LocalRegistrar, RegistrarError
 
 
@@ -26,6 +27,13 @@ def command(app: App) -> None:
     for info in app.plugins.infos():
         if info.enabled:
             click.echo(f"plugin {info.name}: {info.status}" + (f" ({info.error})" if info.error else ""))
+    rules = app.rules  # a broken rules file stops the desk here, with the reason
+    click.echo(f"rules: {len(rules.rules)} from {settings.scripts.rules}")
+    try:
+        check_model_folder(settings.speech.model_path)
+        click.echo(f"speech model: {settings.speech.model_path}")
+    except SpeechModelError as exc:
+        click.echo(f"speech model: not usable, live transcription is off ({exc})")
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())

@@ -1,0 +1,50 @@
+"""`contactcenter rules`: check the rules file and try sentences against it, before a call does."""
+
+from __future__ import annotations
+
+import click
+
+from contactcenter.app import App
+from contactcenter.output import emit_rows
+
+
+@click.group("rules")
+def command() -> None:
+    """The service-script rules ([scripts] rules): list them, and test sentences against them."""
+
+
+@command.command("list")
+@click.option("--json", "as_json", is_flag=True, help="JSON on standard output.")
+@click.pass_obj
+def list_rules(app: App, as_json: bool) -> None:
+    """Every rule with its kind, speaker, window, severity and weight (this also validates the file)."""
+    rows = [{"id": r.id, "type": "banned" if r.spec.negate else ("required" if r.matcher else r.spec.kind),
+             "speaker": r.spec.speaker, "window": r.spec.window, "when": r.spec.when, "live": r.spec.live,
+             "severity": r.spec.severity, "weight": r.spec.weight,
+             "phrases": len(r.matcher.phrases) if r.matcher else 0, "description": r.spec.description}
+            for r in app.rules.rules]
+    columns = ["id", "type", "speaker", "window", "when", "live", "severity", "weight", "phrases", "description"]
+    if not as_json:  # what fits a terminal; --json has everything
+        columns = ["id", "type", "window", "severity", "weight", "description"]
+    emit_rows(rows, columns, "json" if as_json else "table", title=str(app.settings.scripts.rules))
+
+
+@command.command("test")
+@click.argument("sentences", nargs=-1, required=True)
+@click.option("--speaker", type=click.Choice(["agent", "customer"]), default="agent", show_default=True)
+@click.pass_obj
+def test_rules(app: App, sentences: tuple[str, ...], speaker: str) -> None:
+    """Show which phrase rules each sentence would trigger (time windows aside), and how it matched."""
+    for sentence in sentences:
+        click.echo(sentence)
+        found = False
+        for rule in app.rules.phrase_rules():
+            if rule.spec.speaker not in (speaker, "any"):
+                continue
+            for match in rule.matcher.find(sentence):  # type: ignore[union-attr]
+                found = True
+                verdict = "banned" if rule.spec.negate else "required, said"
+                how = "exact" if match.distance == 0 else f"{match.distance} edit(s) by pinyin"
+                click.echo(f"  {rule.id} ({verdict}): {match.phrase!r} as {match.matched_text!r}, {how}")
+        if not found:
+            click.echo("  no rule")
