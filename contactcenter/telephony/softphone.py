@@ -45,7 +45,7 @@ class IncomingCall:
         self.sip_call_id: str = call.call_id
         from_header = call.request.headers["From"]
         self.remote_number: str = from_header.get("number") or ""
-        self.caller_name: str = (from_header.get("caller") or "").strip()
+        self.caller_name: str = (from_header.get("caller") or "").strip().strip('"').strip()  # pyVoIP left a quote
 
     @property
     def ringing(self) -> bool:
