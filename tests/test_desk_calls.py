@@ -253,3 +253,40 @@ def test_the_phone_end_to_end_a_call_becomes_a_stored_call_and_a_ticket(tmp_path
                             text=True, env=env, cwd=tmp_path)
     [ticket] = json.loads(listed.stdout)
     assert ticket["caller_phone"] == "13800138000" and ticket["category"] == "咨询" and ticket["source"] == "tickets"
+
+
+def test_a_pcma_caller_hears_the_greeting_in_a_law(line: dict) -> None:
+    desk, phone, _ = start_desk(line, rings=1)
+    sink = RtpSink()
+    try:
+        result = run_sipp(line, "uac_call.xml", rtp_port=sink.port, codecs="8 0", talk_ms=6000)
+        assert desk.wait_until_idle(30)
+    finally:
+        phone.stop()
+        sink.close()
+    assert result.returncode == 0, result.stdout[-2000:]
+    assert {packet[1] & 0x7F for _, packet in sink.packets} == {8}  # the caller's first choice, PCMA
+    greeting = np.frombuffer(to_line_audio(line["desk_file"].parent / "scripts_zh" / "prompts" / "greeting.wav"),
+                             dtype="<i2")
+    assert best_correlation(sink.audio()[: len(greeting) + 8000], greeting[: 8000 * 2]) >= 0.98
+
+
+def test_registration_with_digest_authentication_and_a_wrong_password() -> None:
+    registrar = LocalRegistrar("127.0.0.1", free_port(), password="s3cret")
+    registrar.start()
+    try:
+        def account(password: str) -> SipAccount:
+            return SipAccount(server="127.0.0.1", port=registrar.port, user="1001", password=password,
+                              local_ip="127.0.0.1", local_port=free_port(), rtp_low=31100, rtp_high=31199)
+
+        good = Softphone(account("s3cret"), lambda call: None)
+        good.start()
+        assert good.registered
+        good.stop()
+        bad = Softphone(account("wrong"), lambda call: None)
+        started = time.monotonic()
+        with pytest.raises(RegistrationError, match="refused 1001 .*password"):
+            bad.start()
+        assert time.monotonic() - started < 10
+    finally:
+        registrar.stop()
