@@ -290,3 +290,80 @@ def test_registration_with_digest_authentication_and_a_wrong_password() -> None:
         assert time.monotonic() - started < 10
     finally:
         registrar.stop()
+
+
+@pytest.fixture
+def outside(tmp_path: Path) -> Iterator[dict]:
+    """Kamailio whose 9xxx numbers go to a SIPp callee on a free port (the 'outside line')."""
+    callee_port = free_port()
+    registrar = LocalRegistrar("127.0.0.1", free_port(), outside_line=f"127.0.0.1:{callee_port}")
+    registrar.start()
+    yield {"registrar": registrar, "tmp": tmp_path, "callee_port": callee_port}
+    registrar.stop()
+
+
+def start_callee(outside: dict, scenario: str) -> subprocess.Popen[str]:
+    text = (SIP_DIR / scenario).read_text(encoding="utf-8").replace("@PCAP@", str(SIP_DIR / "caller.pcap"))
+    path = outside["tmp"] / scenario
+    path.write_text(text, encoding="utf-8")
+    process = subprocess.Popen(
+        ["sipp", "-sf", str(path), "-i", "127.0.0.1", "-p", str(outside["callee_port"]), "-mi", "127.0.0.1",
+         "-mp", str(free_port() & ~1), "-m", "1", "-timeout", "40", "-timeout_error", "-nostdin", "-trace_err"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=outside["tmp"])
+    time.sleep(0.3)  # let it bind
+    return process
+
+
+def dialler(outside: dict) -> Softphone:
+    account = SipAccount(server="127.0.0.1", port=outside["registrar"].port, user="1001", password="",
+                         local_ip="127.0.0.1", local_port=free_port(), rtp_low=31200, rtp_high=31299)
+    phone = Softphone(account, lambda call: None)
+    phone.start()
+    return phone
+
+
+def test_an_outbound_call_is_answered_talks_and_hangs_up_cleanly(outside: dict) -> None:
+    callee = start_callee(outside, "uas_callee.xml")
+    phone = dialler(outside)
+    try:
+        result = phone.dial("9001", timeout=10)
+        assert result.outcome == "answered" and result.reason == "200 OK", result
+        result.call.play(np.zeros(8000, dtype="<i2").tobytes())
+        frames = []
+        deadline = time.monotonic() + 4
+        while time.monotonic() < deadline:
+            frame = result.call.read_frame()
+            frames.append(frame) if frame else time.sleep(0.02)
+        assert len(frames) > 100  # the callee's audio arrived
+        result.call.hangup()  # BYE along the route set: the callee answers 200 and counts the call a success
+        output, _ = callee.communicate(timeout=20)
+    finally:
+        phone.stop()
+        if callee.poll() is None:
+            callee.kill()
+    assert callee.returncode == 0, output[-2000:]
+
+
+@pytest.mark.parametrize("scenario, number, outcome, reason", [
+    ("uas_busy.xml", "9002", "busy", "486 Busy Here"),
+    ("uas_noanswer.xml", "9003", "no_answer", "no answer within 2 s"),
+    (None, "7777", "failed", "404 Not Found"),
+])
+def test_outbound_busy_no_answer_and_not_found(outside: dict, scenario: str | None, number: str, outcome: str,
+                                                reason: str) -> None:
+    callee = start_callee(outside, scenario) if scenario else None
+    phone = dialler(outside)
+    try:
+        started = time.monotonic()
+        result = phone.dial(number, timeout=2)
+        assert (result.outcome, result.reason, result.call) == (outcome, reason, None)
+        assert time.monotonic() - started < 8
+        assert sip_options_ping("127.0.0.1", phone.account.local_port) == "SIP/2.0 200 OK"  # signalling never blocked
+        assert not phone.phone.calls  # nothing left dialing, ports released
+        if callee is not None:
+            output, _ = callee.communicate(timeout=20)
+            assert callee.returncode == 0, output[-2000:]  # it got its ACK (and, unanswered, a CANCEL)
+    finally:
+        phone.stop()
+        if callee is not None and callee.poll() is None:
+            callee.kill()

@@ -32,6 +32,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
@@ -78,6 +79,23 @@ def _host_port(uri: str) -> tuple[str, int]:
     if match is None:
         raise ValueError(f"cannot route to {uri!r}")
     return match.group(1), int(match.group(2) or 5060)
+
+
+def _request_uri(request: SIP.SIPMessage) -> str:
+    return request.heading.decode("utf8", errors="replace").split(" ")[1]
+
+
+@dataclass(frozen=True)
+class Dialog:
+    """What in-dialog requests (ACK for 2xx, BYE) need: both ends with tags, the remote target, the route set."""
+
+    local: str
+    remote: str
+    target: str
+    routes: list[str]
+
+    def next_hop(self) -> tuple[str, int]:
+        return _host_port(_uri_of(self.routes[0]) if self.routes else self.target)
 
 
 class DeskSIPMessage(SIP.SIPMessage):
@@ -148,6 +166,11 @@ class DeskSIPClient(SIP.SIPClient):
         super().__init__(*args, **kwargs)
         self._cseq = SIP.Counter(1)
         self._answers: dict[tuple[str, str], bytes] = {}  # (Call-ID, CSeq) → 200 OK, for retransmitted re-INVITEs
+        self.dialogs: dict[str, Dialog] = {}  # outbound calls' dialogs, by Call-ID
+
+    def gen_call_id(self) -> str:
+        """Unique across restarts (pyVoIP hashed a counter starting at 1, so every run reused Call-IDs)."""
+        return f"{uuid.uuid4().hex}@{self.myIP}:{self.myPort}"
 
     # ------------------------------------------------------------------------------------------ receiving
 
@@ -178,6 +201,12 @@ class DeskSIPClient(SIP.SIPClient):
             log.exception("error handling SIP %s", message.heading.decode(errors="replace"))
 
     def parse_message(self, message: SIP.SIPMessage) -> None:
+        if message.type == SIP.SIPMessageType.RESPONSE:
+            call = self.phone.calls.get(message.headers.get("Call-ID"))
+            if isinstance(call, DeskVoIPCall) and call.outbound:
+                if message.headers["CSeq"]["method"] == "INVITE":
+                    call.invite_response(message)
+                return  # responses to our BYE or CANCEL need nothing more
         if message.type == SIP.SIPMessageType.MESSAGE:
             method = message.method
             if method == "OPTIONS":
@@ -261,29 +290,80 @@ class DeskSIPClient(SIP.SIPClient):
     def gen_answer(self, request: SIP.SIPMessage, sess_id: str, ms: Any, sendtype: Any) -> str:
         return _with_record_route(super().gen_answer(request, sess_id, ms, sendtype), request)
 
-    # ------------------------------------------------------------------------------------------------ BYE
+    # --------------------------------------------------------------------------------- in-dialog requests
 
-    def gen_bye(self, request: SIP.SIPMessage) -> str:
-        """F5: BYE of the dialog the INVITE ``request`` (received by us) set up."""
+    def dialog_of(self, request: SIP.SIPMessage) -> Dialog:
+        """The dialog of a call: kept for calls we placed, derived from the INVITE for calls we took."""
         call_id = request.headers["Call-ID"]
-        our_tag = self.tagLibrary[call_id]
-        remote_target = _uri_of(request.headers["Contact"])
-        routes = "".join(f"Route: {rr}\r\n" for rr in getattr(request, "record_route", []))
+        if call_id in self.dialogs:
+            return self.dialogs[call_id]
+        return Dialog(local=f"{request.headers['To']['raw']};tag={self.tagLibrary[call_id]}",
+                      remote=f"{request.headers['From']['raw']};tag={request.headers['From']['tag']}",
+                      target=_uri_of(request.headers["Contact"]), routes=list(getattr(request, "record_route", [])))
+
+    def in_dialog_request(self, method: str, dialog: Dialog, call_id: str, cseq: int) -> str:
+        routes = "".join(f"Route: {route}\r\n" for route in dialog.routes)
         return (
-            f"BYE {remote_target} SIP/2.0\r\n"
+            f"{method} {dialog.target} SIP/2.0\r\n"
             f"Via: SIP/2.0/UDP {self.myIP}:{self.myPort};branch=z9hG4bK{uuid.uuid4().hex[:20]};rport\r\n"
-            f"{routes}Max-Forwards: 70\r\n"
-            f"From: {request.headers['To']['raw']};tag={our_tag}\r\n"
-            f"To: {request.headers['From']['raw']};tag={request.headers['From']['tag']}\r\n"
-            f"Call-ID: {call_id}\r\nCSeq: {self._cseq.next()} BYE\r\n"
+            f"{routes}Max-Forwards: 70\r\nFrom: {dialog.local}\r\nTo: {dialog.remote}\r\n"
+            f"Call-ID: {call_id}\r\nCSeq: {cseq} {method}\r\n"
             f"Contact: <sip:{self.username}@{self.myIP}:{self.myPort}>\r\n"
             f"User-Agent: {USER_AGENT}\r\nContent-Length: 0\r\n\r\n"
         )
 
+    def gen_bye(self, request: SIP.SIPMessage) -> str:
+        """F5: our own single Via, our own CSeq, the route set; for calls taken and placed alike."""
+        return self.in_dialog_request("BYE", self.dialog_of(request), request.headers["Call-ID"], self._cseq.next())
+
     def bye(self, request: SIP.SIPMessage) -> None:
-        route = getattr(request, "record_route", [])
-        next_hop = _host_port(_uri_of(route[0])) if route else _host_port(_uri_of(request.headers["Contact"]))
-        self.s.sendto(self.gen_bye(request).encode("utf8"), next_hop)
+        dialog = self.dialog_of(request)
+        self.s.sendto(self.gen_bye(request).encode("utf8"), dialog.next_hop())
+
+    # ------------------------------------------------------------------------------------------- outbound
+
+    def build_invite(self, number: str, media: Any, sendtype: Any) -> tuple[bytes, DeskSIPMessage, str, int]:
+        """F7: an INVITE to send without waiting (pyVoIP sent and then blocked, holding the receive lock,
+        until a 1xx came, forever if none did)."""
+        branch = "z9hG4bK" + uuid.uuid4().hex[:24]
+        call_id = self.gen_call_id()
+        session_id = self.sessID.next()
+        text = self.gen_invite(number, str(session_id), media, sendtype, branch, call_id).encode("utf8")
+        return text, DeskSIPMessage(text), call_id, session_id
+
+    def ack_2xx(self, invite: SIP.SIPMessage, response: SIP.SIPMessage) -> None:
+        """F1: ACK the 200 with its To-tag, to its Contact, along its Record-Route (reversed), new branch.
+        (pyVoIP's ACK had a random To-tag, so the callee kept resending 200 and hung up after ~32 s.)"""
+        call_id = invite.headers["Call-ID"]
+        dialog = Dialog(local=f"{invite.headers['From']['raw']};tag={invite.headers['From']['tag']}",
+                        remote=f"{response.headers['To']['raw']};tag={response.headers['To']['tag']}",
+                        target=_uri_of(response.headers["Contact"]),
+                        routes=list(reversed(getattr(response, "record_route", []))))
+        self.dialogs[call_id] = dialog
+        ack = self.in_dialog_request("ACK", dialog, call_id, int(invite.headers["CSeq"]["check"]))
+        self.s.sendto(ack.encode("utf8"), dialog.next_hop())
+
+    def ack_failure(self, invite: SIP.SIPMessage, response: SIP.SIPMessage) -> None:
+        """ACK a non-2xx final response: same branch as the INVITE, hop by hop (RFC 3261 17.1.1.3)."""
+        via = invite.headers["Via"][0]
+        self.s.sendto((
+            f"ACK {_request_uri(invite)} SIP/2.0\r\n"
+            f"Via: SIP/2.0/UDP {via['address'][0]}:{via['address'][1]};branch={via['branch']}\r\n"
+            f"Max-Forwards: 70\r\nFrom: {invite.headers['From']['raw']};tag={invite.headers['From']['tag']}\r\n"
+            f"To: {response.headers['To']['raw']};tag={response.headers['To']['tag']}\r\n"
+            f"Call-ID: {invite.headers['Call-ID']}\r\nCSeq: {invite.headers['CSeq']['check']} ACK\r\n"
+            "Content-Length: 0\r\n\r\n").encode("utf8"), (self.server, self.port))
+
+    def cancel(self, invite: SIP.SIPMessage) -> None:
+        """Give up on an unanswered INVITE."""
+        via = invite.headers["Via"][0]
+        self.s.sendto((
+            f"CANCEL {_request_uri(invite)} SIP/2.0\r\n"
+            f"Via: SIP/2.0/UDP {via['address'][0]}:{via['address'][1]};branch={via['branch']}\r\n"
+            f"Max-Forwards: 70\r\nFrom: {invite.headers['From']['raw']};tag={invite.headers['From']['tag']}\r\n"
+            f"To: {invite.headers['To']['raw']}\r\nCall-ID: {invite.headers['Call-ID']}\r\n"
+            f"CSeq: {invite.headers['CSeq']['check']} CANCEL\r\nContent-Length: 0\r\n\r\n").encode("utf8"),
+            (self.server, self.port))
 
 
 def _with_record_route(response: str, request: SIP.SIPMessage) -> str:
@@ -401,8 +481,16 @@ class DeskRTPClient(RTP.RTPClient):
 class DeskVoIPCall(VoIPCall):
     """A call whose media streams are DeskRTPClients, with cancel, remote hang-up and re-INVITE handled."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self.created_at = datetime.now(timezone.utc)  # the INVITE has just arrived and 180 been sent
+    BUSY = {486, 600, 603}
+    NO_ANSWER = {408, 480, 487}
+
+    def __init__(self, *args: Any, outbound: bool = False, **kwargs: Any) -> None:
+        self.created_at = datetime.now(timezone.utc)  # the INVITE has just arrived (or been sent)
+        self.outbound = outbound
+        self.outcome: str | None = None  # placed calls: answered | busy | no_answer | failed
+        self.outcome_reason = ""
+        self.settled = threading.Event()  # a placed call got its final answer
+        self.remote_ringing = threading.Event()
         self.ended = threading.Event()
         self.hung_up_by: str | None = None
         self.end_reason = ""
@@ -463,6 +551,36 @@ class DeskVoIPCall(VoIPCall):
         self.sip.tagLibrary.setdefault(self.call_id, self.sip.gen_tag())
         return self.sip.gen_answer(request, self.session_id, media, self.sendmode)
 
+    def invite_response(self, response: SIP.SIPMessage) -> None:
+        """A response to the INVITE of a call we placed (F7: every final answer is handled)."""
+        code = int(response.status)
+        if code < 200:
+            if code in (180, 183):
+                self.remote_ringing.set()
+            return
+        if 200 <= code < 300:
+            self.sip.ack_2xx(self.request, response)  # also for a retransmitted 200
+            if self.state == CallState.DIALING:
+                self.answered(response)
+                self._settle("answered", f"{code} {response.status.phrase}")
+            return
+        self.sip.ack_failure(self.request, response)
+        outcome = "busy" if code in self.BUSY else "no_answer" if code in self.NO_ANSWER else "failed"
+        self._settle(outcome, f"{code} {response.status.phrase}")
+        self._finish("system", self.outcome_reason)
+
+    def _settle(self, outcome: str, reason: str) -> None:
+        if self.outcome is None:
+            self.outcome, self.outcome_reason = outcome, reason
+        self.settled.set()
+
+    def give_up(self, reason: str = "no answer") -> None:
+        """Stop ringing the far end (a placed call not answered in time): CANCEL, outcome no_answer."""
+        if self.state != CallState.DIALING:
+            return
+        self._settle("no_answer", reason)
+        self.sip.cancel(self.request)
+
     def write_audio(self, data: bytes) -> None:
         """Queue 16-bit, 8 kHz PCM for the caller."""
         for client in self.RTPClients:
@@ -503,6 +621,17 @@ class DeskVoIPPhone(VoIPPhone):
     def _create_Call(self, request: SIP.SIPMessage, sess_id: int) -> None:  # noqa: N802  (pyVoIP's name)
         self.calls[request.headers["Call-ID"]] = DeskVoIPCall(self, CallState.RINGING, request, sess_id, self.myIP,
                                                               sendmode=self.recvmode)
+
+    def place_call(self, number: str) -> DeskVoIPCall:
+        """Send the INVITE and return the dialing call at once; its ``settled`` event says how it went."""
+        port = self.request_port()
+        media = {port: {0: RTP.PayloadType.PCMU, 8: RTP.PayloadType.PCMA, 101: RTP.PayloadType.EVENT}}
+        text, invite, call_id, session_id = self.sip.build_invite(number, media, RTP.TransmitType.SENDRECV)
+        call = DeskVoIPCall(self, CallState.DIALING, invite, session_id, self.myIP, ms=media, sendmode=self.sendmode,
+                            outbound=True)
+        self.calls[call_id] = call  # before sending: on loopback the answer can beat the next line
+        self.sip.s.sendto(text, (self.server, self.port))
+        return call
 
     def _callback_MSG_Bye(self, request: SIP.SIPMessage) -> None:  # noqa: N802
         """Handled in DeskSIPClient (with the right response); pyVoIP's own handler is not used."""

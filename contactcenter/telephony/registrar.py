@@ -60,8 +60,9 @@ class LocalRegistrar:
     """``with LocalRegistrar(...) as registrar:`` runs Kamailio for the block; ``stop`` ends it by PID."""
 
     def __init__(self, listen_ip: str = "127.0.0.1", port: int = 5060, binary: str = "kamailio",
-                 start_timeout: float = 10.0, password: str | None = None) -> None:
+                 start_timeout: float = 10.0, password: str | None = None, outside_line: str | None = None) -> None:
         self.password = password  # digest authentication for REGISTER (any user), for testing against a PBX-like peer
+        self.outside_line = outside_line  # "host:port" that numbers starting with 9 are sent to
         self.listen_ip = "127.0.0.1" if listen_ip == "localhost" else listen_ip
         self.port = port
         self.binary = binary
@@ -91,6 +92,8 @@ class LocalRegistrar:
         config.write_text(self.config_text(), encoding="utf-8")
         log_file = (work / "kamailio.log").open("wb")
         defines = ["-A", "WITH_AUTH", "-A", f'AUTH_PASSWORD="{self.password}"'] if self.password else []
+        if self.outside_line:
+            defines += ["-A", f'OUTSIDE_LINE="sip:{self.outside_line}"']
         self.process = subprocess.Popen(
             [executable, "-f", str(config), "-DD", "-E", "-m", "32", "-M", "8", "-w", str(work), *defines],
             stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,

@@ -91,6 +91,19 @@ class IncomingCall:
             client.on_sent = handler
 
 
+@dataclass(frozen=True)
+class DialResult:
+    """How a placed call went: answered (with the call), busy, no_answer or failed, and the SIP reason."""
+
+    outcome: str
+    reason: str
+    call: "PlacedCall | None" = None
+
+
+class PlacedCall(IncomingCall):
+    """A call we placed and the other side answered: the same controls as a call taken."""
+
+
 class Softphone:
     """A registered SIP extension that hands each incoming call to ``on_call`` (in the call's own thread)."""
 
@@ -146,6 +159,20 @@ class Softphone:
         self.phone.stop()
         raise RegistrationError(f"the registrar {where} refused {account.user} (check the user and the password "
                                 f"in the environment variable)")
+
+    def dial(self, number: str, timeout: float = 30.0) -> DialResult:
+        """Call ``number``; wait at most ``timeout`` seconds for an answer (then CANCEL: no_answer).
+
+        Never blocks signalling: the INVITE is sent and the answer awaited on an event."""
+        call = self.phone.place_call(number)
+        if not call.settled.wait(timeout):
+            call.give_up(f"no answer within {timeout:g} s")
+            call.ended.wait(5)
+            if call.state == CallState.DIALING:  # the far end never confirmed the CANCEL
+                call._finish("system", "no answer")  # noqa: SLF001
+        if call.outcome == "answered":
+            return DialResult("answered", call.outcome_reason, PlacedCall(call, call.created_at))
+        return DialResult(call.outcome or "failed", call.outcome_reason or "no final response")
 
     @property
     def registered(self) -> bool:
