@@ -211,3 +211,36 @@ def test_f9_a_gap_in_the_callers_audio_is_silence() -> None:
     frames = [ours.read_frame(flush=True) for _ in range(4)]
     samples = np.frombuffer(b"".join(frames), dtype="<i2")
     assert np.all(samples == 0)  # the lost 40 ms are true silence
+
+
+def test_f1_the_ack_for_200_carries_its_to_tag_and_goes_to_its_contact(line: tuple[str, Line]) -> None:
+    kind, phone_line = line
+    sip = phone_line.phone.sip
+    invite = DeskSIPMessage(sip.gen_invite("9001", "1", {32000: {0: RTP.PayloadType.PCMU}}, RTP.TransmitType.SENDRECV,
+                                           "z9hG4bKtest", "ack@test").encode())
+    ok = DeskSIPMessage((
+        "SIP/2.0 200 OK\r\n"
+        f"Via: SIP/2.0/UDP 127.0.0.1:{sip.myPort};branch=z9hG4bKtest\r\n"
+        f"Record-Route: <sip:127.0.0.1:{phone_line.net_port};lr>\r\n"
+        f"From: {invite.headers['From']['raw']};tag={invite.headers['From']['tag']}\r\n"
+        "To: <sip:9001@127.0.0.1>;tag=callee-tag\r\nCall-ID: ack@test\r\nCSeq: 1 INVITE\r\n"
+        "Contact: <sip:callee@127.0.0.1:5090>\r\nContent-Length: 0\r\n\r\n").encode())
+    if kind == "stock":
+        ack = sip.gen_ack(ok)
+        assert "tag=callee-tag" not in ack and not ack.startswith("ACK sip:callee@127.0.0.1:5090")
+    else:
+        sip.ack_2xx(invite, ok)
+        [ack] = phone_line.received()
+        assert ack.startswith("ACK sip:callee@127.0.0.1:5090 SIP/2.0")
+        assert "tag=callee-tag" in ack and f"Route: <sip:127.0.0.1:{phone_line.net_port};lr>" in ack
+        assert "branch=z9hG4bKtest" not in ack  # a new transaction
+
+
+def test_call_ids_are_unique_across_restarts(line: tuple[str, Line]) -> None:
+    kind, phone_line = line
+    again = Line(type(phone_line.phone))
+    try:
+        same = phone_line.phone.sip.gen_call_id().split("@")[0] == again.phone.sip.gen_call_id().split("@")[0]
+    finally:
+        again.close()
+    assert same is (kind == "stock")  # stock hashes a counter that starts at 1 in every process
