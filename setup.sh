@@ -19,8 +19,8 @@ done
 
 step() { printf '\n== %s\n' "$*"; }
 
-# Debian packages: the SIP registrar and test peers, PostgreSQL for the tests, PortAudio for headsets.
-DEBIAN_PACKAGES=(kamailio sip-tester postgresql libportaudio2 python3-venv)
+# Debian packages: the SIP registrar and test peers (SIPp, baresip), PostgreSQL for the tests, PortAudio for headsets.
+DEBIAN_PACKAGES=(kamailio sip-tester baresip-core postgresql libportaudio2 python3-venv)
 missing=()
 for pkg in "${DEBIAN_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

