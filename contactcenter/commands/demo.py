@@ -1,0 +1,71 @@
+"""`contactcenter demo-call`: a real SIP caller (SIPp) calls the running desk with a recorded voice.
+
+So a newcomer sees the whole path at once: the phone rings and answers, the greeting plays, the caller
+talks (speech, a tone, DTMF 1 2 #) and hangs up, and the call shows up in the store with its findings
+and its ticket.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import tempfile
+from importlib.resources import files
+from pathlib import Path
+
+import click
+from sqlalchemy import select
+
+from contactcenter.app import App
+from contactcenter.storage.models import Call, Ticket
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@click.command("demo-call")
+@click.option("--talk", "talk_seconds", type=click.IntRange(2, 120), default=10, show_default=True,
+              help="Seconds the caller stays on the line after the answer.")
+@click.option("--to", "extension", help="Extension to call (default: [sip] user).")
+@click.pass_obj
+def command(app: App, talk_seconds: int, extension: str | None) -> None:
+    """Call the running desk (`contactcenter run`) from SIPp with a recorded caller, then show the result."""
+    if shutil.which("sipp") is None:
+        raise click.ClickException("sipp not found (install the Debian package: apt-get install sip-tester)")
+    settings = app.settings
+    sip = settings.sip
+    host, port = (settings.local_registrar.listen_ip, settings.local_registrar.port) if sip.uses_local_registrar \
+        else (sip.server, sip.port)
+    demo = files("contactcenter.telephony").joinpath("demo")
+    with tempfile.TemporaryDirectory(prefix="contactcenter-demo-") as work:
+        scenario = Path(work) / "demo_call.xml"
+        scenario.write_text(demo.joinpath("uac_call.xml").read_text(encoding="utf-8")
+                            .replace("@PCAP@", str(demo.joinpath("caller.pcap")))
+                            .replace("@TALK_MS@", str(talk_seconds * 1000))
+                            .replace("@RTP_PORT@", str(_free_port())).replace("@CODECS@", "0"), encoding="utf-8")
+        click.echo(f"calling {extension or sip.user} at {host}:{port} from SIPp ...")
+        result = subprocess.run(
+            ["sipp", f"{host}:{port}", "-sf", str(scenario), "-s", extension or sip.user, "-m", "1", "-l", "1",
+             "-i", "127.0.0.1", "-mi", "127.0.0.1", "-p", str(_free_port()), "-mp", str(_free_port() & ~1),
+             "-timeout", str(talk_seconds + 60), "-timeout_error", "-nostdin", "-trace_err"],
+            capture_output=True, text=True, cwd=work)
+    if result.returncode != 0:
+        raise click.ClickException("the call failed (is `contactcenter run` running?):\n" + result.stdout[-1500:])
+    click.echo("call finished; what the desk recorded:")
+    with app.store.session() as session:
+        call = session.scalars(select(Call).order_by(Call.id.desc()).limit(1)).first()
+        if call is None:
+            click.echo("  no call stored yet (the desk may still be saving it; run `contactcenter tickets list`)")
+            return
+        click.echo(f"  call {call.id}: {call.disposition}, answered at ring {call.rings_before_answer}, "
+                   f"hung up first: {call.hung_up_first}, score {call.compliance_score}")
+        for utterance in call.utterances:
+            click.echo(f"  [{utterance.leg} {utterance.start_s:5.1f}s] {utterance.text}")
+        for hit in call.rule_hits:
+            click.echo(f"  rule {hit.rule_id}: {hit.kind} {hit.matched_text}")
+        for ticket in session.scalars(select(Ticket).where(Ticket.call_id == call.id)):
+            click.echo(f"  ticket {ticket.id}: {ticket.category}, {ticket.priority}, due {ticket.due_at}")
