@@ -20,7 +20,7 @@ done
 step() { printf '\n== %s\n' "$*"; }
 
 # Debian packages: the SIP registrar and test peers (SIPp, baresip), PostgreSQL for the tests, PortAudio for headsets.
-DEBIAN_PACKAGES=(kamailio sip-tester baresip-core postgresql libportaudio2 python3-venv)
+DEBIAN_PACKAGES=(kamailio sip-tester baresip-core espeak-ng postgresql libportaudio2 python3-venv)
 missing=()
 for pkg in "${DEBIAN_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
@@ -51,6 +51,9 @@ done
 
 step "preparing the call store"
 .venv/bin/contactcenter db upgrade
+
+step "prompts (stand-ins spoken by espeak-ng where no recording exists yet)"
+.venv/bin/contactcenter prompts build
 
 if [ "$FETCH_MODEL" -eq 1 ]; then
   step "speech model"

@@ -103,3 +103,21 @@ def test_plugins_install_wraps_pip_in_this_environment(tmp_path: Path, desk: Pat
 def test_plugins_install_reports_a_pip_failure(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["plugins", "install", str(tmp_path / "no-such-plugin")])
     assert result.exit_code == 1 and "pip failed" in result.output
+
+
+def test_prompts_are_built_from_the_script_and_recordings_kept(desk: Path) -> None:
+    import soundfile
+
+    from contactcenter.telephony.prompts import to_line_audio
+
+    folder = desk.parent / "scripts_zh" / "prompts"
+    recorded = folder / "closing.wav"
+    soundfile.write(recorded, [0.0] * 800, 8000)
+    runner = CliRunner()
+    built = runner.invoke(cli, ["--settings", str(desk), "prompts", "build"])
+    assert built.exit_code == 0, built.output
+    assert f"wrote {folder / 'greeting.wav'}" in built.output and "closing.wav" not in built.output
+    greeting = to_line_audio(folder / "greeting.wav")
+    assert len(greeting) / 2 / 8000 > 1.5  # the spoken greeting, at line rate
+    listed = runner.invoke(cli, ["--settings", str(desk), "prompts", "list"])
+    assert "greeting             recorded  您好,示例科技有限公司,很高兴为您服务" in listed.output
