@@ -371,3 +371,23 @@ def test_outbound_busy_no_answer_and_not_found(outside: dict, scenario: str | No
         phone.stop()
         if callee is not None and callee.poll() is None:
             callee.kill()
+
+
+def test_the_desk_hangs_up_and_its_bye_is_routed_through_the_proxy(line: dict) -> None:
+    """Stock pyVoIP's BYE copied the INVITE's Vias, so SIPp counted every such call failed."""
+    desk, phone, _ = start_desk(line, rings=1)
+    outcome: dict = {}
+    caller = threading.Thread(target=lambda: outcome.update(result=run_sipp(line, "uac_wait_bye.xml")))
+    caller.start()
+    deadline = time.monotonic() + 10
+    while not any(c.answered_at for c in desk.active.values()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(2)
+    phone.stop()  # hangs up the call in progress, politely
+    caller.join(60)
+    assert desk.wait_until_idle(30)
+    result = outcome["result"]
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    [done] = desk.finished
+    assert done.record.hung_up_first == "agent" and done.record.disposition == "completed"
+    assert not phone.phone.assignedPorts  # the call's RTP port was released

@@ -86,7 +86,13 @@ def command(app: App) -> None:
     finally:
         click.echo("stopping: hanging up calls in progress")
         phone.stop()
-        desk.wait_until_idle(timeout=30)
+        if not desk.wait_until_idle(timeout=5):
+            click.echo("waiting for speech recognition to finish the last calls (Ctrl-C again to abandon it)")
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            try:
+                desk.wait_until_idle(timeout=600)
+            except KeyboardInterrupt:
+                click.echo("abandoned: the calls in progress are stored without their analysis where not done")
         if registrar is not None:
             registrar.stop()
         click.echo("stopped")

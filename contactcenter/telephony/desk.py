@@ -36,6 +36,7 @@ from contactcenter.telephony.softphone import IncomingCall
 
 log = logging.getLogger(__name__)
 FRAME_SECONDS = 0.02
+SPEECH_CATCH_UP_SECONDS = 1800.0  # an overloaded recogniser may finish a call's legs long after it ended
 Publish = Callable[..., None]
 
 
@@ -210,10 +211,15 @@ class Desk:
 
     @staticmethod
     def _finish_speech(speech: CallSpeech | None, duration: float, hung_up_first: str) -> CallSpeechOutcome:
+        """The call is over (its media and port are released); wait for recognition to catch up, however
+        far behind an overloaded machine is, so the transcript is not lost."""
         if speech is None:
             return CallSpeechOutcome([], ComplianceReport(), [])
         try:
-            return speech.finish(duration, hung_up_first, timeout=60)
+            return speech.finish(duration, hung_up_first, timeout=SPEECH_CATCH_UP_SECONDS)
+        except TimeoutError:
+            log.error("recognition still %.0f s behind after the call; stored without its transcript",
+                      SPEECH_CATCH_UP_SECONDS)
         except Exception:
             log.exception("speech analysis of the call failed; the call is stored without it")
-            return CallSpeechOutcome([], ComplianceReport(), [])
+        return CallSpeechOutcome([], ComplianceReport(), [])
