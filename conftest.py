@@ -35,7 +35,9 @@ def free_port(kind: int = socket.SOCK_DGRAM) -> int:
 def make_desk(folder: Path, settings_text: str | None = None) -> Path:
     """A deployable desk folder: settings.toml with the repo's scripts and model manifest beside it."""
     folder.mkdir(parents=True, exist_ok=True)
-    shutil.copytree(REPO / "scripts_zh", folder / "scripts_zh", dirs_exist_ok=True)
+    # the scripts, not the prompt audio the set-up may have spoken into the checkout
+    shutil.copytree(REPO / "scripts_zh", folder / "scripts_zh", dirs_exist_ok=True,
+                    ignore=shutil.ignore_patterns("*.wav"))
     (folder / "models").mkdir(exist_ok=True)
     shutil.copy(REPO / "models" / "manifest.toml", folder / "models" / "manifest.toml")
     settings = folder / "settings.toml"
