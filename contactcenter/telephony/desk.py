@@ -32,7 +32,7 @@ from contactcenter.speech.monitor import SpeechMonitor
 from contactcenter.speech.rules import RuleSet
 from contactcenter.storage.database import Database
 from contactcenter.telephony.prompts import Prompts
-from contactcenter.telephony.softphone import IncomingCall
+from contactcenter.telephony.softphone import CallNotRinging, IncomingCall
 
 log = logging.getLogger(__name__)
 FRAME_SECONDS = 0.02
@@ -131,7 +131,11 @@ class Desk:
         if call.ended.wait(timeout=max(0.0, answer_at - time.time())) or not call.ringing:
             self._abandoned(desk_call)
             return
-        call.answer()
+        try:
+            call.answer()
+        except CallNotRinging:  # the caller hung up in the same instant
+            self._abandoned(desk_call)
+            return
         answered = datetime.now(timezone.utc)
         elapsed = (answered - call.invited_at).total_seconds()
         desk_call.rings = max(1, math.ceil(elapsed / ring.ring_period_seconds - 0.05))

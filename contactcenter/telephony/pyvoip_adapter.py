@@ -41,7 +41,7 @@ import pyVoIP
 import pyVoIP.VoIP  # noqa: F401  (1.6.8: pyVoIP.VoIP must be imported before pyVoIP.SIP)
 from pyVoIP import RTP, SIP
 from pyVoIP.VoIP import VoIP as voip_module
-from pyVoIP.VoIP.VoIP import CallState, VoIPCall, VoIPPhone
+from pyVoIP.VoIP.VoIP import CallState, InvalidStateError, VoIPCall, VoIPPhone
 
 from contactcenter.audio.g711 import alaw_to_pcm16, pcm16_to_alaw, pcm16_to_ulaw, ulaw_to_pcm16
 
@@ -345,24 +345,21 @@ class DeskSIPClient(SIP.SIPClient):
 
     def ack_failure(self, invite: SIP.SIPMessage, response: SIP.SIPMessage) -> None:
         """ACK a non-2xx final response: same branch as the INVITE, hop by hop (RFC 3261 17.1.1.3)."""
-        via = invite.headers["Via"][0]
-        self.s.sendto((
-            f"ACK {_request_uri(invite)} SIP/2.0\r\n"
-            f"Via: SIP/2.0/UDP {via['address'][0]}:{via['address'][1]};branch={via['branch']}\r\n"
-            f"Max-Forwards: 70\r\nFrom: {invite.headers['From']['raw']};tag={invite.headers['From']['tag']}\r\n"
-            f"To: {response.headers['To']['raw']};tag={response.headers['To']['tag']}\r\n"
-            f"Call-ID: {invite.headers['Call-ID']}\r\nCSeq: {invite.headers['CSeq']['check']} ACK\r\n"
-            "Content-Length: 0\r\n\r\n").encode("utf8"), (self.server, self.port))
+        self._in_invite_transaction("ACK", invite, f"{response.headers['To']['raw']};tag={response.headers['To']['tag']}")
 
     def cancel(self, invite: SIP.SIPMessage) -> None:
         """Give up on an unanswered INVITE."""
+        self._in_invite_transaction("CANCEL", invite, invite.headers["To"]["raw"])
+
+    def _in_invite_transaction(self, method: str, invite: SIP.SIPMessage, to: str) -> None:
+        """ACK (non-2xx) and CANCEL share the INVITE's branch, Request-URI and next hop."""
         via = invite.headers["Via"][0]
         self.s.sendto((
-            f"CANCEL {_request_uri(invite)} SIP/2.0\r\n"
+            f"{method} {_request_uri(invite)} SIP/2.0\r\n"
             f"Via: SIP/2.0/UDP {via['address'][0]}:{via['address'][1]};branch={via['branch']}\r\n"
             f"Max-Forwards: 70\r\nFrom: {invite.headers['From']['raw']};tag={invite.headers['From']['tag']}\r\n"
-            f"To: {invite.headers['To']['raw']}\r\nCall-ID: {invite.headers['Call-ID']}\r\n"
-            f"CSeq: {invite.headers['CSeq']['check']} CANCEL\r\nContent-Length: 0\r\n\r\n").encode("utf8"),
+            f"To: {to}\r\nCall-ID: {invite.headers['Call-ID']}\r\n"
+            f"CSeq: {invite.headers['CSeq']['check']} {method}\r\nContent-Length: 0\r\n\r\n").encode("utf8"),
             (self.server, self.port))
 
 
@@ -523,20 +520,20 @@ class DeskVoIPCall(VoIPCall):
 
     def hangup(self) -> None:
         if self.state != CallState.ANSWERED:
-            raise voip_module.InvalidStateError("Call is not answered")
+            raise InvalidStateError("Call is not answered")
         self.sip.bye(self.request)
         self._finish("agent", "hangup")
 
     def deny(self, code: int = 486, phrase: str = "Busy Here") -> None:
         """Refuse a ringing call (pyVoIP's deny crashed on the RTP sockets it never opened)."""
         if self.state != CallState.RINGING:
-            raise voip_module.InvalidStateError("Call is not ringing")
+            raise InvalidStateError("Call is not ringing")
         self.sip.respond(self.request, code, phrase)
         self._finish("agent", "rejected")
 
     def answer(self) -> None:
         if self.state != CallState.RINGING:
-            raise voip_module.InvalidStateError("Call is not ringing")
+            raise InvalidStateError("Call is not ringing")
         super().answer()
 
     def renegotiated(self, request: SIP.SIPMessage) -> str:
