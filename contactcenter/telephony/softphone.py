@@ -15,10 +15,13 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from contactcenter.telephony.pyvoip_adapter import CallState, DeskVoIPCall, DeskVoIPPhone
-from contactcenter.telephony.pyvoip_adapter import InvalidStateError as CallNotRinging  # noqa: F401  (for callers of answer())
+from contactcenter.telephony.pyvoip_adapter import InvalidStateError
 from contactcenter.telephony.registrar import sip_options_ping
 
 log = logging.getLogger(__name__)
+
+
+CallNotRinging = InvalidStateError  # what answer() raises when the caller hung up in the same instant
 
 
 class RegistrationError(Exception):
