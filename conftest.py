@@ -13,6 +13,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -177,3 +178,18 @@ def speech_clip(name: str) -> Path:
     if not path.exists():
         pytest.fail(f"{path} is missing: the test data lives in ../shared beside the checkout")
     return path
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Name any non-daemon thread still running: it would keep the test process from exiting."""
+    import threading
+
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        lingering = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon
+                     and t.is_alive()]
+        if not lingering:
+            return
+        time.sleep(0.2)
+    names = ", ".join(sorted({t.name for t in lingering}))
+    print(f"\nwarning: threads still running after the tests (the process waits for them): {names}")
