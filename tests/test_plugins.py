@@ -280,11 +280,11 @@ def test_a_plugin_that_hangs_is_cut_off_and_others_still_run(site: Path, make_ho
 
 def test_publishing_never_waits_for_a_hanging_plugin(site: Path, make_host: HostFactory) -> None:
     install_plugin(site, "hanger", HANGER)
-    host = make_host(["hanger"], timeout=5)
-    started = time.monotonic()
+    host = make_host(["hanger"], timeout=30)
     for _ in range(20):
         host.bus.publish("call_ended", **event_arguments("call_ended"))
-    assert time.monotonic() - started < 1.0  # returns at once; delivery happens on the bus thread
+    # every publish returned while the plugin was still stuck in the first event
+    assert recorded(host, "hanger") == []
     host.pm.get_plugin("hanger").RELEASE.set()
     host.bus.drain()
     assert len(recorded(host, "hanger")) == 20

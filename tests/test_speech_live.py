@@ -142,16 +142,15 @@ def test_pushing_audio_never_waits_for_recognition(korean_model: SpeechModel) ->
     legs = [monitor.open_leg("agent", RATE, lambda u: None) for _ in range(4)]
     audio = np.tile(samples("real8k/r03.wav"), 2).tobytes()
     frame = int(RATE * 0.02) * 2
-    slowest = 0.0
     for offset in range(0, len(audio), frame):
         for leg in legs:
-            started = time.perf_counter()
-            leg.push(audio[offset:offset + frame])
-            slowest = max(slowest, time.perf_counter() - started)
-    assert slowest < 0.05  # a push is a queue append, whatever the recogniser is doing
+            assert leg.push(audio[offset:offset + frame])
+    pushed = 4 * len(audio) / 2 / RATE
+    # all 40 s were accepted while one worker had recognised only part of it: pushing did not wait
+    assert monitor.metrics.audio_seconds < pushed / 2
     for leg in legs:
         leg.finish().result(timeout=120)
-    assert monitor.metrics.legs_active == 0 and monitor.metrics.audio_seconds == pytest.approx(4 * len(audio) / 2 / RATE)
+    assert monitor.metrics.legs_active == 0 and monitor.metrics.audio_seconds == pytest.approx(pushed)
     monitor.close()
 
 
