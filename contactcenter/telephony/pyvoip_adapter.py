@@ -168,6 +168,13 @@ class DeskSIPClient(SIP.SIPClient):
         self._answers: dict[tuple[str, str], bytes] = {}  # (Call-ID, CSeq) → 200 OK, for retransmitted re-INVITEs
         self.dialogs: dict[str, Dialog] = {}  # outbound calls' dialogs, by Call-ID
 
+    def forget(self, call_id: str) -> None:
+        """Drop what was kept for a finished call (pyVoIP kept every call's tag for the life of the process)."""
+        self.dialogs.pop(call_id, None)
+        self.tagLibrary.pop(call_id, None)
+        for key in [key for key in self._answers if key[0] == call_id]:
+            del self._answers[key]
+
     def gen_call_id(self) -> str:
         """Unique across restarts (pyVoIP hashed a counter starting at 1, so every run reused Call-IDs)."""
         return f"{uuid.uuid4().hex}@{self.myIP}:{self.myPort}"
@@ -509,6 +516,7 @@ class DeskVoIPCall(VoIPCall):
         self.phone.calls.pop(self.call_id, None)
         self.phone.release_ports(call=self)
         self.assignedPorts = {}  # released: pyVoIP's __del__ must not release them again
+        self.sip.forget(self.call_id)
         self.ended.set()
 
     def cancelled(self) -> None:
