@@ -10,6 +10,7 @@ drop the call: each is isolated by the layer that owns it.
 
 from __future__ import annotations
 
+import collections
 import logging
 import math
 import re
@@ -36,6 +37,7 @@ from contactcenter.telephony.softphone import CallNotRinging, IncomingCall
 
 log = logging.getLogger(__name__)
 FRAME_SECONDS = 0.02
+FINISHED_KEPT = 1000  # recent calls kept in memory for the display; the store has them all
 SPEECH_CATCH_UP_SECONDS = 1800.0  # an overloaded recogniser may finish a call's legs long after it ended
 Publish = Callable[..., None]
 
@@ -81,7 +83,7 @@ class Desk:
         self.prompts = Prompts(settings.scripts.prompts_dir)
         self.on_change = on_change
         self.active: dict[str, DeskCall] = {}
-        self.finished: list[DeskCall] = []
+        self.finished: collections.deque[DeskCall] = collections.deque(maxlen=FINISHED_KEPT)
         self._lock = threading.Condition()
 
     # --------------------------------------------------------------------------------------- the call thread
