@@ -142,3 +142,14 @@ def test_mandarin_phrases_in_real_speech(mandarin_model: SpeechModel, name: str,
     [result] = audit_files([speech_clip(name)], monitor, rules, None)
     monitor.close()
     assert (rule not in result.failed_rules) is expected, result
+
+
+def test_a_store_that_fails_loses_no_other_file(recordings: Path, korean_model: SpeechModel) -> None:
+    down = Database("postgresql+psycopg://nobody@127.0.0.1:1/down")
+    rules = load_rules(REPO / "scripts_zh" / "rules.toml", ["示例科技"])
+    monitor = SpeechMonitor(korean_model, workers=2)
+    results = audit_files([recordings / "call-ulaw.wav", recordings / "broken.wav"], monitor, rules, down)
+    monitor.close()
+    assert [r.ok for r in results] == [False, False]
+    assert "call-ulaw.wav: audit failed (OperationalError" in results[0].error
+    assert "broken.wav: not a readable recording" in results[1].error

@@ -9,7 +9,6 @@ test_rules.py (the Mandarin model cannot be had here).
 from __future__ import annotations
 
 import logging
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 

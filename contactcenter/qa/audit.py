@@ -8,6 +8,7 @@ libsndfile reads. A file that cannot be read is reported by name and skipped; th
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -25,6 +26,8 @@ from contactcenter.speech.monitor import SpeechMonitor
 from contactcenter.speech.rules import RuleSet
 from contactcenter.storage.calls import save_call
 from contactcenter.storage.database import Database
+
+log = logging.getLogger(__name__)
 
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".au", ".aiff", ".aif"}
 CHUNK_SECONDS = 0.5
@@ -139,6 +142,9 @@ def audit_files(paths: Sequence[Path], monitor: SpeechMonitor, rules: RuleSet, d
             result = audit_recording(recording, monitor, rules, database, agent_extension, redact, partial_stable_s)
         except RecordingError as exc:
             result = AuditResult(path, ok=False, error=str(exc))
+        except Exception as exc:  # e.g. the database went away: report this file, audit the rest
+            log.exception("audit of %s failed", path)
+            result = AuditResult(path, ok=False, error=f"{path}: audit failed ({type(exc).__name__}: {exc})")
         if on_done is not None:
             on_done(result)
         return result

@@ -395,7 +395,6 @@ class DeskRTPClient(RTP.RTPClient):
         self._out_lock = threading.Lock()
         self.on_sent: Callable[[bytes], None] | None = None
         self.packets_sent = 0
-        self.send_times: list[float] = []
 
     # ---------------------------------------------------------------------------------------------- receive
 
@@ -585,6 +584,11 @@ class DeskVoIPCall(VoIPCall):
             return
         self._settle("no_answer", reason)
         self.sip.cancel(self.request)
+
+    def abandon(self, reason: str) -> None:
+        """Forget a placed call whose far end never confirmed our CANCEL (release its port)."""
+        self._settle("no_answer", reason)
+        self._finish("system", reason)
 
     def write_audio(self, data: bytes) -> None:
         """Queue 16-bit, 8 kHz PCM for the caller."""

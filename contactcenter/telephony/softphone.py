@@ -173,7 +173,7 @@ class Softphone:
             call.give_up(f"no answer within {timeout:g} s")
             call.ended.wait(5)
             if call.state == CallState.DIALING:  # the far end never confirmed the CANCEL
-                call._finish("system", "no answer")  # noqa: SLF001
+                call.abandon("no answer")
         if call.outcome == "answered":
             return DialResult("answered", call.outcome_reason, PlacedCall(call, call.created_at))
         return DialResult(call.outcome or "failed", call.outcome_reason or "no final response")
