@@ -150,6 +150,37 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return request.getfixturevalue("postgres_server").new_database()
 
 
+# ------------------------------------------------------------------------------------------------ sound
+
+
+@pytest.fixture(scope="session")
+def sound_server() -> Iterator["SoundServer"]:
+    """PulseAudio with null sinks for the earpiece and the microphone (tests/sound.py), and PortAudio
+    re-scanned so that its "default" device is that server."""
+    from contactcenter.audio.devices import rescan
+    from tests.sound import SoundServer
+
+    server = SoundServer()
+    saved = {key: os.environ.get(key) for key in server.environ}
+    try:
+        server.start()
+    except RuntimeError as exc:
+        server.stop()
+        pytest.fail(str(exc))
+    os.environ.update(server.environ)
+    rescan()
+    try:
+        yield server
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        server.stop()
+        rescan()
+
+
 # ------------------------------------------------------------------------------------------------ speech
 
 SPEECH = SHARED / "speech"

@@ -193,6 +193,22 @@ class PluginsSettings(Section):
         return data
 
 
+DeviceChoice = Annotated[int | str, Field(union_mode="left_to_right")]
+
+
+class HeadsetSettings(Section):
+    """The agent's headset: the caller in the agent's ears, the agent's microphone on the line."""
+
+    enabled: bool = True
+    input_device: DeviceChoice = "default"
+    output_device: DeviceChoice = "default"
+    sample_rate: int = Field(default=0, ge=0, le=192000)  # 0: the device's own rate
+    block_ms: int = Field(default=10, ge=2, le=40)
+    buffer_ms: int = Field(default=30, ge=10, le=200)
+    hold_music: ExistingFile | None = None  # a WAV looped to the caller on hold; unset: silence
+    wait_for_headset: bool = True
+
+
 class CallbackSettings(Section):
     after_service_call: bool = True
     after_complaint: bool = True
@@ -218,6 +234,7 @@ class Settings(Section):
     speech: SpeechSettings
     database: DatabaseSettings = DatabaseSettings()
     plugins: PluginsSettings = PluginsSettings()
+    headset: HeadsetSettings = HeadsetSettings()
     callbacks: CallbackSettings = CallbackSettings()
     source: Path = Path(DEFAULT_SETTINGS_FILE)
 

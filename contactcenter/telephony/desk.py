@@ -24,6 +24,8 @@ from pathlib import Path
 import numpy as np
 import soundfile
 
+from contactcenter.audio.devices import HeadsetError
+from contactcenter.audio.headset import Headset, HeadsetBridge
 from contactcenter.call_end import end_call
 from contactcenter.records import CallRecord, ComplianceReport
 from contactcenter.settings import Settings
@@ -54,6 +56,8 @@ class DeskCall:
     caller_audio: list[bytes] = field(default_factory=list)
     desk_audio: list[bytes] = field(default_factory=list)
     recording: Path | None = None
+    speech: CallSpeech | None = None
+    bridge: HeadsetBridge | None = None  # the agent's headset, while this call has it
 
 
 def write_recording(path: Path, desk_audio: list[bytes], caller_audio: list[bytes]) -> Path:
@@ -74,7 +78,8 @@ class Desk:
 
     def __init__(self, settings: Settings, database: Database | None, publish: Publish | None,
                  monitor: SpeechMonitor | None, rules: RuleSet | None,
-                 on_change: Callable[[str, DeskCall], None] | None = None) -> None:
+                 on_change: Callable[[str, DeskCall], None] | None = None,
+                 headset: Headset | None = None) -> None:
         self.settings = settings
         self.database = database
         self.publish = publish
@@ -82,6 +87,7 @@ class Desk:
         self.rules = rules
         self.prompts = Prompts(settings.scripts.prompts_dir)
         self.on_change = on_change
+        self.headset = headset if headset is not None and headset.available else None
         self.active: dict[str, DeskCall] = {}
         self.finished: collections.deque[DeskCall] = collections.deque(maxlen=FINISHED_KEPT)
         self._lock = threading.Condition()
@@ -133,6 +139,20 @@ class Desk:
         if call.ended.wait(timeout=max(0.0, answer_at - time.time())) or not call.ringing:
             self._abandoned(desk_call)
             return
+        claimed = None
+        if self.headset is not None:
+            claimed = self.headset.claim(call.ended)  # waits while the agent is on another call
+            if claimed is None:
+                self._abandoned(desk_call)
+                return
+        try:
+            self._answer(desk_call, claimed)
+        finally:
+            self._release_headset(desk_call, claimed)
+
+    def _answer(self, desk_call: DeskCall, claimed: HeadsetBridge | None) -> None:
+        call = desk_call.call
+        ring = self.settings.ring
         try:
             call.answer()
         except CallNotRinging:  # the caller hung up in the same instant
@@ -145,13 +165,15 @@ class Desk:
         record = self._record(call, answered_at=answered, rings_before_answer=desk_call.rings)
         self._emit("call_answered", call=record)
         self._changed("answered", desk_call)
-        speech = self._start_speech(call, record, desk_call.rings)
+        speech = desk_call.speech = self._start_speech(call, record, desk_call.rings)
         call.on_audio_sent(lambda frame: self._desk_frame(desk_call, speech, frame))
+        self._bridge_headset(desk_call, claimed)
         late = desk_call.rings > ring.apology_after_rings
         greeting = self.prompts.line_audio("late_apology" if late else "greeting")
         if greeting is not None:
             call.play(greeting)
         self._pump(desk_call, speech)
+        self._release_headset(desk_call, claimed)  # free for the next call before the analysis catches up
         ended = datetime.now(timezone.utc)
         hung_up_first = "customer" if call.hung_up_by == "customer" else ("agent" if call.hung_up_by else "system")
         record = record.model_copy(update={"ended_at": ended, "hung_up_first": hung_up_first,
@@ -188,12 +210,70 @@ class Desk:
                           redact=self.settings.speech.redact_numbers,
                           partial_stable_s=self.settings.speech.partial_stable_ms / 1000)
 
+    def _bridge_headset(self, desk_call: DeskCall, bridge: HeadsetBridge | None) -> None:
+        """Put the call on the agent's headset; if the sound card fails, the call goes on unattended."""
+        if bridge is None:
+            return
+        try:
+            bridge.open()
+        except HeadsetError as exc:
+            log.error("call %s stays unattended: %s", desk_call.call.sip_call_id, exc)
+            return
+        desk_call.bridge = bridge
+        desk_call.call.send_live(bridge.line_frame)
+
+    def _release_headset(self, desk_call: DeskCall, bridge: HeadsetBridge | None) -> None:
+        if bridge is None or self.headset is None:
+            return
+        desk_call.call.send_live(None)
+        desk_call.bridge = None
+        self.headset.release(bridge)
+
     @staticmethod
     def _desk_frame(desk_call: DeskCall, speech: CallSpeech | None, frame: bytes) -> None:
-        """Every 20 ms the caller is sent (from the RTP thread): the agent leg, recorded and recognised."""
+        """Every 20 ms the caller is sent (from the RTP thread): the agent leg, recorded and recognised.
+        Hold music is recorded but not recognised (music is not the agent speaking)."""
         desk_call.desk_audio.append(frame)
         if speech is not None:
-            speech.push("agent", frame)
+            held = desk_call.bridge is not None and desk_call.bridge.held
+            speech.push("agent", bytes(len(frame)) if held else frame)
+
+    # ------------------------------------------------------------------------------------ the agent's keys
+
+    def headset_call(self) -> DeskCall | None:
+        """The call on the agent's headset, if any."""
+        with self._lock:
+            return next((c for c in self.active.values() if c.bridge is not None), None)
+
+    def set_mute(self, muted: bool) -> bool:
+        """Mute or unmute the agent's microphone on the headset call; False if there is none."""
+        desk_call = self.headset_call()
+        if desk_call is None or desk_call.bridge is None:
+            return False
+        desk_call.bridge.muted = muted
+        self._changed("muted" if muted else "unmuted", desk_call)
+        return True
+
+    def set_hold(self, held: bool) -> bool:
+        """Hold or resume the headset call: hold music (or silence) to the caller, and the hold_start /
+        hold_end events the R6 rules (请稍等 before, 让您久等了 after) are timed from."""
+        desk_call = self.headset_call()
+        if desk_call is None or desk_call.bridge is None or desk_call.bridge.held == held:
+            return False
+        at_s = len(desk_call.desk_audio) * FRAME_SECONDS  # call time, on the audio's own clock
+        desk_call.bridge.held = held
+        if desk_call.speech is not None:
+            desk_call.speech.mark_event("hold_start" if held else "hold_end", at_s)
+        self._changed("held" if held else "resumed", desk_call)
+        return True
+
+    def hang_up(self) -> bool:
+        """The agent hangs up the headset call (the standard says: let the customer hang up first)."""
+        desk_call = self.headset_call()
+        if desk_call is None:
+            return False
+        desk_call.call.hangup()
+        return True
 
     def _pump(self, desk_call: DeskCall, speech: CallSpeech | None) -> None:
         """Every 20 ms: the caller's audio to the recogniser, DTMF to the log, until the call ends."""
@@ -205,6 +285,8 @@ class Desk:
                 desk_call.caller_audio.append(frame)
                 if speech is not None:
                     speech.push("customer", frame)
+                if desk_call.bridge is not None:
+                    desk_call.bridge.from_line(frame)
             digits = call.read_dtmf()
             if digits:
                 desk_call.dtmf.extend(digits)

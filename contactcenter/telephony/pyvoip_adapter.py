@@ -394,6 +394,7 @@ class DeskRTPClient(RTP.RTPClient):
         self._out = bytearray()
         self._out_lock = threading.Lock()
         self.on_sent: Callable[[bytes], None] | None = None
+        self.live_source: Callable[[], bytes] | None = None  # 20 ms of live audio (the headset) to mix in
         self.packets_sent = 0
 
     # ---------------------------------------------------------------------------------------------- receive
@@ -452,6 +453,19 @@ class DeskRTPClient(RTP.RTPClient):
         with self._out_lock:
             self._out.clear()
 
+    def _mix_live(self, frame: bytes) -> bytes:
+        """Queued prompt audio plus the live source (the agent may talk over a prompt), clipped to 16 bits."""
+        try:
+            live = self.live_source() if self.live_source is not None else b""
+        except Exception:
+            log.exception("live audio source failed; the caller gets the prompt audio only")
+            self.live_source = None
+            return frame
+        if len(live) != FRAME_BYTES:
+            return frame
+        mixed = np.frombuffer(frame, dtype="<i2").astype(np.int32) + np.frombuffer(live, dtype="<i2")
+        return np.clip(mixed, -32768, 32767).astype("<i2").tobytes()
+
     def encode_packet(self, payload: bytes) -> bytes:
         if self.preference == RTP.PayloadType.PCMA:
             return pcm16_to_alaw(payload)
@@ -464,6 +478,8 @@ class DeskRTPClient(RTP.RTPClient):
             with self._out_lock:
                 frame = bytes(self._out[:FRAME_BYTES]).ljust(FRAME_BYTES, b"\x00")
                 del self._out[:FRAME_BYTES]
+            if self.live_source is not None:
+                frame = self._mix_live(frame)
             header = (b"\x80" + bytes([int(self.preference)]) + (self.outSequence % 65536).to_bytes(2, "big")
                       + (self.outTimestamp % (1 << 32)).to_bytes(4, "big") + self.outSSRC.to_bytes(4, "big"))
             try:

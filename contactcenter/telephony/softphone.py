@@ -89,6 +89,12 @@ class IncomingCall:
         """Digits pressed since the last call ("" if none)."""
         return self._call.get_dtmf(length=32)
 
+    def send_live(self, source: Callable[[], bytes] | None) -> None:
+        """``source()`` is asked for 20 ms (16-bit, 8 kHz) every time a packet goes to the caller and mixed
+        with the queued prompts: the agent's microphone. None stops it."""
+        for client in self._call.RTPClients:
+            client.live_source = source
+
     def on_audio_sent(self, handler: Callable[[bytes], None]) -> None:
         """``handler(frame)`` for every 20 ms the caller is sent (the desk's own leg)."""
         for client in self._call.RTPClients:
