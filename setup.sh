@@ -19,8 +19,10 @@ done
 
 step() { printf '\n== %s\n' "$*"; }
 
-# Debian packages: the SIP registrar and test peers (SIPp, baresip), PostgreSQL for the tests, PortAudio for headsets.
-DEBIAN_PACKAGES=(kamailio sip-tester baresip-core espeak-ng postgresql libportaudio2 python3-venv)
+# Debian packages: the SIP registrar and test peers (SIPp, baresip), PostgreSQL for the tests, PortAudio for
+# headsets, and PulseAudio with its ALSA plugin (the tests run the headset on its null sinks).
+DEBIAN_PACKAGES=(kamailio sip-tester baresip-core espeak-ng postgresql libportaudio2 libasound2-plugins pulseaudio
+  pulseaudio-utils python3-venv)
 missing=()
 for pkg in "${DEBIAN_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -11,14 +11,17 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import time
 from importlib.resources import files
 from pathlib import Path
 
 import click
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from contactcenter.app import App
 from contactcenter.storage.models import Call, Ticket
+
+STORE_WAIT_SECONDS = 15.0
 
 
 def _free_port() -> int:
@@ -47,6 +50,8 @@ def command(app: App, talk_seconds: int, extension: str | None) -> None:
                             .replace("@PCAP@", str(demo.joinpath("caller.pcap")))
                             .replace("@TALK_MS@", str(talk_seconds * 1000))
                             .replace("@RTP_PORT@", str(_free_port())).replace("@CODECS@", "0"), encoding="utf-8")
+        with app.store.session() as session:
+            before = session.scalar(select(func.max(Call.id))) or 0
         click.echo(f"calling {extension or sip.user} at {host}:{port} from SIPp ...")
         result = subprocess.run(
             ["sipp", f"{host}:{port}", "-sf", str(scenario), "-s", extension or sip.user, "-m", "1", "-l", "1",
@@ -56,8 +61,18 @@ def command(app: App, talk_seconds: int, extension: str | None) -> None:
     if result.returncode != 0:
         raise click.ClickException("the call failed (is `contactcenter run` running?):\n" + result.stdout[-1500:])
     click.echo("call finished; what the desk recorded:")
+    deadline = time.monotonic() + STORE_WAIT_SECONDS  # the desk stores the call once its analysis is done
+    while True:
+        with app.store.session() as session:
+            call = session.scalars(select(Call).where(Call.id > before).order_by(Call.id.desc()).limit(1)).first()
+            done = call is not None and (  # and the ticket plugin, if enabled, has made its ticket
+                "tickets" not in app.settings.plugins.enabled
+                or session.scalar(select(func.count(Ticket.id)).where(Ticket.call_id == call.id)))
+            if done or time.monotonic() > deadline:
+                break
+        time.sleep(0.2)
     with app.store.session() as session:
-        call = session.scalars(select(Call).order_by(Call.id.desc()).limit(1)).first()
+        call = session.get(Call, call.id) if call is not None else None
         if call is None:
             click.echo("  no call stored yet (the desk may still be saving it; run `contactcenter tickets list`)")
             return

@@ -1,8 +1,9 @@
 """`contactcenter run`: the desk's main job, the phone.
 
 Brings up the call store at the newest schema, the enabled plugins, the speech monitor (when the model is
-usable), a Kamailio registrar on loopback when settings.toml names no PBX, and the softphone registered as
-[sip] user; shows registration and each call on the terminal; Ctrl-C hangs up politely and stops.
+usable), the agent's headset (when the machine has sound), a Kamailio registrar on loopback when
+settings.toml names no PBX, and the softphone registered as [sip] user; shows registration and each call on
+the terminal, takes the agent's keys (mute, hold, hang up); Ctrl-C hangs up politely and stops.
 """
 
 from __future__ import annotations
@@ -14,6 +15,9 @@ from datetime import datetime
 import click
 
 from contactcenter.app import App
+from contactcenter.audio.devices import HeadsetError
+from contactcenter.audio.headset import Headset
+from contactcenter.commands.agent_keys import start_agent_keys
 from contactcenter.speech.vosk_model import SpeechModelError
 from contactcenter.telephony.desk import Desk, DeskCall
 from contactcenter.telephony.registrar import LocalRegistrar, RegistrarError
@@ -29,6 +33,8 @@ def show(what: str, desk_call: DeskCall) -> None:
         click.echo(f"{now} ringing   {who}")
     elif what == "answered":
         click.echo(f"{now} answered  {who} at ring {desk_call.rings}")
+    elif what in ("muted", "unmuted", "held", "resumed"):
+        click.echo(f"{now} {what:<9} {who}")
     elif what in ("ended", "abandoned"):
         record = desk_call.record
         score = "" if record is None or what == "abandoned" else f", hung up first: {record.hung_up_first}"
@@ -53,6 +59,15 @@ def command(app: App) -> None:
     except SpeechModelError as exc:
         monitor = None
         click.echo(f"speech model: not usable, live transcription is off ({exc})")
+    headset = Headset(settings.headset)
+    try:
+        if headset.check():
+            click.echo(f"headset: microphone {headset.input_device.describe()}, "  # type: ignore[union-attr]
+                       f"earpiece {headset.output_device.describe()}")  # type: ignore[union-attr]
+        else:
+            click.echo(f"headset: off ({headset.off_reason})")
+    except HeadsetError as exc:
+        raise click.ClickException(str(exc)) from None
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
@@ -69,7 +84,7 @@ def command(app: App) -> None:
         server, port = registrar.listen_ip, registrar.port
         click.echo(f"registrar: Kamailio on udp:{registrar.address} (loopback only); "
                    f"call {sip.user} from a softphone registered at {registrar.address}")
-    desk = Desk(settings, app.database, app.plugins.bus.publish, monitor, rules, on_change=show)
+    desk = Desk(settings, app.database, app.plugins.bus.publish, monitor, rules, on_change=show, headset=headset)
     account = SipAccount(server=server, port=port, user=sip.user, password=sip.password or "",
                          local_ip=sip.local_ip, local_port=sip.local_port, rtp_low=sip.rtp_port_low,
                          rtp_high=sip.rtp_port_high)
@@ -82,7 +97,10 @@ def command(app: App) -> None:
         click.echo(f"registered as {sip.user} at {server}:{port}; answering at ring "
                    f"{settings.ring.answer_after_rings}. Ctrl-C stops.")
         click.echo("ready")
+        keys = start_agent_keys(desk, stop) if headset.available else None
         stop.wait()
+        if keys is not None:
+            keys.join(timeout=1)
     finally:
         click.echo("stopping: hanging up calls in progress")
         phone.stop()

@@ -1,0 +1,87 @@
+"""A real call on the agent's headset: SIPp calls through Kamailio, the desk answers, the caller's tone
+plays in the earpiece (a PulseAudio null sink), the agent's microphone (a tone played into the other sink)
+goes to the caller, hold and mute act on the line and the hold events reach the R6 rules."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+import soundfile
+
+from conftest import desk_settings, free_port
+from contactcenter.audio.headset import Headset
+from contactcenter.speech.monitor import SpeechMonitor
+from contactcenter.speech.rules import load_rules
+from contactcenter.telephony.desk import Desk
+from contactcenter.telephony.softphone import SipAccount, Softphone
+from tests.sound import EARS, MIC, RATE, SoundServer, dominant_frequency, rms_dbfs, tone
+from tests.test_desk_calls import line, run_sipp  # noqa: F401  (the fixture is used by name)
+
+pytestmark = pytest.mark.sip
+
+
+def wait_for(condition, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def test_a_call_on_the_headset_with_hold(line: dict, sound_server: SoundServer, korean_model) -> None:
+    sound_server.use_defaults(EARS, f"{MIC}.monitor")
+    settings = desk_settings(line["desk_file"], line["url"], {"CONTACTCENTER_RING__ANSWER_AFTER_RINGS": "1",
+                                                              "CONTACTCENTER_RING__RING_PERIOD_SECONDS": "0.5"})
+    headset = Headset(settings.headset)
+    assert headset.check(), headset.off_reason
+    published: list[tuple[str, dict]] = []
+    rules = load_rules(settings.scripts.rules, settings.company.names_said)
+    desk = Desk(settings, line["database"], lambda hook, **a: published.append((hook, a)),
+                SpeechMonitor(korean_model, workers=1), rules, headset=headset)
+    account = SipAccount(server="127.0.0.1", port=line["registrar"].port, user="1001", password="",
+                         local_ip="127.0.0.1", local_port=free_port(), rtp_low=31000, rtp_high=31999)
+    phone = Softphone(account, desk.handle)
+    phone.start()
+    recorder = sound_server.record(f"{EARS}.monitor")
+    microphone = sound_server.play(MIC, tone(1000, 20, RATE, level=0.3))
+    results: list = []
+    caller = threading.Thread(target=lambda: results.append(run_sipp(line, "uac_call.xml", talk_ms=14000)))
+    caller.start()
+    try:
+        wait_for(lambda: desk.headset_call() is not None, 10)
+        wait_for(lambda: desk.headset_call().call.playing_seconds() == 0, 15)  # the greeting has been played
+        time.sleep(1.5)
+        assert desk.set_hold(True)
+        time.sleep(2)
+        assert desk.set_hold(False)
+        caller.join(timeout=40)
+        assert desk.wait_until_idle(60)
+    finally:
+        phone.stop()
+        microphone.terminate()
+        earpiece = sound_server.finish_recording(recorder)
+    assert results and results[0].returncode == 0, results and results[0].stdout[-2000:]
+    [done] = desk.finished
+    assert headset.bridge is None  # free for the next call
+
+    # The caller's 440 Hz tone was in the agent's ears.
+    loud = [earpiece[i:i + RATE] for i in range(0, len(earpiece) - RATE, RATE // 2)]
+    assert any(dominant_frequency(s, RATE) == pytest.approx(440, abs=3) and rms_dbfs(s) > -30 for s in loud)
+
+    # The desk leg of the recording is what the caller heard: the microphone's 1 kHz, then silence on hold
+    # (no hold music configured), then the microphone again.
+    recording, rate = soundfile.read(str(done.recording), dtype="float64")
+    desk_leg = recording[:, 0]
+    seconds = [desk_leg[i:i + rate] for i in range(0, len(desk_leg) - rate, rate // 4)]
+    talking = [dominant_frequency(s, rate) == pytest.approx(1000, abs=3) and rms_dbfs(s) > -20 for s in seconds]
+    silent = [rms_dbfs(s) < -70 for s in seconds]
+    first_silent = silent.index(True)
+    assert any(talking[:first_silent]) and any(talking[first_silent:])
+    assert sum(silent) >= 4  # at least a second and a half of the two-second hold is silent
+
+    # The hold events reached the R6 rules: both hold rules were judged (and failed: nobody said the phrases).
+    [report] = [a["report"] for hook, a in published if hook == "call_ended"]
+    verdicts = {r.rule_id: r.passed for r in report.results}
+    assert verdicts.get("hold_request") is False and verdicts.get("hold_return") is False
