@@ -16,9 +16,9 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from contactcenter.records import TicketRecord
+from contactcenter.records import CallbackRecord, TicketRecord
 from contactcenter.settings import Settings
-from contactcenter.storage.models import Ticket
+from contactcenter.storage.models import OutboxMessage, Ticket
 
 if TYPE_CHECKING:
     from contactcenter.plugins import PluginHost
@@ -104,3 +104,47 @@ class PluginAPI:
             return existing  # made at the same moment by a replay of the same event
         self._host.bus.publish("ticket_created", ticket=record)
         return record
+
+    # ------------------------------------------------------------------------------------------- callbacks
+
+    def add_callback(self, *, phone: str, due_at: datetime, kind: str = "manual", reason: str = "",
+                     call_id: int | None = None, ticket_id: int | None = None,
+                     deadline_at: datetime | None = None, owner_extension: str = "",
+                     owner_only: bool = False) -> CallbackRecord:
+        """Promise a call back (stored as pending; the scheduler fires ``callback_due`` at ``due_at``).
+        One per call and kind: adding it again returns the one already there."""
+        from contactcenter.scheduling.book import CallbackBook
+
+        if self._host.database is None:
+            raise RuntimeError("this process runs without a database")
+        return CallbackBook(self._host.database, self.settings).add(
+            phone=phone, due_at=due_at, kind=kind, reason=reason, call_id=call_id, ticket_id=ticket_id,
+            deadline_at=deadline_at, owner_extension=owner_extension, owner_only=owner_only)
+
+    def close_callback(self, callback_id: int, outcome: str, note: str = "") -> CallbackRecord:
+        """Record a callback attempt: ``answered`` closes it (done); anything else (busy, no_answer,
+        no_response) counts an attempt and retries per policy, failing when the attempts are used up.
+        Publishes ``callback_closed`` when it closes."""
+        from contactcenter.scheduling.book import REACHED, CallbackBook
+
+        book = CallbackBook(self._host.database, self.settings)  # type: ignore[arg-type]
+        record = book.done(callback_id, note=note) if outcome == REACHED else book.missed(callback_id, outcome)
+        if record.state in ("done", "failed"):
+            self._host.bus.publish("callback_closed", callback=record)
+        return record
+
+    # ---------------------------------------------------------------------------------------------- outbox
+
+    def outbox_put(self, topic: str, payload: dict[str, Any], key: str = "") -> int:
+        """Keep a message for an outside system until this plugin reports it delivered; returns its id."""
+        with self.session() as session:
+            message = OutboxMessage(plugin=self.plugin_name, topic=topic, key=key, payload=payload)
+            session.add(message)
+            session.flush()
+            return message.id
+
+    @property
+    def phone(self) -> Any:
+        """The desk's softphone when this process runs one (``run``), for plugins that place calls (a
+        survey); None in processes without a phone (the scheduler, the CLI)."""
+        return getattr(self._host, "phone", None)

@@ -51,8 +51,11 @@ class App:
 
     @cached_property
     def plugins(self) -> PluginHost:
+        from contactcenter.scheduling import after_calls
+
         host = PluginHost(self.settings, self.database)
         host.load_entry_points()
+        host.register(after_calls, after_calls.NAME)  # built in: calls and tickets → callbacks
         return host
 
     def close(self) -> None:

@@ -50,6 +50,7 @@ EVENT_HOOKS = (
     "rule_hit",
     "call_ended",
     "ticket_created",
+    "callback_closed",
     "callback_due",
     "survey_completed",
 )
@@ -169,6 +170,17 @@ def callback_due(callback: CallbackRecord, api: PluginAPI) -> None:
     :param api: the plugin API.
 
     Use it to remind the owner (chat, e-mail) or to place the call.
+    """
+
+
+@hookspec
+def callback_closed(callback: CallbackRecord, api: PluginAPI) -> None:
+    """A callback is closed: ``done`` (the customer was reached) or ``failed`` (attempts used up).
+
+    :param callback: the callback with its final ``state``, ``attempts``, ``last_outcome`` and ``note``.
+    :param api: the plugin API.
+
+    Use it to close the loop elsewhere: mark the CRM case followed up, tell the complaint's owner.
     """
 
 

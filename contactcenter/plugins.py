@@ -160,7 +160,7 @@ class PluginHost:
                 name=name,
                 distribution=dist.metadata["Name"] if dist is not None else None,
                 version=dist.version if dist is not None else None,
-                enabled=name in enabled,
+                enabled=name in enabled or (ep is None and name in registered),  # built in: always on
                 status=status,
                 error=self.import_errors.get(name),
                 hooks=self.hooks_of(name) or _declared_hooks(ep),

@@ -131,16 +131,22 @@ class TicketRecord(Record):
 
 
 class CallbackRecord(Record):
-    """A callback that has come due."""
+    """A callback (次日回访, complaint follow-up, survey, by hand): what to call, why, by when, how it went."""
 
     id: int
     phone: str
     reason: str = ""
+    kind: str = "manual"  # next_day | complaint | compliance | survey | manual
+    state: str = "pending"  # pending | due | in_progress | done | failed | cancelled
     due_at: datetime
+    deadline_at: datetime | None = None
+    timezone: str = "Asia/Shanghai"
     owner_extension: str | None = None
     owner_only: bool = False
     attempts: int = 0
     max_attempts: int = 3
+    last_outcome: str = ""
+    note: str = ""
     call_id: int | None = None
     ticket_id: int | None = None
 

@@ -14,6 +14,7 @@ read from the variable named by ``[sip] password_env``.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -209,17 +210,54 @@ class HeadsetSettings(Section):
     wait_for_headset: bool = True
 
 
+def _clock_time(value: str) -> str:
+    if not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", value):
+        raise ValueError(f"expected a time of day HH:MM (00:00 to 23:59), got {value!r}")
+    return value
+
+
+def _iso_date(value: str) -> str:
+    from datetime import date
+
+    try:
+        date.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"expected a date YYYY-MM-DD, got {value!r}") from None
+    return value
+
+
+ClockTime = Annotated[str, AfterValidator(_clock_time)]
+IsoDate = Annotated[str, AfterValidator(_iso_date)]
+
+
 class CallbackSettings(Section):
     after_service_call: bool = True
+    service_categories: list[str] = Field(default_factory=lambda: ["报修"])
     after_complaint: bool = True
+    complaint_categories: list[str] = Field(default_factory=lambda: ["投诉"])
     after_failed_compliance: bool = False
     complaint_within_hours: float = Field(default=24, gt=0)
-    working_hours_start: str = Field(default="09:00", pattern=r"^\d{2}:\d{2}$")
-    working_hours_end: str = Field(default="18:00", pattern=r"^\d{2}:\d{2}$")
+    next_day_time: ClockTime = "10:00"
+    working_hours_start: ClockTime = "09:00"
+    working_hours_end: ClockTime = "18:00"
     max_attempts: int = Field(default=3, ge=1, le=20)
     retry_spacing_minutes: int = Field(default=60, ge=1)
     owner_only_minutes: int = Field(default=120, ge=0)
-    extra_days_off: list[str] = Field(default_factory=list)
+    extra_days_off: list[IsoDate] = Field(default_factory=list)
+    extra_working_days: list[IsoDate] = Field(default_factory=list)
+    scheduler_in_desk: bool = False
+    auto_dial: bool = False
+    misfire_grace_minutes: int = Field(default=24 * 60, ge=1)
+    scheduler_lease_seconds: float = Field(default=30.0, ge=1, le=600)
+    sweep_seconds: float = Field(default=30.0, ge=0.5, le=3600)
+
+    @model_validator(mode="after")
+    def _hours_in_order(self) -> "CallbackSettings":
+        if not self.working_hours_start < self.working_hours_end:
+            raise ValueError("working_hours_start must be before working_hours_end")
+        if not self.working_hours_start <= self.next_day_time < self.working_hours_end:
+            raise ValueError("next_day_time must fall within the working hours")
+        return self
 
 
 class Settings(Section):

@@ -109,6 +109,7 @@ class Call(Base):
     purpose: Mapped[str] = mapped_column(Text, default="")
     category: Mapped[str | None] = mapped_column(String(32))
     compliance_score: Mapped[float | None] = mapped_column(Float)
+    recording_path: Mapped[str] = mapped_column(String(500), default="")  # under [general] data_dir
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     agent: Mapped[Agent | None] = relationship()
@@ -188,28 +189,74 @@ class Ticket(Base):
     assignee: Mapped[Agent | None] = relationship()
 
 
+CALLBACK_STATES = ("pending", "due", "in_progress", "done", "failed", "cancelled")
+CALLBACK_KINDS = ("next_day", "complaint", "compliance", "survey", "manual")
+
+
 class Callback(Base):
-    """A promised call back to a customer (R8, R10); the database row is the source of truth."""
+    """A promised call back to a customer (R8, R10); the database row is the source of truth.
+
+    ``pending`` until ``due_at``; the scheduler then moves it to ``due`` exactly once (a conditional update,
+    so two schedulers cannot both fire it) and publishes ``callback_due``; ``in_progress`` while the desk
+    dials; ``done``, ``failed`` (attempts used up) or ``cancelled``. A missed attempt puts it back to
+    ``pending`` at ``due_at`` + the spacing. ``job_due_at`` is the due time the scheduler has a job for.
+    """
 
     __tablename__ = "callbacks"
+    __table_args__ = (UniqueConstraint("call_id", "kind"), UniqueConstraint("ticket_id", "kind"))
 
     id: Mapped[int] = mapped_column(primary_key=True)
     customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"), index=True)
     phone: Mapped[str] = mapped_column(String(64))
     reason: Mapped[str] = mapped_column(Text, default="")
+    kind: Mapped[str] = mapped_column(String(16), default="manual")
     call_id: Mapped[int | None] = mapped_column(ForeignKey("calls.id"), index=True)
     ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"), index=True)
     owner_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id"), index=True)
+    owner_extension: Mapped[str] = mapped_column(String(64), default="")
     owner_only: Mapped[bool] = mapped_column(Boolean, default=False)
     due_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    deadline_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     timezone: Mapped[str] = mapped_column(String(64), default="Asia/Shanghai")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     max_attempts: Mapped[int] = mapped_column(Integer, default=3)
     spacing_minutes: Mapped[int] = mapped_column(Integer, default=60)
     state: Mapped[str] = mapped_column(String(16), default="pending", index=True)
     last_outcome: Mapped[str] = mapped_column(String(32), default="")
+    note: Mapped[str] = mapped_column(Text, default="")
+    job_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    fired_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class SchedulerLease(Base):
+    """Who may run the callback scheduler now: one holder, renewed while alive, taken over once expired."""
+
+    __tablename__ = "scheduler_leases"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(200))
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    acquired_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class OutboxMessage(Base):
+    """A message a plugin must deliver to an outside system (a CRM), kept until it is delivered."""
+
+    __tablename__ = "plugin_outbox"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    plugin: Mapped[str] = mapped_column(String(100), index=True)
+    topic: Mapped[str] = mapped_column(String(64))
+    key: Mapped[str] = mapped_column(String(200), default="")  # what the message is about, for idempotency
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class SurveyResponse(Base):

@@ -9,10 +9,18 @@ config = context.config
 target_metadata = Base.metadata
 
 
+NOT_OURS = {"apscheduler_jobs"}  # APScheduler creates and owns its job table
+
+
+def include_object(obj, name, type_, reflected, compare_to) -> bool:
+    return not (type_ == "table" and name in NOT_OURS)
+
+
 def run_migrations(connection) -> None:
     context.configure(
         connection=connection,
         target_metadata=target_metadata,
+        include_object=include_object,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
     )

@@ -1,0 +1,1 @@
+"""Callbacks: working days, the callback book, the scheduler (APScheduler) and its lease."""
