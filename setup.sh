@@ -47,8 +47,8 @@ fi
 step "installing contactcenter and its first-party plugins"
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet -e ".[test]"
-for plugin in plugins/*/; do
-  .venv/bin/python -m pip install --quiet --no-deps -e "$plugin"
+for plugin in plugins/*/; do  # each through its entry point, as a third-party plugin would be installed
+  .venv/bin/python -m pip install --quiet -e "$plugin"
 done
 
 step "preparing the call store"

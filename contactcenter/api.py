@@ -16,9 +16,9 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from contactcenter.records import CallbackRecord, TicketRecord
+from contactcenter.records import CallbackRecord, SurveyRecord, TicketRecord
 from contactcenter.settings import Settings
-from contactcenter.storage.models import OutboxMessage, Ticket
+from contactcenter.storage.models import Agent, Call, OutboxMessage, SurveyResponse, Ticket
 
 if TYPE_CHECKING:
     from contactcenter.plugins import PluginHost
@@ -133,6 +133,26 @@ class PluginAPI:
             self._host.bus.publish("callback_closed", callback=record)
         return record
 
+    # ---------------------------------------------------------------------------------------------- surveys
+
+    def record_survey(self, call_id: int | None, answers: list[tuple[str, int | None, str]],
+                      callback_id: int | None = None) -> SurveyRecord:
+        """Store one survey's answers, ``(question, 1-5 or None, outcome)`` each (outcome ``answered``,
+        ``invalid``, ``timeout``, ``skipped``, ``hung_up``), credited to the agent of the call surveyed, and
+        publish ``survey_completed``."""
+        with self.session() as session:
+            call = session.get(Call, call_id) if call_id is not None else None
+            agent = session.get(Agent, call.agent_id) if call is not None and call.agent_id else None
+            for question, value, outcome in answers:
+                session.add(SurveyResponse(call_id=call_id, agent_id=agent.id if agent else None,
+                                           callback_id=callback_id, question_key=question, answer=value,
+                                           outcome=outcome))
+            record = SurveyRecord(call_id=call_id, agent_extension=agent.extension if agent else "",
+                                  answers={q: v for q, v, _ in answers},
+                                  completed=all(o == "answered" for _, _, o in answers))
+        self._host.bus.publish("survey_completed", survey=record)
+        return record
+
     # ---------------------------------------------------------------------------------------------- outbox
 
     def outbox_put(self, topic: str, payload: dict[str, Any], key: str = "") -> int:
@@ -142,6 +162,12 @@ class PluginAPI:
             session.add(message)
             session.flush()
             return message.id
+
+    @property
+    def stopping(self) -> Any:
+        """A ``threading.Event`` set when the desk shuts down: a plugin's own background thread waits on it
+        (``api.stopping.wait(timeout)``) and ends when it is set."""
+        return self._host.stopping
 
     @property
     def phone(self) -> Any:

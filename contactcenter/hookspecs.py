@@ -44,6 +44,7 @@ hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
 
 #: Hooks that report something that happened; they are dispatched with isolation and replay.
 EVENT_HOOKS = (
+    "desk_started",
     "call_ringing",
     "call_answered",
     "utterance",
@@ -88,6 +89,19 @@ def register_settings() -> type[BaseModel] | None:
 # -------------------------------------------------------------------------------------------------------
 # Event hooks: called as things happen, one worker per plugin, time-limited, replayable.
 # -------------------------------------------------------------------------------------------------------
+
+
+@hookspec
+def desk_started(role: str, api: PluginAPI) -> None:
+    """A long-running desk process has started: ``run`` (role ``"desk"``) or ``scheduler``
+    (role ``"scheduler"``).
+
+    :param role: which process.
+    :param api: the plugin API.
+
+    Start background work here (delivering a persistent outbox left from before a restart); short-lived
+    commands (``tickets list``) never call it.
+    """
 
 
 @hookspec

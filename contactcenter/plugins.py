@@ -8,6 +8,7 @@ name and reported by ``contactcenter plugins list``; the rest load and run.
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
@@ -72,6 +73,7 @@ class PluginHost:
             self.pm, self.undelivered, settings.plugins.hook_timeout_seconds, self.api_for
         )
         self.bus = EventBus(self.dispatcher)
+        self.stopping = threading.Event()
 
     @property
     def enabled_names(self) -> list[str]:
@@ -168,10 +170,11 @@ class PluginHost:
         return infos
 
     def close(self) -> None:
-        """Deliver what is queued, then stop the workers."""
+        """Deliver what is queued, then stop the workers; ``api.stopping`` tells plugins' own threads."""
         self.bus.drain()
         self.bus.close()
         self.dispatcher.close()
+        self.stopping.set()
 
 
 def _declared_hooks(ep: EntryPoint | None) -> list[str]:

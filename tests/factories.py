@@ -66,6 +66,7 @@ def event_arguments(hook: str) -> dict[str, Any]:
         "ticket_created": {"ticket": TicketRecord(id=3, call_id=7, category="投诉", created_at=INVITED)},
         "callback_due": {"callback": CallbackRecord(id=5, phone="13800138000", reason="次日回访",
                                                     due_at=INVITED + timedelta(days=1))},
+        "desk_started": {"role": "desk"},
         "callback_closed": {"callback": CallbackRecord(id=5, phone="13800138000", reason="次日回访", state="done",
                                                        due_at=INVITED + timedelta(days=1), attempts=1,
                                                        last_outcome="answered")},

@@ -39,7 +39,7 @@ def test_upgrade_creates_every_table_and_is_repeatable(database: Database) -> No
     expected = set(Base.metadata.tables) | {"alembic_version"}
     assert set(database.table_names()) == expected
     database.upgrade()  # a second run changes nothing and does not fail
-    assert database.current_revision() == "0001"
+    assert database.current_revision() == database.head_revision() == "0002"
 
 
 def test_migrations_match_the_models(database: Database) -> None:
@@ -119,3 +119,22 @@ def test_a_database_that_is_down_gives_a_clear_error() -> None:
     db = Database("postgresql+psycopg://nobody@127.0.0.1:1/nothing")
     with pytest.raises(DatabaseUnavailable, match=r"cannot use database postgresql\+psycopg://nobody@127.0.0.1:1"):
         db.upgrade()
+
+
+def test_a_desk_with_calls_and_callbacks_upgrades_from_0001_keeping_them(database_url: str) -> None:
+    from sqlalchemy import text
+
+    database = Database(database_url)
+    database.upgrade("0001")
+    with database.engine.begin() as connection:
+        connection.execute(text(
+            "INSERT INTO callbacks (phone, reason, owner_only, due_at, timezone, attempts, max_attempts, "
+            "spacing_minutes, state, last_outcome, created_at, updated_at) VALUES ('13800138000', '次日回访', "
+            ":f, :t, 'Asia/Shanghai', 0, 3, 60, 'pending', '', :t, :t)"),
+            {"f": False, "t": "2026-11-24 02:00:00.000000+00:00"})
+    database.upgrade()
+    with database.session() as session:
+        [callback] = session.scalars(select(Callback)).all()
+        assert callback.kind == "manual" and callback.owner_extension == "" and callback.note == ""
+        assert callback.phone == "13800138000" and callback.job_due_at is None
+    database.dispose()

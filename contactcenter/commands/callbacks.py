@@ -178,6 +178,7 @@ def scheduler_command(app: App) -> None:
                    f"{callback.reason}", color=True)
 
     scheduler = CallbackScheduler(app.database, app.settings, app.plugins.bus.publish, on_due=on_due)
+    app.plugins.bus.publish("desk_started", role="scheduler")
     click.echo(f"scheduler {scheduler.lease.holder} on {app.database.safe_url}; Ctrl-C stops")
     scheduler.run(stop, on_standby=on_standby)
     app.plugins.bus.drain()

@@ -96,6 +96,7 @@ def command(app: App) -> None:
             raise click.ClickException(str(exc)) from None
         click.echo(f"registered as {sip.user} at {server}:{port}; answering at ring "
                    f"{settings.ring.answer_after_rings}. Ctrl-C stops.")
+        app.plugins.bus.publish("desk_started", role="desk")
         click.echo("ready")
         keys = start_agent_keys(desk, stop) if headset.available else None
         stop.wait()

@@ -267,9 +267,10 @@ class SurveyResponse(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     call_id: Mapped[int | None] = mapped_column(ForeignKey("calls.id"), index=True)
     agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id"), index=True)
+    callback_id: Mapped[int | None] = mapped_column(ForeignKey("callbacks.id"), index=True)
     question_key: Mapped[str] = mapped_column(String(64))
     answer: Mapped[int | None] = mapped_column(Integer)  # 1..5, None when not answered
-    outcome: Mapped[str] = mapped_column(String(16), default="answered")  # answered | invalid | timeout
+    outcome: Mapped[str] = mapped_column(String(16), default="answered")  # answered|invalid|timeout|skipped|hung_up
     answered_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
 
 

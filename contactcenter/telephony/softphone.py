@@ -85,6 +85,11 @@ class IncomingCall:
         """The caller's next 20 ms (16-bit, 8 kHz), None if not yet arrived."""
         return self._call.read_frame(flush)
 
+    def stop_playing(self) -> None:
+        """Drop what is still queued for the caller (a key pressed during an IVR prompt: barge-in)."""
+        for client in self._call.RTPClients:
+            client.clear_send()
+
     def read_dtmf(self) -> str:
         """Digits pressed since the last call ("" if none)."""
         return self._call.get_dtmf(length=32)

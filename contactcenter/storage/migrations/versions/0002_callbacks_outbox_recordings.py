@@ -57,12 +57,23 @@ def upgrade() -> None:
         batch_op.create_unique_constraint(batch_op.f('uq_callbacks_call_id'), ['call_id', 'kind'])
         batch_op.create_unique_constraint(batch_op.f('uq_callbacks_ticket_id'), ['ticket_id', 'kind'])
 
+    with op.batch_alter_table('survey_responses', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('callback_id', sa.Integer(), nullable=True))
+        batch_op.create_index(batch_op.f('ix_survey_responses_callback_id'), ['callback_id'], unique=False)
+        batch_op.create_foreign_key(batch_op.f('fk_survey_responses_callback_id_callbacks'), 'callbacks',
+                                    ['callback_id'], ['id'])
+
     with op.batch_alter_table('calls', schema=None) as batch_op:
         batch_op.add_column(sa.Column('recording_path', sa.String(length=500), nullable=False, server_default=''))
 
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('survey_responses', schema=None) as batch_op:
+        batch_op.drop_constraint(batch_op.f('fk_survey_responses_callback_id_callbacks'), type_='foreignkey')
+        batch_op.drop_index(batch_op.f('ix_survey_responses_callback_id'))
+        batch_op.drop_column('callback_id')
+
     with op.batch_alter_table('calls', schema=None) as batch_op:
         batch_op.drop_column('recording_path')
 
