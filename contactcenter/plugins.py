@@ -74,6 +74,7 @@ class PluginHost:
         )
         self.bus = EventBus(self.dispatcher)
         self.stopping = threading.Event()
+        self.phone: Any = None  # the softphone, in a process that runs one (`run`): api.phone
 
     @property
     def enabled_names(self) -> list[str]:

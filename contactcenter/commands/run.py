@@ -18,6 +18,10 @@ from contactcenter.app import App
 from contactcenter.audio.devices import HeadsetError
 from contactcenter.audio.headset import Headset
 from contactcenter.commands.agent_keys import start_agent_keys
+from contactcenter.records import CallbackRecord
+from contactcenter.scheduling.book import CallbackBook
+from contactcenter.scheduling.dialer import CallbackDialer
+from contactcenter.scheduling.scheduler import CallbackScheduler
 from contactcenter.speech.vosk_model import SpeechModelError
 from contactcenter.telephony.desk import Desk, DeskCall
 from contactcenter.telephony.registrar import LocalRegistrar, RegistrarError
@@ -39,6 +43,25 @@ def show(what: str, desk_call: DeskCall) -> None:
         record = desk_call.record
         score = "" if record is None or what == "abandoned" else f", hung up first: {record.hung_up_first}"
         click.echo(f"{now} {what:<9} {who}{score}")
+
+
+def _start_scheduler(app: App, phone: Softphone, stop: threading.Event) -> threading.Thread:
+    """[callbacks] scheduler_in_desk: this desk fires the callbacks too (and dials them with auto_dial)."""
+    settings = app.settings
+    dialer = (CallbackDialer(phone, app.plugins.api_for("callbacks"), CallbackBook(app.database, settings))
+              if settings.callbacks.auto_dial else None)
+
+    def on_due(callback: CallbackRecord) -> None:
+        owner = f" for {callback.owner_extension}" if callback.owner_extension else ""
+        click.echo(f"{datetime.now():%H:%M:%S} DUE callback {callback.id}{owner}: {callback.phone} {callback.reason}")
+        if dialer is not None:
+            dialer(callback)
+
+    scheduler = CallbackScheduler(app.database, settings, app.plugins.bus.publish, on_due=on_due)
+    thread = threading.Thread(target=scheduler.run, args=(stop,), name="callback-scheduler", daemon=True)
+    thread.start()
+    click.echo("callbacks: this desk runs the scheduler" + (" and dials due callbacks" if dialer else ""))
+    return thread
 
 
 @click.command("run")
@@ -96,12 +119,16 @@ def command(app: App) -> None:
             raise click.ClickException(str(exc)) from None
         click.echo(f"registered as {sip.user} at {server}:{port}; answering at ring "
                    f"{settings.ring.answer_after_rings}. Ctrl-C stops.")
+        app.plugins.phone = phone
+        scheduler_thread = _start_scheduler(app, phone, stop) if settings.callbacks.scheduler_in_desk else None
         app.plugins.bus.publish("desk_started", role="desk")
         click.echo("ready")
         keys = start_agent_keys(desk, stop) if headset.available else None
         stop.wait()
         if keys is not None:
             keys.join(timeout=1)
+        if scheduler_thread is not None:
+            scheduler_thread.join(timeout=10)
     finally:
         click.echo("stopping: hanging up calls in progress")
         phone.stop()
