@@ -140,6 +140,15 @@ def test_hook_ticket_created(recorder: PluginHost) -> None:
     assert deliver(recorder, "ticket_created")["ticket"].category == "投诉"
 
 
+def test_hook_desk_started(recorder: PluginHost) -> None:
+    assert deliver(recorder, "desk_started")["role"] == "desk"
+
+
+def test_hook_callback_closed(recorder: PluginHost) -> None:
+    closed = deliver(recorder, "callback_closed")["callback"]
+    assert closed.state == "done" and closed.last_outcome == "answered"
+
+
 def test_hook_callback_due(recorder: PluginHost) -> None:
     assert deliver(recorder, "callback_due")["callback"].reason == "次日回访"
 

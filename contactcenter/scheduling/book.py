@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, bindparam, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from contactcenter.records import CallbackRecord
@@ -160,10 +160,15 @@ class CallbackBook:
             return dict(rows.all())
 
     def mark_scheduled(self, due_times: dict[int, datetime]) -> None:
+        """Note that the scheduler has a job for each callback at that due time (one executemany)."""
+        if not due_times:
+            return
+        table = Callback.__table__
+        statement = (update(table).where(table.c.id == bindparam("callback_id"), table.c.due_at == bindparam("due"))
+                     .values(job_due_at=bindparam("due")))
         with self.database.session() as session:
-            for callback_id, due_at in due_times.items():
-                session.execute(update(Callback).where(Callback.id == callback_id, Callback.due_at == due_at)
-                                .values(job_due_at=due_at))
+            session.connection().execute(statement, [{"callback_id": callback_id, "due": due_at}
+                                                     for callback_id, due_at in due_times.items()])
 
     # ------------------------------------------------------------------------------------------ changing
 

@@ -24,8 +24,9 @@ OPENING_PROMPT = "callback_opening"
 
 
 class CallbackDialer:
-    def __init__(self, phone, api: PluginAPI, book: CallbackBook) -> None:
+    def __init__(self, phone, api: PluginAPI, book: CallbackBook, listen_seconds: float = LISTEN_SECONDS) -> None:
         self.phone = phone
+        self.listen_seconds = listen_seconds
         self.api = api
         self.book = book
         self.prompts = Prompts(api.settings.scripts.prompts_dir)
@@ -45,7 +46,7 @@ class CallbackDialer:
             opening = self.prompts.line_audio(OPENING_PROMPT)
             if opening:
                 call.play(opening)
-            deadline = time.monotonic() + LISTEN_SECONDS
+            deadline = time.monotonic() + self.listen_seconds
             while call.playing_seconds() > 0 and not call.ended.is_set():
                 time.sleep(0.05)
             call.ended.wait(timeout=max(0.0, deadline - time.monotonic()))  # the customer hangs up first

@@ -142,19 +142,18 @@ class CallbackScheduler:
         wanted = self.book.pending_due_times()
         jobs = {job.id: job for job in self._scheduler.get_jobs() if job.id.startswith(JOB_PREFIX)}
         added = moved = kept = 0
+        written: dict[int, object] = {}
         for callback_id, due_at in wanted.items():
             job = jobs.pop(f"{JOB_PREFIX}{callback_id}", None)
-            if job is None:
-                self._schedule(callback_id, due_at)
-                added += 1
-            elif job.next_run_time is None or job.next_run_time != due_at:
-                self._schedule(callback_id, due_at)
-                moved += 1
-            else:
+            if job is not None and job.next_run_time == due_at:
                 kept += 1
+                continue
+            self._schedule(callback_id, due_at)
+            written[callback_id] = due_at
+            added, moved = (added + 1, moved) if job is None else (added, moved + 1)
         for job_id in jobs:
             self._scheduler.remove_job(job_id)
-        self.book.mark_scheduled(wanted)
+        self.book.mark_scheduled(written)  # type: ignore[arg-type]
         return Reconciled(added, moved, len(jobs), kept, time.perf_counter() - started)
 
     def sweep(self) -> None:
