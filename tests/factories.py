@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import inspect
 import textwrap
+import time
 import uuid
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -92,3 +94,25 @@ def install_plugin(site: Path, name: str, source: str) -> str:
     (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {module}\nVersion: 1.0\n", encoding="utf-8")
     (dist / "entry_points.txt").write_text(f"[contactcenter]\n{name} = {module}\n", encoding="utf-8")
     return module
+
+
+def wait_until(condition: Callable[[], Any], timeout: float, step: float = 0.05) -> bool:
+    """Poll ``condition`` until it is true or ``timeout`` seconds pass; its last value as a bool."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(step)
+    return bool(condition())
+
+
+def open_app(desk: Path, database_url: str, monkeypatch: Any, **overrides: str) -> Any:
+    """An App on the desk folder and database, with ``section__key=value`` settings overrides, upgraded."""
+    from conftest import desk_environment
+    from contactcenter.app import App
+
+    for key, value in desk_environment(database_url, **overrides).items():
+        monkeypatch.setenv(key, value)
+    app = App(desk)
+    app.database.upgrade()
+    return app

@@ -3,8 +3,6 @@ comes due, plays the callback opening, and records the outcome (reached: done; b
 
 from __future__ import annotations
 
-import subprocess
-import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -12,11 +10,11 @@ import numpy as np
 import pytest
 import soundfile
 
-from conftest import desk_environment, free_port
 from contactcenter.app import App
 from contactcenter.scheduling.book import CallbackBook
 from contactcenter.scheduling.dialer import CallbackDialer
-from tests.test_desk_calls import DEMO_DIR, SIP_DIR, dialler, outside  # noqa: F401  (fixture used by name)
+from tests.factories import open_app
+from tests.test_desk_calls import dialler, outside, start_callee  # noqa: F401  (fixture used by name)
 
 pytestmark = pytest.mark.sip
 
@@ -25,24 +23,9 @@ pytestmark = pytest.mark.sip
 def callbacks_app(desk: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> App:
     opening = desk.parent / "scripts_zh" / "prompts" / "callback_opening.wav"
     soundfile.write(opening, 0.3 * np.sin(2 * np.pi * 500 * np.arange(8000) / 8000), 8000)
-    for key, value in desk_environment(f"sqlite:///{tmp_path / 'store.db'}").items():
-        monkeypatch.setenv(key, value)
-    app = App(desk)
-    app.database.upgrade()
+    app = open_app(desk, f"sqlite:///{tmp_path / 'store.db'}", monkeypatch)
     yield app
     app.close()
-
-
-def callee(outside: dict, scenario: str) -> subprocess.Popen[str]:
-    text = (SIP_DIR / scenario).read_text(encoding="utf-8").replace("@PCAP@", str(DEMO_DIR / "caller.pcap"))
-    path = outside["tmp"] / scenario
-    path.write_text(text, encoding="utf-8")
-    process = subprocess.Popen(
-        ["sipp", "-sf", str(path), "-i", "127.0.0.1", "-p", str(outside["callee_port"]), "-mi", "127.0.0.1",
-         "-mp", str(free_port() & ~1), "-m", "1", "-timeout", "40", "-nostdin"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=outside["tmp"])
-    time.sleep(0.3)
-    return process
 
 
 @pytest.mark.parametrize(("scenario", "outcome", "state"), [("uas_callee.xml", "answered", "done"),
@@ -52,7 +35,7 @@ def test_a_due_callback_is_dialled_and_its_outcome_recorded(outside: dict, callb
     book = CallbackBook(callbacks_app.database, callbacks_app.settings)
     due = datetime.now(timezone.utc) - timedelta(seconds=1)
     callback = book.add(phone="9001", due_at=due, reason="次日回访", kind="next_day")
-    peer = callee(outside, scenario)
+    peer = start_callee(outside, scenario)
     phone = dialler(outside)
     try:
         dialer = CallbackDialer(phone, callbacks_app.plugins.api_for("callbacks"), book, listen_seconds=2)

@@ -12,7 +12,7 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import date, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -25,7 +25,7 @@ from contactcenter.scheduling.scheduler import CallbackScheduler
 from contactcenter.scheduling.workdays import WorkCalendar
 from contactcenter.settings import CallbackSettings
 from contactcenter.storage import Database
-from tests.factories import install_plugin
+from tests.factories import install_plugin, open_app, wait_until
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
@@ -88,11 +88,8 @@ def test_settings_refuse_hours_that_cannot_work(tmp_path: Path) -> None:
 
 @pytest.fixture
 def desk_app(desk: Path, database_url: str, monkeypatch: pytest.MonkeyPatch) -> App:
-    for key, value in desk_environment(database_url, callbacks__sweep_seconds="0.5",
-                                       callbacks__scheduler_lease_seconds="2").items():
-        monkeypatch.setenv(key, value)
-    app = App(desk)
-    app.database.upgrade()
+    app = open_app(desk, database_url, monkeypatch, callbacks__sweep_seconds="0.5",
+                   callbacks__scheduler_lease_seconds="2")
     yield app
     app.close()
 
@@ -210,15 +207,6 @@ def start_scheduler(env: dict[str, str], cwd: Path) -> subprocess.Popen[str]:
 
 def fired(log: Path) -> list[dict]:
     return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
-
-
-def wait_until(condition, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.2)
-    return condition()
 
 
 @pytest.fixture

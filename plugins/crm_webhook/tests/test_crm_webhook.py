@@ -14,10 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import desk_environment, free_port
+from conftest import free_port
 from contactcenter.app import App
 from contactcenter.storage.models import OutboxMessage
 from contactcenter_crm_webhook import SCHEMA, SIGNATURE_HEADER
+from tests.factories import open_app, wait_until
 
 SECRET = "s3cr3t-for-tests"
 
@@ -68,26 +69,11 @@ def crm() -> Iterator[Crm]:
 
 
 def start_app(desk: Path, database_url: str, port: int, monkeypatch: pytest.MonkeyPatch) -> App:
-    environment = desk_environment(database_url, plugins__enabled='["crm_webhook"]',
-                                   plugins__crm_webhook__url=f"http://127.0.0.1:{port}/hooks",
-                                   plugins__crm_webhook__timeout_seconds="0.5",
-                                   plugins__crm_webhook__first_retry_seconds="0.2",
-                                   plugins__crm_webhook__max_retry_seconds="0.5")
-    for key, value in environment.items():
-        monkeypatch.setenv(key, value)
     monkeypatch.setenv("CONTACTCENTER_CRM_SECRET", SECRET)
-    app = App(desk)
-    app.database.upgrade()
-    return app
-
-
-def wait_until(condition, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return condition()
+    return open_app(desk, database_url, monkeypatch, plugins__enabled='["crm_webhook"]',
+                    plugins__crm_webhook__url=f"http://127.0.0.1:{port}/hooks",
+                    plugins__crm_webhook__timeout_seconds="0.5", plugins__crm_webhook__first_retry_seconds="0.2",
+                    plugins__crm_webhook__max_retry_seconds="0.5")
 
 
 def verified(request: dict) -> dict:

@@ -16,12 +16,13 @@ import numpy as np
 import pytest
 import soundfile
 
-from conftest import REPO, desk_environment, free_port
+from conftest import REPO, free_port
 from contactcenter.app import App
 from contactcenter.scheduling.book import CallbackBook
 from contactcenter.storage.models import Agent, Call, SurveyResponse
 from contactcenter_survey import survey_call
 from contactcenter_survey.report import report_rows, survey_groups
+from tests.factories import open_app
 from tests.test_desk_calls import SIP_DIR, dialler, outside  # noqa: F401  (fixture used by name)
 
 pytestmark = pytest.mark.sip
@@ -92,11 +93,7 @@ def survey_app(desk: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> A
     script = desk.parent / "scripts_zh" / "survey.toml"
     script.write_text(script.read_text(encoding="utf-8").replace("answer_seconds = 6", "answer_seconds = 3")
                       .replace("retries = 2", "retries = 1"), encoding="utf-8")
-    for key, value in desk_environment(f"sqlite:///{tmp_path / 'store.db'}",
-                                       plugins__enabled='["survey"]').items():
-        monkeypatch.setenv(key, value)
-    app = App(desk)
-    app.database.upgrade()
+    app = open_app(desk, f"sqlite:///{tmp_path / 'store.db'}", monkeypatch, plugins__enabled='["survey"]')
     yield app
     app.close()
 
