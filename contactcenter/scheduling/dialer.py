@@ -34,7 +34,14 @@ class CallbackDialer:
     def __call__(self, callback: CallbackRecord) -> None:
         if callback.kind == "survey":
             return
-        threading.Thread(target=self.dial, args=(callback,), name=f"callback-{callback.id}", daemon=True).start()
+        threading.Thread(target=self._dial_logged, args=(callback,), name=f"callback-{callback.id}",
+                         daemon=True).start()
+
+    def _dial_logged(self, callback: CallbackRecord) -> None:
+        try:
+            self.dial(callback)
+        except Exception:  # reopened as due by the scheduler's sweep after STUCK_DIAL; listed meanwhile
+            log.exception("dialling callback %s failed", callback.id)
 
     def dial(self, callback: CallbackRecord) -> str:
         """Place the call and record how it went; the outcome (answered, busy, no_answer, failed)."""

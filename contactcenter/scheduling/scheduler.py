@@ -89,7 +89,13 @@ class CallbackScheduler:
                     on_standby(self.lease.current_holder())
                 stop.wait(renew_every)
                 continue
-            self.start()
+            try:
+                self.start()
+            except Exception:  # the database went away between the lease and the start: try again
+                log.exception("the callback scheduler could not start; retrying in %.0f s", renew_every)
+                self.shutdown()
+                stop.wait(renew_every)
+                continue
             try:
                 while not stop.wait(renew_every):
                     if not self.lease.acquire():

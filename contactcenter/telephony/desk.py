@@ -235,7 +235,8 @@ class Desk:
         Hold music is recorded but not recognised (music is not the agent speaking)."""
         desk_call.desk_audio.append(frame)
         if speech is not None:
-            held = desk_call.bridge is not None and desk_call.bridge.held
+            bridge = desk_call.bridge  # read once: the call thread may release it meanwhile
+            held = bridge is not None and bridge.held
             speech.push("agent", bytes(len(frame)) if held else frame)
 
     # ------------------------------------------------------------------------------------ the agent's keys

@@ -81,7 +81,14 @@ def callback_due(callback: CallbackRecord, api: PluginAPI) -> None:
         log.info("survey callback %s is due, but this process has no phone: it waits for a desk with "
                  "[callbacks] scheduler_in_desk = true", callback.id)
         return
-    threading.Thread(target=survey_call, args=(callback, api), name=f"survey-{callback.id}", daemon=True).start()
+    threading.Thread(target=_survey_thread, args=(callback, api), name=f"survey-{callback.id}", daemon=True).start()
+
+
+def _survey_thread(callback: CallbackRecord, api: PluginAPI) -> None:
+    try:
+        survey_call(callback, api)
+    except Exception:  # the callback stays due: `callbacks list` shows it, an agent can take it
+        log.exception("survey call for callback %s failed", callback.id)
 
 
 def survey_call(callback: CallbackRecord, api: PluginAPI) -> None:
