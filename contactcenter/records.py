@@ -40,6 +40,7 @@ class CallRecord(Record):
     disposition: str = "in_progress"
     purpose: str = ""
     category: str | None = None
+    recording_path: str = ""  # the stereo WAV, relative to [general] data_dir ("" when not recorded)
 
 
 class WordRecord(Record):

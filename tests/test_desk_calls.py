@@ -174,6 +174,7 @@ def test_the_callers_audio_and_dtmf_arrive_and_the_call_is_recorded(line: dict) 
     assert done.dtmf == list("12#")
     recording, rate = soundfile.read(str(done.recording), dtype="int16")
     assert rate == 8000 and recording.shape[1] == 2
+    assert done.record.recording_path == f"recordings/{done.recording.name}"  # stored for the web console
     caller = recording[:, 1]
     assert len(caller) / rate > 6.0
     step = rate  # the pcap's 440 Hz tone: the dominant frequency of the caller's loudest second

@@ -9,7 +9,7 @@ from contactcenter.records import CallRecord, ComplianceReport, RuleHitRecord, U
 from contactcenter.storage.models import Agent, Call, RuleHit, Utterance
 
 CALL_FIELDS = ("direction", "remote_number", "invited_at", "ringing_at", "answered_at", "ended_at",
-               "rings_before_answer", "hung_up_first", "disposition", "purpose", "category")
+               "rings_before_answer", "hung_up_first", "disposition", "purpose", "category", "recording_path")
 
 
 def agent_for(session: Session, extension: str) -> Agent | None:

@@ -186,6 +186,9 @@ class Desk:
                                                       desk_call.desk_audio, desk_call.caller_audio)
             except (OSError, RuntimeError) as exc:
                 log.error("recording of call %s not written: %s", call.sip_call_id, exc)
+        if desk_call.recording is not None:
+            data_dir = Path(self.settings.general.data_dir)
+            record = record.model_copy(update={"recording_path": str(desk_call.recording.relative_to(data_dir))})
         desk_call.record = self._end(record, outcome)
         self._changed("ended", desk_call)
 
