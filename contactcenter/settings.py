@@ -230,6 +230,17 @@ ClockTime = Annotated[str, AfterValidator(_clock_time)]
 IsoDate = Annotated[str, AfterValidator(_iso_date)]
 
 
+class WebSettings(Section):
+    """The reviewer console (`contactcenter web`)."""
+
+    listen_ip: str = "127.0.0.1"
+    port: Port = 8080
+    session_minutes: int = Field(default=480, ge=5, le=7 * 24 * 60)
+    secure_cookies: bool = False  # true behind HTTPS: the session cookie is never sent in clear
+    unmasked_roles: list[Literal["reviewer", "supervisor", "admin"]] = Field(default_factory=lambda: ["admin"])
+    page_size: int = Field(default=50, ge=10, le=500)
+
+
 class CallbackSettings(Section):
     after_service_call: bool = True
     service_categories: list[str] = Field(default_factory=lambda: ["报修"])
@@ -274,6 +285,7 @@ class Settings(Section):
     plugins: PluginsSettings = PluginsSettings()
     headset: HeadsetSettings = HeadsetSettings()
     callbacks: CallbackSettings = CallbackSettings()
+    web: WebSettings = WebSettings()
     source: Path = Path(DEFAULT_SETTINGS_FILE)
 
     @property

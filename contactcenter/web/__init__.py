@@ -1,0 +1,1 @@
+"""The reviewer console (FastAPI): sign-in and roles, calls, reviews, exports, JSON API."""

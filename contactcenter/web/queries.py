@@ -1,0 +1,213 @@
+"""What the reviewer console shows, read from the store: the filtered calls list and one call in full.
+
+The list pages by keyset (``invited_at, id`` below the last row seen), not by OFFSET, so the hundredth page
+of 100,000 calls costs what the first does; filters are plain indexed WHERE clauses. Customer numbers are
+masked here, before anything reaches a page, an API answer or an export, for roles that should not see them.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import and_, exists, or_, select
+from sqlalchemy.orm import Session
+
+from contactcenter.speech.redact import redact_numbers
+from contactcenter.storage.models import Agent, Call, Callback, Review, RuleHit, Ticket, Utterance, WebUser
+
+FAILED_KINDS = ("violation", "missing")
+
+
+def mask_phone(number: str) -> str:
+    """138****8000: enough to tell two customers apart, not enough to call them."""
+    digits = number.strip()
+    if len(digits) < 7:
+        return "*" * len(digits)
+    return digits[:3] + "*" * (len(digits) - 7) + digits[-4:]
+
+
+@dataclass(frozen=True)
+class CallFilter:
+    since: date | None = None
+    until: date | None = None
+    agent: str | None = None
+    score_min: float | None = None
+    score_max: float | None = None
+    rule_failed: str | None = None
+    category: str | None = None
+    complaint: bool | None = None
+    complaint_categories: tuple[str, ...] = ("投诉",)
+
+    def as_query(self) -> dict[str, str]:
+        """The filter as URL parameters (for the next-page link and the export link)."""
+        values = {"since": self.since, "until": self.until, "agent": self.agent, "score_min": self.score_min,
+                  "score_max": self.score_max, "rule_failed": self.rule_failed, "category": self.category,
+                  "complaint": None if self.complaint is None else ("1" if self.complaint else "0")}
+        return {k: str(v) for k, v in values.items() if v not in (None, "")}
+
+
+@dataclass
+class CallPage:
+    rows: list[dict[str, Any]]
+    next_cursor: str | None
+
+
+def _conditions(where: CallFilter, zone: ZoneInfo) -> list[Any]:
+    conditions: list[Any] = []
+    if where.since is not None:
+        conditions.append(Call.invited_at >= datetime.combine(where.since, time(), zone))
+    if where.until is not None:
+        conditions.append(Call.invited_at < datetime.combine(where.until + timedelta(days=1), time(), zone))
+    if where.agent:
+        conditions.append(Call.agent_id.in_(select(Agent.id).where(Agent.extension == where.agent)))
+    if where.score_min is not None:
+        conditions.append(Call.compliance_score >= where.score_min)
+    if where.score_max is not None:
+        conditions.append(Call.compliance_score <= where.score_max)
+    if where.rule_failed:
+        conditions.append(exists().where(RuleHit.call_id == Call.id, RuleHit.rule_id == where.rule_failed,
+                                         RuleHit.kind.in_(FAILED_KINDS)))
+    if where.category:
+        conditions.append(Call.category == where.category)
+    if where.complaint is not None:
+        is_complaint = or_(Call.category.in_(where.complaint_categories),
+                           exists().where(Ticket.call_id == Call.id, Ticket.category.in_(where.complaint_categories)))
+        conditions.append(is_complaint if where.complaint else ~is_complaint)
+    return conditions
+
+
+def encode_cursor(invited_at: datetime, call_id: int) -> str:
+    return f"{invited_at.timestamp():.6f}_{call_id}"
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, int] | None:
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)_(\d+)", cursor or "")
+    if match is None:
+        return None
+    from datetime import timezone
+
+    return datetime.fromtimestamp(float(match.group(1)), timezone.utc), int(match.group(2))
+
+
+def list_calls(session: Session, where: CallFilter, zone: ZoneInfo, unmasked: bool, limit: int,
+               cursor: str | None = None) -> CallPage:
+    query = (select(Call.id, Call.invited_at, Call.remote_number, Call.disposition, Call.rings_before_answer,
+                    Call.compliance_score, Call.category, Call.hung_up_first, Call.answered_at, Call.ended_at,
+                    Agent.extension)
+             .outerjoin(Agent, Agent.id == Call.agent_id)
+             .where(*_conditions(where, zone))
+             .order_by(Call.invited_at.desc(), Call.id.desc()).limit(limit + 1))
+    position = decode_cursor(cursor) if cursor else None
+    if position is not None:
+        at, call_id = position
+        query = query.where(or_(Call.invited_at < at, and_(Call.invited_at == at, Call.id < call_id)))
+    found = session.execute(query).all()
+    page, more = found[:limit], len(found) > limit
+    failed: dict[int, list[str]] = defaultdict(list)
+    if page:
+        for call_id, rule_id in session.execute(
+                select(RuleHit.call_id, RuleHit.rule_id).where(RuleHit.call_id.in_([r.id for r in page]),
+                                                               RuleHit.kind.in_(FAILED_KINDS)).distinct()):
+            failed[call_id].append(rule_id)
+    rows = []
+    for r in page:
+        duration = (r.ended_at - r.answered_at).total_seconds() if r.answered_at and r.ended_at else None
+        rows.append({"id": r.id, "invited_at": r.invited_at.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S"),
+                     "agent": r.extension or "", "customer_phone": r.remote_number if unmasked
+                     else mask_phone(r.remote_number), "disposition": r.disposition,
+                     "rings": r.rings_before_answer, "score": r.compliance_score, "category": r.category or "",
+                     "hung_up_first": r.hung_up_first or "", "duration_s": round(duration) if duration else None,
+                     "failed_rules": sorted(failed.get(r.id, []))})
+    next_cursor = encode_cursor(page[-1].invited_at, page[-1].id) if more else None
+    return CallPage(rows, next_cursor)
+
+
+# ----------------------------------------------------------------------------------------------- one call
+
+
+@dataclass
+class Segment:
+    text: str
+    hit: dict[str, Any] | None = None
+
+
+@dataclass
+class CallDetail:
+    call: dict[str, Any]
+    utterances: list[dict[str, Any]] = field(default_factory=list)
+    findings: list[dict[str, Any]] = field(default_factory=list)
+    tickets: list[dict[str, Any]] = field(default_factory=list)
+    callbacks: list[dict[str, Any]] = field(default_factory=list)
+    reviews: list[dict[str, Any]] = field(default_factory=list)
+    recording: str = ""
+
+
+def highlight(text: str, hits: list[dict[str, Any]]) -> list[Segment]:
+    """``text`` cut into plain and highlighted segments, one highlight per hit whose words it contains."""
+    segments = [Segment(text)]
+    for hit in hits:
+        words = hit["matched_text"].replace(" ", "")
+        if not words:
+            continue
+        cut: list[Segment] = []
+        for segment in segments:
+            plain = segment.text.replace(" ", "") if segment.hit is None else ""
+            index = plain.find(words) if plain else -1
+            if index < 0:
+                cut.append(segment)
+                continue
+            # map the index in the space-free text back to the segment's own characters
+            positions = [i for i, c in enumerate(segment.text) if c != " "]
+            start, end = positions[index], positions[index + len(words) - 1] + 1
+            cut += [Segment(segment.text[:start]), Segment(segment.text[start:end], hit), Segment(segment.text[end:])]
+        segments = [s for s in cut if s.text]
+    return segments
+
+
+def call_detail(session: Session, call_id: int, zone: ZoneInfo, unmasked: bool) -> CallDetail | None:
+    call = session.get(Call, call_id)
+    if call is None:
+        return None
+
+    def local(moment: datetime | None) -> str:
+        return moment.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S") if moment else ""
+
+    def shown(text: str) -> str:
+        return text if unmasked else redact_numbers(text)
+
+    phone = call.remote_number if unmasked else mask_phone(call.remote_number)
+    detail = CallDetail(call={
+        "id": call.id, "sip_call_id": call.sip_call_id, "direction": call.direction, "customer_phone": phone,
+        "agent": call.agent.extension if call.agent else "", "invited_at": local(call.invited_at),
+        "answered_at": local(call.answered_at), "ended_at": local(call.ended_at),
+        "rings": call.rings_before_answer, "disposition": call.disposition, "hung_up_first": call.hung_up_first,
+        "category": call.category or "", "purpose": shown(call.purpose), "score": call.compliance_score},
+        recording=call.recording_path)
+    hits = [{"id": h.id, "rule_id": h.rule_id, "kind": h.kind, "severity": h.severity, "leg": h.leg,
+             "at_s": h.at_s, "matched_text": shown(h.matched_text), "live": h.live}
+            for h in sorted(call.rule_hits, key=lambda h: (h.at_s is None, h.at_s or 0))]
+    detail.findings = hits
+    for u in call.utterances:
+        own = [h for h in hits if h["leg"] == u.leg and h["at_s"] is not None
+               and u.start_s - 0.5 <= h["at_s"] <= u.end_s + 0.5 and h["kind"] != "missing"]
+        text = shown(u.text)
+        detail.utterances.append({"leg": u.leg, "start_s": u.start_s, "end_s": u.end_s, "text": text,
+                                  "segments": highlight(text, own)})
+    detail.tickets = [{"id": t.id, "category": t.category, "priority": t.priority, "status": t.status,
+                       "purpose": shown(t.purpose), "due_at": local(t.due_at),
+                       "caller_phone": t.caller_phone if unmasked else mask_phone(t.caller_phone)}
+                      for t in session.scalars(select(Ticket).where(Ticket.call_id == call_id))]
+    detail.callbacks = [{"id": c.id, "kind": c.kind, "state": c.state, "due_at": local(c.due_at),
+                         "attempts": c.attempts, "reason": c.reason}
+                        for c in session.scalars(select(Callback).where(Callback.call_id == call_id))]
+    detail.reviews = [{"id": r.id, "reviewer": name, "verdicts": r.verdicts, "comment": r.comment,
+                       "created_at": local(r.created_at)}
+                      for r, name in session.execute(select(Review, WebUser.username)
+                                                     .join(WebUser, WebUser.id == Review.reviewer_id)
+                                                     .where(Review.call_id == call_id).order_by(Review.id))]
+    return detail

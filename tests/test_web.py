@@ -1,0 +1,229 @@
+"""The reviewer console's API and pages for every role, on SQLite and PostgreSQL: sign-in, 401/403, masking,
+filters and keyset paging, the call page with highlighted findings, reviews with CSRF, exports, OpenAPI."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+import soundfile
+from fastapi.testclient import TestClient
+from openpyxl import load_workbook
+
+from conftest import desk_settings
+from contactcenter.records import CallRecord, ComplianceReport, RuleHitRecord, RuleResult, UtteranceRecord
+from contactcenter.storage import Database
+from contactcenter.storage.calls import save_call
+from contactcenter.storage.models import Ticket, WebSession
+from contactcenter.web.app import create_app
+from contactcenter.web.auth import Accounts
+
+PASSWORD = "correct horse battery"
+START = datetime(2026, 11, 2, 1, 0, tzinfo=timezone.utc)  # 09:00 in Shanghai, Monday
+
+
+def seed_calls(database: Database, count: int = 30) -> list[int]:
+    """``count`` calls, one every 7 hours from START; every third said 我不知道 (banned), agents 1001/1002."""
+    ids = []
+    with database.session() as session:
+        for n in range(count):
+            invited = START + timedelta(hours=7 * n)
+            banned = n % 3 == 0
+            call = CallRecord(sip_call_id=f"web-{n}", remote_number=f"1380013{n:04d}", agent_extension=f"100{1 + n % 2}",
+                              invited_at=invited, answered_at=invited + timedelta(seconds=5),
+                              ended_at=invited + timedelta(minutes=3), rings_before_answer=1 + n % 3,
+                              disposition="completed", hung_up_first="customer",
+                              category="投诉" if n % 5 == 0 else "咨询", recording_path="")
+            transcript = [UtteranceRecord(leg="agent", start_s=1.0, end_s=3.0, text="您好 示例科技 很高兴为您服务"),
+                          UtteranceRecord(leg="customer", start_s=4.0, end_s=7.0,
+                                          text=f"我的电话是 1380013{n:04d} 空调坏了"),
+                          UtteranceRecord(leg="agent", start_s=8.0, end_s=10.0,
+                                          text="这个 我不知道 您稍等" if banned else "好的 我帮您查询")]
+            hits = [RuleHitRecord(rule_id="banned_phrases", kind="violation", severity="critical", leg="agent",
+                                  at_s=8.5, matched_text="我不知道")] if banned else []
+            results = (RuleResult(rule_id="banned_phrases", passed=not banned, severity="critical"),)
+            report = ComplianceReport(score=40.0 if banned else 95.0, results=results)
+            ids.append(save_call(session, call, transcript, hits, report))
+    return ids
+
+
+@pytest.fixture
+def console(desk: Path, database_url: str, tmp_path: Path):
+    settings = desk_settings(desk, database_url, {"CONTACTCENTER_WEB__PAGE_SIZE": "10"})
+    database = Database(settings.database_url)
+    database.upgrade()
+    accounts = Accounts(database, settings.web.session_minutes)
+    for name, role in (("lin", "reviewer"), ("wang", "supervisor"), ("zhao", "admin")):
+        accounts.add_user(name, PASSWORD, role, display_name=name.title())
+    ids = seed_calls(database)
+    app = create_app(settings, database)
+    yield {"app": app, "database": database, "ids": ids, "settings": settings, "accounts": accounts}
+    database.dispose()
+
+
+def client_as(console: dict, username: str | None) -> TestClient:
+    client = TestClient(console["app"])
+    if username is not None:
+        answer = client.post("/api/login", json={"username": username, "password": PASSWORD})
+        assert answer.status_code == 200, answer.text
+        client.headers["X-CSRF-Token"] = answer.json()["csrf_token"]
+    return client
+
+
+def test_without_a_session_everything_is_401(console: dict) -> None:
+    client = client_as(console, None)
+    for path in ("/api/calls", f"/api/calls/{console['ids'][0]}", "/api/me", "/api/export/calls.csv"):
+        assert client.get(path).status_code == 401, path
+    page = client.get("/calls")
+    assert page.status_code == 401 and 'name="password"' in page.text  # the sign-in form
+    assert client.get("/admin").status_code == 401
+    assert client.post(f"/api/calls/{console['ids'][0]}/reviews", json={}).status_code == 401
+
+
+def test_wrong_passwords_disabled_users_and_expired_sessions_are_refused(console: dict) -> None:
+    client = TestClient(console["app"])
+    assert client.post("/api/login", json={"username": "lin", "password": "wrong password!"}).status_code == 401
+    assert client.post("/api/login", json={"username": "nobody", "password": PASSWORD}).status_code == 401
+    signed = client_as(console, "lin")
+    assert signed.get("/api/me").json()["role"] == "reviewer"
+    with console["database"].session() as session:  # the session runs out
+        for row in session.query(WebSession):
+            row.expires_at = datetime.now(timezone.utc) - timedelta(seconds=1)
+    assert signed.get("/api/me").status_code == 401
+    console["accounts"].set_active("wang", False)
+    assert client.post("/api/login", json={"username": "wang", "password": PASSWORD}).status_code == 401
+
+
+def test_roles_reach_only_their_pages(console: dict) -> None:
+    assert client_as(console, "lin").get("/admin").status_code == 403
+    assert client_as(console, "wang").get("/admin").status_code == 403
+    admin = client_as(console, "zhao").get("/admin")
+    assert admin.status_code == 200 and "banned_phrases" in admin.text and "lin" in admin.text
+
+
+def test_numbers_are_masked_for_reviewers_and_shown_to_admins(console: dict) -> None:
+    call_id = console["ids"][4]
+    reviewer = client_as(console, "lin")
+    listed = reviewer.get("/api/calls").json()["calls"]
+    assert all("****" in row["customer_phone"] for row in listed)
+    detail = reviewer.get(f"/api/calls/{call_id}").json()
+    assert detail["call"]["customer_phone"] == "138****0004"
+    assert "13800130004" not in str(detail) and "*******0004" in detail["utterances"][1]["text"]
+    exported = reviewer.get("/api/export/calls.csv").text
+    assert "13800130004" not in exported and "138****0004" in exported
+    admin = client_as(console, "zhao").get(f"/api/calls/{call_id}").json()
+    assert admin["call"]["customer_phone"] == "13800130004"
+
+
+def test_filters_and_keyset_paging(console: dict) -> None:
+    client = client_as(console, "wang")
+
+    def calls(**params) -> list[dict]:
+        found, cursor = [], None
+        while True:
+            page = client.get("/api/calls", params={**params, "limit": 7, **({"cursor": cursor} if cursor else {})})
+            assert page.status_code == 200, page.text
+            found += page.json()["calls"]
+            cursor = page.json()["next_cursor"]
+            if cursor is None:
+                return found
+
+    everything = calls()
+    assert len(everything) == 30 and len({c["id"] for c in everything}) == 30  # no row twice, none missed
+    assert [c["invited_at"] for c in everything] == sorted((c["invited_at"] for c in everything), reverse=True)
+    assert {c["agent"] for c in calls(agent="1002")} == {"1002"} and len(calls(agent="1002")) == 15
+    banned = calls(rule_failed="banned_phrases")
+    assert len(banned) == 10 and all(c["failed_rules"] == ["banned_phrases"] for c in banned)
+    assert {c["id"] for c in calls(score_max=50)} == {c["id"] for c in banned}
+    assert len(calls(score_min=90, score_max=100)) == 20
+    assert len(calls(category="投诉")) == 6 and len(calls(complaint=True)) == 6 and len(calls(complaint=False)) == 24
+    first_day = calls(since="2026-11-02", until="2026-11-02")  # Shanghai days: 09:00 and 16:00, then 23:00
+    assert len(first_day) == 3
+    with console["database"].session() as session:  # a complaint ticket makes a 咨询 call a complaint
+        session.add(Ticket(call_id=everything[0]["id"], category="投诉", source="tickets"))
+    assert len(calls(complaint=True)) == 7
+    assert client.get("/api/calls", params={"score_min": "high"}).status_code == 422
+
+
+def test_the_call_page_highlights_the_violation_and_takes_a_review(console: dict) -> None:
+    call_id = console["ids"][3]
+    client = client_as(console, "lin")
+    page = client.get(f"/calls/{call_id}")
+    assert page.status_code == 200
+    assert '<mark class="critical" title="banned_phrases · critical" data-rule="banned_phrases">我不知道</mark>' in page.text
+    assert "通话记录" in page.text and "138****0003" in page.text
+    without_token = TestClient(console["app"], cookies=client.cookies)
+    assert without_token.post(f"/api/calls/{call_id}/reviews", json={"comment": "x"}).status_code == 403
+    saved = client.post(f"/api/calls/{call_id}/reviews",
+                        json={"verdicts": {"banned_phrases": "agree"}, "comment": "确实违规"})
+    assert saved.status_code == 201
+    form = client.post(f"/calls/{call_id}/review", data={"csrf": client.headers["X-CSRF-Token"],
+                                                         "verdict_banned_phrases": "disagree", "comment": "语境不同"},
+                       follow_redirects=False)
+    assert form.status_code == 303
+    reviews = client.get(f"/api/calls/{call_id}").json()["reviews"]
+    assert [(r["reviewer"], r["verdicts"], r["comment"]) for r in reviews] == [
+        ("lin", {"banned_phrases": "agree"}, "确实违规"), ("lin", {"banned_phrases": "disagree"}, "语境不同")]
+    assert client.post("/api/calls/999999/reviews", json={}).status_code == 404
+
+
+def test_exports_follow_the_filters(console: dict) -> None:
+    client = client_as(console, "wang")
+    text = client.get("/api/export/calls.csv", params={"rule_failed": "banned_phrases"}).text
+    assert text.startswith("\ufeff")
+    rows = list(csv.DictReader(io.StringIO(text.lstrip("\ufeff"))))
+    assert len(rows) == 10 and {r["failed_rules"] for r in rows} == {"banned_phrases"}
+    workbook = load_workbook(io.BytesIO(client.get("/api/export/calls.xlsx", params={"agent": "1001"}).content))
+    sheet = workbook["通话"]
+    header, *data = list(sheet.values)
+    assert header[0] == "id" and len(data) == 15 and {row[header.index("agent")] for row in data} == {"1001"}
+
+
+def test_recordings_are_served_only_from_the_data_folder(console: dict) -> None:
+    settings = console["settings"]
+    data_dir = Path(settings.general.data_dir)
+    (data_dir / "recordings").mkdir(parents=True, exist_ok=True)
+    soundfile.write(data_dir / "recordings" / "a.wav", [[0.0, 0.0]] * 800, 8000)
+    (data_dir.parent / "secret.wav").write_bytes(b"RIFF")
+    from contactcenter.storage.models import Call
+
+    with console["database"].session() as session:
+        session.get(Call, console["ids"][0]).recording_path = "recordings/a.wav"
+        session.get(Call, console["ids"][1]).recording_path = "../secret.wav"
+    client = client_as(console, "lin")
+    audio = client.get(f"/calls/{console['ids'][0]}/recording")
+    assert audio.status_code == 200 and audio.headers["content-type"] == "audio/wav"
+    assert client.get(f"/calls/{console['ids'][1]}/recording").status_code == 404
+
+
+def test_the_api_is_described_by_its_openapi_schema(console: dict) -> None:
+    schema = TestClient(console["app"]).get("/api/openapi.json").json()
+    assert {"/api/calls", "/api/calls/{call_id}", "/api/calls/{call_id}/reviews", "/api/me", "/api/login",
+            "/api/export/calls.csv", "/api/export/calls.xlsx"} <= set(schema["paths"])
+    assert not any(path in schema["paths"] for path in ("/calls", "/login", "/admin"))  # pages are not the API
+
+
+def test_users_from_the_command_line(desk: Path, database_url: str) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONTACTCENTER_")}
+    env.update({"CONTACTCENTER_SETTINGS": str(desk), "CONTACTCENTER_DATABASE__URL": database_url})
+
+    def cc(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "contactcenter", *args], env=env, capture_output=True,
+                              text=True, timeout=60)
+
+    assert cc("db", "upgrade").returncode == 0
+    added = cc("users", "add", "chen", "--role", "supervisor", "--password", PASSWORD)
+    assert added.returncode == 0, added.stderr
+    short = cc("users", "add", "he", "--role", "reviewer", "--password", "short")
+    assert short.returncode == 1 and "at least 10 characters" in short.stderr
+    assert cc("users", "add", "chen", "--role", "admin", "--password", PASSWORD).returncode == 1
+    assert "chen\tsupervisor\tactive" in cc("users", "list").stdout
+    assert cc("users", "disable", "chen").returncode == 0
+    assert "chen\tsupervisor\tdisabled" in cc("users", "list").stdout
