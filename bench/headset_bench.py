@@ -74,7 +74,8 @@ def main() -> None:
         busy, bridge = cpu_per_second(args.seconds, headset)
         print(f"CPU: line clock alone {idle * 100:.2f} % of a core; with the bridge {busy * 100:.2f} % "
               f"(the bridge: {(busy - idle) * 100:.2f} % of a core per call)")
-        print(f"  to the earpiece: {bridge.to_ears.stats}; to the line: {bridge.to_line.stats}")
+        print(f"  to the earpiece: {bridge.to_ears.stats}; to the line: {bridge.to_line.stats}; "
+              f"PortAudio over/underflow flags: {bridge.callback_problems}")
 
         server.use_defaults(EARS, f"{EARS}.monitor")  # the microphone hears the earpiece
         bridge = headset.claim(threading.Event())

@@ -104,10 +104,6 @@ class HeadsetBridge:
             except Exception as exc:  # a device unplugged mid-call must not stop the call from ending
                 log.warning("headset stream did not close cleanly: %s", exc)
 
-    @property
-    def active(self) -> bool:
-        return bool(self._streams) and all(stream.active for stream in self._streams)
-
     # ---------------------------------------------------------------------------------- the sound card side
 
     def _to_earpiece(self, outdata: np.ndarray, frames: int, time: Any, status: Any) -> None:

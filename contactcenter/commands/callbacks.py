@@ -21,8 +21,7 @@ COLUMNS = ["id", "state", "kind", "due", "deadline", "phone", "owner", "attempts
 
 
 def _book(app: App) -> CallbackBook:
-    app.store  # noqa: B018  (checks the schema is current, with a clear error if not)
-    return CallbackBook(app.database, app.settings)
+    return CallbackBook(app.store, app.settings)  # app.store: the schema is current, or a clear error
 
 
 def _local(app: App, moment: datetime | None) -> str:

@@ -55,9 +55,13 @@ class Lease:
             return False
 
     def current_holder(self) -> str | None:
-        with self.database.session() as session:
-            row = session.get(SchedulerLease, LEASE_NAME)
-            return row.holder if row is not None and row.expires_at > datetime.now(timezone.utc) else None
+        """Who holds the lease now (None: nobody, or it has expired)."""
+        try:
+            with self.database.session() as session:
+                row = session.get(SchedulerLease, LEASE_NAME)
+                return row.holder if row is not None and row.expires_at > datetime.now(timezone.utc) else None
+        except OperationalError:
+            return "nobody known: the database cannot be reached"
 
     def release(self) -> None:
         """Let a standby take over at once (a clean stop)."""

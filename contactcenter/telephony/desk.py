@@ -252,9 +252,10 @@ class Desk:
     def set_mute(self, muted: bool) -> bool:
         """Mute or unmute the agent's microphone on the headset call; False if there is none."""
         desk_call = self.headset_call()
-        if desk_call is None or desk_call.bridge is None:
+        bridge = desk_call.bridge if desk_call is not None else None  # once: the call may end meanwhile
+        if bridge is None:
             return False
-        desk_call.bridge.muted = muted
+        bridge.muted = muted
         self._changed("muted" if muted else "unmuted", desk_call)
         return True
 
@@ -262,10 +263,11 @@ class Desk:
         """Hold or resume the headset call: hold music (or silence) to the caller, and the hold_start /
         hold_end events the R6 rules (请稍等 before, 让您久等了 after) are timed from."""
         desk_call = self.headset_call()
-        if desk_call is None or desk_call.bridge is None or desk_call.bridge.held == held:
+        bridge = desk_call.bridge if desk_call is not None else None  # once: the call may end meanwhile
+        if bridge is None or bridge.held == held:
             return False
         at_s = len(desk_call.desk_audio) * FRAME_SECONDS  # call time, on the audio's own clock
-        desk_call.bridge.held = held
+        bridge.held = held
         if desk_call.speech is not None:
             desk_call.speech.mark_event("hold_start" if held else "hold_end", at_s)
         self._changed("held" if held else "resumed", desk_call)

@@ -163,11 +163,12 @@ def create_app(settings: Settings, database: Database) -> FastAPI:
     @app.get("/calls/{call_id}/recording", include_in_schema=False)
     def recording(call_id: int, user: Reviewer) -> Response:
         with database.session() as session:
-            detail = call_detail(session, call_id, zone, True)
-        if detail is None or not detail.recording:
+            call = session.get(Call, call_id)
+            stored = call.recording_path if call is not None else ""
+        if not stored:
             raise HTTPException(status_code=404, detail="no recording")
         root = Path(settings.general.data_dir).resolve()
-        path = (root / detail.recording).resolve()
+        path = (root / stored).resolve()
         if root not in path.parents or not path.is_file():  # never serve outside the data folder
             raise HTTPException(status_code=404, detail="no recording")
         return FileResponse(path, media_type="audio/wav")

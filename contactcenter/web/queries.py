@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -18,7 +18,7 @@ from sqlalchemy import and_, exists, or_, select
 from sqlalchemy.orm import Session
 
 from contactcenter.speech.redact import redact_numbers
-from contactcenter.storage.models import Agent, Call, Callback, Review, RuleHit, Ticket, Utterance, WebUser
+from contactcenter.storage.models import Agent, Call, Callback, Review, RuleHit, Ticket, WebUser
 
 FAILED_KINDS = ("violation", "missing")
 
@@ -89,8 +89,6 @@ def decode_cursor(cursor: str) -> tuple[datetime, int] | None:
     match = re.fullmatch(r"(\d+(?:\.\d+)?)_(\d+)", cursor or "")
     if match is None:
         return None
-    from datetime import timezone
-
     return datetime.fromtimestamp(float(match.group(1)), timezone.utc), int(match.group(2))
 
 
