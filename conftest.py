@@ -22,6 +22,8 @@ import pytest
 
 from contactcenter.settings import Settings, load_settings
 
+pytest_plugins = ["tests.web_helpers"]  # the reviewer console's fixtures, for its several test modules
+
 REPO = Path(__file__).resolve().parent
 SHARED = REPO.parent / "shared"
 

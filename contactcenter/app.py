@@ -52,10 +52,12 @@ class App:
     @cached_property
     def plugins(self) -> PluginHost:
         from contactcenter.scheduling import after_calls
+        from contactcenter.web import live_feed
 
         host = PluginHost(self.settings, self.database)
         host.load_entry_points()
         host.register(after_calls, after_calls.NAME)  # built in: calls and tickets → callbacks
+        host.register(live_feed, live_feed.NAME)  # built in: calls in progress → supervisors' live view
         return host
 
     def close(self) -> None:

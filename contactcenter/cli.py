@@ -11,7 +11,7 @@ import click
 from contactcenter import __version__
 from contactcenter.app import App
 from contactcenter.commands import (
-    audit, callbacks, db, demo, devices, models, plugins, prompts, rules, run, tickets, web,
+    agents, audit, callbacks, db, demo, devices, models, plugins, prompts, rules, run, tickets, web,
 )
 from contactcenter.settings import SettingsError
 from contactcenter.speech.vosk_model import SpeechModelError
@@ -53,7 +53,7 @@ def cli(ctx: click.Context, settings_file: str | None) -> None:
     ctx.call_on_close(ctx.obj.close)
 
 
-for module in (run, demo, devices, audit, rules, prompts, plugins, db, tickets, callbacks, models, web):
+for module in (run, demo, devices, agents, audit, rules, prompts, plugins, db, tickets, callbacks, models, web):
     cli.add_command(module.command)
 cli.add_command(callbacks.scheduler_command)
 cli.add_command(web.users_command)

@@ -239,6 +239,8 @@ class WebSettings(Section):
     secure_cookies: bool = False  # true behind HTTPS: the session cookie is never sent in clear
     unmasked_roles: list[Literal["reviewer", "supervisor", "admin"]] = Field(default_factory=lambda: ["admin"])
     page_size: int = Field(default=50, ge=10, le=500)
+    pass_score: float = Field(default=80.0, ge=0, le=100)  # a call at or above it passes QA (scorecards)
+    live_keep_hours: int = Field(default=24, ge=1, le=24 * 30)  # how long the live view's events are kept
 
 
 class CallbackSettings(Section):

@@ -8,69 +8,12 @@ import io
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-import pytest
 import soundfile
 from fastapi.testclient import TestClient
 from openpyxl import load_workbook
 
-from conftest import desk_settings
-from contactcenter.records import CallRecord, ComplianceReport, RuleHitRecord, RuleResult, UtteranceRecord
-from contactcenter.storage import Database
-from contactcenter.storage.calls import save_call
 from contactcenter.storage.models import Ticket, WebSession
-from contactcenter.web.app import create_app
-from contactcenter.web.auth import Accounts
-
-PASSWORD = "correct horse battery"
-START = datetime(2026, 11, 2, 1, 0, tzinfo=timezone.utc)  # 09:00 in Shanghai, Monday
-
-
-def seed_calls(database: Database, count: int = 30) -> list[int]:
-    """``count`` calls, one every 7 hours from START; every third said 我不知道 (banned), agents 1001/1002."""
-    ids = []
-    with database.session() as session:
-        for n in range(count):
-            invited = START + timedelta(hours=7 * n)
-            banned = n % 3 == 0
-            call = CallRecord(sip_call_id=f"web-{n}", remote_number=f"1380013{n:04d}", agent_extension=f"100{1 + n % 2}",
-                              invited_at=invited, answered_at=invited + timedelta(seconds=5),
-                              ended_at=invited + timedelta(minutes=3), rings_before_answer=1 + n % 3,
-                              disposition="completed", hung_up_first="customer",
-                              category="投诉" if n % 5 == 0 else "咨询", recording_path="")
-            transcript = [UtteranceRecord(leg="agent", start_s=1.0, end_s=3.0, text="您好 示例科技 很高兴为您服务"),
-                          UtteranceRecord(leg="customer", start_s=4.0, end_s=7.0,
-                                          text=f"我的电话是 1380013{n:04d} 空调坏了"),
-                          UtteranceRecord(leg="agent", start_s=8.0, end_s=10.0,
-                                          text="这个 我不知道 您稍等" if banned else "好的 我帮您查询")]
-            hits = [RuleHitRecord(rule_id="banned_phrases", kind="violation", severity="critical", leg="agent",
-                                  at_s=8.5, matched_text="我不知道")] if banned else []
-            results = (RuleResult(rule_id="banned_phrases", passed=not banned, severity="critical"),)
-            report = ComplianceReport(score=40.0 if banned else 95.0, results=results)
-            ids.append(save_call(session, call, transcript, hits, report))
-    return ids
-
-
-@pytest.fixture
-def console(desk: Path, database_url: str, tmp_path: Path):
-    settings = desk_settings(desk, database_url, {"CONTACTCENTER_WEB__PAGE_SIZE": "10"})
-    database = Database(settings.database_url)
-    database.upgrade()
-    accounts = Accounts(database, settings.web.session_minutes)
-    for name, role in (("lin", "reviewer"), ("wang", "supervisor"), ("zhao", "admin")):
-        accounts.add_user(name, PASSWORD, role, display_name=name.title())
-    ids = seed_calls(database)
-    app = create_app(settings, database)
-    yield {"app": app, "database": database, "ids": ids, "settings": settings, "accounts": accounts}
-    database.dispose()
-
-
-def client_as(console: dict, username: str | None) -> TestClient:
-    client = TestClient(console["app"])
-    if username is not None:
-        answer = client.post("/api/login", json={"username": username, "password": PASSWORD})
-        assert answer.status_code == 200, answer.text
-        client.headers["X-CSRF-Token"] = answer.json()["csrf_token"]
-    return client
+from tests.web_helpers import PASSWORD, client_as
 
 
 def test_without_a_session_everything_is_401(console: dict) -> None:

@@ -334,3 +334,20 @@ class Review(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
 
     reviewer: Mapped[WebUser] = relationship()
+
+
+class LiveEvent(Base):
+    """What happens on a call while it is in progress (ringing, answered, an utterance, an alert, ended),
+    written by the desk and streamed to supervisors' live view, from any number of desk processes.
+
+    Keyed by the SIP Call-ID: the call has no stored id until it ends. Kept ``[web] live_keep_hours``.
+    """
+
+    __tablename__ = "live_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sip_call_id: Mapped[str] = mapped_column(String(255), index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # ringing | answered | utterance | alert | ended
+    agent_extension: Mapped[str] = mapped_column(String(64), default="")
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    data: Mapped[dict[str, Any]] = mapped_column(JSON)

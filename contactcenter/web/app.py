@@ -9,8 +9,6 @@ CSRF token: a form field on pages, the ``X-CSRF-Token`` header on the API. The O
 # No `from __future__ import annotations`: FastAPI reads the route signatures, and the role and filter
 # dependencies are local names it could not resolve from strings.
 
-import csv
-import io
 from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -19,24 +17,17 @@ from zoneinfo import ZoneInfo
 
 from fastapi import Depends, FastAPI, Form, HTTPException, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
-from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel, Field
 
 from contactcenter.settings import Settings
 from contactcenter.storage.database import Database
 from contactcenter.storage.models import Call, Review
 from contactcenter.web.auth import Accounts, SignedIn
+from contactcenter.web.guards import COOKIE, TEMPLATES, Guards, NotSignedIn
+from contactcenter.web.live import add_live_routes
 from contactcenter.web.queries import CallFilter, call_detail, list_calls
+from contactcenter.web.reports import add_report_routes
 
-COOKIE = "cc_session"
-TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
-EXPORT_LIMIT = 100_000
-CALL_COLUMNS = ["id", "invited_at", "agent", "customer_phone", "disposition", "rings", "duration_s", "score",
-                "category", "hung_up_first", "failed_rules"]
-
-
-class NotSignedIn(Exception):
-    """No valid session: 401 (JSON for the API, the sign-in form for pages)."""
 
 
 class ReviewIn(BaseModel):
@@ -58,30 +49,10 @@ def create_app(settings: Settings, database: Database) -> FastAPI:
                   docs_url="/api/docs", redoc_url=None)
     app.state.accounts = accounts
 
-    # ------------------------------------------------------------------------------------------ sessions
-
-    def current(request: Request) -> SignedIn:
-        user = accounts.signed_in(request.cookies.get(COOKIE))
-        if user is None:
-            raise NotSignedIn()
-        return user
-
-    def role(needed: str):
-        def check(user: Annotated[SignedIn, Depends(current)]) -> SignedIn:
-            if not user.may(needed):
-                raise HTTPException(status_code=403, detail=f"needs the {needed} role")
-            return user
-        return check
-
-    Reviewer = Annotated[SignedIn, Depends(role("reviewer"))]
-    Admin = Annotated[SignedIn, Depends(role("admin"))]
-
-    def check_csrf(user: SignedIn, token: str | None) -> None:
-        if not token or token != user.csrf_token:
-            raise HTTPException(status_code=403, detail="missing or wrong CSRF token")
-
-    def unmasked(user: SignedIn) -> bool:
-        return user.role in web.unmasked_roles
+    guards = Guards(accounts, web.unmasked_roles)
+    Reviewer = Annotated[SignedIn, Depends(guards.role("reviewer"))]
+    Admin = Annotated[SignedIn, Depends(guards.role("admin"))]
+    check_csrf, unmasked = guards.check_csrf, guards.unmasked
 
     @app.exception_handler(NotSignedIn)
     async def not_signed_in(request: Request, exc: NotSignedIn) -> Response:
@@ -243,37 +214,7 @@ def create_app(settings: Settings, database: Database) -> FastAPI:
         check_csrf(user, request.headers.get("X-CSRF-Token"))
         return {"id": save_review(call_id, user, review)}
 
-    # ------------------------------------------------------------------------------------------- exports
-
-    def export_rows(user: SignedIn, where: CallFilter) -> list[dict[str, Any]]:
-        with database.session() as session:
-            page = list_calls(session, where, zone, unmasked(user), EXPORT_LIMIT)
-        return [{**row, "failed_rules": " ".join(row["failed_rules"])} for row in page.rows]
-
-    @app.get("/api/export/calls.csv", tags=["exports"])
-    def export_csv(user: Reviewer, where: Filter) -> Response:
-        """The filtered calls as CSV (UTF-8 with BOM, so Excel opens the Chinese text correctly)."""
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=CALL_COLUMNS, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(export_rows(user, where))
-        return Response("\ufeff" + buffer.getvalue(), media_type="text/csv; charset=utf-8",
-                        headers={"Content-Disposition": 'attachment; filename="calls.csv"'})
-
-    @app.get("/api/export/calls.xlsx", tags=["exports"])
-    def export_xlsx(user: Reviewer, where: Filter) -> Response:
-        """The filtered calls as an Excel workbook (openpyxl)."""
-        from openpyxl import Workbook
-
-        book = Workbook(write_only=True)
-        sheet = book.create_sheet("通话")
-        sheet.append(CALL_COLUMNS)
-        for row in export_rows(user, where):
-            sheet.append([row.get(column) for column in CALL_COLUMNS])
-        buffer = io.BytesIO()
-        book.save(buffer)
-        return Response(buffer.getvalue(),
-                        media_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-                        headers={"Content-Disposition": 'attachment; filename="calls.xlsx"'})
+    add_report_routes(app, guards, settings, database, call_filter)
+    add_live_routes(app, guards, settings, database)
 
     return app

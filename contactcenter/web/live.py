@@ -1,0 +1,94 @@
+"""The supervisors' live view: calls in progress with their transcript and alerts, pushed to the browser
+as server-sent events while they happen.
+
+The stream starts with a ``snapshot`` of every call in progress, then sends each new event (``ringing``,
+``answered``, ``utterance``, ``alert``, ``ended``) with its id; a browser that reconnects sends the last id
+back (``Last-Event-ID``) and misses nothing. Events come from the ``live_events`` table, which every desk
+process writes, so one console follows the whole floor.
+
+No `from __future__ import annotations`: FastAPI reads the route signatures.
+"""
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo
+
+from fastapi import Depends, FastAPI, Header, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import HTMLResponse, Response
+from fastapi.sse import EventSourceResponse, ServerSentEvent
+
+from contactcenter.settings import Settings
+from contactcenter.speech.redact import redact_numbers
+from contactcenter.storage.database import Database
+from contactcenter.web.auth import SignedIn
+from contactcenter.web.guards import COOKIE, TEMPLATES, Guards
+from contactcenter.web.live_feed import FeedEvent, calls_in_progress, events_after
+from contactcenter.web.queries import mask_phone
+
+POLL_SECONDS = 0.5
+SESSION_CHECK_POLLS = 60  # an expired or ended session stops the stream within half a minute
+IN_PROGRESS_WITHIN = timedelta(hours=4)  # a call still "in progress" after this is a desk that died mid-call
+
+
+def add_live_routes(app: FastAPI, guards: Guards, settings: Settings, database: Database) -> None:
+    zone = ZoneInfo(settings.general.timezone)
+    Supervisor = Annotated[SignedIn, Depends(guards.role("supervisor"))]
+
+    def shown(event: FeedEvent, unmasked: bool) -> dict[str, Any]:
+        """The event as a browser gets it: local time, and numbers masked for roles that may not see them."""
+        data = dict(event.data)
+        if not unmasked:
+            if "remote_number" in data:
+                data["remote_number"] = mask_phone(data["remote_number"])
+            for key in ("text", "matched_text"):
+                if key in data:
+                    data[key] = redact_numbers(data[key])
+        return {"id": event.id, "sip_call_id": event.sip_call_id, "kind": event.kind, "agent": event.agent,
+                "at": event.at.astimezone(zone).strftime("%H:%M:%S"), **data}
+
+    def snapshot(unmasked: bool) -> tuple[list[dict[str, Any]], int]:
+        with database.session() as session:
+            events, newest = calls_in_progress(session, IN_PROGRESS_WITHIN)
+        return [shown(event, unmasked) for event in events], newest
+
+    def newer(last_id: int) -> list[FeedEvent]:
+        with database.session() as session:
+            return events_after(session, last_id)
+
+    @app.get("/live", response_class=HTMLResponse, include_in_schema=False)
+    def live_page(request: Request, user: Supervisor) -> Response:
+        return TEMPLATES.TemplateResponse(request, "live.html", {"user": user})
+
+    @app.get("/api/live/calls", tags=["live"])
+    def api_live_calls(user: Supervisor) -> dict[str, Any]:
+        """Every call in progress, with its events so far, and the id to follow the stream from."""
+        events, newest = snapshot(guards.unmasked(user))
+        return {"events": events, "last_event_id": newest}
+
+    @app.get("/api/live/events", tags=["live"], response_class=EventSourceResponse)
+    async def api_live_events(request: Request, user: Supervisor,
+                              last_event_id: Annotated[str | None, Header()] = None,
+                              after: int | None = None) -> AsyncIterator[ServerSentEvent]:
+        """Server-sent events: a ``snapshot`` of the calls in progress, then every new event as it happens.
+        Resumes after ``Last-Event-ID`` (or ``after``) without a snapshot."""
+        unmasked = guards.unmasked(user)
+        resume = after if after is not None else (int(last_event_id) if (last_event_id or "").isdigit() else None)
+        if resume is None:
+            events, last = await run_in_threadpool(snapshot, unmasked)
+            yield ServerSentEvent(event="snapshot", id=str(last), data={"events": events}, retry=2000)
+        else:
+            last = resume
+        polls = 0
+        while not await request.is_disconnected():
+            polls += 1
+            if polls % SESSION_CHECK_POLLS == 0 and await run_in_threadpool(
+                    guards.accounts.signed_in, request.cookies.get(COOKIE)) is None:
+                yield ServerSentEvent(event="signed_out", data={})  # the session expired or was ended
+                return
+            for event in await run_in_threadpool(newer, last):
+                last = event.id
+                yield ServerSentEvent(event=event.kind, id=str(event.id), data=shown(event, unmasked))
+            await asyncio.sleep(POLL_SECONDS)

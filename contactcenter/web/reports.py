@@ -1,0 +1,155 @@
+"""Scorecard pages and every download: calls, findings and scorecards, as CSV and Excel, and as JSON.
+
+No `from __future__ import annotations`: FastAPI reads the route signatures.
+"""
+
+from collections.abc import Callable
+from datetime import date, datetime
+from typing import Annotated, Any, Literal
+from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
+
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.responses import HTMLResponse, Response
+
+from contactcenter.settings import Settings
+from contactcenter.storage.database import Database
+from contactcenter.web.auth import SignedIn
+from contactcenter.web.charts import bar_chart, line_chart
+from contactcenter.web.exports import EXPORT_LIMIT, Table, csv_response, xlsx_response
+from contactcenter.web.guards import TEMPLATES, Guards
+from contactcenter.web.queries import CallFilter, list_calls, list_findings
+from contactcenter.web.scorecards import GroupBy, Period, Scorecard, scorecard
+
+CALL_COLUMNS = ["id", "invited_at", "agent", "customer_phone", "disposition", "rings", "duration_s", "score",
+                "category", "hung_up_first", "failed_rules"]
+FINDING_COLUMNS = ["call_id", "invited_at", "agent", "rule_id", "kind", "severity", "leg", "at_s", "matched_text",
+                   "live"]
+SUMMARY_COLUMNS = ["calls", "answered", "average_score", "pass_rate", "answered_within_3_rings"]
+SCORECARD_PARTS: dict[str, tuple[str, list[str]]] = {  # part -> (sheet title, columns)
+    "groups": ("坐席", ["agent", "name", "team", *SUMMARY_COLUMNS]),
+    "teams": ("班组", ["team", *SUMMARY_COLUMNS]),
+    "rules": ("规则", ["rule_id", "severity", "failed_calls", "pass_rate"]),
+    "trend": ("趋势", ["day", *SUMMARY_COLUMNS]),
+    "rings": ("振铃", ["rings", "calls"]),
+    "survey": ("满意度", ["question", "asked", "answered", "average", "distribution"]),
+}
+DEFAULT_DAYS = 30
+MAX_DAYS = 366
+
+
+def scorecard_table(card: Scorecard, part: str) -> Table:
+    """One part of a scorecard as columns and rows (the group table's columns follow ``group_by``)."""
+    if part in ("groups", "teams"):
+        _, columns = SCORECARD_PARTS["groups" if card.group_by == "agent" else "teams"]
+        return columns, card.groups
+    _, columns = SCORECARD_PARTS[part]
+    return columns, getattr(card, part)
+
+
+def add_report_routes(app: FastAPI, guards: Guards, settings: Settings, database: Database,
+                      call_filter: Callable[..., CallFilter]) -> None:
+    zone = ZoneInfo(settings.general.timezone)
+    Reviewer = Annotated[SignedIn, Depends(guards.role("reviewer"))]
+    Filter = Annotated[CallFilter, Depends(call_filter)]
+
+    def period(since: date | None = None, until: date | None = None) -> Period:
+        """The scorecard's days: the last 30 by default; at most a year."""
+        today = datetime.now(zone).date()
+        until = until or today
+        since = since or Period.last_days(DEFAULT_DAYS, until).since
+        if since > until:
+            raise HTTPException(status_code=422, detail="since is after until")
+        if (until - since).days >= MAX_DAYS:
+            raise HTTPException(status_code=422, detail=f"at most {MAX_DAYS} days at a time")
+        return Period(since, until)
+
+    Days = Annotated[Period, Depends(period)]
+
+    def card(days: Period, group_by: GroupBy, agent: str | None, team: str | None) -> Scorecard:
+        with database.session() as session:
+            return scorecard(session, days, zone, group_by, agent or None, team or None, settings.web.pass_score)
+
+    # -------------------------------------------------------------------------------------------- pages
+
+    @app.get("/scorecards", response_class=HTMLResponse, include_in_schema=False)
+    def scorecards_page(request: Request, user: Reviewer, days: Days, group_by: GroupBy = "agent",
+                        agent: str | None = None, team: str | None = None) -> Response:
+        found = card(days, group_by, agent, team)
+        query = {"since": days.since.isoformat(), "until": days.until.isoformat(), "group_by": group_by,
+                 **({"agent": agent} if agent else {}), **({"team": team} if team else {})}
+        charts = {
+            "trend": line_chart("每日平均质检得分", [t["day"] for t in found.trend],
+                                [t["average_score"] for t in found.trend]),
+            "rings": bar_chart("接听前振铃次数", [r["rings"] for r in found.rings], [r["calls"] for r in found.rings]),
+        }
+        return TEMPLATES.TemplateResponse(request, "scorecards.html", {
+            "user": user, "card": found, "charts": charts, "query": query, "export_query": urlencode(query),
+            "agent": agent or "", "team": team or ""})
+
+    # ---------------------------------------------------------------------------------------------- API
+
+    @app.get("/api/scorecards", tags=["scorecards"])
+    def api_scorecards(user: Reviewer, days: Days, group_by: GroupBy = "agent", agent: str | None = None,
+                       team: str | None = None) -> dict[str, Any]:
+        """Per agent (or team) over local days: calls, average score, QA pass rate, answered within three
+        rings; pass rate per rule; the daily trend; rings before answer; survey results."""
+        found = card(days, group_by, agent, team)
+        return {"since": days.since.isoformat(), "until": days.until.isoformat(), "group_by": group_by,
+                "totals": found.totals, "groups": found.groups, "rules": found.rules, "trend": found.trend,
+                "rings": found.rings, "survey": found.survey}
+
+    # ------------------------------------------------------------------------------------------ exports
+
+    def call_rows(user: SignedIn, where: CallFilter) -> tuple[list[dict[str, Any]], bool]:
+        with database.session() as session:
+            page = list_calls(session, where, zone, guards.unmasked(user), EXPORT_LIMIT)
+        return page.rows, page.next_cursor is not None
+
+    def finding_rows(user: SignedIn, where: CallFilter) -> tuple[list[dict[str, Any]], bool]:
+        with database.session() as session:
+            return list_findings(session, where, zone, guards.unmasked(user), EXPORT_LIMIT)
+
+    @app.get("/api/export/calls.csv", tags=["exports"])
+    def export_calls_csv(user: Reviewer, where: Filter) -> Response:
+        """The filtered calls as CSV (UTF-8 with BOM, so Excel opens the Chinese text correctly)."""
+        rows, truncated = call_rows(user, where)
+        return csv_response("calls.csv", (CALL_COLUMNS, rows), truncated)
+
+    @app.get("/api/export/calls.xlsx", tags=["exports"])
+    def export_calls_xlsx(user: Reviewer, where: Filter) -> Response:
+        """The filtered calls as an Excel workbook (sheet 通话)."""
+        rows, truncated = call_rows(user, where)
+        return xlsx_response("calls.xlsx", {"通话": (CALL_COLUMNS, rows)}, truncated)
+
+    @app.get("/api/export/findings.csv", tags=["exports"])
+    def export_findings_csv(user: Reviewer, where: Filter) -> Response:
+        """Every violation and missed required phrase of the filtered calls, one per row."""
+        rows, truncated = finding_rows(user, where)
+        return csv_response("findings.csv", (FINDING_COLUMNS, rows), truncated)
+
+    @app.get("/api/export/findings.xlsx", tags=["exports"])
+    def export_findings_xlsx(user: Reviewer, where: Filter) -> Response:
+        """The findings of the filtered calls as an Excel workbook (sheet 违规)."""
+        rows, truncated = finding_rows(user, where)
+        return xlsx_response("findings.xlsx", {"违规": (FINDING_COLUMNS, rows)}, truncated)
+
+    @app.get("/api/export/scorecards.csv", tags=["exports"])
+    def export_scorecards_csv(user: Reviewer, days: Days, group_by: GroupBy = "agent", agent: str | None = None,
+                              team: str | None = None,
+                              part: Literal["groups", "rules", "trend", "rings", "survey"] = "groups") -> Response:
+        """One table of the scorecard as CSV: per agent/team (``groups``), ``rules``, ``trend``, ``rings`` or
+        ``survey``."""
+        found = card(days, group_by, agent, team)
+        return csv_response(f"scorecard-{part}-{days.since}-{days.until}.csv", scorecard_table(found, part))
+
+    @app.get("/api/export/scorecards.xlsx", tags=["exports"])
+    def export_scorecards_xlsx(user: Reviewer, days: Days, group_by: GroupBy = "agent", agent: str | None = None,
+                               team: str | None = None) -> Response:
+        """The whole scorecard as one workbook, a sheet per table."""
+        found = card(days, group_by, agent, team)
+        groups_title = SCORECARD_PARTS["groups" if group_by == "agent" else "teams"][0]
+        sheets = {groups_title: scorecard_table(found, "groups")}
+        sheets.update({SCORECARD_PARTS[part][0]: scorecard_table(found, part)
+                       for part in ("rules", "trend", "rings", "survey")})
+        return xlsx_response(f"scorecard-{days.since}-{days.until}.xlsx", sheets)
