@@ -89,6 +89,8 @@ def test_filters_and_keyset_paging(console: dict) -> None:
         session.add(Ticket(call_id=everything[0]["id"], category="投诉", source="tickets"))
     assert len(calls(complaint=True)) == 7
     assert client.get("/api/calls", params={"score_min": "high"}).status_code == 422
+    blank = {"since": "", "until": "", "score_min": "", "score_max": "", "complaint": "", "agent": "1002"}
+    assert len(client.get("/api/calls", params=blank).json()["calls"]) == 15  # an unfilled form box is no filter
 
 
 def test_the_call_page_highlights_the_violation_and_takes_a_review(console: dict) -> None:

@@ -94,3 +94,19 @@ def serving(app: Any) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def sse_events(lines: Iterator[str]) -> Iterator[dict[str, Any]]:
+    """Server-sent events from a stream's lines, as ``{"event", "id", "data"}`` (data parsed as JSON)."""
+    import json
+
+    event: dict[str, Any] = {}
+    for line in lines:
+        if not line:
+            if "data" in event:
+                event["data"] = json.loads(event["data"])
+                yield event
+            event = {}
+        elif not line.startswith(":"):  # ":" lines are keep-alive comments
+            key, _, value = line.partition(":")
+            event[key] = value[1:] if value.startswith(" ") else value

@@ -23,7 +23,7 @@ from contactcenter.settings import Settings
 from contactcenter.storage.database import Database
 from contactcenter.storage.models import Call, Review
 from contactcenter.web.auth import Accounts, SignedIn
-from contactcenter.web.guards import COOKIE, TEMPLATES, Guards, NotSignedIn
+from contactcenter.web.guards import COOKIE, TEMPLATES, Blank, Guards, NotSignedIn
 from contactcenter.web.live import add_live_routes
 from contactcenter.web.queries import CallFilter, call_detail, list_calls
 from contactcenter.web.reports import add_report_routes
@@ -95,9 +95,9 @@ def create_app(settings: Settings, database: Database) -> FastAPI:
     def home() -> Response:
         return RedirectResponse("/calls", status_code=303)
 
-    def call_filter(since: date | None = None, until: date | None = None, agent: str | None = None,
-                    score_min: float | None = None, score_max: float | None = None, rule_failed: str | None = None,
-                    category: str | None = None, complaint: bool | None = None) -> CallFilter:
+    def call_filter(since: Blank[date] = None, until: Blank[date] = None, agent: str | None = None,
+                    score_min: Blank[float] = None, score_max: Blank[float] = None, rule_failed: str | None = None,
+                    category: str | None = None, complaint: Blank[bool] = None) -> CallFilter:
         return CallFilter(since=since, until=until, agent=agent or None, score_min=score_min, score_max=score_max,
                           rule_failed=rule_failed or None, category=category or None, complaint=complaint,
                           complaint_categories=complaint_categories)

@@ -5,12 +5,17 @@ No `from __future__ import annotations`: FastAPI reads these signatures.
 """
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.templating import Jinja2Templates
+from pydantic import BeforeValidator
 
 from contactcenter.web.auth import Accounts, SignedIn
+
+T = TypeVar("T")
+# A query parameter a form may send empty (an unfilled date or number box): empty means "not given".
+Blank = Annotated[T | None, BeforeValidator(lambda value: None if value == "" else value)]
 
 COOKIE = "cc_session"
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))

@@ -46,8 +46,8 @@ def add_live_routes(app: FastAPI, guards: Guards, settings: Settings, database: 
             for key in ("text", "matched_text"):
                 if key in data:
                     data[key] = redact_numbers(data[key])
-        return {"id": event.id, "sip_call_id": event.sip_call_id, "kind": event.kind, "agent": event.agent,
-                "at": event.at.astimezone(zone).strftime("%H:%M:%S"), **data}
+        return {**data, "id": event.id, "sip_call_id": event.sip_call_id, "kind": event.kind, "agent": event.agent,
+                "at": event.at.astimezone(zone).strftime("%H:%M:%S")}
 
     def snapshot(unmasked: bool) -> tuple[list[dict[str, Any]], int]:
         with database.session() as session:

@@ -53,7 +53,7 @@ def utterance(call: CallRecord, utterance: UtteranceRecord, api: PluginAPI) -> N
 @hookimpl
 def rule_hit(call: CallRecord, hit: RuleHitRecord, api: PluginAPI) -> None:
     if hit.kind in ALERT_KINDS:
-        _write(api, call, "alert", {"rule_id": hit.rule_id, "kind": hit.kind, "severity": hit.severity,
+        _write(api, call, "alert", {"rule_id": hit.rule_id, "finding": hit.kind, "severity": hit.severity,
                                     "leg": hit.leg, "at_s": hit.at_s, "matched_text": hit.matched_text})
 
 

