@@ -1,8 +1,9 @@
 """Scorecards: how an agent or a team did over a period, read from the stored calls, findings and surveys.
 
-Three queries over the period (calls with their agent, failed findings, survey answers), summed in Python:
-day buckets must follow the desk's time zone, which SQLite and PostgreSQL spell differently, and a month of
-a busy desk is tens of thousands of small rows, well within one pass.
+Everything is summed by the database (GROUP BY), so a month of a busy desk costs a few small queries, not
+a pass over its rows in Python. Days follow the desk's time zone: each call is put in its local day by
+comparing it with the days' boundaries (exact across daylight-saving changes, and the same SQL on SQLite
+and PostgreSQL).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from datetime import date, datetime, time, timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import and_, case, distinct, func, literal, select
 from sqlalchemy.orm import Session
 
 from contactcenter.storage.models import Agent, Call, RuleHit, SurveyResponse
@@ -46,7 +47,7 @@ class Period:
 
 @dataclass
 class Tally:
-    """Running sums for one group (an agent, a team, a day or everyone)."""
+    """The sums for one group (an agent, a team, a day or everyone), as the database returns them."""
 
     calls: int = 0
     answered: int = 0
@@ -55,17 +56,21 @@ class Tally:
     passed: int = 0
     within_three_rings: int = 0
 
-    def add(self, answered: bool, rings: int | None, score: float | None, pass_score: float) -> None:
-        self.calls += 1
-        if answered:
-            self.answered += 1
-            if rings is not None and rings <= 3:
-                self.within_three_rings += 1
-        if score is not None:
-            self.scored += 1
-            self.score_sum += score
-            if score >= pass_score:
-                self.passed += 1
+    @staticmethod
+    def columns(pass_score: float) -> list[Any]:
+        """The aggregate columns a Tally is made from, in its field order."""
+        answered = Call.answered_at.is_not(None)
+        return [func.count(), func.count(Call.answered_at), func.count(Call.compliance_score),
+                func.coalesce(func.sum(Call.compliance_score), 0.0),
+                func.sum(case((Call.compliance_score >= pass_score, 1), else_=0)),
+                func.sum(case((and_(answered, Call.rings_before_answer <= 3), 1), else_=0))]
+
+    @classmethod
+    def of(cls, values: Any) -> Tally:
+        return cls(*(int(v or 0) if n != 3 else float(v or 0) for n, v in enumerate(values)))
+
+    def __add__(self, other: Tally) -> Tally:
+        return Tally(*(getattr(self, f) + getattr(other, f) for f in self.__dataclass_fields__))
 
     def summary(self) -> dict[str, Any]:
         return {"calls": self.calls, "answered": self.answered,
@@ -99,66 +104,63 @@ def scorecard(session: Session, period: Period, zone: ZoneInfo, group_by: GroupB
         where.append(Agent.extension == agent)
     if team:
         where.append(Agent.team == ("" if team == NO_TEAM else team))
-    calls = session.execute(
-        select(Call.id, Call.invited_at, Call.answered_at, Call.rings_before_answer, Call.compliance_score,
-               Agent.extension, Agent.name, Agent.team)
-        .outerjoin(Agent, Agent.id == Call.agent_id).where(*where)).all()
 
-    def group_of(row: Any) -> str:
+    def calls(*columns: Any) -> Any:
+        return select(*columns).select_from(Call).outerjoin(Agent, Agent.id == Call.agent_id).where(*where)
+
+    tally = Tally.columns(pass_score)
+    keys = [Agent.team] if group_by == "team" else [Agent.extension, Agent.name, Agent.team]
+    groups: dict[str, tuple[Tally, tuple[str, str]]] = {}
+    for row in session.execute(calls(*keys, *tally).group_by(*keys)):
         if group_by == "team":
-            return row.team or NO_TEAM
-        return row.extension or "?"
-
-    totals, groups, days = Tally(), defaultdict(Tally), defaultdict(Tally)
-    names: dict[str, tuple[str, str]] = {}
-    rings: Counter[str] = Counter()
-    for row in calls:
-        answered = row.answered_at is not None
-        for tally in (totals, groups[group_of(row)], days[row.invited_at.astimezone(zone).date()]):
-            tally.add(answered, row.rings_before_answer, row.compliance_score, pass_score)
-        names.setdefault(group_of(row), (row.name or "", row.team or NO_TEAM))
-        if not answered:
-            rings["未接"] += 1
+            key, name, team_name = row[0] or NO_TEAM, "", row[0] or NO_TEAM
         else:
-            count = row.rings_before_answer or 1
-            rings[str(count) if count <= 3 else "4+"] += 1
+            key, name, team_name = row[0] or "?", row[1] or "", row[2] or NO_TEAM
+        found = Tally.of(row[len(keys):])
+        groups[key] = (groups[key][0] + found if key in groups else found, (name, team_name))
+    totals = sum((t for t, _ in groups.values()), Tally())
 
-    failed_calls: dict[str, set[int]] = defaultdict(set)
-    severity: dict[str, str] = {}
-    hits = (select(RuleHit.call_id, RuleHit.rule_id, RuleHit.severity)
-            .join(Call, Call.id == RuleHit.call_id).outerjoin(Agent, Agent.id == Call.agent_id)
-            .where(*where, RuleHit.kind.in_(FAILED_KINDS)))
-    for call_id, rule_id, rule_severity in session.execute(hits):
-        failed_calls[rule_id].add(call_id)
-        severity.setdefault(rule_id, rule_severity)
-    rules = [{"rule_id": rule_id, "severity": severity[rule_id], "failed_calls": len(failed),
-              "pass_rate": _rate(totals.scored - len(failed), totals.scored)}
-             for rule_id, failed in sorted(failed_calls.items(), key=lambda item: -len(item[1]))]
+    days = period.days
+    boundaries = [datetime.combine(day + timedelta(days=1), time(), zone) for day in days[:-1]]
+    day_of = case(*[(Call.invited_at < boundary, n) for n, boundary in enumerate(boundaries)],
+                  else_=len(days) - 1) if boundaries else literal(0)
+    by_day = {int(row[0]): Tally.of(row[1:]) for row in session.execute(calls(day_of, *tally).group_by(day_of))}
+
+    bucket = case((Call.answered_at.is_(None), "未接"), (Call.rings_before_answer <= 1, "1"),
+                  (Call.rings_before_answer == 2, "2"), (Call.rings_before_answer == 3, "3"), else_="4+")
+    rings = {b: n for b, n in session.execute(calls(bucket, func.count()).group_by(bucket))}
+
+    rule_rows = session.execute(
+        calls(RuleHit.rule_id, func.min(RuleHit.severity), func.count(distinct(RuleHit.call_id)))
+        .join(RuleHit, RuleHit.call_id == Call.id).where(RuleHit.kind.in_(FAILED_KINDS))
+        .group_by(RuleHit.rule_id))
+    rules = [{"rule_id": rule_id, "severity": severity, "failed_calls": failed,
+              "pass_rate": _rate(totals.scored - failed, totals.scored)}
+             for rule_id, severity, failed in sorted(rule_rows, key=lambda r: (-r[2], r[0]))]
 
     answers: dict[str, Counter[int]] = defaultdict(Counter)
     asked: Counter[str] = Counter()
-    survey = (select(SurveyResponse.question_key, SurveyResponse.answer)
-              .join(Call, Call.id == SurveyResponse.call_id).outerjoin(Agent, Agent.id == Call.agent_id)
-              .where(*where))
-    for question, answer in session.execute(survey):
-        asked[question] += 1
+    for question, answer, count in session.execute(
+            calls(SurveyResponse.question_key, SurveyResponse.answer, func.count())
+            .join(SurveyResponse, SurveyResponse.call_id == Call.id)
+            .group_by(SurveyResponse.question_key, SurveyResponse.answer)):
+        asked[question] += count
         if answer is not None:
-            answers[question][answer] += 1
-    survey_rows = []
+            answers[question][answer] += count
+    survey = []
     for question in sorted(asked):
         given = answers[question]
-        count = sum(given.values())
-        survey_rows.append({"question": question, "asked": asked[question], "answered": count,
-                            "average": round(sum(k * v for k, v in given.items()) / count, 2) if count else None,
-                            "distribution": {str(k): given.get(k, 0) for k in range(1, 6)}})
+        answered = sum(given.values())
+        survey.append({"question": question, "asked": asked[question], "answered": answered,
+                       "average": round(sum(k * v for k, v in given.items()) / answered, 2) if answered else None,
+                       "distribution": {str(k): given.get(k, 0) for k in range(1, 6)}})
 
     group_rows = []
-    for key in sorted(groups, key=lambda k: (-groups[k].calls, k)):
-        name, team_name = names.get(key, ("", ""))
+    for key in sorted(groups, key=lambda k: (-groups[k][0].calls, k)):
+        found, (name, team_name) = groups[key]
         label = {"agent": key, "name": name, "team": team_name} if group_by == "agent" else {"team": key}
-        group_rows.append({**label, **groups[key].summary()})
+        group_rows.append({**label, **found.summary()})
     return Scorecard(
         period=period, group_by=group_by, totals=totals.summary(), groups=group_rows, rules=rules,
-        trend=[{"day": day.isoformat(), **days[day].summary()} for day in period.days],
-        rings=[{"rings": bucket, "calls": rings.get(bucket, 0)} for bucket in RING_BUCKETS],
-        survey=survey_rows)
+        trend=[{"day": day.isoformat(), **by_day.get(n, Tally()).summary()} for n, day in enumerate(days)],
+        rings=[{"rings": b, "calls": rings.get(b, 0)} for b in RING_BUCKETS], survey=survey)
