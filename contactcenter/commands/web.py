@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+
 import click
 
 from contactcenter.app import App
@@ -23,8 +25,19 @@ def command(app: App, host: str | None, port: int | None) -> None:
     console = create_app(app.settings, app.store)
     if not Accounts(app.database, web.session_minutes).users():
         click.echo("no users yet: add one with `contactcenter users add NAME --role admin`", err=True)
-    click.echo(f"reviewer console on http://{host or web.listen_ip}:{port or web.port}/")
+    address = host or web.listen_ip
+    if not _loopback(address) and not web.secure_cookies:
+        click.echo(f"warning: listening on {address} without [web] secure_cookies: sign-ins cross the network in "
+                   "clear unless an HTTPS proxy is in front", err=True)
+    click.echo(f"reviewer console on http://{address}:{port or web.port}/")
     uvicorn.run(console, host=host or web.listen_ip, port=port or web.port, log_level="warning")
+
+
+def _loopback(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return address == "localhost"
 
 
 @click.group("users")
