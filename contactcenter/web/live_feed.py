@@ -95,12 +95,12 @@ def calls_in_progress(session: Session, within: timedelta) -> tuple[list[FeedEve
     """Every event so far of the calls that started within ``within`` and have not ended, oldest first, and
     the newest event id (where a new live view starts following)."""
     since = datetime.now(timezone.utc) - within
-    rows = [_event(row) for row in session.scalars(
-        select(LiveEvent).where(LiveEvent.at >= since).order_by(LiveEvent.id))]
+    newest = session.scalar(select(LiveEvent.id).order_by(LiveEvent.id.desc()).limit(1)) or 0
+    rows = [_event(row) for row in session.scalars(  # up to ``newest``: later ones come through the stream
+        select(LiveEvent).where(LiveEvent.at >= since, LiveEvent.id <= newest).order_by(LiveEvent.id))]
     by_call: dict[str, list[FeedEvent]] = defaultdict(list)
     for event in rows:
         by_call[event.sip_call_id].append(event)
     open_calls = {call for call, events in by_call.items()
                   if events[0].kind == "ringing" and not any(e.kind == "ended" for e in events)}
-    newest = session.scalar(select(LiveEvent.id).order_by(LiveEvent.id.desc()).limit(1)) or 0
     return [event for event in rows if event.sip_call_id in open_calls], newest
