@@ -8,12 +8,18 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import httpx
 
 from conftest import free_port, make_desk, speech_clip
+from contactcenter.api import PluginAPI
+from contactcenter.plugins import PluginHost
+from contactcenter.records import CallRecord, ComplianceReport
 from contactcenter.storage import Database
+from contactcenter.storage.models import LiveEvent
+from contactcenter.web import live_feed
 from contactcenter.web.auth import Accounts
 from tests.web_helpers import PASSWORD, sse_events
 
@@ -109,3 +115,26 @@ def test_a_call_in_progress_is_streamed_to_the_supervisor(tmp_path: Path) -> Non
         desk_output = stop(desk)
         stop(web)
     assert "answered" in desk_output
+
+
+def test_the_feed_keeps_calls_in_progress_and_forgets_old_events(console: dict) -> None:
+    """A call that ended leaves the snapshot; an ended call prunes events older than live_keep_hours."""
+    host = PluginHost(console["settings"], console["database"])
+    api = PluginAPI(live_feed.NAME, host)
+    now = datetime.now(timezone.utc)
+    with console["database"].session() as session:
+        session.add(LiveEvent(sip_call_id="old", kind="ringing", at=now - timedelta(hours=25), data={}))
+    talking, done = (CallRecord(sip_call_id=name, agent_extension="1001", invited_at=now) for name in ("a", "b"))
+    live_feed.call_ringing(call=talking, api=api)
+    live_feed.call_ringing(call=done, api=api)
+    with console["database"].session() as session:
+        events, newest = live_feed.calls_in_progress(session, timedelta(hours=4))
+    assert {e.sip_call_id for e in events} == {"a", "b"} and newest == max(e.id for e in events)
+    live_feed.call_ended(call=done.model_copy(update={"id": 7, "disposition": "completed"}), transcript=[],
+                         report=ComplianceReport(), api=api)
+    with console["database"].session() as session:
+        events, _ = live_feed.calls_in_progress(session, timedelta(hours=4))
+        kept = {row.sip_call_id for row in session.query(LiveEvent)}
+    assert [e.sip_call_id for e in events] == ["a"]
+    assert kept == {"a", "b"}  # "old" (25 h, past the default 24) was pruned when b ended
+    host.close()

@@ -5,11 +5,16 @@ from __future__ import annotations
 
 import csv
 import io
+import json
+import os
 import re
+import subprocess
+import sys
 
 from fastapi.testclient import TestClient
 from openpyxl import load_workbook
 
+from conftest import desk_environment
 from contactcenter.storage.models import Agent, SurveyResponse
 from tests.web_helpers import client_as
 
@@ -125,12 +130,6 @@ def test_every_api_route_answers_each_role_as_it_should(console: dict) -> None:
 
 
 def test_agents_are_named_and_put_in_teams_from_the_command_line(desk, database_url: str) -> None:
-    import os
-    import subprocess
-    import sys
-
-    from conftest import desk_environment
-
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("CONTACTCENTER_")},
            **desk_environment(database_url), "CONTACTCENTER_SETTINGS": str(desk)}
 
@@ -142,7 +141,5 @@ def test_agents_are_named_and_put_in_teams_from_the_command_line(desk, database_
     named = run("agents", "set", "1001", "--name", "李娜", "--team", "售后一组")
     assert named.returncode == 0 and "李娜, team 售后一组" in named.stdout
     assert run("agents", "set", "1001", "--inactive").returncode == 0
-    import json
-
     listed = json.loads(run("agents", "list", "--json").stdout)
     assert listed == [{"extension": "1001", "name": "李娜", "team": "售后一组", "active": False}]

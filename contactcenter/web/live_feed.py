@@ -26,10 +26,15 @@ NAME = "live_view"
 ALERT_KINDS = ("violation", "missing")
 
 
-def _write(api: PluginAPI, call: CallRecord, kind: str, data: dict[str, Any]) -> None:
+def _write(api: PluginAPI, call: CallRecord, kind: str, data: dict[str, Any], prune_hours: int = 0) -> None:
+    """Add one event; with ``prune_hours``, also drop the events older than that, in the same transaction
+    (the feed is for the floor now, not an archive: the store has the calls)."""
+    now = datetime.now(timezone.utc)
     with api.session() as session:
         session.add(LiveEvent(sip_call_id=call.sip_call_id, kind=kind, agent_extension=call.agent_extension,
-                              at=datetime.now(timezone.utc), data=data))
+                              at=now, data=data))
+        if prune_hours:
+            session.execute(delete(LiveEvent).where(LiveEvent.at < now - timedelta(hours=prune_hours)))
 
 
 @hookimpl
@@ -62,10 +67,8 @@ def call_ended(call: CallRecord, transcript: list[UtteranceRecord], report: Comp
                api: PluginAPI) -> None:
     _write(api, call, "ended", {"call_id": call.id, "disposition": call.disposition, "score": report.score,
                                 "hung_up_first": call.hung_up_first,
-                                "failed_rules": [r.rule_id for r in report.failed]})
-    with api.session() as session:  # the feed is for the floor now, not an archive: the store has the calls
-        cutoff = datetime.now(timezone.utc) - timedelta(hours=api.settings.web.live_keep_hours)
-        session.execute(delete(LiveEvent).where(LiveEvent.at < cutoff))
+                                "failed_rules": [r.rule_id for r in report.failed]},
+           prune_hours=api.settings.web.live_keep_hours)
 
 
 # ------------------------------------------------------------------------------------------------ reading

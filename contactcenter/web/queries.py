@@ -23,6 +23,11 @@ from contactcenter.storage.models import Agent, Call, Callback, Review, RuleHit,
 FAILED_KINDS = ("violation", "missing")
 
 
+def local_time(moment: datetime | None, zone: ZoneInfo) -> str:
+    """A stored (UTC) time as the desk's people read it: 2026-11-02 09:00:00 in the desk's zone."""
+    return moment.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S") if moment else ""
+
+
 def mask_phone(number: str) -> str:
     """138****8000: enough to tell two customers apart, not enough to call them."""
     digits = number.strip()
@@ -115,7 +120,7 @@ def list_calls(session: Session, where: CallFilter, zone: ZoneInfo, unmasked: bo
     rows = []
     for r in page:
         duration = (r.ended_at - r.answered_at).total_seconds() if r.answered_at and r.ended_at else None
-        rows.append({"id": r.id, "invited_at": r.invited_at.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S"),
+        rows.append({"id": r.id, "invited_at": local_time(r.invited_at, zone),
                      "agent": r.extension or "", "customer_phone": r.remote_number if unmasked
                      else mask_phone(r.remote_number), "disposition": r.disposition,
                      "rings": r.rings_before_answer, "score": r.compliance_score, "category": r.category or "",
@@ -135,7 +140,7 @@ def list_findings(session: Session, where: CallFilter, zone: ZoneInfo, unmasked:
              .where(*_conditions(where, zone), RuleHit.kind.in_(FAILED_KINDS))
              .order_by(Call.invited_at.desc(), Call.id.desc(), RuleHit.at_s, RuleHit.id).limit(limit + 1))
     found = session.execute(query).all()
-    rows = [{"call_id": r.call_id, "invited_at": r.invited_at.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S"),
+    rows = [{"call_id": r.call_id, "invited_at": local_time(r.invited_at, zone),
              "agent": r.extension or "", "rule_id": r.rule_id, "kind": r.kind, "severity": r.severity,
              "leg": r.leg or "", "at_s": r.at_s, "live": r.live,
              "matched_text": r.matched_text if unmasked else redact_numbers(r.matched_text)}
@@ -191,7 +196,7 @@ def call_detail(session: Session, call_id: int, zone: ZoneInfo, unmasked: bool) 
         return None
 
     def local(moment: datetime | None) -> str:
-        return moment.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S") if moment else ""
+        return local_time(moment, zone)
 
     def shown(text: str) -> str:
         return text if unmasked else redact_numbers(text)

@@ -67,7 +67,8 @@ class Tally:
 
     @classmethod
     def of(cls, values: Any) -> Tally:
-        return cls(*(int(v or 0) if n != 3 else float(v or 0) for n, v in enumerate(values)))
+        calls, answered, scored, score_sum, passed, within = (v or 0 for v in values)  # SUM of no rows is NULL
+        return cls(int(calls), int(answered), int(scored), float(score_sum), int(passed), int(within))
 
     def __add__(self, other: Tally) -> Tally:
         return Tally(*(getattr(self, f) + getattr(other, f) for f in self.__dataclass_fields__))
