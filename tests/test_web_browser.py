@@ -71,14 +71,21 @@ def sign_in(driver, base: str, path: str, username: str) -> None:
     assert driver.current_url == base + path and not driver.find_elements(By.ID, "password")
 
 
-def click_and_wait(driver, element) -> None:
-    """Click something that loads a new page, and wait until the old page is gone."""
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions
+def click_and_wait(driver, element, timeout: float = 15) -> None:
+    """Click something that loads a new page, and wait until the new page has loaded.
 
-    old = driver.find_element(By.TAG_NAME, "html")
+    The old page is marked with a script variable, and the wait is for a complete document without it.
+    Selenium's ``staleness_of`` asks about an element of the old page, which chromedriver can answer with
+    "unhandled inspector error" while the page is being replaced; any driver error met while the new page
+    loads only means "not yet".
+    """
+    from selenium.common.exceptions import WebDriverException
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver.execute_script("window.__ccOldPage = true;")
     element.click()
-    wait_for(driver, expected_conditions.staleness_of(old))
+    WebDriverWait(driver, timeout, ignored_exceptions=(WebDriverException,)).until(
+        lambda d: d.execute_script("return !window.__ccOldPage && document.readyState === 'complete';"))
 
 
 def png_size(path: Path) -> tuple[int, int]:
