@@ -12,6 +12,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import httpx
+import pytest
+from sqlalchemy import Connection, insert
 
 from conftest import free_port, make_desk, speech_clip
 from contactcenter.api import PluginAPI
@@ -21,7 +23,7 @@ from contactcenter.storage import Database
 from contactcenter.storage.models import LiveEvent
 from contactcenter.web import live_feed
 from contactcenter.web.auth import Accounts
-from tests.web_helpers import PASSWORD, sse_events
+from tests.web_helpers import PASSWORD, serving, sse_events
 
 
 def start(args: list[str], env: dict[str, str], cwd: Path, ready: str) -> subprocess.Popen[str]:
@@ -128,8 +130,8 @@ def test_the_feed_keeps_calls_in_progress_and_forgets_old_events(console: dict) 
     live_feed.call_ringing(call=talking, api=api)
     live_feed.call_ringing(call=done, api=api)
     with console["database"].session() as session:
-        events, newest = live_feed.calls_in_progress(session, timedelta(hours=4))
-    assert {e.sip_call_id for e in events} == {"a", "b"} and newest == max(e.id for e in events)
+        events, cursor = live_feed.calls_in_progress(session, timedelta(hours=4))
+    assert {e.sip_call_id for e in events} == {"a", "b"} and cursor.last_id == max(e.id for e in events)
     live_feed.call_ended(call=done.model_copy(update={"id": 7, "disposition": "completed"}), transcript=[],
                          report=ComplianceReport(), api=api)
     with console["database"].session() as session:
@@ -138,3 +140,59 @@ def test_the_feed_keeps_calls_in_progress_and_forgets_old_events(console: dict) 
     assert [e.sip_call_id for e in events] == ["a"]
     assert kept == {"a", "b"}  # "old" (25 h, past the default 24) was pruned when b ended
     host.close()
+
+
+def add_event(connection: Connection, name: str, event_id: int | None = None) -> int:
+    """Insert a live event in ``connection``'s transaction (committed when the caller says); its id."""
+    values = {"sip_call_id": name, "kind": "ringing", "agent_extension": "1001",
+              "at": datetime.now(timezone.utc), "data": {}}
+    if event_id is not None:
+        values["id"] = event_id
+    return connection.execute(insert(LiveEvent).values(**values).returning(LiveEvent.id)).scalar_one()
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_live_view_gets_an_event_committed_after_a_later_one(console: dict) -> None:
+    """Two desks on PostgreSQL: the one with the lower id commits last. The open stream still sends it,
+    and keeps the browser's resume point at the higher id."""
+    database = console["database"]
+    with serving(console["app"]) as base, httpx.Client(base_url=base, timeout=30) as client:
+        assert client.post("/api/login", json={"username": "wang", "password": PASSWORD}).status_code == 200
+        with database.engine.connect() as slow_desk:
+            in_snapshot = add_event(slow_desk, "in-flight at the snapshot")  # not committed yet
+            with client.stream("GET", "/api/live/events") as stream:
+                received = sse_events(stream.iter_lines())
+                snapshot = next(received)
+                assert snapshot["event"] == "snapshot" and int(snapshot["id"]) < in_snapshot
+                late = add_event(slow_desk, "late")
+                with database.engine.begin() as quick_desk:
+                    early = add_event(quick_desk, "early")
+                assert in_snapshot < late < early
+                first = next(received)
+                assert (first["data"]["sip_call_id"], first["id"]) == ("early", str(early))
+                slow_desk.commit()
+                rest = [next(received), next(received)]
+    assert [(e["data"]["sip_call_id"], e["id"]) for e in rest] == [
+        ("in-flight at the snapshot", str(early)), ("late", str(early))]  # the resume point stays at the newest
+
+
+def test_the_feed_cursor_waits_for_missing_ids_then_forgets_them(console: dict) -> None:
+    """An id read past is asked for again until it arrives, or until ``gap_wait_s`` says it never will."""
+    clock = [1000.0]
+    cursor = live_feed.FeedCursor(0, gap_wait_s=30, clock=lambda: clock[0])
+    with console["database"].engine.begin() as connection:
+        for event_id in (1, 3, 6):
+            add_event(connection, f"e{event_id}", event_id)
+    with console["database"].session() as session:
+        assert [e.id for e in cursor.read(session)] == [1, 3, 6] and cursor.gaps == [2, 4, 5]
+    clock[0] += 20
+    with console["database"].engine.begin() as connection:
+        add_event(connection, "late", 4)
+    with console["database"].session() as session:
+        assert [e.id for e in cursor.read(session)] == [4] and cursor.gaps == [2, 5]
+        assert cursor.read(session) == [] and cursor.last_id == 6
+    clock[0] += 11  # 31 s after 2 and 5 went missing: rolled back, not late
+    with console["database"].engine.begin() as connection:
+        add_event(connection, "too late", 5)
+    with console["database"].session() as session:
+        assert cursor.read(session) == [] and cursor.gaps == []

@@ -4,7 +4,8 @@ as server-sent events while they happen.
 The stream starts with a ``snapshot`` of every call in progress, then sends each new event (``ringing``,
 ``answered``, ``utterance``, ``alert``, ``ended``) with its id; a browser that reconnects sends the last id
 back (``Last-Event-ID``) and misses nothing. Events come from the ``live_events`` table, which every desk
-process writes, so one console follows the whole floor.
+process writes, so one console follows the whole floor; an event a desk commits after a later one has been
+sent is still sent (``FeedCursor``).
 
 No `from __future__ import annotations`: FastAPI reads the route signatures.
 """
@@ -25,7 +26,7 @@ from contactcenter.speech.redact import redact_numbers
 from contactcenter.storage.database import Database
 from contactcenter.web.auth import SignedIn
 from contactcenter.web.guards import COOKIE, TEMPLATES, Guards
-from contactcenter.web.live_feed import FeedEvent, calls_in_progress, events_after
+from contactcenter.web.live_feed import FeedCursor, FeedEvent, calls_in_progress
 from contactcenter.web.queries import mask_phone
 
 POLL_SECONDS = 0.5
@@ -49,14 +50,14 @@ def add_live_routes(app: FastAPI, guards: Guards, settings: Settings, database: 
         return {**data, "id": event.id, "sip_call_id": event.sip_call_id, "kind": event.kind, "agent": event.agent,
                 "at": event.at.astimezone(zone).strftime("%H:%M:%S")}
 
-    def snapshot(unmasked: bool) -> tuple[list[dict[str, Any]], int]:
+    def snapshot(unmasked: bool) -> tuple[list[dict[str, Any]], FeedCursor]:
         with database.session() as session:
-            events, newest = calls_in_progress(session, IN_PROGRESS_WITHIN)
-        return [shown(event, unmasked) for event in events], newest
+            events, cursor = calls_in_progress(session, IN_PROGRESS_WITHIN)
+        return [shown(event, unmasked) for event in events], cursor
 
-    def newer(last_id: int) -> list[FeedEvent]:
+    def newer(cursor: FeedCursor) -> list[FeedEvent]:
         with database.session() as session:
-            return events_after(session, last_id)
+            return cursor.read(session)
 
     @app.get("/live", response_class=HTMLResponse, include_in_schema=False)
     def live_page(request: Request, user: Supervisor) -> Response:
@@ -65,8 +66,8 @@ def add_live_routes(app: FastAPI, guards: Guards, settings: Settings, database: 
     @app.get("/api/live/calls", tags=["live"])
     def api_live_calls(user: Supervisor) -> dict[str, Any]:
         """Every call in progress, with its events so far, and the id to follow the stream from."""
-        events, newest = snapshot(guards.unmasked(user))
-        return {"events": events, "last_event_id": newest}
+        events, cursor = snapshot(guards.unmasked(user))
+        return {"events": events, "last_event_id": cursor.last_id}
 
     @app.get("/api/live/events", tags=["live"], response_class=EventSourceResponse)
     async def api_live_events(request: Request, user: Supervisor,
@@ -77,10 +78,10 @@ def add_live_routes(app: FastAPI, guards: Guards, settings: Settings, database: 
         unmasked = guards.unmasked(user)
         resume = after if after is not None else (int(last_event_id) if (last_event_id or "").isdigit() else None)
         if resume is None:
-            events, last = await run_in_threadpool(snapshot, unmasked)
-            yield ServerSentEvent(event="snapshot", id=str(last), data={"events": events}, retry=2000)
+            events, cursor = await run_in_threadpool(snapshot, unmasked)
+            yield ServerSentEvent(event="snapshot", id=str(cursor.last_id), data={"events": events}, retry=2000)
         else:
-            last = resume
+            cursor = FeedCursor(resume)
         polls = 0
         while not await request.is_disconnected():
             polls += 1
@@ -88,7 +89,9 @@ def add_live_routes(app: FastAPI, guards: Guards, settings: Settings, database: 
                     guards.accounts.signed_in, request.cookies.get(COOKIE)) is None:
                 yield ServerSentEvent(event="signed_out", data={})  # the session expired or was ended
                 return
-            for event in await run_in_threadpool(newer, last):
-                last = event.id
-                yield ServerSentEvent(event=event.kind, id=str(event.id), data=shown(event, unmasked))
+            resume_from = cursor.last_id
+            for event in await run_in_threadpool(newer, cursor):
+                # The browser resumes from the id it got last: a late event below it must not move it back.
+                resume_from = max(resume_from, event.id)
+                yield ServerSentEvent(event=event.kind, id=str(resume_from), data=shown(event, unmasked))
             await asyncio.sleep(POLL_SECONDS)

@@ -9,12 +9,14 @@ as published, so with ``[speech] redact_numbers`` the numbers are already masked
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, or_, select
 from sqlalchemy.orm import Session
 
 from contactcenter import hookimpl
@@ -88,22 +90,80 @@ def _event(row: LiveEvent) -> FeedEvent:
     return FeedEvent(row.id, row.sip_call_id, row.kind, row.agent_extension, row.at, dict(row.data))
 
 
-def events_after(session: Session, last_id: int, limit: int = 500) -> list[FeedEvent]:
-    """Events newer than ``last_id``, oldest first (what a connected live view has not seen yet)."""
-    rows = session.scalars(select(LiveEvent).where(LiveEvent.id > last_id).order_by(LiveEvent.id).limit(limit))
-    return [_event(row) for row in rows]
+class FeedCursor:
+    """Where one live view is in the feed: the newest id it has been sent, and the ids below that it has not
+    seen yet because they were not committed when it read past them.
+
+    Ids are handed out when a desk inserts an event, but become visible when it commits, and two desks on
+    PostgreSQL can commit out of id order: id 11 can be read while id 10 is still in its transaction.
+    Following ``id > last`` alone would skip 10 for good. The cursor keeps each skipped id and asks for it
+    again on every read for ``gap_wait_s`` seconds; an id still missing then was rolled back (or its event
+    was lost with its desk) and is forgotten.
+    """
+
+    MAX_GAPS = 1000  # far more than the events all desks can have in flight at once; bounds the query
+
+    def __init__(self, last_id: int, gap_wait_s: float = 30.0, clock: Callable[[], float] = time.monotonic):
+        self.last_id = last_id
+        self.gap_wait_s = gap_wait_s
+        self._clock = clock
+        self._gaps: dict[int, float] = {}  # id → when it was first found missing
+
+    @classmethod
+    def after_snapshot(cls, session: Session, newest: int, **options: Any) -> FeedCursor:
+        """A cursor for a view that was just handed a snapshot up to ``newest``: the ids up to it that are
+        not in the table yet may still be in a desk's transaction, so they are waited for like any gap."""
+        cursor = cls(newest, **options)
+        present = set(session.scalars(select(LiveEvent.id).where(LiveEvent.id > newest - cls.MAX_GAPS,
+                                                                 LiveEvent.id <= newest)))
+        now = cursor._clock()
+        cursor._gaps = {gap: now for gap in range(max(1, newest - cls.MAX_GAPS + 1), newest + 1)
+                        if gap not in present}
+        return cursor
+
+    @property
+    def gaps(self) -> list[int]:
+        return sorted(self._gaps)
+
+    def read(self, session: Session, limit: int = 500) -> list[FeedEvent]:
+        """The events this view has not been sent yet, oldest first: late commits below ``last_id``, then
+        the new ones."""
+        now = self._clock()
+        self._gaps = {gap: since for gap, since in self._gaps.items() if now - since < self.gap_wait_s}
+        wanted = LiveEvent.id > self.last_id
+        if self._gaps:
+            wanted = or_(wanted, LiveEvent.id.in_(self._gaps))
+        events = [_event(row) for row in session.scalars(
+            select(LiveEvent).where(wanted).order_by(LiveEvent.id).limit(limit))]
+        for event in events:
+            if event.id in self._gaps:
+                del self._gaps[event.id]
+            elif event.id > self.last_id:
+                first_gap = max(self.last_id + 1, event.id - self.MAX_GAPS)  # older ones are long gone
+                self._gaps.update((gap, now) for gap in range(first_gap, event.id))
+                self.last_id = event.id
+        if len(self._gaps) > self.MAX_GAPS:
+            self._gaps = dict(sorted(self._gaps.items())[-self.MAX_GAPS:])
+        return events
 
 
-def calls_in_progress(session: Session, within: timedelta) -> tuple[list[FeedEvent], int]:
+def calls_in_progress(session: Session, within: timedelta, **cursor_options: Any) -> tuple[list[FeedEvent],
+                                                                                         FeedCursor]:
     """Every event so far of the calls that started within ``within`` and have not ended, oldest first, and
-    the newest event id (where a new live view starts following)."""
+    the cursor a new live view follows the feed with from there.
+
+    The cursor is made before the events are read, and the events it is still waiting for are left out
+    of the snapshot: an event committed in between comes once, through the stream."""
     since = datetime.now(timezone.utc) - within
     newest = session.scalar(select(LiveEvent.id).order_by(LiveEvent.id.desc()).limit(1)) or 0
-    rows = [_event(row) for row in session.scalars(  # up to ``newest``: later ones come through the stream
-        select(LiveEvent).where(LiveEvent.at >= since, LiveEvent.id <= newest).order_by(LiveEvent.id))]
+    cursor = FeedCursor.after_snapshot(session, newest, **cursor_options)
+    wanted = [LiveEvent.at >= since, LiveEvent.id <= newest]  # later ones come through the stream
+    if cursor.gaps:
+        wanted.append(LiveEvent.id.not_in(cursor.gaps))
+    rows = [_event(row) for row in session.scalars(select(LiveEvent).where(*wanted).order_by(LiveEvent.id))]
     by_call: dict[str, list[FeedEvent]] = defaultdict(list)
     for event in rows:
         by_call[event.sip_call_id].append(event)
     open_calls = {call for call, events in by_call.items()
                   if events[0].kind == "ringing" and not any(e.kind == "ended" for e in events)}
-    return [event for event in rows if event.sip_call_id in open_calls], newest
+    return [event for event in rows if event.sip_call_id in open_calls], cursor
