@@ -161,7 +161,7 @@ def test_a_live_view_gets_an_event_committed_after_a_later_one(console: dict) ->
         with database.engine.connect() as slow_desk:
             in_snapshot = add_event(slow_desk, "in-flight at the snapshot")  # not committed yet
             with client.stream("GET", "/api/live/events") as stream:
-                received = sse_events(stream.iter_lines())
+                received = sse_events(stream.iter_lines(), wait_s=10)
                 snapshot = next(received)
                 assert snapshot["event"] == "snapshot" and int(snapshot["id"]) < in_snapshot
                 late = add_event(slow_desk, "late")

@@ -96,17 +96,24 @@ def serving(app: Any) -> Iterator[str]:
         thread.join(timeout=10)
 
 
-def sse_events(lines: Iterator[str]) -> Iterator[dict[str, Any]]:
-    """Server-sent events from a stream's lines, as ``{"event", "id", "data"}`` (data parsed as JSON)."""
+def sse_events(lines: Iterator[str], wait_s: float = 60) -> Iterator[dict[str, Any]]:
+    """Server-sent events from a stream's lines, as ``{"event", "id", "data"}`` (data parsed as JSON).
+
+    Fails when no event has come for ``wait_s`` seconds. The server's keep-alive comments (every 15 s)
+    keep the read from timing out, so without this an event that never comes would hang the test."""
     import json
 
     event: dict[str, Any] = {}
+    deadline = time.monotonic() + wait_s
     for line in lines:
         if not line:
             if "data" in event:
                 event["data"] = json.loads(event["data"])
                 yield event
+                deadline = time.monotonic() + wait_s
             event = {}
         elif not line.startswith(":"):  # ":" lines are keep-alive comments
             key, _, value = line.partition(":")
             event[key] = value[1:] if value.startswith(" ") else value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no server-sent event for {wait_s} s")
