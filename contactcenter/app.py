@@ -8,6 +8,7 @@ from functools import cached_property
 from pathlib import Path
 
 from contactcenter.plugins import PluginHost
+from contactcenter.qa.rule_book import RuleBook
 from contactcenter.settings import Settings, load_settings
 from contactcenter.speech.monitor import SpeechMonitor
 from contactcenter.speech.rules import RuleSet, load_rules
@@ -41,6 +42,11 @@ class App:
     def rules(self) -> RuleSet:
         """The service-script rules from [scripts] rules, with the company's spoken names filled in."""
         return load_rules(self.settings.scripts.rules, self.settings.company.names_said)
+
+    @cached_property
+    def rule_book(self) -> RuleBook:
+        """The rules in force: the file's, with the changes admins made in the console (read at each call)."""
+        return RuleBook(self.rules, self.database, self.settings.company.names_said)
 
     @cached_property
     def speech_monitor(self) -> SpeechMonitor:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
@@ -37,7 +38,7 @@ class PluginInfo:
     distribution: str | None
     version: str | None
     enabled: bool
-    status: str  # loaded | disabled | import failed | not installed
+    status: str  # loaded | disabled | import failed | not installed (describe_plugins: enabled | built in)
     error: str | None = None
     hooks: list[str] = field(default_factory=list)
 
@@ -178,6 +179,29 @@ class PluginHost:
         self.stopping.set()
 
 
+def describe_plugins(settings: Settings, built_in: Mapping[str, object] | None = None) -> list[PluginInfo]:
+    """Every installed plugin and every enabled one, as a process that does not run them sees them (the
+    console): status "enabled", "disabled", "not installed", "import failed" or "built in" (``built_in``:
+    the plugins every desk registers itself, by name)."""
+    available = installed_entry_points()
+    enabled = set(settings.plugins.enabled)
+    infos = [PluginInfo(name=name, distribution=None, version=None, enabled=True, status="built in",
+                        hooks=_module_hooks(module)) for name, module in (built_in or {}).items()]
+    for name in sorted(set(available) | enabled):
+        ep = available.get(name)
+        dist = ep.dist if ep is not None else None
+        status, error = ("enabled" if name in enabled else "disabled") if ep is not None else "not installed", None
+        if ep is not None:
+            try:
+                ep.load()
+            except Exception as exc:  # any import error; the console only reports it
+                status, error = "import failed", f"{type(exc).__name__}: {exc}"
+        infos.append(PluginInfo(name=name, distribution=dist.metadata["Name"] if dist is not None else None,
+                                version=dist.version if dist is not None else None, enabled=name in enabled,
+                                status=status, error=error, hooks=_declared_hooks(ep)))
+    return infos
+
+
 def _declared_hooks(ep: EntryPoint | None) -> list[str]:
     """Hooks a plugin that is not loaded would implement (imports its module; best effort)."""
     if ep is None:
@@ -186,6 +210,10 @@ def _declared_hooks(ep: EntryPoint | None) -> list[str]:
         module = ep.load()
     except Exception:
         return []
+    return _module_hooks(module)
+
+
+def _module_hooks(module: object) -> list[str]:
     names = {name for name in dir(hookspecs) if name in hookspecs.EVENT_HOOKS
              or name in ("register_commands", "register_settings")}
     return sorted(name for name in names if callable(getattr(module, name, None)))

@@ -4,7 +4,6 @@ its registrar while `contactcenter web` streams the call to a signed-in supervis
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -23,24 +22,7 @@ from contactcenter.storage import Database
 from contactcenter.storage.models import LiveEvent
 from contactcenter.web import live_feed
 from contactcenter.web.auth import Accounts
-from tests.web_helpers import PASSWORD, serving, sse_events
-
-
-def start(args: list[str], env: dict[str, str], cwd: Path, ready: str) -> subprocess.Popen[str]:
-    process = subprocess.Popen([sys.executable, "-m", "contactcenter", *args], stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True, env=env, cwd=cwd)
-    seen = []
-    for line in process.stdout:
-        seen.append(line)
-        if line.startswith(ready):
-            return process
-    raise AssertionError(f"{args[0]} did not start:\n" + "".join(seen))
-
-
-def stop(process: subprocess.Popen[str]) -> str:
-    process.send_signal(signal.SIGINT)
-    output, _ = process.communicate(timeout=60)
-    return output
+from tests.web_helpers import PASSWORD, serving, sse_events, start_command, stop_command
 
 
 def test_a_call_in_progress_is_streamed_to_the_supervisor(tmp_path: Path) -> None:
@@ -62,8 +44,8 @@ def test_a_call_in_progress_is_streamed_to_the_supervisor(tmp_path: Path) -> Non
                 "CONTACTCENTER_LOCAL_REGISTRAR__PORT": str(free_port()),
                 "CONTACTCENTER_SIP__LOCAL_PORT": str(free_port()), "CONTACTCENTER_RING__RING_PERIOD_SECONDS": "0.5",
                 "CONTACTCENTER_RING__ANSWER_AFTER_RINGS": "2", "CONTACTCENTER_WEB__PORT": str(web_port)})
-    desk = start(["run"], env, tmp_path, "ready")
-    web = start(["web"], env, tmp_path, "reviewer console on")
+    desk = start_command(["run"], env, tmp_path, "ready")
+    web = start_command(["web"], env, tmp_path, "reviewer console on")
     base = f"http://127.0.0.1:{web_port}"
     try:
         with httpx.Client(base_url=base, timeout=httpx.Timeout(10, read=40)) as client:
@@ -114,8 +96,8 @@ def test_a_call_in_progress_is_streamed_to_the_supervisor(tmp_path: Path) -> Non
                 first = next(sse_events(stream.iter_lines()))
             assert first["event"] == "ringing" and first["data"]["remote_number"] == "13800138000"  # admins see it
     finally:
-        desk_output = stop(desk)
-        stop(web)
+        desk_output = stop_command(desk)
+        stop_command(web)
     assert "answered" in desk_output
 
 

@@ -111,22 +111,32 @@ def test_findings_and_scorecards_export_as_csv_and_excel(console: dict) -> None:
 
 def test_every_api_route_answers_each_role_as_it_should(console: dict) -> None:
     """From the OpenAPI schema, so a new route cannot be forgotten: 401 without a session; reviewers reach
-    everything but the live view; supervisors and admins reach everything."""
+    everything but the live view and the admin routes; supervisors also the live view; admins everything."""
     schema = TestClient(console["app"]).get("/api/openapi.json").json()
     call_id = console["ids"][0]
     gets = sorted(path.replace("{call_id}", str(call_id)) for path, ops in schema["paths"].items() if "get" in ops)
     assert {"/api/scorecards", "/api/live/calls", "/api/live/events", "/api/export/findings.csv",
-            "/api/export/scorecards.xlsx"} <= set(gets)
-    anonymous, reviewer, supervisor = (client_as(console, n) for n in (None, "lin", "wang"))
+            "/api/export/scorecards.xlsx", "/api/admin/rules", "/api/admin/plugins"} <= set(gets)
+    anonymous, reviewer, supervisor, admin = (client_as(console, n) for n in (None, "lin", "wang", "zhao"))
+
+    def needs(path: str) -> str:
+        return "admin" if path.startswith("/api/admin/") else "supervisor" if path.startswith("/api/live/") \
+            else "reviewer"
+
     for path in gets:
         assert anonymous.get(path).status_code == 401, path
-        expected = 403 if path.startswith("/api/live/") else 200
-        assert reviewer.get(path).status_code == expected, path
+        assert reviewer.get(path).status_code == (200 if needs(path) == "reviewer" else 403), path
         if path != "/api/live/events":  # a stream that does not end: followed in test_web_live
-            assert supervisor.get(path).status_code == 200, path
-    writes = [path for path, ops in schema["paths"].items() if "post" in ops and path != "/api/login"]
-    for path in writes:
-        assert anonymous.post(path.replace("{call_id}", str(call_id)), json={}).status_code == 401, path
+            assert supervisor.get(path).status_code == (403 if needs(path) == "admin" else 200), path
+            assert admin.get(path).status_code == 200, path
+    writes = [(method, path.replace("{call_id}", str(call_id)).replace("{rule_id}", "greeting"))
+              for path, ops in schema["paths"].items() for method in ("post", "put", "delete")
+              if method in ops and path != "/api/login"]
+    assert ("put", "/api/admin/rules/greeting") in writes
+    for method, path in writes:
+        assert anonymous.request(method, path, json={}).status_code == 401, path
+        if needs(path) == "admin":
+            assert supervisor.request(method, path, json={}).status_code == 403, path
 
 
 def test_agents_are_named_and_put_in_teams_from_the_command_line(desk, database_url: str) -> None:

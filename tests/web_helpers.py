@@ -3,7 +3,10 @@
 
 from __future__ import annotations
 
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -117,3 +120,22 @@ def sse_events(lines: Iterator[str], wait_s: float = 60) -> Iterator[dict[str, A
             event[key] = value[1:] if value.startswith(" ") else value
         if time.monotonic() > deadline:
             raise AssertionError(f"no server-sent event for {wait_s} s")
+
+
+def start_command(args: list[str], env: dict[str, str], cwd: Path, ready: str) -> subprocess.Popen[str]:
+    """`contactcenter ARGS` in a process, once it has printed a line starting with ``ready``."""
+    process = subprocess.Popen([sys.executable, "-m", "contactcenter", *args], stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True, env=env, cwd=cwd)
+    seen = []
+    for line in process.stdout:
+        seen.append(line)
+        if line.startswith(ready):
+            return process
+    raise AssertionError(f"{args[0]} did not start:\n" + "".join(seen))
+
+
+def stop_command(process: subprocess.Popen[str]) -> str:
+    """Ctrl-C, as a user stops it; everything it printed."""
+    process.send_signal(signal.SIGINT)
+    output, _ = process.communicate(timeout=60)
+    return output

@@ -38,8 +38,8 @@ def command(app: App, targets: tuple[Path, ...], agent_channel: str, mono_leg: s
     paths = find_recordings(list(targets))
     if not paths:
         raise click.ClickException("no recordings found in " + ", ".join(map(str, targets)))
-    rules, monitor = app.rules, app.speech_monitor
     database = None if no_store else app.store
+    rules, monitor = app.rule_book.current(), app.speech_monitor  # as live calls are checked
     stderr = Console(stderr=True)
     with Progress(TextColumn("auditing"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
                   console=stderr, transient=True) as progress:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import click
+from sqlalchemy.exc import SQLAlchemyError
 
 from contactcenter.app import App
 from contactcenter.output import emit_rows
+from contactcenter.qa.rule_book import rule_states
+from contactcenter.storage.database import DatabaseUnavailable
 
 
 @click.group("rules")
@@ -17,15 +20,28 @@ def command() -> None:
 @click.option("--json", "as_json", is_flag=True, help="JSON on standard output.")
 @click.pass_obj
 def list_rules(app: App, as_json: bool) -> None:
-    """Every rule with its kind, speaker, window, severity and weight (this also validates the file)."""
-    rows = [{"id": r.id, "type": "banned" if r.spec.negate else ("required" if r.matcher else r.spec.kind),
-             "speaker": r.spec.speaker, "window": r.spec.window, "when": r.spec.when, "live": r.spec.live,
-             "severity": r.spec.severity, "weight": r.spec.weight,
-             "phrases": len(r.matcher.phrases) if r.matcher else 0, "description": r.spec.description}
-            for r in app.rules.rules]
-    columns = ["id", "type", "speaker", "window", "when", "live", "severity", "weight", "phrases", "description"]
+    """Every rule with its kind, speaker, window, severity and weight as in force: the file's (this also
+    validates it), with the changes admins made in the console when the database can be read."""
+    states = {}
+    try:
+        with app.database.require_current_schema().session() as session:
+            states = {state.id: state for state in rule_states(session, app.rules)}
+    except (DatabaseUnavailable, SQLAlchemyError) as exc:
+        click.echo(f"the file's rules only: {exc}", err=True)
+    rows = []
+    for r in app.rules.rules:
+        state = states.get(r.id)
+        rows.append({"id": r.id, "type": "banned" if r.spec.negate else ("required" if r.matcher else r.spec.kind),
+                     "enabled": state.enabled if state else True, "speaker": r.spec.speaker,
+                     "window": r.spec.window, "when": r.spec.when, "live": r.spec.live,
+                     "severity": state.severity if state else r.spec.severity,
+                     "weight": state.weight if state else r.spec.weight,
+                     "phrases": len(state.phrases if state else r.phrases), "description": r.spec.description,
+                     "changed_by": state.changed_by if state else None})
+    columns = ["id", "type", "enabled", "speaker", "window", "when", "live", "severity", "weight", "phrases",
+               "description", "changed_by"]
     if not as_json:  # what fits a terminal; --json has everything
-        columns = ["id", "type", "window", "severity", "weight", "description"]
+        columns = ["id", "type", "enabled", "window", "severity", "weight", "description"]
     emit_rows(rows, columns, "json" if as_json else "table", title=str(app.settings.scripts.rules))
 
 
@@ -38,7 +54,7 @@ def test_rules(app: App, sentences: tuple[str, ...], speaker: str) -> None:
     for sentence in sentences:
         click.echo(sentence)
         found = False
-        for rule in app.rules.phrase_rules():
+        for rule in app.rule_book.current().phrase_rules():  # as a call would check it now
             if rule.spec.speaker not in (speaker, "any"):
                 continue
             for match in rule.matcher.find(sentence):  # type: ignore[union-attr]

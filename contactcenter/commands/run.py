@@ -75,7 +75,9 @@ def command(app: App) -> None:
         if info.enabled:
             click.echo(f"plugin {info.name}: {info.status}" + (f" ({info.error})" if info.error else ""))
     rules = app.rules  # a broken rules file stops the desk here, with the reason
-    click.echo(f"rules: {len(rules.rules)} from {settings.scripts.rules}")
+    in_force = app.rule_book.current()
+    click.echo(f"rules: {len(rules.rules)} from {settings.scripts.rules}, {len(in_force.rules)} in force "
+               "(admins' changes in the console apply from the next call)")
     try:
         monitor = app.speech_monitor
         click.echo(f"speech model: {settings.speech.model_path}")
@@ -107,7 +109,8 @@ def command(app: App) -> None:
         server, port = registrar.listen_ip, registrar.port
         click.echo(f"registrar: Kamailio on udp:{registrar.address} (loopback only); "
                    f"call {sip.user} from a softphone registered at {registrar.address}")
-    desk = Desk(settings, app.database, app.plugins.bus.publish, monitor, rules, on_change=show, headset=headset)
+    desk = Desk(settings, app.database, app.plugins.bus.publish, monitor, app.rule_book, on_change=show,
+                headset=headset)
     account = SipAccount(server=server, port=port, user=sip.user, password=sip.password or "",
                          local_ip=sip.local_ip, local_port=sip.local_port, rtp_low=sip.rtp_port_low,
                          rtp_high=sip.rtp_port_high)

@@ -114,11 +114,13 @@ class RulesFile(BaseModel):
 
 @dataclass(frozen=True)
 class Rule:
-    """A rule ready to run: its spec, parsed window and phrase matcher (None for non-phrase rules)."""
+    """A rule ready to run: its spec, parsed window and phrase matcher (None for non-phrase rules), and its
+    phrases as written (``phrases`` and ``phrases_file`` together, before ``{company}`` is filled in)."""
 
     spec: RuleSpec
     window: Window
     matcher: PhraseMatcher | None
+    phrases: tuple[str, ...] = ()
 
     @property
     def id(self) -> str:
@@ -166,19 +168,26 @@ def load_rules(path: Path, company_names: Sequence[str]) -> RuleSet:
         raise SettingsError(problems) from None
     rules = []
     for rule_spec in spec.rules:
-        matcher = None
-        if rule_spec.kind == "phrase":
-            phrases = list(rule_spec.phrases)
-            if rule_spec.phrases_file:
-                phrase_file = path.parent / rule_spec.phrases_file
-                try:
-                    phrases += split_phrase_list(phrase_file.read_text(encoding="utf-8"))
-                except FileNotFoundError:
-                    raise SettingsError([f"{path}: rule {rule_spec.id!r} phrases_file: {phrase_file} not found"]) from None
+        phrases = list(rule_spec.phrases)
+        if rule_spec.phrases_file:
+            phrase_file = path.parent / rule_spec.phrases_file
             try:
-                matcher = PhraseMatcher(_expand(phrases, company_names), rule_spec.match, rule_spec.strictness,
-                                        spec.variants)
-            except ValueError as exc:
-                raise SettingsError([f"{path}: rule {rule_spec.id!r}: {exc}"]) from None
-        rules.append(Rule(rule_spec, Window.parse(rule_spec.window), matcher))
+                phrases += split_phrase_list(phrase_file.read_text(encoding="utf-8"))
+            except FileNotFoundError:
+                raise SettingsError([f"{path}: rule {rule_spec.id!r} phrases_file: {phrase_file} not found"]) from None
+        try:
+            rules.append(build_rule(rule_spec, phrases, company_names, spec.variants))
+        except ValueError as exc:
+            raise SettingsError([f"{path}: rule {rule_spec.id!r}: {exc}"]) from None
     return RuleSet(tuple(rules), dict(spec.variants))
+
+
+def build_rule(spec: RuleSpec, phrases: Sequence[str], company_names: Sequence[str],
+               variants: dict[str, str]) -> Rule:
+    """A rule ready to run from its spec and its phrases; ValueError if the phrases cannot be matched."""
+    matcher = None
+    if spec.kind == "phrase":
+        if not phrases:
+            raise ValueError("a phrase rule needs at least one phrase")
+        matcher = PhraseMatcher(_expand(phrases, company_names), spec.match, spec.strictness, variants)
+    return Rule(spec, Window.parse(spec.window), matcher, tuple(phrases) if spec.kind == "phrase" else ())

@@ -351,3 +351,31 @@ class LiveEvent(Base):
     agent_extension: Mapped[str] = mapped_column(String(64), default="")
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     data: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class RuleOverride(Base):
+    """An admin's change to one rule of the rules file, made in the console and followed by every desk from
+    its next call: the rule switched off, or its severity, weight or phrases replaced. A column left empty
+    means "as the file says"; no row means the rule is as in the file."""
+
+    __tablename__ = "rule_overrides"
+
+    rule_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    severity: Mapped[str | None] = mapped_column(String(16))
+    weight: Mapped[float | None] = mapped_column(Float)
+    phrases: Mapped[list[str] | None] = mapped_column(JSON)
+    changed_by: Mapped[str] = mapped_column(String(100))
+    changed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class RuleChange(Base):
+    """The history of rule changes, for audit: who changed which rule when, each field's before and after."""
+
+    __tablename__ = "rule_changes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    rule_id: Mapped[str] = mapped_column(String(100), index=True)
+    changed_by: Mapped[str] = mapped_column(String(100))
+    changed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    change: Mapped[dict[str, Any]] = mapped_column(JSON)  # field -> [before, after]

@@ -32,6 +32,7 @@ from contactcenter.settings import Settings
 from contactcenter.speech.compliance import CallFacts
 from contactcenter.speech.live import CallSpeech, CallSpeechOutcome
 from contactcenter.speech.monitor import SpeechMonitor
+from contactcenter.qa.rule_book import RuleBook
 from contactcenter.speech.rules import RuleSet
 from contactcenter.storage.database import Database
 from contactcenter.telephony.prompts import Prompts
@@ -77,7 +78,7 @@ class Desk:
     """Handles incoming calls for one extension."""
 
     def __init__(self, settings: Settings, database: Database | None, publish: Publish | None,
-                 monitor: SpeechMonitor | None, rules: RuleSet | None,
+                 monitor: SpeechMonitor | None, rules: RuleSet | RuleBook | None,
                  on_change: Callable[[str, DeskCall], None] | None = None,
                  headset: Headset | None = None) -> None:
         self.settings = settings
@@ -208,8 +209,9 @@ class Desk:
     def _start_speech(self, call: IncomingCall, record: CallRecord, rings: int) -> CallSpeech | None:
         if self.monitor is None or self.rules is None:
             return None
+        rules = self.rules.current() if isinstance(self.rules, RuleBook) else self.rules  # an admin's change
         facts = CallFacts(rings_before_answer=rings, apology_after_rings=self.settings.ring.apology_after_rings)
-        return CallSpeech(self.monitor, self.rules, record, facts, rate=8000, publish=self.publish,
+        return CallSpeech(self.monitor, rules, record, facts, rate=8000, publish=self.publish,
                           redact=self.settings.speech.redact_numbers,
                           partial_stable_s=self.settings.speech.partial_stable_ms / 1000)
 

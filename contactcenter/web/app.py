@@ -22,6 +22,7 @@ from pydantic import BaseModel, Field
 from contactcenter.settings import Settings
 from contactcenter.storage.database import Database
 from contactcenter.storage.models import Call, Review
+from contactcenter.web.admin import add_admin_routes
 from contactcenter.web.auth import Accounts, SignedIn
 from contactcenter.web.guards import COOKIE, TEMPLATES, Blank, Guards, NotSignedIn
 from contactcenter.web.live import add_live_routes
@@ -51,7 +52,6 @@ def create_app(settings: Settings, database: Database) -> FastAPI:
 
     guards = Guards(accounts, web.unmasked_roles)
     Reviewer = Annotated[SignedIn, Depends(guards.role("reviewer"))]
-    Admin = Annotated[SignedIn, Depends(guards.role("admin"))]
     check_csrf, unmasked = guards.check_csrf, guards.unmasked
 
     @app.exception_handler(NotSignedIn)
@@ -144,14 +144,6 @@ def create_app(settings: Settings, database: Database) -> FastAPI:
             raise HTTPException(status_code=404, detail="no recording")
         return FileResponse(path, media_type="audio/wav")
 
-    @app.get("/admin", response_class=HTMLResponse, include_in_schema=False)
-    def admin_page(request: Request, user: Admin) -> Response:
-        from contactcenter.speech.rules import load_rules
-
-        rules = load_rules(settings.scripts.rules, settings.company.names_said)
-        return TEMPLATES.TemplateResponse(request, "admin.html", {
-            "user": user, "rules": [r.spec for r in rules.rules], "users": accounts.users()})
-
     # ----------------------------------------------------------------------------------------------- API
 
     @app.post("/api/login", tags=["session"])
@@ -216,5 +208,6 @@ def create_app(settings: Settings, database: Database) -> FastAPI:
 
     add_report_routes(app, guards, settings, database, call_filter)
     add_live_routes(app, guards, settings, database)
+    add_admin_routes(app, guards, settings, database, accounts)
 
     return app
