@@ -20,7 +20,9 @@ import soundfile
 
 from contactcenter.api import PluginAPI
 from contactcenter.plugins import PluginHost
+from contactcenter.qa.rule_book import RuleBook
 from contactcenter.records import CallRecord, ComplianceReport, RuleHitRecord, UtteranceRecord
+from contactcenter.speech.rules import load_rules
 from contactcenter.storage.models import Call
 from contactcenter.web import live_feed
 from tests.web_helpers import PASSWORD, serving
@@ -182,3 +184,28 @@ def test_a_supervisor_watches_a_call_live(console: dict, browser) -> None:
             f"/calls/{console['ids'][0]}")
     host.close()
 
+
+
+def test_an_admin_switches_a_rule_off_and_puts_it_back(console: dict, browser) -> None:
+    """The admin page's rule form in the browser: the change is in force (what a desk reads at its next
+    call), listed with who made it, and undone with one button."""
+    from selenium.webdriver.common.by import By
+
+    settings = console["settings"]
+    book = RuleBook(load_rules(settings.scripts.rules, settings.company.names_said), console["database"],
+                    settings.company.names_said)
+    with serving(console["app"]) as base:
+        sign_in(browser, base, "/admin", "zhao")
+        row = browser.find_element(By.ID, "rule-banned_phrases")
+        assert "不归我管" in row.find_element(By.NAME, "phrases").get_attribute("value")
+        row.find_element(By.NAME, "enabled").click()  # untick
+        click_and_wait(browser, row.find_element(By.CSS_SELECTOR, "button[type=submit]"))
+        assert "banned_phrases" not in {rule.id for rule in book.current().rules}
+        row = browser.find_element(By.ID, "rule-banned_phrases")
+        assert "rule-off" in row.get_attribute("class") and "zhao 于" in row.text
+        assert "启用: 是 → 否" in browser.find_element(By.ID, "rule-changes").text
+        assert "tickets" in browser.find_element(By.ID, "plugins").text
+        click_and_wait(browser, row.find_element(By.CSS_SELECTOR, ".rule-reset button"))
+        assert "banned_phrases" in {rule.id for rule in book.current().rules}
+        row = browser.find_element(By.ID, "rule-banned_phrases")
+        assert row.find_element(By.NAME, "enabled").is_selected() and not row.find_elements(By.CSS_SELECTOR, ".rule-reset")
