@@ -25,7 +25,7 @@ def rules_in_force(console: dict) -> dict[str, object]:
     settings = console["settings"]
     book = RuleBook(load_rules(settings.scripts.rules, settings.company.names_said), console["database"],
                     settings.company.names_said)
-    return {rule.id: rule for rule in book.current().rules}
+    return {rule.id: rule for rule in book.refresh().rules}
 
 
 def test_an_admin_changes_a_rule_for_every_desk_and_can_put_it_back(console: dict) -> None:
@@ -100,11 +100,28 @@ def test_a_desk_keeps_the_rules_it_has_when_the_database_cannot_be_read(console:
     settings = console["settings"]
     book = RuleBook(load_rules(settings.scripts.rules, settings.company.names_said), console["database"],
                     settings.company.names_said)
-    before = book.current()
+    before = book.refresh()
     assert "greeting" not in {rule.id for rule in before.rules}
     with console["database"].engine.begin() as connection:
         connection.execute(text("DROP TABLE rule_overrides"))
-    assert book.current() is before  # logged; the call goes on with the rules in force
+    assert book.refresh() is before  # logged; the call goes on with the rules in force
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_slow_database_does_not_hold_up_a_call(console: dict) -> None:
+    """The desk reads the changes while a call rings and takes what it has when it answers: a locked table
+    leaves the call with the rules in force, and the change arrives once the database answers."""
+    settings = console["settings"]
+    book = RuleBook(load_rules(settings.scripts.rules, settings.company.names_said), console["database"],
+                    settings.company.names_said)
+    before = book.refresh()
+    assert client_as(console, "zhao").put("/api/admin/rules/greeting", json={"enabled": False}).status_code == 200
+    with console["database"].engine.connect() as blocker:
+        blocker.execute(text("LOCK TABLE rule_overrides IN ACCESS EXCLUSIVE MODE"))
+        book.refresh_soon()  # the call rings
+        assert book.current(wait_s=0.2) is before  # and is answered with the rules in force
+        blocker.commit()
+    assert "greeting" not in {rule.id for rule in book.current(wait_s=30).rules}
 
 
 def test_the_admin_page_changes_a_rule_by_form_and_shows_plugins_and_their_backlog(console: dict) -> None:

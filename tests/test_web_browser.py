@@ -200,12 +200,12 @@ def test_an_admin_switches_a_rule_off_and_puts_it_back(console: dict, browser) -
         assert "不归我管" in row.find_element(By.NAME, "phrases").get_attribute("value")
         row.find_element(By.NAME, "enabled").click()  # untick
         click_and_wait(browser, row.find_element(By.CSS_SELECTOR, "button[type=submit]"))
-        assert "banned_phrases" not in {rule.id for rule in book.current().rules}
+        assert "banned_phrases" not in {rule.id for rule in book.refresh().rules}
         row = browser.find_element(By.ID, "rule-banned_phrases")
         assert "rule-off" in row.get_attribute("class") and "zhao 于" in row.text
         assert "启用: 是 → 否" in browser.find_element(By.ID, "rule-changes").text
         assert "tickets" in browser.find_element(By.ID, "plugins").text
         click_and_wait(browser, row.find_element(By.CSS_SELECTOR, ".rule-reset button"))
-        assert "banned_phrases" in {rule.id for rule in book.current().rules}
+        assert "banned_phrases" in {rule.id for rule in book.refresh().rules}
         row = browser.find_element(By.ID, "rule-banned_phrases")
         assert row.find_element(By.NAME, "enabled").is_selected() and not row.find_elements(By.CSS_SELECTOR, ".rule-reset")

@@ -39,7 +39,7 @@ def command(app: App, targets: tuple[Path, ...], agent_channel: str, mono_leg: s
     if not paths:
         raise click.ClickException("no recordings found in " + ", ".join(map(str, targets)))
     database = None if no_store else app.store
-    rules, monitor = app.rule_book.current(), app.speech_monitor  # as live calls are checked
+    rules, monitor = app.rule_book.refresh(), app.speech_monitor  # as live calls are checked
     stderr = Console(stderr=True)
     with Progress(TextColumn("auditing"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
                   console=stderr, transient=True) as progress:

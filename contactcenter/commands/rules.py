@@ -54,7 +54,7 @@ def test_rules(app: App, sentences: tuple[str, ...], speaker: str) -> None:
     for sentence in sentences:
         click.echo(sentence)
         found = False
-        for rule in app.rule_book.current().phrase_rules():  # as a call would check it now
+        for rule in app.rule_book.refresh().phrase_rules():  # as a call would check it now
             if rule.spec.speaker not in (speaker, "any"):
                 continue
             for match in rule.matcher.find(sentence):  # type: ignore[union-attr]

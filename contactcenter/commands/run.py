@@ -75,7 +75,7 @@ def command(app: App) -> None:
         if info.enabled:
             click.echo(f"plugin {info.name}: {info.status}" + (f" ({info.error})" if info.error else ""))
     rules = app.rules  # a broken rules file stops the desk here, with the reason
-    in_force = app.rule_book.current()
+    in_force = app.rule_book.refresh()
     click.echo(f"rules: {len(rules.rules)} from {settings.scripts.rules}, {len(in_force.rules)} in force "
                "(admins' changes in the console apply from the next call)")
     try:

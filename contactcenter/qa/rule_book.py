@@ -6,13 +6,14 @@ change its severity, weight or phrases, in the console. Those changes are kept i
 machine reads the same database, so the whole floor follows a change from its next call, and the file stays
 as the deployment wrote it (a change can always be undone back to it).
 
-A desk asks its ``RuleBook`` for the rules at the start of each call. If the database cannot be read, the
-call goes on with the rules the desk had.
+A desk reads the changes as each call rings (``RuleBook``) and checks the call with them from its answer.
+If the database cannot be read, or is slow, the call goes on with the rules the desk had.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
@@ -204,10 +205,12 @@ def rule_changes(session: Session, limit: int = 50) -> list[RuleChange]:
 
 
 class RuleBook:
-    """The rules a desk checks each call against: the file's, with the console's changes read at each call.
+    """The rules a desk checks each call against: the file's, with the console's changes.
 
-    The database is asked once per call (a handful of rows); the rules are rebuilt only when the changes
-    did. When the database cannot be read, the rules last in force are used and the call goes on."""
+    A desk calls ``refresh_soon`` when a call starts ringing, which reads the changes (a handful of rows) in
+    the background, and ``current`` when it answers, which waits for that read at most ``wait_s`` and never
+    touches the database itself: a slow or absent database cannot hold up a call, which then goes on with
+    the rules last in force. The rules are rebuilt only when the changes did."""
 
     def __init__(self, base: RuleSet, database: Database | None, company_names: Sequence[str]) -> None:
         self.base = base
@@ -215,18 +218,43 @@ class RuleBook:
         self.company_names = tuple(company_names)
         self._overrides: dict[str, Override] = {}
         self._rules = base
+        self._lock = threading.Lock()
+        self._idle = threading.Event()
+        self._idle.set()
 
-    def current(self) -> RuleSet:
+    def refresh(self) -> RuleSet:
+        """Read the console's changes now and return the rules in force (the rules last in force if the
+        database cannot be read)."""
         if self.database is None:
             return self.base
         try:
             with self.database.session() as session:
                 overrides = load_overrides(session)
         except SQLAlchemyError as exc:
-            log.warning("rules: cannot read the console's rule changes (%s); this call uses the rules in force",
+            log.warning("rules: cannot read the console's rule changes (%s); going on with the rules in force",
                         exc)
             return self._rules
-        if overrides != self._overrides:
-            self._rules = in_force(self.base, overrides, self.company_names)
-            self._overrides = overrides
+        with self._lock:
+            if overrides != self._overrides:
+                self._rules = in_force(self.base, overrides, self.company_names)
+                self._overrides = overrides
+            return self._rules
+
+    def refresh_soon(self) -> None:
+        """Start a refresh in the background, unless one is under way."""
+        with self._lock:
+            if not self._idle.is_set():
+                return
+            self._idle.clear()
+        threading.Thread(target=self._refresh_then_idle, name="rule-book", daemon=True).start()
+
+    def _refresh_then_idle(self) -> None:
+        try:
+            self.refresh()
+        finally:
+            self._idle.set()
+
+    def current(self, wait_s: float = 0.5) -> RuleSet:
+        """The rules in force, after waiting at most ``wait_s`` for a refresh under way."""
+        self._idle.wait(wait_s)
         return self._rules

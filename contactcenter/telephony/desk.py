@@ -27,12 +27,12 @@ import soundfile
 from contactcenter.audio.devices import HeadsetError
 from contactcenter.audio.headset import Headset, HeadsetBridge
 from contactcenter.call_end import end_call
+from contactcenter.qa.rule_book import RuleBook
 from contactcenter.records import CallRecord, ComplianceReport
 from contactcenter.settings import Settings
 from contactcenter.speech.compliance import CallFacts
 from contactcenter.speech.live import CallSpeech, CallSpeechOutcome
 from contactcenter.speech.monitor import SpeechMonitor
-from contactcenter.qa.rule_book import RuleBook
 from contactcenter.speech.rules import RuleSet
 from contactcenter.storage.database import Database
 from contactcenter.telephony.prompts import Prompts
@@ -136,6 +136,8 @@ class Desk:
         ring = self.settings.ring
         self._emit("call_ringing", call=self._record(call))
         self._changed("ringing", desk_call)
+        if isinstance(self.rules, RuleBook):
+            self.rules.refresh_soon()  # an admin's changes to the rules, read while it rings
         answer_at = call.invited_at.timestamp() + ring.answer_after_rings * ring.ring_period_seconds
         if call.ended.wait(timeout=max(0.0, answer_at - time.time())) or not call.ringing:
             self._abandoned(desk_call)
@@ -209,7 +211,7 @@ class Desk:
     def _start_speech(self, call: IncomingCall, record: CallRecord, rings: int) -> CallSpeech | None:
         if self.monitor is None or self.rules is None:
             return None
-        rules = self.rules.current() if isinstance(self.rules, RuleBook) else self.rules  # an admin's change
+        rules = self.rules.current() if isinstance(self.rules, RuleBook) else self.rules
         facts = CallFacts(rings_before_answer=rings, apology_after_rings=self.settings.ring.apology_after_rings)
         return CallSpeech(self.monitor, rules, record, facts, rate=8000, publish=self.publish,
                           redact=self.settings.speech.redact_numbers,

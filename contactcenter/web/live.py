@@ -55,6 +55,10 @@ def add_live_routes(app: FastAPI, guards: Guards, settings: Settings, database: 
             events, cursor = calls_in_progress(session, IN_PROGRESS_WITHIN)
         return [shown(event, unmasked) for event in events], cursor
 
+    def resumed(last_id: int) -> FeedCursor:
+        with database.session() as session:
+            return FeedCursor.following(session, last_id)
+
     def newer(cursor: FeedCursor) -> list[FeedEvent]:
         with database.session() as session:
             return cursor.read(session)
@@ -81,7 +85,7 @@ def add_live_routes(app: FastAPI, guards: Guards, settings: Settings, database: 
             events, cursor = await run_in_threadpool(snapshot, unmasked)
             yield ServerSentEvent(event="snapshot", id=str(cursor.last_id), data={"events": events}, retry=2000)
         else:
-            cursor = FeedCursor(resume)
+            cursor = await run_in_threadpool(resumed, resume)
         polls = 0
         while not await request.is_disconnected():
             polls += 1

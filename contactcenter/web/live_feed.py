@@ -110,9 +110,10 @@ class FeedCursor:
         self._gaps: dict[int, float] = {}  # id → when it was first found missing
 
     @classmethod
-    def after_snapshot(cls, session: Session, newest: int, **options: Any) -> FeedCursor:
-        """A cursor for a view that was just handed a snapshot up to ``newest``: the ids up to it that are
-        not in the table yet may still be in a desk's transaction, so they are waited for like any gap."""
+    def following(cls, session: Session, newest: int, **options: Any) -> FeedCursor:
+        """A cursor for a view that has had every event up to ``newest`` that was committed (a snapshot, or
+        a stream it reconnects to): the ids up to it that are not in the table yet may still be in a desk's
+        transaction, so they are waited for like any gap."""
         cursor = cls(newest, **options)
         present = set(session.scalars(select(LiveEvent.id).where(LiveEvent.id > newest - cls.MAX_GAPS,
                                                                  LiveEvent.id <= newest)))
@@ -156,7 +157,7 @@ def calls_in_progress(session: Session, within: timedelta, **cursor_options: Any
     of the snapshot: an event committed in between comes once, through the stream."""
     since = datetime.now(timezone.utc) - within
     newest = session.scalar(select(LiveEvent.id).order_by(LiveEvent.id.desc()).limit(1)) or 0
-    cursor = FeedCursor.after_snapshot(session, newest, **cursor_options)
+    cursor = FeedCursor.following(session, newest, **cursor_options)
     wanted = [LiveEvent.at >= since, LiveEvent.id <= newest]  # later ones come through the stream
     if cursor.gaps:
         wanted.append(LiveEvent.id.not_in(cursor.gaps))
