@@ -190,8 +190,9 @@ def describe_plugins(settings: Settings, built_in: Mapping[str, object] | None =
     for name in sorted(set(available) | enabled):
         ep = available.get(name)
         dist = ep.dist if ep is not None else None
-        status, error = ("enabled" if name in enabled else "disabled") if ep is not None else "not installed", None
+        status, error = "not installed", None
         if ep is not None:
+            status = "enabled" if name in enabled else "disabled"
             try:
                 ep.load()
             except Exception as exc:  # any import error; the console only reports it

@@ -12,12 +12,14 @@ import pytest
 from sqlalchemy import select, text
 
 from conftest import desk_settings, free_port, make_desk, speech_clip
+from contactcenter.plugins import describe_plugins
 from contactcenter.qa.rule_book import RuleBook
 from contactcenter.speech.rules import load_rules
 from contactcenter.storage import Database
 from contactcenter.storage.models import LiveEvent, OutboxMessage, RuleOverride, UndeliveredEvent
 from contactcenter.web.app import create_app
 from contactcenter.web.auth import Accounts
+from tests.factories import install_plugin
 from tests.web_helpers import PASSWORD, client_as, start_command, stop_command
 
 
@@ -202,3 +204,15 @@ def test_a_running_desk_follows_a_rule_change_from_its_next_call(tmp_path: Path,
     assert "greeting" not in ended[0]["failed_rules"]  # ... but not against the rule switched off
     assert "greeting" in ended[1]["failed_rules"]
     database.dispose()
+
+
+def test_the_console_names_plugins_that_are_enabled_but_missing_or_broken(site: Path, desk: Path,
+                                                                         tmp_path: Path) -> None:
+    """The console does not run plugins; it still says which enabled ones a desk could not load, and why."""
+    install_plugin(site, "broken", "import no_such_module\n")
+    settings = desk_settings(desk, f"sqlite:///{tmp_path / 'store.db'}",
+                             {"CONTACTCENTER_PLUGINS__ENABLED": '["tickets", "broken", "not_there"]'})
+    plugins = {info.name: info for info in describe_plugins(settings)}
+    assert plugins["broken"].status == "import failed" and "no_such_module" in plugins["broken"].error
+    assert plugins["not_there"].status == "not installed" and plugins["not_there"].enabled
+    assert plugins["tickets"].status == "enabled" and plugins["survey"].status == "disabled"
