@@ -85,10 +85,12 @@ class RuleState:
         return asdict(self)
 
 
+def _override(row: RuleOverride) -> Override:
+    return Override(row.enabled, row.severity, row.weight, tuple(row.phrases) if row.phrases is not None else None)
+
+
 def load_overrides(session: Session) -> dict[str, Override]:
-    return {row.rule_id: Override(row.enabled, row.severity, row.weight,
-                                  tuple(row.phrases) if row.phrases is not None else None)
-            for row in session.scalars(select(RuleOverride))}
+    return {row.rule_id: _override(row) for row in session.scalars(select(RuleOverride))}
 
 
 def _values(rule: Rule, override: Override | None) -> dict[str, Any]:
@@ -135,10 +137,10 @@ def _kind(rule: Rule) -> str:
 def rule_states(session: Session, base: RuleSet) -> list[RuleState]:
     """Every rule of the file, as in force, for the admin page and API."""
     rows = {row.rule_id: row for row in session.scalars(select(RuleOverride))}
-    overrides = load_overrides(session)
     states = []
     for rule in base.rules:
-        values, row = _values(rule, overrides.get(rule.id)), rows.get(rule.id)
+        row = rows.get(rule.id)
+        values = _values(rule, _override(row) if row else None)
         states.append(RuleState(
             id=rule.id, description=rule.spec.description, kind=_kind(rule), **values,
             file={"severity": rule.spec.severity, "weight": rule.spec.weight, "phrases": list(rule.phrases)},

@@ -16,6 +16,7 @@ from fastapi import Body, Depends, FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from contactcenter.plugins import describe_plugins
@@ -93,7 +94,7 @@ def add_admin_routes(app: FastAPI, guards: Guards, settings: Settings, database:
 
     def apply(rule_id: str, edit: RuleEdit | None, user: SignedIn) -> dict[str, list[Any]]:
         """Change (or with no edit, reset) a rule; 404 for a rule not in the file, 422 for values it cannot
-        run with."""
+        run with, 409 when another admin's change to it commits first."""
         try:
             with database.session() as session:
                 if edit is None:
@@ -103,6 +104,8 @@ def add_admin_routes(app: FastAPI, guards: Guards, settings: Settings, database:
             raise HTTPException(status_code=404, detail=f"no rule {rule_id!r} in {settings.scripts.rules.name}")
         except RuleError as exc:
             raise HTTPException(status_code=422, detail=str(exc)) from None
+        except IntegrityError:  # another admin changed the same rule at the same moment
+            raise HTTPException(status_code=409, detail=f"rule {rule_id!r} was changed meanwhile; try again") from None
 
     def page(request: Request, user: SignedIn, error: str = "", status_code: int = 200) -> Response:
         return TEMPLATES.TemplateResponse(request, "admin.html", {
