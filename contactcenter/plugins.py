@@ -190,16 +190,16 @@ def describe_plugins(settings: Settings, built_in: Mapping[str, object] | None =
     for name in sorted(set(available) | enabled):
         ep = available.get(name)
         dist = ep.dist if ep is not None else None
-        status, error = "not installed", None
+        status, error, hooks = "not installed", None, []
         if ep is not None:
             status = "enabled" if name in enabled else "disabled"
             try:
-                ep.load()
+                hooks = _module_hooks(ep.load())
             except Exception as exc:  # any import error; the console only reports it
                 status, error = "import failed", f"{type(exc).__name__}: {exc}"
         infos.append(PluginInfo(name=name, distribution=dist.metadata["Name"] if dist is not None else None,
                                 version=dist.version if dist is not None else None, enabled=name in enabled,
-                                status=status, error=error, hooks=_declared_hooks(ep)))
+                                status=status, error=error, hooks=hooks))
     return infos
 
 

@@ -22,22 +22,16 @@ def command() -> None:
 def list_rules(app: App, as_json: bool) -> None:
     """Every rule with its kind, speaker, window, severity and weight as in force: the file's (this also
     validates it), with the changes admins made in the console when the database can be read."""
-    states = {}
     try:
         with app.database.require_current_schema().session() as session:
-            states = {state.id: state for state in rule_states(session, app.rules)}
+            states = rule_states(app.rules, session)
     except (DatabaseUnavailable, SQLAlchemyError) as exc:
         click.echo(f"the file's rules only: {exc}", err=True)
-    rows = []
-    for r in app.rules.rules:
-        state = states.get(r.id)
-        rows.append({"id": r.id, "type": "banned" if r.spec.negate else ("required" if r.matcher else r.spec.kind),
-                     "enabled": state.enabled if state else True, "speaker": r.spec.speaker,
-                     "window": r.spec.window, "when": r.spec.when, "live": r.spec.live,
-                     "severity": state.severity if state else r.spec.severity,
-                     "weight": state.weight if state else r.spec.weight,
-                     "phrases": len(state.phrases if state else r.phrases), "description": r.spec.description,
-                     "changed_by": state.changed_by if state else None})
+        states = rule_states(app.rules, None)
+    rows = [{"id": r.id, "type": r.type, "enabled": state.enabled, "speaker": r.spec.speaker, "window": r.spec.window,
+             "when": r.spec.when, "live": r.spec.live, "severity": state.severity, "weight": state.weight,
+             "phrases": len(state.phrases), "description": r.spec.description, "changed_by": state.changed_by}
+            for r, state in zip(app.rules.rules, states, strict=True)]
     columns = ["id", "type", "enabled", "speaker", "window", "when", "live", "severity", "weight", "phrases",
                "description", "changed_by"]
     if not as_json:  # what fits a terminal; --json has everything

@@ -34,7 +34,7 @@ MAX_PHRASES = 500
 
 
 class RuleError(ValueError):
-    """A change that cannot be made: an unknown rule, or values the rule cannot run with."""
+    """A change that cannot be made: values the rule cannot run with."""
 
 
 class RuleEdit(BaseModel):
@@ -128,21 +128,16 @@ def in_force(base: RuleSet, overrides: Mapping[str, Override], company_names: Se
     return RuleSet(tuple(rules), base.variants)
 
 
-def _kind(rule: Rule) -> str:
-    if rule.matcher is None:
-        return rule.spec.kind
-    return "banned" if rule.spec.negate else "required"
-
-
-def rule_states(session: Session, base: RuleSet) -> list[RuleState]:
-    """Every rule of the file, as in force, for the admin page and API."""
-    rows = {row.rule_id: row for row in session.scalars(select(RuleOverride))}
+def rule_states(base: RuleSet, session: Session | None) -> list[RuleState]:
+    """Every rule of the file as in force, for the admin page, the API and `rules list`; without a session,
+    as the file has them."""
+    rows = {row.rule_id: row for row in session.scalars(select(RuleOverride))} if session is not None else {}
     states = []
     for rule in base.rules:
         row = rows.get(rule.id)
         values = _values(rule, _override(row) if row else None)
         states.append(RuleState(
-            id=rule.id, description=rule.spec.description, kind=_kind(rule), **values,
+            id=rule.id, description=rule.spec.description, kind=rule.type, **values,
             file={"severity": rule.spec.severity, "weight": rule.spec.weight, "phrases": list(rule.phrases)},
             changed_by=row.changed_by if row else None, changed_at=row.changed_at if row else None))
     return states

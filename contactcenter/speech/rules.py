@@ -126,6 +126,13 @@ class Rule:
     def id(self) -> str:
         return self.spec.id
 
+    @property
+    def type(self) -> str:
+        """"required" or "banned" for a phrase rule, else the rule's kind ("hangup_order")."""
+        if self.matcher is None:
+            return self.spec.kind
+        return "banned" if self.spec.negate else "required"
+
 
 @dataclass(frozen=True)
 class RuleSet:

@@ -76,7 +76,7 @@ def add_admin_routes(app: FastAPI, guards: Guards, settings: Settings, database:
 
     def rules_view() -> list[dict[str, Any]]:
         with database.session() as session:
-            states = rule_states(session, file_rules())
+            states = rule_states(file_rules(), session)
         return [{**state.as_dict(), "changed_at": local_time(state.changed_at, zone)} for state in states]
 
     def changes_view(limit: int = 50) -> list[dict[str, Any]]:
