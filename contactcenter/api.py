@@ -113,7 +113,7 @@ class PluginAPI:
                      owner_only: bool = False) -> CallbackRecord:
         """Promise a call back (stored as pending; the scheduler fires ``callback_due`` at ``due_at``).
         One per call and kind: adding it again returns the one already there."""
-        from contactcenter.scheduling.book import CallbackBook
+        from contactcenter.callbacks.book import CallbackBook
 
         if self._host.database is None:
             raise RuntimeError("this process runs without a database")
@@ -125,7 +125,7 @@ class PluginAPI:
         """Record a callback attempt: ``answered`` closes it (done); anything else (busy, no_answer,
         no_response) counts an attempt and retries per policy, failing when the attempts are used up.
         Publishes ``callback_closed`` when it closes."""
-        from contactcenter.scheduling.book import REACHED, CallbackBook
+        from contactcenter.callbacks.book import REACHED, CallbackBook
 
         book = CallbackBook(self._host.database, self.settings)  # type: ignore[arg-type]
         record = book.done(callback_id, note=note) if outcome == REACHED else book.missed(callback_id, outcome)

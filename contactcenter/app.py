@@ -8,7 +8,7 @@ from functools import cached_property
 from pathlib import Path
 
 from contactcenter.plugins import PluginHost
-from contactcenter.qa.rule_book import RuleBook
+from contactcenter.speech.rule_book import RuleBook
 from contactcenter.settings import Settings, load_settings
 from contactcenter.speech.monitor import SpeechMonitor
 from contactcenter.speech.rules import RuleSet, load_rules

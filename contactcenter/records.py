@@ -7,6 +7,7 @@ and replayed later exactly as it was first made.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
@@ -110,6 +111,19 @@ class ComplianceReport(Record):
     @property
     def failed(self) -> tuple[RuleResult, ...]:
         return tuple(result for result in self.results if not result.passed)
+
+
+@dataclass(frozen=True)
+class CallSpeechOutcome:
+    """What the speech side knows of a finished call: the transcript, the report and every finding."""
+
+    transcript: list[UtteranceRecord]
+    report: ComplianceReport
+    hits: list[RuleHitRecord]
+
+    @classmethod
+    def empty(cls) -> "CallSpeechOutcome":
+        return cls([], ComplianceReport(), [])
 
 
 class TicketRecord(Record):

@@ -22,7 +22,7 @@ import numpy as np
 from contactcenter.audio.devices import Device, HeadsetError, NoAudio, choose, list_devices, sounddevice
 from contactcenter.audio.elastic import ElasticBuffer
 from contactcenter.settings import HeadsetSettings
-from contactcenter.telephony.prompts import to_line_audio
+from contactcenter.audio.prompts import to_line_audio
 
 log = logging.getLogger(__name__)
 LINE_RATE = 8000

@@ -12,9 +12,9 @@ import click
 from contactcenter.app import App
 from contactcenter.output import emit_rows
 from contactcenter.records import CallbackRecord
-from contactcenter.scheduling.book import CallbackBook, CallbackError, CallbackFilter
+from contactcenter.callbacks.book import CallbackBook, CallbackError, CallbackFilter
 from contactcenter.scheduling.scheduler import CallbackScheduler
-from contactcenter.scheduling.workdays import WorkCalendar
+from contactcenter.callbacks.workdays import WorkCalendar
 from contactcenter.storage.models import CALLBACK_KINDS, CALLBACK_STATES
 
 COLUMNS = ["id", "state", "kind", "due", "deadline", "phone", "owner", "attempts", "last_outcome", "reason"]

@@ -7,7 +7,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from contactcenter.app import App
 from contactcenter.output import emit_rows
-from contactcenter.qa.rule_book import rule_states
+from contactcenter.speech.rule_book import rule_states
 from contactcenter.storage.database import DatabaseUnavailable
 
 

@@ -19,7 +19,7 @@ from contactcenter.audio.devices import HeadsetError
 from contactcenter.audio.headset import Headset
 from contactcenter.commands.agent_keys import start_agent_keys
 from contactcenter.records import CallbackRecord
-from contactcenter.scheduling.book import CallbackBook
+from contactcenter.callbacks.book import CallbackBook
 from contactcenter.scheduling.dialer import CallbackDialer
 from contactcenter.scheduling.scheduler import CallbackScheduler
 from contactcenter.speech.vosk_model import SpeechModelError

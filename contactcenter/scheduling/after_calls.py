@@ -16,7 +16,7 @@ from __future__ import annotations
 from contactcenter import hookimpl
 from contactcenter.api import PluginAPI
 from contactcenter.records import CallRecord, ComplianceReport, TicketRecord, UtteranceRecord
-from contactcenter.scheduling.workdays import WorkCalendar
+from contactcenter.callbacks.workdays import WorkCalendar
 
 NAME = "callbacks"
 

@@ -14,8 +14,8 @@ import time
 
 from contactcenter.api import PluginAPI
 from contactcenter.records import CallbackRecord
-from contactcenter.scheduling.book import CallbackBook
-from contactcenter.telephony.prompts import Prompts
+from contactcenter.callbacks.book import CallbackBook
+from contactcenter.audio.prompts import Prompts
 
 log = logging.getLogger(__name__)
 DIAL_TIMEOUT_SECONDS = 30.0

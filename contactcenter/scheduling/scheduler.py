@@ -22,7 +22,7 @@ from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from contactcenter.records import CallbackRecord
-from contactcenter.scheduling.book import CallbackBook, utcnow
+from contactcenter.callbacks.book import CallbackBook, utcnow
 from contactcenter.scheduling.lease import Lease
 from contactcenter.settings import Settings
 from contactcenter.storage.database import Database

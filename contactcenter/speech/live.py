@@ -9,25 +9,15 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
-from contactcenter.records import CallRecord, ComplianceReport, Leg, RuleHitRecord, UtteranceRecord
+from contactcenter.records import CallRecord, CallSpeechOutcome, ComplianceReport, Leg, RuleHitRecord, UtteranceRecord
 from contactcenter.speech.compliance import CallCompliance, CallFacts
 from contactcenter.speech.monitor import LegStream, SpeechMonitor
 from contactcenter.speech.redact import redact_numbers, redact_word
 from contactcenter.speech.rules import RuleSet
 
 Publish = Callable[..., None]  # (hook name, **arguments), e.g. PluginHost.bus.publish
-
-
-@dataclass(frozen=True)
-class CallSpeechOutcome:
-    """What the speech side knows of a finished call."""
-
-    transcript: list[UtteranceRecord]
-    report: ComplianceReport
-    hits: list[RuleHitRecord]
 
 
 class CallSpeech:

@@ -26,16 +26,17 @@ import soundfile
 
 from contactcenter.audio.devices import HeadsetError
 from contactcenter.audio.headset import Headset, HeadsetBridge
-from contactcenter.call_end import end_call
-from contactcenter.qa.rule_book import RuleBook
+from contactcenter.storage.call_end import end_call
+from contactcenter.speech.rule_book import RuleBook
 from contactcenter.records import CallRecord, ComplianceReport
 from contactcenter.settings import Settings
 from contactcenter.speech.compliance import CallFacts
-from contactcenter.speech.live import CallSpeech, CallSpeechOutcome
+from contactcenter.speech.live import CallSpeech
+from contactcenter.records import CallSpeechOutcome
 from contactcenter.speech.monitor import SpeechMonitor
 from contactcenter.speech.rules import RuleSet
 from contactcenter.storage.database import Database
-from contactcenter.telephony.prompts import Prompts
+from contactcenter.audio.prompts import Prompts
 from contactcenter.telephony.softphone import CallNotRinging, IncomingCall
 
 log = logging.getLogger(__name__)

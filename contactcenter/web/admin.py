@@ -2,7 +2,7 @@
 phrases, put it back as the file has it, and the history of changes), the plugins with their delivery
 health, and the console's users.
 
-Rule changes are kept in the database (``qa/rule_book.py``), so every desk follows them from its next call.
+Rule changes are kept in the database (``speech/rule_book.py``), so every desk follows them from its next call.
 Plugins are installed with pip and enabled in settings.toml on each desk machine; the console shows what is
 installed and enabled and what each plugin has failed to take, but does not load or run them.
 
@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from contactcenter.plugins import describe_plugins
-from contactcenter.qa.rule_book import RuleEdit, RuleError, change_rule, reset_rule, rule_changes, rule_states
+from contactcenter.speech.rule_book import RuleEdit, RuleError, change_rule, reset_rule, rule_changes, rule_states
 from contactcenter.scheduling import after_calls
 from contactcenter.settings import Settings, SettingsError
 from contactcenter.speech.rules import RuleSet, load_rules

@@ -14,7 +14,7 @@ from pydantic import TypeAdapter
 from sqlalchemy.exc import SQLAlchemyError
 
 from contactcenter.records import CallRecord, ComplianceReport, RuleHitRecord, UtteranceRecord
-from contactcenter.speech.live import CallSpeechOutcome
+from contactcenter.records import CallSpeechOutcome
 from contactcenter.storage.calls import save_call
 from contactcenter.storage.database import Database
 
