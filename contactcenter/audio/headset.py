@@ -21,12 +21,12 @@ import numpy as np
 
 from contactcenter.audio.devices import Device, HeadsetError, NoAudio, choose, list_devices, sounddevice
 from contactcenter.audio.elastic import ElasticBuffer
+from contactcenter.audio.line import FRAME_SAMPLES as LINE_FRAME
+from contactcenter.audio.line import RATE as LINE_RATE
 from contactcenter.settings import HeadsetSettings
 from contactcenter.audio.prompts import to_line_audio
 
 log = logging.getLogger(__name__)
-LINE_RATE = 8000
-LINE_FRAME = 160  # 20 ms at 8 kHz: what the RTP sender takes and the line delivers
 
 
 @dataclass(frozen=True)

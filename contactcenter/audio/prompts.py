@@ -14,8 +14,9 @@ import numpy as np
 import soundfile
 import soxr
 
+from contactcenter.audio.line import RATE as LINE_RATE
+
 log = logging.getLogger(__name__)
-LINE_RATE = 8000
 
 
 class Prompts:

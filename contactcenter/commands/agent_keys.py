@@ -20,17 +20,18 @@ HELP = "keys: m mute/unmute · h hold/resume · x hang up"
 
 
 def _press(desk: Desk, key: str) -> None:
-    call = desk.headset_call()
-    if call is None or call.bridge is None:
+    """One key on the call-control object of the call the agent is on."""
+    control = desk.current_control()
+    if control is None or not control.on_headset:
         if key in "mhx":
             click.echo("no call on the headset")
         return
     if key == "m":
-        desk.set_mute(not call.bridge.muted)
+        control.mute(not control.muted)
     elif key == "h":
-        desk.set_hold(not call.bridge.held)
+        control.hold(not control.held)
     elif key == "x":
-        desk.hang_up()
+        control.hang_up()
 
 
 def start_agent_keys(desk: Desk, stop: threading.Event) -> threading.Thread | None:

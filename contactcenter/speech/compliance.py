@@ -6,7 +6,10 @@ its window closes, at that moment. Time is the call's audio time (seconds from t
 the recogniser as it works through each leg, so live calls and recordings are judged the same way.
 
 After the call: every rule's verdict with evidence and a score out of 100 (weights of the rules that
-apply to the call, normalised).
+apply to the call, normalised). There is one list of findings per call (:attr:`CallCompliance.findings`):
+the verdict reuses each finding already reported live (a banned phrase first seen in a partial result keeps
+that one finding when the final result confirms it) and adds only what could not be known live, so the
+report, the store and the live view speak of the same findings.
 """
 
 from __future__ import annotations
@@ -23,6 +26,9 @@ from contactcenter.speech.rules import Rule, RuleSet
 DEFAULT_GRACE_S = 1.5
 #: A banned phrase must be in the partial result this long (audio seconds) before it is reported early.
 DEFAULT_PARTIAL_STABLE_S = 0.2
+#: A finding reported live from a partial result is timed when the partial showed it, a little after the
+#: word's start that the final result gives: within this many seconds they are the same finding.
+SAME_FINDING_S = 3.0
 
 
 @dataclass(frozen=True)
@@ -66,7 +72,8 @@ class CallCompliance:
         self.events: dict[str, list[float]] = {"answer": [0.0]}
         self._leg_time: dict[Leg, float] = {"agent": 0.0, "customer": 0.0}
         self._emitted: set[tuple[str, str, float | None, str]] = set()
-        self.live_hits: list[RuleHitRecord] = []
+        self.findings: list[RuleHitRecord] = []  # the call's one list: reported live, completed by report()
+        self._reused: set[int] = set()  # findings already used as evidence by the report being made
         self._partials: dict[Leg, _PartialWatch] = {"agent": _PartialWatch(), "customer": _PartialWatch()}
         self._early: set[tuple[Leg, str, str]] = set()  # (leg, rule, phrase) already reported from a partial
 
@@ -129,6 +136,7 @@ class CallCompliance:
     def report(self, call_end_s: float, hung_up_first: str | None = None) -> ComplianceReport:
         """Every applicable rule's verdict with evidence, and the score out of 100."""
         with self._lock:
+            self._reused = set()
             results = [r for rule in self.rules.rules if (r := self._verdict(rule, call_end_s, hung_up_first))]
         total = sum(r.weight for r in results)
         score = 100.0 if total == 0 else 100.0 * sum(r.weight for r in results if r.passed) / total
@@ -164,7 +172,7 @@ class CallCompliance:
         self._emitted.add(key)
         hit = RuleHitRecord(rule_id=rule.id, kind=kind, severity=rule.spec.severity, leg=leg, at_s=at_s,
                             matched_text=text, live=True)
-        self.live_hits.append(hit)
+        self.findings.append(hit)
         if self._on_hit is not None:
             self._on_hit(hit)
 
@@ -197,26 +205,37 @@ class CallCompliance:
             if hung_up_first is None:
                 return None
             passed = hung_up_first != "agent" if spec.expect_first == "customer" else hung_up_first != "customer"
-            evidence = () if passed else (RuleHitRecord(rule_id=rule.id, kind="violation", severity=spec.severity,
-                                                         at_s=call_end, matched_text=f"hung_up_first={hung_up_first}"),)
+            evidence = () if passed else (self._finding(rule, "violation", None, call_end,
+                                                        f"hung_up_first={hung_up_first}"),)
             return RuleResult(passed=passed, evidence=evidence, **common)
         spans = rule.window.spans(self.events, call_end)
         if not spans:
             return None  # an event window whose event never happened
         in_window = [f for f in self._found_for(rule) if any(s <= f.at_s <= e for s, e in spans)]
         if spec.negate:
-            evidence = tuple(self._hit(rule, "violation", f) for f in in_window)
+            evidence = tuple(self._finding(rule, "violation", f.leg, f.at_s, f.matched_text) for f in in_window)
             return RuleResult(passed=not evidence, evidence=evidence, **common)
         evidence_list = []
         for start, end in spans:
             inside = [f for f in in_window if start <= f.at_s <= end]
-            evidence_list.append(self._hit(rule, "satisfied", inside[0]) if inside else RuleHitRecord(
-                rule_id=rule.id, kind="missing", severity=spec.severity, at_s=round(end, 3),
-                leg=None if spec.speaker == "any" else spec.speaker))
+            evidence_list.append(
+                self._finding(rule, "satisfied", inside[0].leg, inside[0].at_s, inside[0].matched_text) if inside
+                else self._finding(rule, "missing", None if spec.speaker == "any" else spec.speaker, round(end, 3), ""))
         passed = all(hit.kind == "satisfied" for hit in evidence_list)
         return RuleResult(passed=passed, evidence=tuple(evidence_list), **common)
 
-    @staticmethod
-    def _hit(rule: Rule, kind: str, found: _Found) -> RuleHitRecord:
-        return RuleHitRecord(rule_id=rule.id, kind=kind, severity=rule.spec.severity, leg=found.leg,
-                             at_s=found.at_s, matched_text=found.matched_text)
+    def _finding(self, rule: Rule, kind: str, leg: Leg | None, at_s: float | None, text: str) -> RuleHitRecord:
+        """The finding reported live for this evidence, or a new one added to the call's list."""
+        for index, hit in enumerate(self.findings):
+            if index in self._reused or hit.rule_id != rule.id or hit.kind != kind or hit.leg != leg:
+                continue
+            same_time = hit.at_s == at_s or (hit.at_s is not None and at_s is not None
+                                             and kind == "violation" and abs(hit.at_s - at_s) <= SAME_FINDING_S)
+            if same_time:
+                self._reused.add(index)
+                return hit
+        hit = RuleHitRecord(rule_id=rule.id, kind=kind, severity=rule.spec.severity, leg=leg, at_s=at_s,
+                            matched_text=text)
+        self.findings.append(hit)
+        self._reused.add(len(self.findings) - 1)
+        return hit

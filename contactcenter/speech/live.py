@@ -11,6 +11,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from contactcenter.audio.line import RATE
 from contactcenter.records import CallRecord, CallSpeechOutcome, ComplianceReport, Leg, RuleHitRecord, UtteranceRecord
 from contactcenter.speech.compliance import CallCompliance, CallFacts
 from contactcenter.speech.monitor import LegStream, SpeechMonitor
@@ -24,7 +25,7 @@ class CallSpeech:
     """Recognition and compliance for one call; ``push(leg, pcm)`` from the audio path, ``finish`` at the end."""
 
     def __init__(self, monitor: SpeechMonitor, rules: RuleSet, call: CallRecord, facts: CallFacts,
-                 rate: int = 8000, publish: Publish | None = None, redact: bool = True,
+                 rate: int = RATE, publish: Publish | None = None, redact: bool = True,
                  partial_stable_s: float = 0.2, legs: tuple[Leg, ...] = ("agent", "customer"),
                  live: bool = True) -> None:
         self.call = call
@@ -74,8 +75,5 @@ class CallSpeech:
         report = self.compliance.report(call_end_s, hung_up_first)
         with self._lock:
             transcript = sorted(self._transcript, key=lambda u: (u.start_s, u.leg))
-        hits = list(self.compliance.live_hits)
-        seen = {(h.rule_id, h.kind, h.at_s) for h in hits}
-        for result in report.results:
-            hits += [e for e in result.evidence if (e.rule_id, e.kind, e.at_s) not in seen]
-        return CallSpeechOutcome(transcript, report, sorted(hits, key=lambda h: (h.at_s or 0.0, h.rule_id)))
+        hits = sorted(self.compliance.findings, key=lambda h: (h.at_s or 0.0, h.rule_id))
+        return CallSpeechOutcome(transcript, report, hits)

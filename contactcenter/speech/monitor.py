@@ -122,7 +122,8 @@ class LegStream:
             self._room.notify_all()
         try:
             if chunks:
-                self.recognizer.feed(b"".join(c.pcm for c in chunks))
+                for chunk in chunks:  # in place: the recogniser gathers Vosk's units itself
+                    self.recognizer.feed(chunk.pcm)
                 self.monitor._processed(self, chunks)
                 if self.on_progress is not None:
                     self.on_progress(self.recognizer.leg, self.recognizer.audio_seconds)

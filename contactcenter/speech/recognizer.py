@@ -15,11 +15,11 @@ from typing import Any
 
 import numpy as np
 
+from contactcenter.audio.line import FRAME_SECONDS
 from contactcenter.audio.silence import SilenceGate
 from contactcenter.records import Leg, UtteranceRecord, WordRecord
 from contactcenter.speech.vosk_model import SpeechModel
 
-FRAME_SECONDS = 0.02
 FRAMES_PER_UNIT = 5  # Vosk is fed 100 ms at a time: cheap per call, and at most 100 ms of added delay
 
 PartialHandler = Callable[[Leg, str, float], None]
@@ -39,7 +39,8 @@ class LegRecognizer:
         self.gate = gate
         self.frame_bytes = int(rate * FRAME_SECONDS) * 2
         self.unit_bytes = self.frame_bytes * FRAMES_PER_UNIT
-        self._buffer = b""
+        self._buffer: list[memoryview] = []  # admitted frames not yet given to Vosk
+        self._buffered = 0
         self._recognizer, self._origin = model.acquire(rate)
         self._fed = 0  # samples admitted for the recogniser by this leg (buffered or fed)
         self._seen = 0  # samples of the leg so far, skipped ones included
@@ -59,10 +60,11 @@ class LegRecognizer:
         """Take the next stretch of the leg (16-bit little-endian mono PCM, any length).
 
         Vosk gets the admitted audio in fixed units whatever the stretches pushed, so the same audio gives
-        the same result live and from a recording."""
-        data = self._remainder + pcm
+        the same result live and from a recording. Frames are looked at in place; the one copy is the join
+        of a unit's admitted frames for Vosk."""
+        data = memoryview(self._remainder + pcm if self._remainder else pcm)
         usable = len(data) - len(data) % self.frame_bytes
-        self._remainder = data[usable:]
+        self._remainder = bytes(data[usable:])
         for offset in range(0, usable, self.frame_bytes):
             frame = data[offset:offset + self.frame_bytes]
             if self.gate is None or self.gate.admit(np.frombuffer(frame, dtype="<i2")):
@@ -70,22 +72,26 @@ class LegRecognizer:
                     self._map_rec.append(self._fed)
                     self._map_call.append(self._seen)
                     self._feeding = True
-                self._buffer += frame
+                self._buffer.append(frame)
+                self._buffered += len(frame)
                 self._fed += len(frame) // 2
-                if len(self._buffer) >= self.unit_bytes:
-                    self._accept(self._buffer)
-                    self._buffer = b""
+                if self._buffered >= self.unit_bytes:
+                    self._accept_buffer()
             elif self._feeding:
                 self._end_of_speech()
             else:
                 self.skipped_samples += len(frame) // 2
             self._seen += len(frame) // 2
 
+    def _accept_buffer(self) -> None:
+        if self._buffer:
+            chunk = b"".join(self._buffer)
+            self._buffer, self._buffered = [], 0
+            self._accept(chunk)
+
     def _end_of_speech(self) -> None:
         """Silence after speech: hand Vosk what is buffered and finish the utterance now."""
-        if self._buffer:
-            self._accept(self._buffer)
-            self._buffer = b""
+        self._accept_buffer()
         # always: even after an endpoint Vosk may hold audio of a new utterance, which must not run on
         # into speech after the gap (its words would straddle the skipped silence)
         self._final(self._recognizer.FinalResult())  # type: ignore[attr-defined]
@@ -129,8 +135,6 @@ class LegRecognizer:
         self.closed = True
         if self._remainder:
             self.feed(b"\x00" * (self.frame_bytes - len(self._remainder)))
-        if self._buffer:
-            self._accept(self._buffer)
-            self._buffer = b""
+        self._accept_buffer()
         self._final(self._recognizer.FinalResult())  # type: ignore[attr-defined]
         self.model.release(self.rate, self._recognizer, self._origin + self._fed)

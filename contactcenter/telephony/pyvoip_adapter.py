@@ -43,12 +43,11 @@ from pyVoIP import RTP, SIP
 from pyVoIP.VoIP import VoIP as voip_module
 from pyVoIP.VoIP.VoIP import CallState, InvalidStateError, VoIPCall, VoIPPhone
 
-from contactcenter.audio.g711 import alaw_to_pcm16, pcm16_to_alaw, pcm16_to_ulaw, ulaw_to_pcm16
+from contactcenter.audio.g711 import ALAW_TO_PCM, ULAW_TO_PCM, pcm16_to_alaw, pcm16_to_ulaw
+from contactcenter.audio.line import FRAME_BYTES, FRAME_SAMPLES, FRAME_SECONDS, RATE, SAMPLE_WIDTH
 
 log = logging.getLogger(__name__)
 
-FRAME_SAMPLES = 160  # 20 ms at 8 kHz
-FRAME_BYTES = FRAME_SAMPLES * 2  # 16-bit
 USER_AGENT = "contactcenter (pyVoIP 1.6.8)"
 COMPACT_HEADERS = {"v": "Via", "f": "From", "t": "To", "i": "Call-ID", "m": "Contact", "l": "Content-Length",
                    "c": "Content-Type", "k": "Supported", "s": "Subject", "e": "Content-Encoding"}
@@ -393,6 +392,7 @@ class DeskRTPClient(RTP.RTPClient):
         self._in_highest = 0  # samples received so far past the origin
         self._out = bytearray()
         self._out_lock = threading.Lock()
+        self.on_received: Callable[[bytes], None] | None = None  # each frame in order, pushed (the call's media)
         self.on_sent: Callable[[bytes], None] | None = None
         self.live_source: Callable[[], bytes] | None = None  # 20 ms of live audio (the headset) to mix in
         self.packets_sent = 0
@@ -400,23 +400,37 @@ class DeskRTPClient(RTP.RTPClient):
     # ---------------------------------------------------------------------------------------------- receive
 
     def parse_pcmu(self, packet: RTP.RTPMessage) -> None:
-        self._store(packet.timestamp, ulaw_to_pcm16(packet.payload))
+        self._store(packet.timestamp, ULAW_TO_PCM, packet.payload)
 
     def parse_pcma(self, packet: RTP.RTPMessage) -> None:
-        self._store(packet.timestamp, alaw_to_pcm16(packet.payload))
+        self._store(packet.timestamp, ALAW_TO_PCM, packet.payload)
 
-    def _store(self, timestamp: int, pcm: bytes) -> None:
+    def _store(self, timestamp: int, table: np.ndarray, payload: bytes) -> None:
+        """Decode a packet straight into its place in the jitter buffer (one copy), then push what is ready."""
+        codes = np.frombuffer(payload, dtype=np.uint8)
         with self._in_lock:
             if self._in_origin is None:
                 self._in_origin = timestamp
             offset = (timestamp - self._in_origin) % (1 << 32)
             if offset >= 1 << 31:
                 return  # older than what was already read
-            start, end = offset * 2, offset * 2 + len(pcm)
+            start, end = offset * SAMPLE_WIDTH, (offset + len(codes)) * SAMPLE_WIDTH
             if end > len(self._in):
                 self._in.extend(bytes(end - len(self._in)))  # gaps are silence: zeros in 16-bit PCM
-            self._in[start:end] = pcm
-            self._in_highest = max(self._in_highest, end // 2)
+            np.take(table, codes, out=np.frombuffer(self._in, dtype="<i2")[offset:offset + len(codes)])
+            self._in_highest = max(self._in_highest, end // SAMPLE_WIDTH)
+        if self.on_received is not None:
+            self.push_received()
+
+    def push_received(self, flush: bool = False) -> None:
+        """Hand every frame that is ready (all of them with ``flush``) to ``on_received``, in order."""
+        handler = self.on_received
+        while handler is not None and (frame := self.read_frame(flush)) is not None:
+            try:
+                handler(frame)
+            except Exception:
+                log.exception("the received audio's handler failed; the call goes on without it")
+                self.on_received = handler = None
 
     def read_frame(self, flush: bool = False) -> bytes | None:
         """The next 20 ms of received audio (16-bit), or None if it has not arrived yet."""
@@ -424,14 +438,17 @@ class DeskRTPClient(RTP.RTPClient):
             ready = self._in_highest >= FRAME_SAMPLES * (1 + (0 if flush else self.JITTER_FRAMES))
             if not ready and not (flush and self._in):
                 return None
-            frame = bytes(self._in[:FRAME_BYTES]).ljust(FRAME_BYTES, b"\x00")
+            with memoryview(self._in) as view:
+                frame = bytes(view[:FRAME_BYTES])  # one copy
+            if len(frame) < FRAME_BYTES:
+                frame = frame.ljust(FRAME_BYTES, b"\x00")
             del self._in[:FRAME_BYTES]
             self._in_highest = max(0, self._in_highest - FRAME_SAMPLES)
             if self._in_origin is not None:
                 self._in_origin = (self._in_origin + FRAME_SAMPLES) % (1 << 32)
             return frame
 
-    def read(self, length: int = 160, blocking: bool = True) -> bytes:
+    def read(self, length: int = FRAME_SAMPLES, blocking: bool = True) -> bytes:
         """pyVoIP's reader, kept for callers of the stock API: 8-bit unsigned, never blocking."""
         frame = self.read_frame()
         if frame is None:
@@ -447,7 +464,7 @@ class DeskRTPClient(RTP.RTPClient):
 
     def pending_send_seconds(self) -> float:
         with self._out_lock:
-            return len(self._out) / 2 / 8000
+            return len(self._out) / SAMPLE_WIDTH / RATE
 
     def clear_send(self) -> None:
         with self._out_lock:
@@ -492,7 +509,7 @@ class DeskRTPClient(RTP.RTPClient):
             self.outSequence += 1
             self.outTimestamp += FRAME_SAMPLES
             self.packets_sent += 1
-            delay = started + self.packets_sent * 0.02 - time.monotonic()
+            delay = started + self.packets_sent * FRAME_SECONDS - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
 
@@ -513,7 +530,18 @@ class DeskVoIPCall(VoIPCall):
         self.ended = threading.Event()
         self.hung_up_by: str | None = None
         self.end_reason = ""
+        self.on_dtmf: Callable[[str], None] | None = None  # each digit as it arrives, pushed
         super().__init__(*args, **kwargs)
+
+    def dtmf_callback(self, code: str) -> None:
+        """A digit (RFC 4733): kept for ``get_dtmf`` (IVRs read them) and pushed to ``on_dtmf``."""
+        super().dtmf_callback(code)
+        handler = self.on_dtmf
+        if handler is not None:
+            try:
+                handler(code)
+            except Exception:
+                log.exception("the DTMF handler failed; the call goes on")
 
     def create_rtp_clients(self, codecs: Any, ip: str, port: int, request: SIP.SIPMessage, baseport: int) -> None:
         self.assignedPorts[port] = codecs  # pyVoIP never recorded an answered call's port: it leaked or was reused

@@ -14,14 +14,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
+from contactcenter.telephony.call import Call, DialResult
 from contactcenter.telephony.pyvoip_adapter import CallState, DeskVoIPCall, DeskVoIPPhone
-from contactcenter.telephony.pyvoip_adapter import InvalidStateError
 from contactcenter.telephony.registrar import sip_options_ping
 
 log = logging.getLogger(__name__)
-
-
-CallNotRinging = InvalidStateError  # what answer() raises when the caller hung up in the same instant
 
 
 class RegistrationError(Exception):
@@ -40,89 +37,10 @@ class SipAccount:
     rtp_high: int
 
 
-class IncomingCall:
-    """One incoming call, as the desk sees it."""
-
-    def __init__(self, call: DeskVoIPCall, invited_at: datetime) -> None:
-        self._call = call
-        self.invited_at = invited_at
-        self.sip_call_id: str = call.call_id
-        from_header = call.request.headers["From"]
-        self.remote_number: str = from_header.get("number") or ""
-        self.caller_name: str = (from_header.get("caller") or "").strip().strip('"').strip()  # pyVoIP left a quote
-
-    @property
-    def ringing(self) -> bool:
-        return self._call.state == CallState.RINGING
-
-    @property
-    def ended(self) -> threading.Event:
-        return self._call.ended
-
-    @property
-    def hung_up_by(self) -> str | None:
-        return self._call.hung_up_by
-
-    def answer(self) -> None:
-        self._call.answer()
-
-    def reject(self, code: int = 486, phrase: str = "Busy Here") -> None:
-        self._call.deny(code, phrase)
-
-    def hangup(self) -> None:
-        if self._call.state == CallState.ANSWERED:
-            self._call.hangup()
-
-    def play(self, pcm16_8k: bytes) -> None:
-        """Queue 16-bit 8 kHz audio to the caller (it plays in real time after what is queued)."""
-        self._call.write_audio(pcm16_8k)
-
-    def playing_seconds(self) -> float:
-        clients = self._call.RTPClients
-        return clients[0].pending_send_seconds() if clients else 0.0
-
-    def read_frame(self, flush: bool = False) -> bytes | None:
-        """The caller's next 20 ms (16-bit, 8 kHz), None if not yet arrived."""
-        return self._call.read_frame(flush)
-
-    def stop_playing(self) -> None:
-        """Drop what is still queued for the caller (a key pressed during an IVR prompt: barge-in)."""
-        for client in self._call.RTPClients:
-            client.clear_send()
-
-    def read_dtmf(self) -> str:
-        """Digits pressed since the last call ("" if none)."""
-        return self._call.get_dtmf(length=32)
-
-    def send_live(self, source: Callable[[], bytes] | None) -> None:
-        """``source()`` is asked for 20 ms (16-bit, 8 kHz) every time a packet goes to the caller and mixed
-        with the queued prompts: the agent's microphone. None stops it."""
-        for client in self._call.RTPClients:
-            client.live_source = source
-
-    def on_audio_sent(self, handler: Callable[[bytes], None]) -> None:
-        """``handler(frame)`` for every 20 ms the caller is sent (the desk's own leg)."""
-        for client in self._call.RTPClients:
-            client.on_sent = handler
-
-
-@dataclass(frozen=True)
-class DialResult:
-    """How a placed call went: answered (with the call), busy, no_answer or failed, and the SIP reason."""
-
-    outcome: str
-    reason: str
-    call: "PlacedCall | None" = None
-
-
-class PlacedCall(IncomingCall):
-    """A call we placed and the other side answered: the same controls as a call taken."""
-
-
 class Softphone:
     """A registered SIP extension that hands each incoming call to ``on_call`` (in the call's own thread)."""
 
-    def __init__(self, account: SipAccount, on_call: Callable[[IncomingCall], None]) -> None:
+    def __init__(self, account: SipAccount, on_call: Callable[[Call], None]) -> None:
         self.account = account
         self.on_call = on_call
         self.phone = DeskVoIPPhone(account.server, account.port, account.user, account.password,
@@ -132,7 +50,7 @@ class Softphone:
     def _call_thread(self, call: DeskVoIPCall) -> None:
         """pyVoIP's call thread (started 1 s after the INVITE): it must last as long as the call."""
         try:
-            self.on_call(IncomingCall(call, call.created_at))
+            self.on_call(Call(call, "inbound"))
         except Exception:
             log.exception("call %s failed in the desk; hanging up", call.call_id)
             if call.state == CallState.ANSWERED:
@@ -186,7 +104,7 @@ class Softphone:
             if call.state == CallState.DIALING:  # the far end never confirmed the CANCEL
                 call.abandon("no answer")
         if call.outcome == "answered":
-            return DialResult("answered", call.outcome_reason, PlacedCall(call, call.created_at))
+            return DialResult("answered", call.outcome_reason, Call(call, "outbound"))
         return DialResult(call.outcome or "failed", call.outcome_reason or "no final response")
 
     @property

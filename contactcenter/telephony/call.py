@@ -1,0 +1,118 @@
+"""One SIP call as the rest of the desk sees it, the same for calls taken and calls placed.
+
+Only the telephony layer knows pyVoIP; everything above talks to :class:`Call`. Audio does not go through
+here frame by frame: :meth:`Call.attach_media` has the RTP threads push both legs (and DTMF) straight into
+the call's :class:`~contactcenter.media.call_media.CallMedia`.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from contactcenter.media.call_media import CallMedia
+from contactcenter.records import Direction
+from contactcenter.telephony.pyvoip_adapter import CallState, DeskVoIPCall, InvalidStateError
+
+CallNotRinging = InvalidStateError  # what answer() raises when the caller hung up in the same instant
+
+
+class Call:
+    """A call in either direction: who is on the other end, its state, and what can be done with it."""
+
+    def __init__(self, voip_call: DeskVoIPCall, direction: Direction) -> None:
+        self._call = voip_call
+        self.direction: Direction = direction
+        self.invited_at: datetime = voip_call.created_at
+        self.sip_call_id: str = voip_call.call_id
+        party = voip_call.request.headers["To" if direction == "outbound" else "From"]
+        self.remote_number: str = party.get("number") or ""
+        self.caller_name: str = (party.get("caller") or "").strip().strip('"').strip()  # pyVoIP left a quote
+        self._media: CallMedia | None = None
+
+    # ------------------------------------------------------------------------------------------------ state
+
+    @property
+    def ringing(self) -> bool:
+        return self._call.state == CallState.RINGING
+
+    @property
+    def answered(self) -> bool:
+        return self._call.state == CallState.ANSWERED
+
+    @property
+    def ended(self) -> threading.Event:
+        return self._call.ended
+
+    @property
+    def hung_up_by(self) -> str | None:
+        """``customer``, ``agent`` or ``system`` once the call has ended."""
+        return self._call.hung_up_by
+
+    # ------------------------------------------------------------------------------------------- signalling
+
+    def answer(self) -> None:
+        self._call.answer()
+
+    def reject(self, code: int = 486, phrase: str = "Busy Here") -> None:
+        self._call.deny(code, phrase)
+
+    def hangup(self) -> None:
+        if self._call.state == CallState.ANSWERED:
+            self._call.hangup()
+
+    # ------------------------------------------------------------------------------------------------ audio
+
+    def play(self, pcm16_8k: bytes) -> None:
+        """Queue line audio to the customer (it plays in real time after what is queued)."""
+        self._call.write_audio(pcm16_8k)
+
+    def playing_seconds(self) -> float:
+        clients = self._call.RTPClients
+        return clients[0].pending_send_seconds() if clients else 0.0
+
+    def stop_playing(self) -> None:
+        """Drop what is still queued for the customer (a key pressed during an IVR prompt: barge-in)."""
+        for client in self._call.RTPClients:
+            client.clear_send()
+
+    def read_dtmf(self) -> str:
+        """Digits pressed since the last call ("" if none)."""
+        return self._call.get_dtmf(length=32)
+
+    def send_live(self, source: Callable[[], bytes] | None) -> None:
+        """``source()`` is asked for 20 ms of line audio every time a packet goes to the customer and mixed
+        with the queued prompts: the agent's microphone. None stops it."""
+        for client in self._call.RTPClients:
+            client.live_source = source
+
+    def attach_media(self, media: CallMedia) -> None:
+        """From now on the RTP threads push both legs and every DTMF digit into ``media``."""
+        self._media = media
+        self._call.on_dtmf = media.key_pressed
+        for index, client in enumerate(self._call.RTPClients):
+            client.on_sent = media.agent_frame if index == 0 else None
+            client.on_received = media.customer_frame if index == 0 else None
+
+    def detach_media(self) -> None:
+        """The call is over: the customer's last frames still in the jitter buffer go to the media too."""
+        self._call.on_dtmf = None
+        for client in self._call.RTPClients:
+            client.on_sent = None
+            client.push_received(flush=True)
+            client.on_received = None
+        self._media = None
+
+    def __repr__(self) -> str:
+        return f"<Call {self.direction} {self.sip_call_id}>"
+
+
+@dataclass(frozen=True)
+class DialResult:
+    """How a placed call went: answered (with the call), busy, no_answer or failed, and the SIP reason."""
+
+    outcome: str
+    reason: str
+    call: Call | None = None

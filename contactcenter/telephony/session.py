@@ -1,0 +1,167 @@
+"""An answered call, from the answer to the store.
+
+The session builds the call's media (streaming recorder and live speech), has the RTP threads push into it,
+puts the call on the agent's headset, plays the opening prompt, waits for the end, then lets recognition
+catch up and hands the call to the store (``call_ended`` is published there).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from contactcenter.audio.devices import HeadsetError
+from contactcenter.audio.headset import Headset, HeadsetBridge
+from contactcenter.audio.line import RATE
+from contactcenter.audio.prompts import Prompts
+from contactcenter.media.call_media import CallMedia
+from contactcenter.media.recorder import StreamingRecorder
+from contactcenter.records import CallRecord, CallSpeechOutcome
+from contactcenter.settings import Settings
+from contactcenter.speech.compliance import CallFacts
+from contactcenter.speech.live import CallSpeech
+from contactcenter.speech.monitor import SpeechMonitor
+from contactcenter.speech.rule_book import RuleBook
+from contactcenter.speech.rules import RuleSet
+from contactcenter.storage.call_end import end_call
+from contactcenter.storage.database import Database
+from contactcenter.telephony.call import Call
+from contactcenter.telephony.control import CallControl
+
+log = logging.getLogger(__name__)
+SPEECH_CATCH_UP_SECONDS = 1800.0  # an overloaded recogniser may finish a call's legs long after it ended
+Publish = Callable[..., None]
+
+
+@dataclass
+class DeskServices:
+    """What every call of one desk shares: settings, the store, plugins' publish, speech, the headset."""
+
+    settings: Settings
+    database: Database | None
+    publish: Publish | None
+    monitor: SpeechMonitor | None
+    rules: RuleSet | RuleBook | None
+    headset: Headset | None
+    prompts: Prompts = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.prompts = Prompts(self.settings.scripts.prompts_dir)
+        if self.headset is not None and not self.headset.available:
+            self.headset = None
+
+    def emit(self, hook: str, **arguments: object) -> None:
+        if self.publish is not None:
+            self.publish(hook, **arguments)
+
+    def store(self, record: CallRecord, outcome: CallSpeechOutcome) -> CallRecord:
+        spool = Path(self.settings.general.data_dir) / "spool"
+        return end_call(record, outcome, self.database, spool, self.publish)
+
+
+def recording_path(data_dir: Path, sip_call_id: str) -> Path:
+    return data_dir / "recordings" / (re.sub(r"[^A-Za-z0-9_.-]", "_", sip_call_id)[:120] + ".wav")
+
+
+class CallSession:
+    """One answered call's media and wrap-up. :meth:`run` returns when the call is over and stored."""
+
+    def __init__(self, services: DeskServices, call: Call, control: CallControl, record: CallRecord,
+                 facts: CallFacts) -> None:
+        self.services = services
+        self.call = call
+        self.control = control
+        self.record = record
+        self.facts = facts
+        self.media: CallMedia | None = None
+        self.recording: Path | None = None
+
+    def run(self, bridge: HeadsetBridge | None, opening: str | None) -> CallRecord:
+        """From the answer to the store. ``bridge``: the headset claimed for this call (released as soon as
+        the call ends, before recognition catches up); ``opening``: the prompt played first."""
+        call, services = self.call, self.services
+        answered = self.record.answered_at or datetime.now(timezone.utc)
+        speech = self._start_speech()
+        media = self.media = CallMedia(self._start_recorder(), speech)
+        call.attach_media(media)
+        self.control.attach(media, self._bridge_headset(bridge, media))
+        audio = services.prompts.line_audio(opening) if opening else None
+        if audio is not None:
+            call.play(audio)
+        call.ended.wait()
+        call.detach_media()
+        self._release_headset(bridge)
+        ended = datetime.now(timezone.utc)
+        by = call.hung_up_by
+        hung_up_first = "customer" if by == "customer" else ("agent" if by else "system")
+        outcome = self._finish_speech(speech, (ended - answered).total_seconds(), hung_up_first)
+        self.recording = media.close()
+        update: dict[str, object] = {"ended_at": ended, "hung_up_first": hung_up_first, "disposition": "completed"}
+        if self.recording is not None:
+            update["recording_path"] = str(self.recording.relative_to(Path(services.settings.general.data_dir)))
+        return services.store(self.record.model_copy(update=update), outcome)
+
+    # ------------------------------------------------------------------------------------------- internals
+
+    def _start_speech(self) -> CallSpeech | None:
+        services = self.services
+        if services.monitor is None or services.rules is None:
+            return None
+        rules = services.rules.current() if isinstance(services.rules, RuleBook) else services.rules
+        speech_settings = services.settings.speech
+        return CallSpeech(services.monitor, rules, self.record, self.facts, rate=RATE, publish=services.publish,
+                          redact=speech_settings.redact_numbers,
+                          partial_stable_s=speech_settings.partial_stable_ms / 1000)
+
+    def _start_recorder(self) -> StreamingRecorder | None:
+        general = self.services.settings.general
+        if not general.record_calls:
+            return None
+        path = recording_path(Path(general.data_dir), self.call.sip_call_id)
+        try:
+            return StreamingRecorder(path)
+        except OSError as exc:
+            log.error("call %s is not recorded: %s", self.call.sip_call_id, exc)
+            return None
+
+    def _bridge_headset(self, bridge: HeadsetBridge | None, media: CallMedia) -> HeadsetBridge | None:
+        """Put the call on the agent's headset; if the sound card fails, the call goes on unattended."""
+        if bridge is None:
+            return None
+        try:
+            bridge.open()
+        except HeadsetError as exc:
+            log.error("call %s stays unattended: %s", self.call.sip_call_id, exc)
+            return None
+        media.earpiece = bridge
+        self.call.send_live(bridge.line_frame)
+        return bridge
+
+    def _release_headset(self, claimed: HeadsetBridge | None) -> None:
+        """Free the headset for the agent's next call before the analysis catches up."""
+        if claimed is None or self.services.headset is None:
+            return
+        self.call.send_live(None)
+        self.control.detach_headset()
+        if self.media is not None:
+            self.media.earpiece = None
+        self.services.headset.release(claimed)
+
+    @staticmethod
+    def _finish_speech(speech: CallSpeech | None, duration: float, hung_up_first: str) -> CallSpeechOutcome:
+        """The call is over (its media and port are released); wait for recognition to catch up, however
+        far behind an overloaded machine is, so the transcript is not lost."""
+        if speech is None:
+            return CallSpeechOutcome.empty()
+        try:
+            return speech.finish(duration, hung_up_first, timeout=SPEECH_CATCH_UP_SECONDS)
+        except TimeoutError:
+            log.error("recognition still %.0f s behind after the call; stored without its transcript",
+                      SPEECH_CATCH_UP_SECONDS)
+        except Exception:
+            log.exception("speech analysis of the call failed; the call is stored without it")
+        return CallSpeechOutcome.empty()

@@ -1,0 +1,127 @@
+"""The media pipeline: the streaming recorder and the fan-out of one call's frames."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+
+from contactcenter.audio.line import FRAME_SAMPLES, RATE
+from contactcenter.media.call_media import CallMedia
+from contactcenter.media.recorder import StreamingRecorder
+
+
+def frames_of(value: int, count: int) -> list[bytes]:
+    return [np.full(FRAME_SAMPLES, value, dtype="<i2").tobytes() for _ in range(count)]
+
+
+def test_the_recording_is_stereo_agent_left_customer_right(tmp_path: Path) -> None:
+    recorder = StreamingRecorder(tmp_path / "call.wav", flush_seconds=0.05)
+    agent, customer = frames_of(1000, 100), frames_of(-2000, 80)  # the customer's last 0.4 s never came
+    writers = [threading.Thread(target=lambda leg=leg, frames=frames: [recorder.write(leg, f) for f in frames])
+               for leg, frames in (("agent", agent), ("customer", customer))]
+    for writer in writers:
+        writer.start()
+    for writer in writers:
+        writer.join()
+    assert recorder.close() == tmp_path / "call.wav"
+    audio, rate = soundfile.read(str(tmp_path / "call.wav"), dtype="int16")
+    assert rate == RATE and audio.shape == (100 * FRAME_SAMPLES, 2)
+    assert (audio[:, 0] == 1000).all()
+    assert (audio[: 80 * FRAME_SAMPLES, 1] == -2000).all() and (audio[80 * FRAME_SAMPLES:, 1] == 0).all()
+
+
+def test_a_silent_far_end_is_padded_and_its_late_audio_does_not_shift_the_channels(tmp_path: Path) -> None:
+    recorder = StreamingRecorder(tmp_path / "call.wav", flush_seconds=3600, max_skew_seconds=0.2)
+    for frame in frames_of(500, 50):  # 1 s of the agent, nothing from the customer
+        recorder.write("agent", frame)
+    recorder._flush(final=False)  # what the flusher does each second
+    assert recorder.seconds_written == pytest.approx(1.0)
+    # the receiver then delivers the customer's gap (silence by RTP timestamp) and new audio
+    for frame in frames_of(0, 50) + frames_of(-700, 25):
+        recorder.write("customer", frame)
+    for frame in frames_of(500, 25):
+        recorder.write("agent", frame)
+    recorder.close()
+    audio, _ = soundfile.read(str(tmp_path / "call.wav"), dtype="int16")
+    second = RATE
+    assert audio.shape == (75 * FRAME_SAMPLES, 2)
+    assert (audio[second:, 1] == -700).all()  # the customer's speech sits where it was said, beside the agent's
+    assert (audio[:second, 1] == 0).all()
+
+
+def test_memory_stays_flat_and_the_file_is_valid_between_flushes(tmp_path: Path) -> None:
+    recorder = StreamingRecorder(tmp_path / "call.wav", flush_seconds=3600)
+    for _ in range(5):
+        for frame in frames_of(300, 50):
+            recorder.write("agent", frame)
+            recorder.write("customer", frame)
+        recorder._flush(final=False)
+        assert all(len(buffer) == 0 for buffer in recorder._pending.values())
+        with wave.open(str(tmp_path / "call.wav")) as reader:  # readable while the call goes on
+            assert reader.getnframes() == recorder.seconds_written * RATE
+    recorder.close()
+
+
+def test_a_failing_sink_is_dropped_and_the_others_go_on(tmp_path: Path) -> None:
+    class BrokenEarpiece:
+        calls = 0
+
+        def from_line(self, frame: bytes) -> None:
+            BrokenEarpiece.calls += 1
+            raise OSError("device unplugged")
+
+    recorder = StreamingRecorder(tmp_path / "call.wav")
+    media = CallMedia(recorder=recorder)
+    media.earpiece = BrokenEarpiece()
+    for frame in frames_of(100, 10):
+        media.customer_frame(frame)
+        media.agent_frame(frame)
+    media.key_pressed("5")
+    assert BrokenEarpiece.calls == 1 and media.dtmf == ["5"]
+    assert media.elapsed_s == pytest.approx(0.2)
+    media.close()
+    audio, _ = soundfile.read(str(tmp_path / "call.wav"), dtype="int16")
+    assert audio.shape == (10 * FRAME_SAMPLES, 2) and (audio == 100).all()
+
+
+KILLED_RECORDER = textwrap.dedent("""
+    import sys, time
+    import numpy as np
+    from contactcenter.media.recorder import StreamingRecorder
+    recorder = StreamingRecorder(__import__("pathlib").Path(sys.argv[1]))
+    started = time.monotonic()
+    sent = 0
+    while True:  # two legs in real time, as the RTP threads deliver them, until killed
+        value = sent % 1000
+        frame = np.full(160, value, dtype="<i2").tobytes()
+        recorder.write("agent", frame)
+        recorder.write("customer", frame)
+        sent += 1
+        if sent == 50 * 3:
+            print("3 s", flush=True)
+        time.sleep(max(0.0, started + sent * 0.02 - time.monotonic()))
+""")
+
+
+def test_a_recording_killed_mid_write_plays_up_to_the_last_flush(tmp_path: Path) -> None:
+    """kill -9 of the recording process: no repair needed, at most the last second lost."""
+    path = tmp_path / "killed.wav"
+    process = subprocess.Popen([sys.executable, "-c", KILLED_RECORDER, str(path)], stdout=subprocess.PIPE,
+                               text=True, env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
+    assert process.stdout is not None and process.stdout.readline() == "3 s\n"
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    audio, rate = soundfile.read(str(path), dtype="int16")
+    assert audio.shape[0] >= 2 * RATE  # at least 2 of the 3 s written
+    expected = np.repeat(np.arange(audio.shape[0] // FRAME_SAMPLES) % 1000, FRAME_SAMPLES)
+    assert (audio[: len(expected), 0] == expected).all() and (audio[: len(expected), 1] == expected).all()
