@@ -1,7 +1,9 @@
 """contactcenter: a SIP phone line turned into a disciplined Chinese-language customer-service desk."""
 
-__version__ = "0.1.0"
+from contactcenter.hooks.spec import (
+    hookimpl,  # the marker plugins import: `from contactcenter import hookimpl`
+)
 
-from contactcenter.hookspecs import hookimpl  # noqa: E402  (the marker plugins import)
+__version__ = "0.1.0"
 
 __all__ = ["__version__", "hookimpl"]

@@ -7,10 +7,10 @@ import os
 from functools import cached_property
 from pathlib import Path
 
-from contactcenter.plugins import PluginHost
-from contactcenter.speech.rule_book import RuleBook
+from contactcenter.hooks.host import PluginHost
 from contactcenter.settings import Settings, load_settings
 from contactcenter.speech.monitor import SpeechMonitor
+from contactcenter.speech.rule_book import RuleBook
 from contactcenter.speech.rules import RuleSet, load_rules
 from contactcenter.speech.vosk_model import SpeechModel
 from contactcenter.storage.database import Database
@@ -57,13 +57,10 @@ class App:
 
     @cached_property
     def plugins(self) -> PluginHost:
-        from contactcenter.scheduling import after_calls
-        from contactcenter.web import live_feed
-
+        """The enabled installed plugins and the built-in ones (``hooks.host.BUILT_IN_PLUGINS``)."""
         host = PluginHost(self.settings, self.database)
         host.load_entry_points()
-        host.register(after_calls, after_calls.NAME)  # built in: calls and tickets → callbacks
-        host.register(live_feed, live_feed.NAME)  # built in: calls in progress → supervisors' live view
+        host.load_built_ins()
         return host
 
     def close(self) -> None:

@@ -19,7 +19,6 @@ from contactcenter.audio.devices import HeadsetError
 from contactcenter.audio.headset import Headset
 from contactcenter.commands.agent_keys import start_agent_keys
 from contactcenter.records import CallbackRecord
-from contactcenter.callbacks.book import CallbackBook
 from contactcenter.scheduling.dialer import CallbackDialer
 from contactcenter.scheduling.scheduler import CallbackScheduler
 from contactcenter.speech.vosk_model import SpeechModelError
@@ -45,11 +44,10 @@ def show(what: str, desk_call: DeskCall) -> None:
         click.echo(f"{now} {what:<9} {who}{score}")
 
 
-def _start_scheduler(app: App, phone: Softphone, stop: threading.Event) -> threading.Thread:
+def _start_scheduler(app: App, stop: threading.Event) -> threading.Thread:
     """[callbacks] scheduler_in_desk: this desk fires the callbacks too (and dials them with auto_dial)."""
     settings = app.settings
-    dialer = (CallbackDialer(phone, app.plugins.api_for("callbacks"), CallbackBook(app.database, settings))
-              if settings.callbacks.auto_dial else None)
+    dialer = CallbackDialer(app.plugins.api_for("callbacks")) if settings.callbacks.auto_dial else None
 
     def on_due(callback: CallbackRecord) -> None:
         owner = f" for {callback.owner_extension}" if callback.owner_extension else ""
@@ -122,8 +120,9 @@ def command(app: App) -> None:
             raise click.ClickException(str(exc)) from None
         click.echo(f"registered as {sip.user} at {server}:{port}; answering at ring "
                    f"{settings.ring.answer_after_rings}. Ctrl-C stops.")
-        app.plugins.phone = phone
-        scheduler_thread = _start_scheduler(app, phone, stop) if settings.callbacks.scheduler_in_desk else None
+        desk.phone = phone
+        app.plugins.attach_phone(desk)  # calls plugins place run through the desk: recorded, checked, stored
+        scheduler_thread = _start_scheduler(app, stop) if settings.callbacks.scheduler_in_desk else None
         app.plugins.bus.publish("desk_started", role="desk")
         click.echo("ready")
         keys = start_agent_keys(desk, stop) if headset.available else None

@@ -1,6 +1,6 @@
 """The desk's own plugin that turns calls and tickets into callbacks, by the rules in ``[callbacks]``.
 
-Registered by every desk process under the name ``callbacks`` (like pytest's built-in plugins), so it gets
+Registered by every desk process under the name ``callbacks`` (``hooks.host.BUILT_IN_PLUGINS``), so it gets
 the same isolation, time limit and replay as any installed plugin; a replayed event finds the callback it
 already made (one per call and kind).
 
@@ -14,9 +14,14 @@ already made (one per call and kind).
 from __future__ import annotations
 
 from contactcenter import hookimpl
-from contactcenter.api import PluginAPI
-from contactcenter.records import CallRecord, ComplianceReport, TicketRecord, UtteranceRecord
 from contactcenter.callbacks.workdays import WorkCalendar
+from contactcenter.hooks.api import PluginAPI
+from contactcenter.records import (
+    CallRecord,
+    ComplianceReport,
+    TicketRecord,
+    UtteranceRecord,
+)
 
 NAME = "callbacks"
 
@@ -46,6 +51,8 @@ def call_ended(call: CallRecord, transcript: list[UtteranceRecord], report: Comp
                api: PluginAPI) -> None:
     policy = api.settings.callbacks
     critical = [r.rule_id for r in report.failed if r.severity == "critical"]
+    if call.direction != "inbound":
+        return  # a callback's own call never schedules another callback: no loop of calls to one customer
     if not (policy.after_failed_compliance and critical and call.remote_number and call.ended_at):
         return
     api.add_callback(phone=call.remote_number, due_at=_calendar(api).next_day_callback(call.ended_at),

@@ -18,7 +18,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from contactcenter.records import ComplianceReport, Leg, RuleHitRecord, RuleResult, UtteranceRecord
+from contactcenter.records import ComplianceReport, Direction, Leg, RuleHitRecord, RuleResult, UtteranceRecord
 from contactcenter.speech.rules import Rule, RuleSet
 
 #: Seconds of audio a leg must have been recognised past a window's end before "missing" is declared;
@@ -37,6 +37,7 @@ class CallFacts:
 
     rings_before_answer: int | None = None
     apology_after_rings: int = 3
+    direction: Direction = "inbound"  # calls the desk places are checked only by rules that apply to them
 
     @property
     def late_answer(self) -> bool:
@@ -149,7 +150,9 @@ class CallCompliance:
                 if rule.spec.speaker in (leg, "any") and self._applies(rule)]
 
     def _applies(self, rule: Rule) -> bool:
-        return rule.spec.when == "always" or (rule.spec.when == "late_answer" and self.facts.late_answer)
+        when = rule.spec.when
+        return (when == "always" or when == self.facts.direction
+                or (when == "late_answer" and self.facts.late_answer))
 
     def _found_for(self, rule: Rule) -> list[_Found]:
         return [f for f in self._found if f.rule_id == rule.id]

@@ -78,7 +78,7 @@ class RuleSpec(BaseModel):
     strictness: Strictness = "normal"
     speaker: Speaker = "agent"
     window: str = "whole"
-    when: Literal["always", "late_answer"] = "always"
+    when: Literal["always", "late_answer", "inbound", "outbound"] = "always"  # which calls the rule applies to
     live: bool = True
     severity: Severity = "major"
     weight: float = Field(default=1.0, ge=0)

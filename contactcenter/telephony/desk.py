@@ -4,7 +4,8 @@ Ring policy (R1): answer at ring ``[ring] answer_after_rings`` counted from the 
 agent presses "answer now"); answering later than ``apology_after_rings`` rings (agent busy, or policy)
 plays the apology greeting instead. A caller who hangs up while it rings is recorded as abandoned. Once
 answered, the call's :class:`~contactcenter.telephony.session.CallSession` does the rest (media, speech,
-headset, store). Nothing a plugin, the
+headset, store); calls the desk places (:meth:`Desk.dial`: callbacks, surveys) run through the same session.
+Nothing a plugin, the
 recogniser or the database does can drop the call: each is isolated by the layer that owns it.
 """
 
@@ -19,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Protocol
 
 from contactcenter.audio.headset import Headset, HeadsetBridge
 from contactcenter.media.call_media import CallMedia
@@ -29,12 +31,18 @@ from contactcenter.speech.monitor import SpeechMonitor
 from contactcenter.speech.rule_book import RuleBook
 from contactcenter.speech.rules import RuleSet
 from contactcenter.storage.database import Database
-from contactcenter.telephony.call import Call, CallNotRinging
+from contactcenter.telephony.call import Call, CallNotRinging, DialResult
 from contactcenter.telephony.control import CallControl
 from contactcenter.telephony.session import CallSession, DeskServices, Publish
 
 log = logging.getLogger(__name__)
 FINISHED_KEPT = 1000  # recent calls kept in memory for the display; the store has them all
+
+
+class Dialer(Protocol):
+    """What places calls for the desk (the softphone)."""
+
+    def dial(self, number: str, timeout: float = 30.0) -> DialResult: ...
 
 
 @dataclass
@@ -56,7 +64,7 @@ class DeskCall:
 
 
 class Desk:
-    """Handles the calls of one extension."""
+    """Handles the calls of one extension: the ones it takes and the ones it places."""
 
     def __init__(self, settings: Settings, database: Database | None, publish: Publish | None,
                  monitor: SpeechMonitor | None, rules: RuleSet | RuleBook | None,
@@ -65,6 +73,7 @@ class Desk:
         self.settings = settings
         self.services = DeskServices(settings, database, publish, monitor, rules, headset)
         self.on_change = on_change
+        self.phone: Dialer | None = None  # the softphone, once registered: calls placed go through it
         self.active: dict[str, DeskCall] = {}
         self.finished: collections.deque[DeskCall] = collections.deque(maxlen=FINISHED_KEPT)
         self._lock = threading.Condition()
@@ -139,15 +148,57 @@ class Desk:
         desk_call.record = self.services.store(record, CallSpeechOutcome.empty())
         self._changed("abandoned", desk_call)
 
+    # -------------------------------------------------------------------------------- calls placed
+
+    def dial(self, number: str, timeout: float = 30.0) -> DialResult:
+        """Place a call (a callback, a survey): ring ``number`` at most ``timeout`` s. Once it is answered it
+        runs like a call taken (recorded, transcribed, checked against the rules for calls placed, stored,
+        ``call_ended`` published) while the caller of this method drives it: prompts, keys, hang-up. Never
+        waits for the headset: a placed call is unattended."""
+        if self.phone is None:
+            raise RuntimeError("the desk has no phone yet")
+        result = self.phone.dial(number, timeout=timeout)
+        if result.call is None:
+            return result
+        desk_call = self._track(result.call)
+        try:
+            answered = datetime.now(timezone.utc)
+            desk_call.answered_at = answered
+            record = self._record(result.call, answered_at=answered)
+            self.services.emit("call_answered", call=record)
+            self._changed("answered", desk_call)
+            session = CallSession(self.services, desk_call.call, desk_call.control, record,
+                                  CallFacts(direction="outbound"))
+            session.start(None, None)  # media attached before the caller plays anything
+        except BaseException:
+            result.call.hangup()
+            self._untrack(desk_call)
+            raise
+        threading.Thread(target=self._finish_placed, args=(desk_call, session), daemon=True,
+                         name=f"placed {result.call.sip_call_id}").start()
+        return result
+
+    def _finish_placed(self, desk_call: DeskCall, session: CallSession) -> None:
+        try:
+            self._finish_session(desk_call, session)
+        except Exception:
+            log.exception("placed call %s could not be finished", desk_call.call.sip_call_id)
+        finally:
+            self._untrack(desk_call)
+
     # ------------------------------------------------------------------------------------ common
 
     def _run_session(self, desk_call: DeskCall, record: CallRecord, facts: CallFacts,
                      claimed: HeadsetBridge | None, opening: str | None) -> None:
         session = CallSession(self.services, desk_call.call, desk_call.control, record, facts)
+        session.start(claimed, opening)
+        self._finish_session(desk_call, session)
+
+    def _finish_session(self, desk_call: DeskCall, session: CallSession) -> None:
+        desk_call.media = session.media
         try:
-            desk_call.record = session.run(claimed, opening)
+            desk_call.record = session.finish()
         finally:
-            desk_call.media = session.media
             desk_call.recording = session.recording
         self._changed("ended", desk_call)
 

@@ -1,8 +1,9 @@
-"""An answered call, from the answer to the store.
+"""An answered call, taken or placed, from the answer to the store.
 
 The session builds the call's media (streaming recorder and live speech), has the RTP threads push into it,
 puts the call on the agent's headset, plays the opening prompt, waits for the end, then lets recognition
-catch up and hands the call to the store (``call_ended`` is published there).
+catch up and hands the call to the store (``call_ended`` is published there). Calls the desk places
+(callbacks, surveys) go through the same steps, so they are recorded, transcribed, checked and stored too.
 """
 
 from __future__ import annotations
@@ -79,26 +80,39 @@ class CallSession:
         self.facts = facts
         self.media: CallMedia | None = None
         self.recording: Path | None = None
+        self._bridge: HeadsetBridge | None = None
+        self._speech: CallSpeech | None = None
 
     def run(self, bridge: HeadsetBridge | None, opening: str | None) -> CallRecord:
-        """From the answer to the store. ``bridge``: the headset claimed for this call (released as soon as
-        the call ends, before recognition catches up); ``opening``: the prompt played first."""
+        """From the answer to the store: :meth:`start`, then :meth:`finish`."""
+        self.start(bridge, opening)
+        return self.finish()
+
+    def start(self, bridge: HeadsetBridge | None, opening: str | None) -> None:
+        """The call is answered: its media (recording, speech) fed by the RTP threads from now on, the headset
+        ``bridge`` claimed for it put on (None: unattended), and the ``opening`` prompt queued."""
         call, services = self.call, self.services
-        answered = self.record.answered_at or datetime.now(timezone.utc)
-        speech = self._start_speech()
-        media = self.media = CallMedia(self._start_recorder(), speech)
+        self._bridge = bridge
+        self._speech = self._start_speech()
+        media = self.media = CallMedia(self._start_recorder(), self._speech)
         call.attach_media(media)
         self.control.attach(media, self._bridge_headset(bridge, media))
         audio = services.prompts.line_audio(opening) if opening else None
         if audio is not None:
             call.play(audio)
+
+    def finish(self) -> CallRecord:
+        """Wait for the end of the call, free the headset at once, let recognition catch up, store it."""
+        call, services, media = self.call, self.services, self.media
+        assert media is not None, "start() first"
+        answered = self.record.answered_at or datetime.now(timezone.utc)
         call.ended.wait()
         call.detach_media()
-        self._release_headset(bridge)
+        self._release_headset(self._bridge)
         ended = datetime.now(timezone.utc)
         by = call.hung_up_by
         hung_up_first = "customer" if by == "customer" else ("agent" if by else "system")
-        outcome = self._finish_speech(speech, (ended - answered).total_seconds(), hung_up_first)
+        outcome = self._finish_speech(self._speech, (ended - answered).total_seconds(), hung_up_first)
         self.recording = media.close()
         update: dict[str, object] = {"ended_at": ended, "hung_up_first": hung_up_first, "disposition": "completed"}
         if self.recording is not None:

@@ -19,19 +19,15 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from contactcenter.plugins import describe_plugins
+from contactcenter.hooks.host import describe_plugins
 from contactcenter.speech.rule_book import RuleEdit, RuleError, change_rule, reset_rule, rule_changes, rule_states
-from contactcenter.scheduling import after_calls
 from contactcenter.settings import Settings, SettingsError
 from contactcenter.speech.rules import RuleSet, load_rules
 from contactcenter.storage.database import Database
 from contactcenter.storage.models import OutboxMessage, UndeliveredEvent
-from contactcenter.web import live_feed
 from contactcenter.web.auth import Accounts, SignedIn
 from contactcenter.web.guards import TEMPLATES, Guards
 from contactcenter.web.queries import local_time
-
-BUILT_IN_PLUGINS = {after_calls.NAME: after_calls, live_feed.NAME: live_feed}  # as App.plugins registers them
 
 
 def plugin_health(session: Session) -> dict[str, dict[str, Any]]:
@@ -90,7 +86,7 @@ def add_admin_routes(app: FastAPI, guards: Guards, settings: Settings, database:
             health = plugin_health(session)
         empty = {"undelivered": 0, "undelivered_error": "", "outbox_pending": 0, "outbox_error": ""}
         return [{**info.__dict__, **health.get(info.name, empty)}
-                for info in describe_plugins(settings, BUILT_IN_PLUGINS)]
+                for info in describe_plugins(settings)]
 
     def apply(rule_id: str, edit: RuleEdit | None, user: SignedIn) -> dict[str, list[Any]]:
         """Change (or with no edit, reset) a rule; 404 for a rule not in the file, 422 for values it cannot

@@ -1,9 +1,10 @@
 """The live view's feed: what the desk hears on calls in progress, written to ``live_events`` as it happens,
 and read back by the console for supervisors.
 
-The writer is a built-in plugin (``live_view``), registered by every desk like the ``callbacks`` one: it gets
-the plugin isolation (its own worker, a time limit), so a slow or absent database never holds up a call, and
-every desk process, on any machine, writes to the one table every console process reads. Text is stored
+The writer is a built-in plugin (``live_view``, in ``hooks.host.BUILT_IN_PLUGINS``), registered by every desk
+like the ``callbacks`` one: it gets the plugin isolation (its own worker, a time limit), so a slow or absent
+database never holds up a call, and every desk process, on any machine, writes through the plugin API
+(``api.add_live_event``) to the one table every console process reads with the functions below. Text is stored
 as published, so with ``[speech] redact_numbers`` the numbers are already masked.
 """
 
@@ -13,15 +14,20 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, or_, select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from contactcenter import hookimpl
-from contactcenter.api import PluginAPI
-from contactcenter.records import CallRecord, ComplianceReport, RuleHitRecord, UtteranceRecord
+from contactcenter.hooks.api import PluginAPI
+from contactcenter.records import (
+    CallRecord,
+    ComplianceReport,
+    RuleHitRecord,
+    UtteranceRecord,
+)
 from contactcenter.storage.models import LiveEvent
 
 NAME = "live_view"
@@ -31,12 +37,7 @@ ALERT_KINDS = ("violation", "missing")
 def _write(api: PluginAPI, call: CallRecord, kind: str, data: dict[str, Any], prune_hours: int = 0) -> None:
     """Add one event; with ``prune_hours``, also drop the events older than that, in the same transaction
     (the feed is for the floor now, not an archive: the store has the calls)."""
-    now = datetime.now(timezone.utc)
-    with api.session() as session:
-        session.add(LiveEvent(sip_call_id=call.sip_call_id, kind=kind, agent_extension=call.agent_extension,
-                              at=now, data=data))
-        if prune_hours:
-            session.execute(delete(LiveEvent).where(LiveEvent.at < now - timedelta(hours=prune_hours)))
+    api.add_live_event(call, kind, data, keep_hours=prune_hours)
 
 
 @hookimpl
@@ -155,7 +156,7 @@ def calls_in_progress(session: Session, within: timedelta, **cursor_options: Any
 
     The cursor is made before the events are read, and the events it is still waiting for are left out
     of the snapshot: an event committed in between comes once, through the stream."""
-    since = datetime.now(timezone.utc) - within
+    since = datetime.now(UTC) - within
     newest = session.scalar(select(LiveEvent.id).order_by(LiveEvent.id.desc()).limit(1)) or 0
     cursor = FeedCursor.following(session, newest, **cursor_options)
     wanted = [LiveEvent.at >= since, LiveEvent.id <= newest]  # later ones come through the stream

@@ -1,6 +1,6 @@
 """contactcenter plugin: ended calls, new tickets and closed callbacks to a CRM as signed JSON webhooks.
 
-Every event is first written to the desk's persistent outbox (``plugin_outbox``), then POSTed by a
+Every event is first written to the desk's persistent outbox (``api.outbox_put``), then POSTed by a
 background sender with an HMAC-SHA256 signature and a timeout. A CRM that fails, hangs or is down gets the
 message again later, with exponential back-off, until it answers 2xx: a CRM outage loses nothing, and a
 restart picks up where it left off (``desk_started``). Each message carries a ``delivery_id`` the CRM can
@@ -18,18 +18,22 @@ import random
 import threading
 import time
 import weakref
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import click
 import httpx
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import select, update
 
 from contactcenter import hookimpl
-from contactcenter.api import PluginAPI
-from contactcenter.records import CallbackRecord, CallRecord, ComplianceReport, TicketRecord, UtteranceRecord
-from contactcenter.storage.models import OutboxMessage
+from contactcenter.hooks.api import PluginAPI
+from contactcenter.records import (
+    CallbackRecord,
+    CallRecord,
+    ComplianceReport,
+    TicketRecord,
+    UtteranceRecord,
+)
 
 NAME = "crm_webhook"
 SCHEMA = "contactcenter.crm/v1"
@@ -45,7 +49,7 @@ class CrmOptions(BaseModel):
 
     url: str = ""  # where to POST; empty: events are kept in the outbox until a URL is set
     secret_env: str = "CONTACTCENTER_CRM_SECRET"  # the environment variable holding the HMAC secret
-    events: list[Event] = Field(default_factory=lambda: ["call.ended", "ticket.created", "callback.closed"])
+    events: list[Event] = ["call.ended", "ticket.created", "callback.closed"]  # pydantic copies it per instance
     timeout_seconds: float = Field(default=5.0, gt=0, le=120)
     first_retry_seconds: float = Field(default=5.0, gt=0)
     max_retry_seconds: float = Field(default=600.0, gt=0)
@@ -77,7 +81,7 @@ def register_settings() -> type[BaseModel]:
 def _enqueue(api: PluginAPI, event: Event, key: str, data: dict[str, Any]) -> None:
     if event not in options(api).events:
         return
-    api.outbox_put(event, {"occurred_at": datetime.now(timezone.utc).isoformat(), "data": data}, key=key)
+    api.outbox_put(event, {"occurred_at": datetime.now(UTC).isoformat(), "data": data}, key=key)
     sender_for(api).wake()
 
 
@@ -118,14 +122,10 @@ def register_commands(cli: click.Group) -> None:
     def outbox(app: Any, show_all: bool) -> None:
         """Messages not yet delivered to the CRM, with attempts and the last error."""
         api = app.plugins.api_for(NAME)
-        with api.session() as session:
-            query = select(OutboxMessage).where(OutboxMessage.plugin == NAME).order_by(OutboxMessage.id)
-            if not show_all:
-                query = query.where(OutboxMessage.delivered_at.is_(None))
-            for m in session.scalars(query):
-                state = f"delivered {m.delivered_at:%Y-%m-%d %H:%M:%S}" if m.delivered_at else (
-                    f"next try {m.next_attempt_at:%Y-%m-%d %H:%M:%S}")
-                click.echo(f"{m.id} {m.topic} {m.key} attempts={m.attempts} {state} {m.last_error}".rstrip())
+        for m in api.outbox_items(include_delivered=show_all):
+            state = f"delivered {m.delivered_at:%Y-%m-%d %H:%M:%S}" if m.delivered_at else (
+                f"next try {m.next_attempt_at:%Y-%m-%d %H:%M:%S}")
+            click.echo(f"{m.id} {m.topic} {m.key} attempts={m.attempts} {state} {m.last_error}".rstrip())
 
     @crm.command("deliver")
     @click.pass_obj
@@ -140,11 +140,11 @@ def register_commands(cli: click.Group) -> None:
 
 # --------------------------------------------------------------------------------------------------- sending
 
-_senders: "weakref.WeakKeyDictionary[PluginAPI, Sender]" = weakref.WeakKeyDictionary()
+_senders: weakref.WeakKeyDictionary[PluginAPI, Sender] = weakref.WeakKeyDictionary()
 _senders_lock = threading.Lock()
 
 
-def sender_for(api: PluginAPI) -> "Sender":
+def sender_for(api: PluginAPI) -> Sender:
     """The background sender of this desk process (one per plugin host, ending when the host stops)."""
     with _senders_lock:
         sender = _senders.get(api)
@@ -183,32 +183,10 @@ class Sender:
                 break
 
     def _next_due_in(self) -> float:
-        with self.api.session() as session:
-            soonest = session.scalar(select(OutboxMessage.next_attempt_at).where(
-                OutboxMessage.plugin == NAME, OutboxMessage.delivered_at.is_(None))
-                .order_by(OutboxMessage.next_attempt_at).limit(1))
+        soonest = self.api.outbox_next_due()
         if soonest is None:
             return 3600.0
-        return min(3600.0, max(0.05, (soonest - datetime.now(timezone.utc)).total_seconds()))
-
-    def _claim(self, ignore_backoff: bool) -> list[tuple[int, str, str, dict[str, Any], int]]:
-        """Take due messages, pushing their next attempt past the timeout so no other process sends them
-        at the same time (a conditional update per message)."""
-        opts = options(self.api)
-        now = datetime.now(timezone.utc)
-        hold = now + timedelta(seconds=opts.timeout_seconds + 30)
-        claimed = []
-        with self.api.session() as session:
-            query = select(OutboxMessage).where(OutboxMessage.plugin == NAME, OutboxMessage.delivered_at.is_(None))
-            if not ignore_backoff:
-                query = query.where(OutboxMessage.next_attempt_at <= now)
-            for m in session.scalars(query.order_by(OutboxMessage.id).limit(opts.batch)).all():
-                taken = session.execute(update(OutboxMessage).where(
-                    OutboxMessage.id == m.id, OutboxMessage.next_attempt_at == m.next_attempt_at,
-                    OutboxMessage.delivered_at.is_(None)).values(next_attempt_at=hold)).rowcount
-                if taken == 1:
-                    claimed.append((m.id, m.topic, m.key, m.payload, m.attempts))
-        return claimed
+        return min(3600.0, max(0.05, (soonest - datetime.now(UTC)).total_seconds()))
 
     def deliver_due(self, ignore_backoff: bool = False) -> tuple[int, int]:
         """Send what is due; (delivered, failed)."""
@@ -218,14 +196,22 @@ class Sender:
         secret = os.environ.get(opts.secret_env, "")
         sent = failed = 0
         with httpx.Client(timeout=opts.timeout_seconds) as client:
-            for message_id, topic, key, payload, attempts in self._claim(ignore_backoff):
+            # held past the request's timeout, so no other desk process sends them at the same time
+            for message in self.api.outbox_claim(opts.batch, hold_seconds=opts.timeout_seconds + 30,
+                                                 ignore_backoff=ignore_backoff):
                 error = "" if secret else f"no secret: set the environment variable {opts.secret_env}"
                 if not error:
-                    error = self._post(client, opts.url, secret.encode(), message_id, topic, payload)
-                self._record(message_id, attempts + 1, error, opts)
-                sent, failed = (sent + 1, failed) if not error else (sent, failed + 1)
+                    error = self._post(client, opts.url, secret.encode(), message.id, message.topic,
+                                       message.payload)
                 if error:
-                    log.warning("CRM webhook %s (%s) not delivered: %s", message_id, key, error)
+                    failed += 1
+                    log.warning("CRM webhook %s (%s) not delivered: %s", message.id, message.key, error)
+                    delay = retry_delay(message.attempts + 1, opts.first_retry_seconds, opts.max_retry_seconds)
+                    self.api.outbox_retry_later(message.id, error, datetime.now(UTC)
+                                                + timedelta(seconds=delay))
+                else:
+                    sent += 1
+                    self.api.outbox_complete(message.id)
         return sent, failed
 
     @staticmethod
@@ -246,14 +232,3 @@ class Sender:
         if 200 <= response.status_code < 300:
             return ""
         return f"HTTP {response.status_code}: {response.text[:200]}"
-
-    def _record(self, message_id: int, attempts: int, error: str, opts: CrmOptions) -> None:
-        now = datetime.now(timezone.utc)
-        values: dict[str, Any] = {"attempts": attempts, "last_error": error}
-        if error:
-            values["next_attempt_at"] = now + timedelta(
-                seconds=retry_delay(attempts, opts.first_retry_seconds, opts.max_retry_seconds))
-        else:
-            values["delivered_at"] = now
-        with self.api.session() as session:
-            session.execute(update(OutboxMessage).where(OutboxMessage.id == message_id).values(**values))

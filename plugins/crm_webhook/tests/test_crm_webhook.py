@@ -13,12 +13,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from contactcenter_crm_webhook import SCHEMA, SIGNATURE_HEADER
 
-from conftest import free_port
 from contactcenter.app import App
 from contactcenter.storage.models import OutboxMessage
-from contactcenter_crm_webhook import SCHEMA, SIGNATURE_HEADER
-from tests.factories import open_app, wait_until
+from tests.helpers.factories import open_app
+from tests.helpers.ports import free_port
+from tests.helpers.waiting import wait_until
 
 SECRET = "s3cr3t-for-tests"
 
@@ -33,7 +34,7 @@ class Crm:
         crm = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 request = {"headers": dict(self.headers), "body": body}
                 crm.received.append(request)

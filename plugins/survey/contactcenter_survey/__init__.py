@@ -19,10 +19,15 @@ import click
 from pydantic import BaseModel, ConfigDict, Field
 
 from contactcenter import hookimpl
-from contactcenter.api import PluginAPI
-from contactcenter.records import CallbackRecord, CallRecord, ComplianceReport, UtteranceRecord
-from contactcenter.scheduling.workdays import WorkCalendar
-from contactcenter.telephony.prompts import Prompts
+from contactcenter.audio.prompts import Prompts
+from contactcenter.callbacks.workdays import WorkCalendar
+from contactcenter.hooks.api import PluginAPI
+from contactcenter.records import (
+    CallbackRecord,
+    CallRecord,
+    ComplianceReport,
+    UtteranceRecord,
+)
 from contactcenter_survey.ivr import SurveyRun, SurveyScript
 from contactcenter_survey.report import register_report_command
 
@@ -77,7 +82,7 @@ def call_ended(call: CallRecord, transcript: list[UtteranceRecord], report: Comp
 def callback_due(callback: CallbackRecord, api: PluginAPI) -> None:
     if callback.kind != "survey":
         return
-    if api.phone is None:
+    if not api.has_phone:
         log.info("survey callback %s is due, but this process has no phone: it waits for a desk with "
                  "[callbacks] scheduler_in_desk = true", callback.id)
         return
@@ -99,15 +104,15 @@ def survey_call(callback: CallbackRecord, api: PluginAPI) -> None:
     except Exception as exc:
         log.error("survey script %s cannot be used: %s", script_path(api), exc)
         return
-    result = api.phone.dial(callback.phone, timeout=opts.dial_timeout_seconds)
-    if result.outcome != "answered":
+    result = api.dial(callback.phone, timeout=opts.dial_timeout_seconds)
+    if result.line is None:
         api.close_callback(callback.id, result.outcome)
         return
-    call = result.call
+    line = result.line
     try:
-        run = SurveyRun(call, script, Prompts(api.settings.scripts.prompts_dir)).run()
+        run = SurveyRun(line, script, Prompts(api.settings.scripts.prompts_dir)).run()
     finally:
-        call.hangup()
+        line.hangup()
     answers = [(a.question, a.value, a.outcome) for a in run.answers]
     api.record_survey(callback.call_id, answers, callback_id=callback.id)
     outcome = "answered" if run.responded else "no_response"

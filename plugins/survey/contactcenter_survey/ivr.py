@@ -16,6 +16,10 @@ from typing import Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from contactcenter.hooks.api import (
+    Line,  # what the survey needs of a call: play, keys, ended
+)
+
 VALID_KEYS = "12345"
 POLL_SECONDS = 0.05
 Outcome = Literal["answered", "invalid", "timeout", "skipped", "hung_up"]
@@ -43,23 +47,8 @@ class SurveyScript(BaseModel):
     questions: list[Question] = Field(min_length=1)
 
     @classmethod
-    def load(cls, path: Path) -> "SurveyScript":
+    def load(cls, path: Path) -> SurveyScript:
         return cls.model_validate(tomllib.loads(path.read_text(encoding="utf-8")))
-
-
-class Line(Protocol):
-    """What the survey needs of a call (the softphone's PlacedCall)."""
-
-    @property
-    def ended(self): ...
-
-    def play(self, pcm16_8k: bytes) -> None: ...
-
-    def playing_seconds(self) -> float: ...
-
-    def stop_playing(self) -> None: ...
-
-    def read_dtmf(self) -> str: ...
 
 
 class PromptSource(Protocol):

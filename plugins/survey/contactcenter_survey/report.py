@@ -2,24 +2,23 @@
 overall, per agent or per period.
 
 A survey counts as *invited* when its callback was made (cancelled ones aside) and as *responded* when at
-least one question was answered with a key 1-5. Grouped in Python after two indexed queries, so the same
-code runs on SQLite and PostgreSQL.
+least one question was answered with a key 1-5. The surveys come from the plugin API
+(``api.survey_invitations``) and are grouped here, in Python.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 import click
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 
-from contactcenter.output import emit_rows
-from contactcenter.storage.models import Agent, Call, Callback, SurveyResponse
+from contactcenter.hooks.api import PluginAPI, SurveyInvitation
+from contactcenter.output import Format, emit_rows
 
 GroupBy = Literal["none", "agent", "day", "week", "month"]
 
@@ -45,33 +44,33 @@ def period_of(moment: datetime, zone: ZoneInfo, by: GroupBy) -> str:
     return local.strftime("%Y-%m")
 
 
-def survey_groups(session: Session, zone: ZoneInfo, since: date | None, until: date | None,
-                  by: GroupBy) -> dict[str, Group]:
-    query = (select(Callback.id, Callback.created_at, Agent.extension)
-             .outerjoin(Call, Call.id == Callback.call_id).outerjoin(Agent, Agent.id == Call.agent_id)
-             .where(Callback.kind == "survey", Callback.state != "cancelled"))
-    if since is not None:
-        query = query.where(Callback.created_at >= datetime.combine(since, time(), zone))
-    if until is not None:
-        query = query.where(Callback.created_at < datetime.combine(until + timedelta(days=1), time(), zone))
-    surveys = {cid: (created, extension or "") for cid, created, extension in session.execute(query)}
-    answers: dict[int, list[tuple[str, int]]] = defaultdict(list)
-    if surveys:
-        rows = session.execute(select(SurveyResponse.callback_id, SurveyResponse.question_key, SurveyResponse.answer)
-                               .where(SurveyResponse.callback_id.in_(list(surveys)),
-                                      SurveyResponse.outcome == "answered"))
-        for callback_id, question, value in rows:
-            answers[callback_id].append((question, value))
+def day_bounds(since: date | None, until: date | None, zone: ZoneInfo) -> tuple[datetime | None, datetime | None]:
+    """``[since, until]`` in days of the desk's time zone as ``[start, end)`` moments."""
+    return (datetime.combine(since, time(), zone) if since is not None else None,
+            datetime.combine(until + timedelta(days=1), time(), zone) if until is not None else None)
+
+
+def survey_groups(surveys: Iterable[SurveyInvitation], zone: ZoneInfo, by: GroupBy) -> dict[str, Group]:
+    """The surveys grouped overall, per agent or per period (of when they were invited)."""
     groups: dict[str, Group] = defaultdict(Group)
-    for callback_id, (created, extension) in surveys.items():
-        name = "all" if by == "none" else (extension or "(none)") if by == "agent" else period_of(created, zone, by)
+    for survey in surveys:
+        extension = survey.agent_extension
+        name = ("all" if by == "none" else (extension or "(none)") if by == "agent"
+                else period_of(survey.invited_at, zone, by))
         group = groups[name]
         group.invited += 1
-        if answers.get(callback_id):
-            group.responded += 1
-        for question, value in answers.get(callback_id, []):
-            group.totals[question].append(value)
+        responded = False
+        for answer in survey.answers:
+            if answer.outcome == "answered" and answer.value is not None:
+                group.totals[answer.question].append(answer.value)
+                responded = True
+        group.responded += int(responded)
     return dict(sorted(groups.items()))
+
+
+def surveys_between(api: PluginAPI, since: date | None, until: date | None) -> list[SurveyInvitation]:
+    """The surveys invited from day ``since`` to day ``until`` (inclusive, in the desk's time zone)."""
+    return api.survey_invitations(*day_bounds(since, until, api.timezone))
 
 
 def report_rows(groups: dict[str, Group], target: float) -> tuple[list[dict[str, Any]], list[str]]:
@@ -107,11 +106,10 @@ def register_report_command(cli: click.Group) -> None:
 
         api = app.plugins.api_for(NAME)
         target = options(api).target_response_rate
-        with api.session() as session:
-            groups = survey_groups(session, ZoneInfo(app.settings.general.timezone),
-                                   since.date() if since else None, until.date() if until else None, by)
+        surveys = surveys_between(api, since.date() if since else None, until.date() if until else None)
+        groups = survey_groups(surveys, api.timezone, by)
         rows, columns = report_rows(groups, target)
-        fmt = "json" if as_json else "csv" if as_csv else "table"
+        fmt: Format = "json" if as_json else "csv" if as_csv else "table"
         emit_rows(rows, columns, fmt, title=f"satisfaction surveys (target response rate {target:.0%})")
         if fmt == "table" and not rows:
             click.echo("no surveys in this period")

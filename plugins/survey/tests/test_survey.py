@@ -9,21 +9,21 @@ import struct
 import subprocess
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile
-
-from conftest import REPO, free_port
-from contactcenter.app import App
-from contactcenter.scheduling.book import CallbackBook
-from contactcenter.storage.models import Agent, Call, SurveyResponse
 from contactcenter_survey import survey_call
-from contactcenter_survey.report import report_rows, survey_groups
-from tests.factories import open_app
-from tests.test_desk_calls import SIP_DIR, dialler, outside  # noqa: F401  (fixture used by name)
+from contactcenter_survey.report import report_rows, survey_groups, surveys_between
+
+from contactcenter.app import App
+from contactcenter.callbacks.book import CallbackBook
+from contactcenter.storage.models import Agent, Call, SurveyResponse
+from tests.helpers.factories import open_app
+from tests.helpers.paths import REPO
+from tests.helpers.sip import dialler, sipp_scenario, start_callee, start_sipp
 
 pytestmark = pytest.mark.sip
 PROMPTS = ["survey_intro", "survey_q_attitude", "survey_q_solved", "survey_q_speed", "survey_invalid",
@@ -66,22 +66,15 @@ def keys_pcap(path: Path, presses: list[tuple[float, str]], seconds: float) -> P
             checksum = sum(struct.unpack("!10H", header))
             checksum = ~((checksum >> 16) + (checksum & 0xFFFF)) & 0xFFFF
             ethernet = b"\x00" * 12 + b"\x08\x00" + header[:10] + struct.pack("!H", checksum) + header[12:] + udp
-            out.write(struct.pack("<IIII", int(at), int(round(at % 1 * 1e6)), len(ethernet), len(ethernet)) + ethernet)
+            out.write(struct.pack("<IIII", int(at), round(at % 1 * 1e6), len(ethernet), len(ethernet)) + ethernet)
     return path
 
 
 def keys_callee(outside: dict, presses: list[tuple[float, str]]) -> subprocess.Popen[str]:
     """A SIPp callee that answers and presses each key at its time (seconds after the answer)."""
     pcap = keys_pcap(outside["tmp"] / "keys.pcap", presses, seconds=max(t for t, _ in presses) + 1)
-    text = (SIP_DIR / "uas_callee.xml").read_text(encoding="utf-8").replace("@PCAP@", str(pcap))
-    path = outside["tmp"] / "uas_keys.xml"
-    path.write_text(text, encoding="utf-8")
-    process = subprocess.Popen(
-        ["sipp", "-sf", str(path), "-i", "127.0.0.1", "-p", str(outside["callee_port"]), "-mi", "127.0.0.1",
-         "-mp", str(free_port() & ~1), "-m", "1", "-timeout", "60", "-timeout_error", "-nostdin", "-trace_err"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=outside["tmp"])
-    time.sleep(0.3)
-    return process
+    path = sipp_scenario("uas_callee.xml", outside["tmp"], saved_as="uas_keys.xml", pcap=pcap)
+    return start_sipp(path, outside["callee_port"], timeout=60)
 
 
 @pytest.fixture
@@ -99,7 +92,7 @@ def survey_app(desk: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> A
 
 
 def a_surveyed_call(app: App, extension: str = "1001", ended: datetime | None = None) -> int:
-    ended = ended or datetime.now(timezone.utc)
+    ended = ended or datetime.now(UTC)
     with app.database.session() as session:
         agent = session.query(Agent).filter_by(extension=extension).one_or_none() or Agent(extension=extension)
         call = Call(sip_call_id=f"c-{time.monotonic_ns()}", direction="inbound", remote_number="9001",
@@ -113,14 +106,14 @@ def test_a_survey_call_collects_keys_handles_an_invalid_key_and_silence(outside:
     api = survey_app.plugins.api_for("survey")
     book = CallbackBook(survey_app.database, survey_app.settings)
     call_id = a_surveyed_call(survey_app)
-    callback = api.add_callback(phone="9001", due_at=datetime.now(timezone.utc), kind="survey", call_id=call_id)
+    callback = api.add_callback(phone="9001", due_at=datetime.now(UTC), kind="survey", call_id=call_id)
     fired = book.fire(callback.id)
     # Timeline after the answer: intro 0.5 s, question 1 from 0.5 s (key 4 at 2 s), question 2 from 2 s (key 9
     # at 4 s: invalid; asked again, key 5 at 6 s), question 3 from 6 s: no key, twice: skipped.
     callee = keys_callee(outside, [(2.0, "4"), (4.0, "9"), (6.0, "5")])
     phone = dialler(outside)
     try:
-        survey_app.plugins.phone = phone
+        survey_app.plugins.attach_phone(phone)
         survey_call(fired, api)
         output, _ = callee.communicate(timeout=30)
     finally:
@@ -137,18 +130,12 @@ def test_a_survey_call_collects_keys_handles_an_invalid_key_and_silence(outside:
 def test_a_busy_customer_is_tried_again_later(outside: dict, survey_app: App) -> None:
     api = survey_app.plugins.api_for("survey")
     book = CallbackBook(survey_app.database, survey_app.settings)
-    callback = api.add_callback(phone="9002", due_at=datetime.now(timezone.utc), kind="survey",
+    callback = api.add_callback(phone="9002", due_at=datetime.now(UTC), kind="survey",
                                 call_id=a_surveyed_call(survey_app))
-    text = (SIP_DIR / "uas_busy.xml").read_text(encoding="utf-8")
-    path = outside["tmp"] / "uas_busy.xml"
-    path.write_text(text, encoding="utf-8")
-    callee = subprocess.Popen(["sipp", "-sf", str(path), "-i", "127.0.0.1", "-p", str(outside["callee_port"]),
-                               "-m", "1", "-timeout", "30", "-nostdin"], stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True, cwd=outside["tmp"])
-    time.sleep(0.3)
+    callee = start_callee(outside, "uas_busy.xml", timeout=30)
     phone = dialler(outside)
     try:
-        survey_app.plugins.phone = phone
+        survey_app.plugins.attach_phone(phone)
         survey_call(book.fire(callback.id), api)
         callee.communicate(timeout=30)
     finally:
@@ -160,7 +147,7 @@ def test_a_busy_customer_is_tried_again_later(outside: dict, survey_app: App) ->
 
 def test_the_report_gives_the_response_rate_against_the_target_per_agent_and_period(survey_app: App) -> None:
     api = survey_app.plugins.api_for("survey")
-    monday = datetime(2026, 11, 16, 3, 0, tzinfo=timezone.utc)
+    monday = datetime(2026, 11, 16, 3, 0, tzinfo=UTC)
     plan = [  # agent, week offset, answers (None: no key at all)
         ("1001", 0, [5, 4, 5]), ("1001", 0, [4, 4, 3]), ("1001", 0, None), ("1001", 1, [5, 5, 5]),
         ("1002", 0, [2, 3, None]), ("1002", 1, None), ("1002", 1, None), ("1002", 1, [3, 3, 3]),
@@ -181,11 +168,13 @@ def test_the_report_gives_the_response_rate_against_the_target_per_agent_and_per
     from zoneinfo import ZoneInfo
 
     zone = ZoneInfo("Asia/Shanghai")
-    with api.session() as session:
-        overall = survey_groups(session, zone, None, None, "none")
-        by_agent = survey_groups(session, zone, None, None, "agent")
-        by_week = survey_groups(session, zone, None, None, "week")
-        first_week = survey_groups(session, zone, monday.date(), (monday + timedelta(days=6)).date(), "none")
+    surveys = api.survey_invitations()
+    assert len(surveys) == 8 and sum(s.responded for s in surveys) == 5
+    overall = survey_groups(surveys, zone, "none")
+    by_agent = survey_groups(surveys, zone, "agent")
+    by_week = survey_groups(surveys, zone, "week")
+    first_week = survey_groups(surveys_between(api, monday.date(), (monday + timedelta(days=6)).date()), zone,
+                               "none")
     rows, columns = report_rows(by_agent, 0.8)
     assert columns[:5] == ["group", "invited", "responded", "response_rate", "meets_target"]
     assert [(r["group"], r["invited"], r["responded"], r["meets_target"]) for r in rows] == [
@@ -199,6 +188,6 @@ def test_the_report_gives_the_response_rate_against_the_target_per_agent_and_per
     env = {k: v for k, v in os.environ.items()}
     env["PYTHONPATH"] = str(REPO)
     result = subprocess.run([sys.executable, "-m", "contactcenter", "survey", "report", "--by", "agent", "--json"],
-                            capture_output=True, text=True, env=env, timeout=60)
+                            capture_output=True, text=True, env=env, timeout=60, check=False)
     assert result.returncode == 0, result.stderr
     assert [(r["group"], r["response_rate"]) for r in json.loads(result.stdout)] == [("1001", 0.75), ("1002", 0.5)]

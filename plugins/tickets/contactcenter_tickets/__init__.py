@@ -7,7 +7,7 @@ from datetime import timedelta
 from pydantic import BaseModel, ConfigDict, Field
 
 from contactcenter import hookimpl
-from contactcenter.api import PluginAPI
+from contactcenter.hooks.api import PluginAPI
 from contactcenter.records import CallRecord, ComplianceReport, UtteranceRecord
 
 
@@ -56,8 +56,9 @@ def register_settings() -> type[BaseModel]:
 
 @hookimpl
 def call_ended(call: CallRecord, transcript: list[UtteranceRecord], report: ComplianceReport, api: PluginAPI) -> None:
-    """Make the call's ticket (once: a replayed event finds the ticket already there)."""
-    if call.id is None or api.find_ticket(call.id) is not None:
+    """Make the call's ticket (once: a replayed event finds the ticket already there). Calls the desk placed
+    (callbacks, surveys) follow up a case that already has its ticket: they get none."""
+    if call.direction != "inbound" or call.id is None or api.find_ticket(call.id) is not None:
         return
     options: TicketOptions = api.options
     category = classify(call, transcript, options)

@@ -14,13 +14,13 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import select
 
-from conftest import desk_settings
 from contactcenter.cli import cli
-from contactcenter.plugins import PluginHost
+from contactcenter.hooks.host import PluginHost
 from contactcenter.records import CallRecord
 from contactcenter.storage import Database
 from contactcenter.storage.models import Agent, Call, Ticket
-from tests.factories import a_call, a_report, transcript
+from tests.helpers.factories import a_call, a_report, transcript
+from tests.helpers.settings import desk_settings
 
 
 @pytest.fixture

@@ -3,17 +3,22 @@
 A plugin is a module (or object) with functions named after these hooks and marked with
 ``@contactcenter.hookimpl``. It may accept any subset of a hook's arguments, by name, as with pytest.
 Plugins are found through the entry-point group ``contactcenter`` and run only when their entry-point name
-is listed in ``settings.toml`` ``[plugins] enabled``.
+is listed in ``settings.toml`` ``[plugins] enabled`` (``contactcenter plugins enable NAME``).
 
-Event hooks (``call_ringing`` … ``survey_completed``) are called once per plugin, each in its own worker,
-with a time limit (``[plugins] hook_timeout_seconds``). A plugin that raises or overruns is logged with its
-name; the call goes on, the other plugins still get the event, and the event is stored as undelivered so
-``contactcenter plugins replay`` can hand it over again later. Event hooks may therefore be called more
-than once for the same event: make them idempotent (the ticket plugin, for one, looks for its ticket first).
-Event hook return values are ignored.
+Event hooks (``desk_started`` … ``survey_completed``) are delivered to each plugin by its own worker, in
+the order they happened, with a time limit per call (``[plugins] hook_timeout_seconds``); a slow plugin
+delays nobody else. A plugin that raises or overruns is logged with its name; the call goes on, the other
+plugins still get the event, and the event is stored as undelivered so ``contactcenter plugins replay``
+can hand it over again later. Event hooks may therefore be called more than once for the same event: make
+them idempotent (the ticket plugin, for one, looks for its ticket first). Event hook return values are
+ignored.
 
-Every event hook can take ``api``, the :class:`contactcenter.api.PluginAPI`: the plugin's options, the
-settings, and the small set of calls a plugin may make back into the desk (creating tickets, ...).
+Every event hook can take ``api``, the :class:`contactcenter.hooks.api.PluginAPI`: the plugin's options,
+the settings, and the typed operations a plugin may call back into the desk with (tickets, callbacks,
+the outbox, placing a call, ...).
+
+This module is the bottom of the ``contactcenter.hooks`` package: it imports only the records, so that
+``from contactcenter import hookimpl`` stays cheap. ``PluginAPI`` is named for type checkers only.
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ from contactcenter.records import (
 )
 
 if TYPE_CHECKING:
-    from contactcenter.api import PluginAPI
+    from contactcenter.hooks.api import PluginAPI
 
 PROJECT_NAME = "contactcenter"
 
@@ -183,7 +188,8 @@ def callback_due(callback: CallbackRecord, api: PluginAPI) -> None:
     :param callback: the callback: phone, reason, owner, attempts so far.
     :param api: the plugin API.
 
-    Use it to remind the owner (chat, e-mail) or to place the call.
+    Use it to remind the owner (chat, e-mail) or to place the call: ``api.dial`` in a process with a phone
+    (``api.has_phone``), from a thread of your own, then ``api.close_callback`` with the outcome.
     """
 
 

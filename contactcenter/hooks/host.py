@@ -1,26 +1,30 @@
-"""Plugin discovery, enabling and loading (entry-point group ``contactcenter``), with error isolation.
+"""Plugin discovery, enabling and loading (entry-point group ``contactcenter``), with error isolation, and
+the one list of the desk's built-in plugins.
 
 First-party plugins (plugins/tickets, ...) are separate distributions found through the same entry-point
-group a third party uses; the core never imports a plugin. A plugin that fails to import is logged with its
-name and reported by ``contactcenter plugins list``; the rest load and run.
+group a third party uses; the core never imports them. A plugin that fails to import is logged with its
+name and reported by ``contactcenter plugins list``; the rest load and run. The built-in plugins
+(:data:`BUILT_IN_PLUGINS`) are registered by every desk process and are always on; they are named by
+import path and imported only when loaded, so this package never imports the layers above it.
 """
 
 from __future__ import annotations
 
+import importlib
 import logging
 import threading
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
+from types import ModuleType
 from typing import Any
 
 import click
 import pluggy
 from pydantic import BaseModel, ValidationError
 
-from contactcenter import hookspecs
-from contactcenter.api import PluginAPI
-from contactcenter.dispatch import EventBus, HookDispatcher
+from contactcenter.hooks import spec
+from contactcenter.hooks.api import Dialer, PluginAPI
+from contactcenter.hooks.delivery import EventBus, HookDispatcher
 from contactcenter.settings import Settings, SettingsError
 from contactcenter.storage.database import Database
 from contactcenter.storage.undelivered import UndeliveredLog
@@ -28,6 +32,18 @@ from contactcenter.storage.undelivered import UndeliveredLog
 log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "contactcenter"
+
+#: The desk's own plugins, registered by every desk process and always on (like pytest's built-in plugins):
+#: name → module. They get the same isolation, time limit and replay as an installed plugin.
+BUILT_IN_PLUGINS: dict[str, str] = {
+    "callbacks": "contactcenter.scheduling.after_calls",  # calls and tickets → callbacks, by [callbacks]
+    "live_view": "contactcenter.web.live_feed",  # calls in progress → the supervisors' live view
+}
+
+
+def built_in_module(name: str) -> ModuleType:
+    """Import a built-in plugin's module."""
+    return importlib.import_module(BUILT_IN_PLUGINS[name])
 
 
 @dataclass
@@ -64,8 +80,8 @@ class PluginHost:
     def __init__(self, settings: Settings, database: Database | None) -> None:
         self.settings = settings
         self.database = database
-        self.pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
-        self.pm.add_hookspecs(hookspecs)
+        self.pm = pluggy.PluginManager(spec.PROJECT_NAME)
+        self.pm.add_hookspecs(spec)
         self.import_errors: dict[str, str] = {}
         self._options: dict[str, Any] = {}
         self._apis: dict[str, PluginAPI] = {}
@@ -75,7 +91,15 @@ class PluginHost:
         )
         self.bus = EventBus(self.dispatcher)
         self.stopping = threading.Event()
-        self.phone: Any = None  # the softphone, in a process that runs one (`run`): api.phone
+        self.dialer: Dialer | None = None  # the phone, in a process that runs one (`run`): api.dial
+
+    def attach_phone(self, dialer: Dialer | None) -> None:
+        """Let plugins place calls through this process's phone (``api.dial``); None takes it away."""
+        self.dialer = dialer
+
+    def publish(self, hook: str, **arguments: Any) -> None:
+        """Publish an event to every plugin (returns at once; see :class:`EventBus`)."""
+        self.bus.publish(hook, **arguments)
 
     @property
     def enabled_names(self) -> list[str]:
@@ -96,6 +120,11 @@ class PluginHost:
                 log.error("plugin %s failed to import and is not running: %s", name, self.import_errors[name])
                 continue
             self.register(plugin, name)
+
+    def load_built_ins(self) -> None:
+        """Register the built-in plugins (always on, whatever ``[plugins] enabled`` says)."""
+        for name in BUILT_IN_PLUGINS:
+            self.register(built_in_module(name), name)
 
     def register(self, plugin: object, name: str) -> None:
         """Register a plugin object under ``name`` and validate its ``[plugins.<name>]`` settings."""
@@ -179,14 +208,13 @@ class PluginHost:
         self.stopping.set()
 
 
-def describe_plugins(settings: Settings, built_in: Mapping[str, object] | None = None) -> list[PluginInfo]:
-    """Every installed plugin and every enabled one, as a process that does not run them sees them (the
-    console): status "enabled", "disabled", "not installed", "import failed" or "built in" (``built_in``:
-    the plugins every desk registers itself, by name)."""
+def describe_plugins(settings: Settings) -> list[PluginInfo]:
+    """Every built-in, installed and enabled plugin, as a process that does not run them sees them (the
+    console): status "built in", "enabled", "disabled", "not installed" or "import failed"."""
     available = installed_entry_points()
     enabled = set(settings.plugins.enabled)
     infos = [PluginInfo(name=name, distribution=None, version=None, enabled=True, status="built in",
-                        hooks=_module_hooks(module)) for name, module in (built_in or {}).items()]
+                        hooks=_module_hooks(built_in_module(name))) for name in BUILT_IN_PLUGINS]
     for name in sorted(set(available) | enabled):
         ep = available.get(name)
         dist = ep.dist if ep is not None else None
@@ -215,6 +243,5 @@ def _declared_hooks(ep: EntryPoint | None) -> list[str]:
 
 
 def _module_hooks(module: object) -> list[str]:
-    names = {name for name in dir(hookspecs) if name in hookspecs.EVENT_HOOKS
-             or name in ("register_commands", "register_settings")}
+    names = {*spec.EVENT_HOOKS, "register_commands", "register_settings"}
     return sorted(name for name in names if callable(getattr(module, name, None)))
