@@ -230,6 +230,13 @@ ClockTime = Annotated[str, AfterValidator(_clock_time)]
 IsoDate = Annotated[str, AfterValidator(_iso_date)]
 
 
+WebRole = Literal["reviewer", "supervisor", "admin"]
+
+
+def _admin_only() -> list[WebRole]:
+    return ["admin"]
+
+
 class WebSettings(Section):
     """The reviewer console (`contactcenter web`)."""
 
@@ -237,7 +244,7 @@ class WebSettings(Section):
     port: Port = 8080
     session_minutes: int = Field(default=480, ge=5, le=7 * 24 * 60)
     secure_cookies: bool = False  # true behind HTTPS: the session cookie is never sent in clear
-    unmasked_roles: list[Literal["reviewer", "supervisor", "admin"]] = Field(default_factory=lambda: ["admin"])
+    unmasked_roles: list[WebRole] = Field(default_factory=_admin_only)
     page_size: int = Field(default=50, ge=10, le=500)
     pass_score: float = Field(default=80.0, ge=0, le=100)  # a call at or above it passes QA (scorecards)
     live_keep_hours: int = Field(default=24, ge=1, le=24 * 30)  # how long the live view's events are kept

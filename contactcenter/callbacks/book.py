@@ -7,16 +7,18 @@ and a sweep all reach it in the same second.
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import and_, bindparam, func, or_, select, update
+from sqlalchemy import Table, and_, bindparam, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from contactcenter.records import CallbackRecord
 from contactcenter.settings import Settings
-from contactcenter.storage.database import Database
+from contactcenter.storage.database import Database, rows_changed
 from contactcenter.storage.models import CALLBACK_KINDS, CALLBACK_STATES, Callback
 
 OPEN_STATES = ("pending", "due", "in_progress")
@@ -29,6 +31,14 @@ class CallbackError(Exception):
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
+
+
+def _updated_row(session: Session, callback_id: int) -> Callback:
+    """The row an UPDATE in this transaction has just changed."""
+    row = session.get(Callback, callback_id)
+    if row is None:
+        raise CallbackError(f"callback {callback_id} was changed and then not found")
+    return row
 
 
 def callback_record(row: Callback) -> CallbackRecord:
@@ -164,6 +174,8 @@ class CallbackBook:
         if not due_times:
             return
         table = Callback.__table__
+        if not isinstance(table, Table):  # typed FromClause: a class may map a join or subquery, ours maps a table
+            raise TypeError(f"Callback is mapped to {table!r}, not a table")
         statement = (update(table).where(table.c.id == bindparam("callback_id"), table.c.due_at == bindparam("due"))
                      .values(job_due_at=bindparam("due")))
         with self.database.session() as session:
@@ -177,15 +189,15 @@ class CallbackBook:
         it was not (already fired by someone else, done, cancelled, or moved later)."""
         now = now or utcnow()
         with self.database.session() as session:
-            changed = session.execute(
+            changed = rows_changed(session,
                 update(Callback).where(Callback.id == callback_id, Callback.state == "pending",
                                        Callback.due_at <= now)
-                .values(state="due", fired_at=now, updated_at=now)).rowcount
+                .values(state="due", fired_at=now, updated_at=now))
             if changed != 1:
                 return None
-            return callback_record(session.get(Callback, callback_id))
+            return callback_record(_updated_row(session, callback_id))
 
-    def overdue_pending(self, now: datetime | None = None, limit: int = 1000) -> list[int]:
+    def overdue_pending(self, now: datetime | None = None, limit: int = 1000) -> builtins.list[int]:
         """Pending callbacks past their time (a job missed: a clock jump, a job lost with a crash)."""
         now = now or utcnow()
         with self.database.session() as session:
@@ -195,9 +207,9 @@ class CallbackBook:
     def start_attempt(self, callback_id: int) -> CallbackRecord | None:
         """due → in_progress (the desk dials); None if someone else took it."""
         with self.database.session() as session:
-            changed = session.execute(update(Callback).where(Callback.id == callback_id, Callback.state == "due")
-                                      .values(state="in_progress", updated_at=utcnow())).rowcount
-            return callback_record(session.get(Callback, callback_id)) if changed == 1 else None
+            changed = rows_changed(session, update(Callback).where(Callback.id == callback_id, Callback.state == "due")
+                                   .values(state="in_progress", updated_at=utcnow()))
+            return callback_record(_updated_row(session, callback_id)) if changed == 1 else None
 
     def done(self, callback_id: int, note: str = "", outcome: str = REACHED) -> CallbackRecord:
         """The customer was reached: closed."""
@@ -234,8 +246,8 @@ class CallbackBook:
                 values["note"] = note
             if count_attempt:
                 values["attempts"] = Callback.attempts + 1
-            changed = session.execute(update(Callback).where(Callback.id == callback_id,
-                                                             Callback.state.in_(OPEN_STATES)).values(**values)).rowcount
+            changed = rows_changed(session, update(Callback).where(Callback.id == callback_id,
+                                                                   Callback.state.in_(OPEN_STATES)).values(**values))
             row = session.get(Callback, callback_id)
             if row is None:
                 raise CallbackError(f"no callback {callback_id}")
@@ -250,14 +262,14 @@ class CallbackBook:
         now = now or utcnow()
         limit = now - timedelta(minutes=self.settings.callbacks.owner_only_minutes)
         with self.database.session() as session:
-            return session.execute(update(Callback).where(
+            return rows_changed(session, update(Callback).where(
                 Callback.owner_only.is_(True), Callback.state.in_(("pending", "due")), Callback.due_at <= limit)
-                .values(owner_only=False, updated_at=now)).rowcount
+                .values(owner_only=False, updated_at=now))
 
     def reopen_stuck(self, older_than: timedelta, now: datetime | None = None) -> int:
         """in_progress rows whose dialler died (a crash mid-call) go back to due."""
         now = now or utcnow()
         with self.database.session() as session:
-            return session.execute(update(Callback).where(
+            return rows_changed(session, update(Callback).where(
                 and_(Callback.state == "in_progress", Callback.updated_at < now - older_than))
-                .values(state="due", updated_at=now)).rowcount
+                .values(state="due", updated_at=now))

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import get_args
 
 import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from contactcenter.app import App
-from contactcenter.output import emit_rows
+from contactcenter.output import Format, emit_rows
 from contactcenter.qa.audit import AuditResult, audit_files, find_recordings
+from contactcenter.records import Leg
 
 COLUMNS = ["file", "ok", "duration_s", "score", "failed_rules", "violations", "utterances", "call_id", "error"]
 
@@ -19,14 +21,14 @@ COLUMNS = ["file", "ok", "duration_s", "score", "failed_rules", "violations", "u
 @click.argument("targets", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--agent-channel", type=click.Choice(["0", "1"]), default="0", show_default=True,
               help="Stereo recordings: the channel with the agent (0 left, 1 right); the other is the customer.")
-@click.option("--mono-leg", type=click.Choice(["agent", "customer"]), default="agent", show_default=True,
+@click.option("--mono-leg", type=click.Choice(get_args(Leg)), default="agent", show_default=True,
               help="Mono recordings: whose voice it is.")
 @click.option("--agent", "agent_extension", default="", help="Extension of the agent on these recordings.")
 @click.option("--no-store", is_flag=True, help="Print the results without storing them.")
 @click.option("--json", "as_json", is_flag=True, help="JSON on standard output.")
 @click.option("--csv", "as_csv", is_flag=True, help="CSV on standard output.")
 @click.pass_obj
-def command(app: App, targets: tuple[Path, ...], agent_channel: str, mono_leg: str, agent_extension: str,
+def command(app: App, targets: tuple[Path, ...], agent_channel: str, mono_leg: Leg, agent_extension: str,
             no_store: bool, as_json: bool, as_csv: bool) -> None:
     """Audit recordings (FILES or folders of them): transcript, rule findings and score for each.
 
@@ -51,10 +53,10 @@ def command(app: App, targets: tuple[Path, ...], agent_channel: str, mono_leg: s
                 stderr.print(f"skipped {result.error}", markup=False, highlight=False, soft_wrap=True)
 
         results = audit_files(paths, monitor, rules, database, agent_channel=int(agent_channel),
-                              mono_leg=mono_leg, agent_extension=agent_extension,  # type: ignore[arg-type]
+                              mono_leg=mono_leg, agent_extension=agent_extension,
                               redact=app.settings.speech.redact_numbers,
                               partial_stable_s=app.settings.speech.partial_stable_ms / 1000, on_done=done)
-    fmt = "json" if as_json else "csv" if as_csv else "table"
+    fmt: Format = "json" if as_json else "csv" if as_csv else "table"
     emit_rows([r.row() for r in results], COLUMNS, fmt, title="audit")
     if not all(r.ok for r in results):
         raise SystemExit(1)

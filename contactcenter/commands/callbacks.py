@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 import click
 
 from contactcenter.app import App
-from contactcenter.output import emit_rows
+from contactcenter.output import Format, emit_rows
 from contactcenter.records import CallbackRecord
 from contactcenter.callbacks.book import CallbackBook, CallbackError, CallbackFilter
 from contactcenter.scheduling.scheduler import CallbackScheduler
@@ -75,7 +75,7 @@ def list_callbacks(app: App, states: tuple[str, ...], kinds: tuple[str, ...], ow
                            due_before=_parse_time(app, before) if before else None,
                            due_after=_parse_time(app, after) if after else None)
     rows = [_row(app, c) for c in book.list(where)]
-    fmt = "json" if as_json else "csv" if as_csv else "table"
+    fmt: Format = "json" if as_json else "csv" if as_csv else "table"
     counts = book.counts()
     emit_rows(rows, COLUMNS, fmt, title=f"callbacks: {counts.due} due, {counts.overdue} overdue, "
                                         f"{counts.pending} pending, {counts.missed_deadline} past their deadline")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from contactcenter.app import App
-from contactcenter.audio.devices import HeadsetError, NoAudio, choose, list_devices
+from contactcenter.audio.devices import HeadsetError, Kind, NoAudio, choose, list_devices
 from contactcenter.output import emit_rows
 
 
@@ -25,7 +25,8 @@ def command(app: App, as_json: bool) -> None:
         return
     chosen: dict[int, list[str]] = {}
     problems = []
-    for kind, choice in (("input", headset.input_device), ("output", headset.output_device)):
+    wanted: tuple[tuple[Kind, int | str], ...] = (("input", headset.input_device), ("output", headset.output_device))
+    for kind, choice in wanted:
         try:
             chosen.setdefault(choose(choice, kind, devices).index, []).append(
                 "microphone" if kind == "input" else "earpiece")

@@ -51,7 +51,7 @@ def test_rules(app: App, sentences: tuple[str, ...], speaker: str) -> None:
         for rule in app.rule_book.refresh().phrase_rules():  # as a call would check it now
             if rule.spec.speaker not in (speaker, "any"):
                 continue
-            for match in rule.matcher.find(sentence):  # type: ignore[union-attr]
+            for match in rule.phrase_matcher.find(sentence):
                 found = True
                 verdict = "banned" if rule.spec.negate else "required, said"
                 how = "exact" if match.distance == 0 else f"{match.distance} edit(s) by pinyin"

@@ -85,8 +85,10 @@ def command(app: App) -> None:
     headset = Headset(settings.headset)
     try:
         if headset.check():
-            click.echo(f"headset: microphone {headset.input_device.describe()}, "  # type: ignore[union-attr]
-                       f"earpiece {headset.output_device.describe()}")  # type: ignore[union-attr]
+            microphone, earpiece = headset.input_device, headset.output_device
+            if microphone is None or earpiece is None:
+                raise RuntimeError("Headset.check() said yes without finding both devices")
+            click.echo(f"headset: microphone {microphone.describe()}, earpiece {earpiece.describe()}")
         else:
             click.echo(f"headset: off ({headset.off_reason})")
     except HeadsetError as exc:

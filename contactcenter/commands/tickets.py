@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 import click
 
 from contactcenter.app import App
-from contactcenter.output import emit_rows
+from contactcenter.output import Format, emit_rows
 from contactcenter.storage.models import Ticket
 from contactcenter.storage.tickets import TicketFilter, find_tickets
 
@@ -70,7 +70,7 @@ def list_tickets(app: App, since: datetime | None, until: datetime | None, agent
     now = datetime.now(zone)
     with app.store.session() as session:
         rows = [ticket_row(t, zone, now) for t in find_tickets(session, filters)]
-    fmt = "json" if as_json else "csv" if as_csv else "table"
+    fmt: Format = "json" if as_json else "csv" if as_csv else "table"
     emit_rows(rows, DETAIL if fmt != "table" else COLUMNS, fmt, title="tickets")
 
 

@@ -42,7 +42,7 @@ class StreamingRecorder:
         self.max_skew_bytes = int(max_skew_seconds * RATE) * SAMPLE_WIDTH
         path.parent.mkdir(parents=True, exist_ok=True)
         self._file = path.open("wb")
-        self._wav = wave.open(self._file, "wb")  # noqa: SIM115  (closed in close(), after the last flush)
+        self._wav = wave.open(self._file, "wb")  # closed in close(), after the last flush
         self._wav.setnchannels(2)
         self._wav.setsampwidth(SAMPLE_WIDTH)
         self._wav.setframerate(RATE)

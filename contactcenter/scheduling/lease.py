@@ -16,7 +16,7 @@ from datetime import datetime, timedelta, timezone
 from sqlalchemy import or_, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from contactcenter.storage.database import Database
+from contactcenter.storage.database import Database, rows_changed
 from contactcenter.storage.models import SchedulerLease
 
 LEASE_NAME = "callbacks"
@@ -38,11 +38,11 @@ class Lease:
         expires = now + timedelta(seconds=self.seconds)
         try:
             with self.database.session() as session:
-                changed = session.execute(
+                changed = rows_changed(session,
                     update(SchedulerLease)
                     .where(SchedulerLease.name == LEASE_NAME,
                            or_(SchedulerLease.holder == self.holder, SchedulerLease.expires_at < now))
-                    .values(holder=self.holder, expires_at=expires)).rowcount
+                    .values(holder=self.holder, expires_at=expires))
                 if changed == 1:
                     return True
                 if session.get(SchedulerLease, LEASE_NAME) is not None:

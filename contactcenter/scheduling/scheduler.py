@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -148,7 +148,7 @@ class CallbackScheduler:
         wanted = self.book.pending_due_times()
         jobs = {job.id: job for job in self._scheduler.get_jobs() if job.id.startswith(JOB_PREFIX)}
         added = moved = kept = 0
-        written: dict[int, object] = {}
+        written: dict[int, datetime] = {}
         for callback_id, due_at in wanted.items():
             job = jobs.pop(f"{JOB_PREFIX}{callback_id}", None)
             if job is not None and job.next_run_time == due_at:
@@ -159,7 +159,7 @@ class CallbackScheduler:
             added, moved = (added + 1, moved) if job is None else (added, moved + 1)
         for job_id in jobs:
             self._scheduler.remove_job(job_id)
-        self.book.mark_scheduled(written)  # type: ignore[arg-type]
+        self.book.mark_scheduled(written)
         return Reconciled(added, moved, len(jobs), kept, time.perf_counter() - started)
 
     def sweep(self) -> None:

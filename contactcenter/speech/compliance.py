@@ -18,7 +18,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from contactcenter.records import ComplianceReport, Direction, Leg, RuleHitRecord, RuleResult, UtteranceRecord
+from contactcenter.records import ComplianceReport, Direction, HitKind, Leg, RuleHitRecord, RuleResult, UtteranceRecord
 from contactcenter.speech.rules import Rule, RuleSet
 
 #: Seconds of audio a leg must have been recognised past a window's end before "missing" is declared;
@@ -85,7 +85,7 @@ class CallCompliance:
         with self._lock:
             self.utterances.append(utterance)
             for rule in self._rules_for(utterance.leg):
-                for match in rule.matcher.find(utterance.text):  # type: ignore[union-attr]
+                for match in rule.phrase_matcher.find(utterance.text):
                     found = _Found(rule.id, utterance.leg, round(utterance.time_at(match.start), 3),
                                    match.matched_text)
                     self._found.append(found)
@@ -105,7 +105,7 @@ class CallCompliance:
             for rule in self._rules_for(leg):
                 if not (rule.spec.negate and rule.spec.live):
                     continue
-                for match in rule.matcher.find(text):  # type: ignore[union-attr]
+                for match in rule.phrase_matcher.find(text):
                     key = (rule.id, match.phrase)
                     first = watch.first_seen.setdefault(key, at_s)
                     early_key = (leg, rule.id, match.phrase)
@@ -166,7 +166,7 @@ class CallCompliance:
             self._emit(rule, "violation" if rule.spec.negate else "satisfied", found.leg, found.at_s,
                        found.matched_text)
 
-    def _emit(self, rule: Rule, kind: str, leg: Leg | None, at_s: float | None, text: str) -> None:
+    def _emit(self, rule: Rule, kind: HitKind, leg: Leg | None, at_s: float | None, text: str) -> None:
         key = (rule.id, kind, at_s, text)
         if key in self._emitted:
             return
@@ -182,7 +182,7 @@ class CallCompliance:
     def _leg_progress(self, rule: Rule) -> float:
         if rule.spec.speaker == "any":
             return min(self._leg_time.values())
-        return self._leg_time[rule.spec.speaker]  # type: ignore[index]
+        return self._leg_time[rule.spec.speaker]
 
     def _close_windows(self) -> None:
         for rule in self.rules.phrase_rules():
@@ -201,23 +201,22 @@ class CallCompliance:
 
     def _verdict(self, rule: Rule, call_end: float, hung_up_first: str | None) -> RuleResult | None:
         spec = rule.spec
-        common = dict(rule_id=rule.id, severity=spec.severity, weight=spec.weight, description=spec.description)
         if not self._applies(rule):
             return None
         if spec.kind == "hangup_order":
             if hung_up_first is None:
                 return None
             passed = hung_up_first != "agent" if spec.expect_first == "customer" else hung_up_first != "customer"
-            evidence = () if passed else (self._finding(rule, "violation", None, call_end,
-                                                        f"hung_up_first={hung_up_first}"),)
-            return RuleResult(passed=passed, evidence=evidence, **common)
+            evidence: tuple[RuleHitRecord, ...] = () if passed else (
+                self._finding(rule, "violation", None, call_end, f"hung_up_first={hung_up_first}"),)
+            return _result(rule, passed, evidence)
         spans = rule.window.spans(self.events, call_end)
         if not spans:
             return None  # an event window whose event never happened
         in_window = [f for f in self._found_for(rule) if any(s <= f.at_s <= e for s, e in spans)]
         if spec.negate:
             evidence = tuple(self._finding(rule, "violation", f.leg, f.at_s, f.matched_text) for f in in_window)
-            return RuleResult(passed=not evidence, evidence=evidence, **common)
+            return _result(rule, not evidence, evidence)
         evidence_list = []
         for start, end in spans:
             inside = [f for f in in_window if start <= f.at_s <= end]
@@ -225,9 +224,9 @@ class CallCompliance:
                 self._finding(rule, "satisfied", inside[0].leg, inside[0].at_s, inside[0].matched_text) if inside
                 else self._finding(rule, "missing", None if spec.speaker == "any" else spec.speaker, round(end, 3), ""))
         passed = all(hit.kind == "satisfied" for hit in evidence_list)
-        return RuleResult(passed=passed, evidence=tuple(evidence_list), **common)
+        return _result(rule, passed, tuple(evidence_list))
 
-    def _finding(self, rule: Rule, kind: str, leg: Leg | None, at_s: float | None, text: str) -> RuleHitRecord:
+    def _finding(self, rule: Rule, kind: HitKind, leg: Leg | None, at_s: float | None, text: str) -> RuleHitRecord:
         """The finding reported live for this evidence, or a new one added to the call's list."""
         for index, hit in enumerate(self.findings):
             if index in self._reused or hit.rule_id != rule.id or hit.kind != kind or hit.leg != leg:
@@ -242,3 +241,9 @@ class CallCompliance:
         self.findings.append(hit)
         self._reused.add(len(self.findings) - 1)
         return hit
+
+
+def _result(rule: Rule, passed: bool, evidence: tuple[RuleHitRecord, ...]) -> RuleResult:
+    spec = rule.spec
+    return RuleResult(rule_id=rule.id, passed=passed, severity=spec.severity, weight=spec.weight,
+                      description=spec.description, evidence=evidence)

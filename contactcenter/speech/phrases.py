@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Literal
+from typing import Literal, cast
 
 from pypinyin import Style, lazy_pinyin
 
@@ -49,10 +49,19 @@ def normalise(text: str, variants: Mapping[str, str] | None = None) -> Normalise
     return NormalisedText(chars, tuple(positions))
 
 
+def _one_entry_per_char(run: str) -> list[str]:
+    return list(run)
+
+
+# pypinyin's stubs type an errors callback as returning str, but its converter takes a list too, one entry per
+# character (DefaultConverter.handle_nopinyin); a str would make the whole run one entry.
+_EACH_CHAR_ITSELF = cast(Callable[[str], str], _one_entry_per_char)
+
+
 @lru_cache(maxsize=65536)
 def syllables(text: str) -> tuple[str, ...]:
     """Toneless pinyin, one entry per character (non-Han characters stand for themselves)."""
-    return tuple(lazy_pinyin(text, style=Style.NORMAL, errors=lambda run: list(run)))
+    return tuple(lazy_pinyin(text, style=Style.NORMAL, errors=_EACH_CHAR_ITSELF))
 
 
 def edit_budget(length: int, strictness: Strictness = "normal") -> int:

@@ -94,17 +94,17 @@ class LegRecognizer:
         self._accept_buffer()
         # always: even after an endpoint Vosk may hold audio of a new utterance, which must not run on
         # into speech after the gap (its words would straddle the skipped silence)
-        self._final(self._recognizer.FinalResult())  # type: ignore[attr-defined]
+        self._final(self._recognizer.FinalResult())
         self._feeding = False
         self.skipped_samples += self.frame_bytes // 2
 
     def _accept(self, chunk: bytes) -> None:
-        if self._recognizer.AcceptWaveform(chunk):  # type: ignore[attr-defined]
-            self._final(self._recognizer.Result())  # type: ignore[attr-defined]
+        if self._recognizer.AcceptWaveform(chunk):
+            self._final(self._recognizer.Result())
             return
         if self.on_partial is None:
             return
-        text = json.loads(self._recognizer.PartialResult()).get("partial", "")  # type: ignore[attr-defined]
+        text = json.loads(self._recognizer.PartialResult()).get("partial", "")
         if text:
             self.on_partial(self.leg, text, (self._seen + self.frame_bytes // 2) / self.rate)
 
@@ -136,5 +136,5 @@ class LegRecognizer:
         if self._remainder:
             self.feed(b"\x00" * (self.frame_bytes - len(self._remainder)))
         self._accept_buffer()
-        self._final(self._recognizer.FinalResult())  # type: ignore[attr-defined]
+        self._final(self._recognizer.FinalResult())
         self.model.release(self.rate, self._recognizer, self._origin + self._fed)

@@ -46,7 +46,8 @@ class Window:
         event = match.group(7)
         if event not in EVENTS:
             raise ValueError(f"window {text!r}: unknown event {event!r} (expected one of {', '.join(EVENTS)})")
-        return cls(match.group(6), float(match.group(8)), event)  # type: ignore[arg-type]
+        kind: Literal["after", "before"] = "after" if match.group(6) == "after" else "before"  # what _WINDOW allows
+        return cls(kind, float(match.group(8)), event)
 
     def spans(self, events: dict[str, list[float]], call_end: float | None) -> list[tuple[float, float]] | None:
         """The time spans this window covers, given the events so far; None if it depends on an unknown
@@ -125,6 +126,13 @@ class Rule:
     @property
     def id(self) -> str:
         return self.spec.id
+
+    @property
+    def phrase_matcher(self) -> PhraseMatcher:
+        """The matcher of a phrase rule (what RuleSet.phrase_rules returns); an error for other kinds."""
+        if self.matcher is None:
+            raise ValueError(f"rule {self.id!r} is a {self.spec.kind} rule: it has no phrases to match")
+        return self.matcher
 
     @property
     def type(self) -> str:

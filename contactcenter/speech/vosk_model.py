@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import threading
 from pathlib import Path
+from typing import Protocol
 
 from contactcenter.speech.model_files import is_lfs_pointer
 
@@ -16,6 +17,16 @@ log = logging.getLogger(__name__)
 REQUIRED = ("am/final.mdl", "conf/model.conf")
 LARGE = ("am/final.mdl", "graph/Gr.fst", "graph/HCLr.fst", "graph/HCLG.fst", "ivector/final.ie", "rescore/G.fst")
 POOL_PER_RATE = 16
+
+
+class Recognizer(Protocol):
+    """What the desk uses of a ``vosk.KaldiRecognizer`` (Vosk ships no type information)."""
+
+    def AcceptWaveform(self, data: bytes) -> int: ...
+    def Result(self) -> str: ...
+    def PartialResult(self) -> str: ...
+    def FinalResult(self) -> str: ...
+    def Reset(self) -> None: ...
 
 
 class SpeechModelError(Exception):
@@ -47,7 +58,7 @@ class SpeechModel:
     def __init__(self, path: Path, model: object) -> None:
         self.path = path
         self.model = model
-        self._pool: dict[int, list[tuple[object, int]]] = {}
+        self._pool: dict[int, list[tuple[Recognizer, int]]] = {}
         self._pool_lock = threading.Lock()
 
     @classmethod
@@ -68,7 +79,7 @@ class SpeechModel:
                 log.info("speech model loaded from %s", path)
             return cls._loaded[path]
 
-    def acquire(self, rate: int) -> tuple[object, int]:
+    def acquire(self, rate: int) -> tuple[Recognizer, int]:
         """A recogniser for ``rate`` Hz and the samples it has already been fed (Vosk's times count from
         the recogniser's creation, across resets)."""
         with self._pool_lock:
@@ -82,9 +93,9 @@ class SpeechModel:
         recognizer.SetPartialWords(True)
         return recognizer, 0
 
-    def release(self, rate: int, recognizer: object, samples_fed: int) -> None:
+    def release(self, rate: int, recognizer: Recognizer, samples_fed: int) -> None:
         """Give a recogniser back, reset, for the next call (it stays warm)."""
-        recognizer.Reset()  # type: ignore[attr-defined]
+        recognizer.Reset()
         with self._pool_lock:
             pool = self._pool.setdefault(rate, [])
             if len(pool) < POOL_PER_RATE:

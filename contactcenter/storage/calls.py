@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
@@ -23,8 +25,8 @@ def agent_for(session: Session, extension: str) -> Agent | None:
     return agent
 
 
-def save_call(session: Session, call: CallRecord, transcript: list[UtteranceRecord] = (),
-              hits: list[RuleHitRecord] = (), report: ComplianceReport | None = None) -> int:
+def save_call(session: Session, call: CallRecord, transcript: Sequence[UtteranceRecord] = (),
+              hits: Sequence[RuleHitRecord] = (), report: ComplianceReport | None = None) -> int:
     """Store (or replace) the call with this SIP Call-ID with its transcript and findings; its id."""
     row = session.scalar(select(Call).where(Call.sip_call_id == call.sip_call_id))
     if row is None:

@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy import CursorResult, Engine, Update, create_engine, event, inspect
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -21,6 +21,12 @@ MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 
 class DatabaseUnavailable(Exception):
     """The database cannot be reached or used; the message says which URL and why."""
+
+
+def rows_changed(session: Session, statement: Update) -> int:
+    """How many rows an UPDATE changed. Session.execute is typed as returning a Result; for an UPDATE it is a
+    CursorResult, which has rowcount (the cast is SQLAlchemy's documented way to say so)."""
+    return cast(CursorResult[Any], session.execute(statement)).rowcount
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -88,14 +88,20 @@ class UndeliveredLog:
             rows = session.scalars(query.order_by(UndeliveredEvent.id)).all()
             return [PendingEvent(r.id, r.plugin, r.hook, r.payload, r.attempts) for r in rows]
 
+    def _database(self) -> Database:
+        """The database the events being marked came from (without one, pending() lists none)."""
+        if self.database is None:
+            raise RuntimeError("no database: undelivered hook calls are in the spool file, without ids to mark")
+        return self.database
+
     def mark_delivered(self, event_id: int) -> None:
-        with self.database.session() as session:  # type: ignore[union-attr]
+        with self._database().session() as session:
             row = session.get(UndeliveredEvent, event_id)
             if row is not None and row.delivered_at is None:
                 row.delivered_at = utcnow()
 
     def mark_failed(self, event_id: int, error: str) -> None:
-        with self.database.session() as session:  # type: ignore[union-attr]
+        with self._database().session() as session:
             row = session.get(UndeliveredEvent, event_id)
             if row is not None:
                 row.attempts += 1

@@ -70,12 +70,12 @@ class Call:
         self._call.write_audio(pcm16_8k)
 
     def playing_seconds(self) -> float:
-        clients = self._call.RTPClients
+        clients = self._call.media_streams
         return clients[0].pending_send_seconds() if clients else 0.0
 
     def stop_playing(self) -> None:
         """Drop what is still queued for the customer (a key pressed during an IVR prompt: barge-in)."""
-        for client in self._call.RTPClients:
+        for client in self._call.media_streams:
             client.clear_send()
 
     def read_dtmf(self) -> str:
@@ -85,21 +85,21 @@ class Call:
     def send_live(self, source: Callable[[], bytes] | None) -> None:
         """``source()`` is asked for 20 ms of line audio every time a packet goes to the customer and mixed
         with the queued prompts: the agent's microphone. None stops it."""
-        for client in self._call.RTPClients:
+        for client in self._call.media_streams:
             client.live_source = source
 
     def attach_media(self, media: CallMedia) -> None:
         """From now on the RTP threads push both legs and every DTMF digit into ``media``."""
         self._media = media
         self._call.on_dtmf = media.key_pressed
-        for index, client in enumerate(self._call.RTPClients):
+        for index, client in enumerate(self._call.media_streams):
             client.on_sent = media.agent_frame if index == 0 else None
             client.on_received = media.customer_frame if index == 0 else None
 
     def detach_media(self) -> None:
         """The call is over: the customer's last frames still in the jitter buffer go to the media too."""
         self._call.on_dtmf = None
-        for client in self._call.RTPClients:
+        for client in self._call.media_streams:
             client.on_sent = None
             client.push_received(flush=True)
             client.on_received = None

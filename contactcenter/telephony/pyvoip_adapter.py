@@ -31,14 +31,14 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, TypeGuard, TypeVar
 
 import numpy as np
 import pyVoIP
-import pyVoIP.VoIP  # noqa: F401  (1.6.8: pyVoIP.VoIP must be imported before pyVoIP.SIP)
+import pyVoIP.VoIP  # 1.6.8: pyVoIP.VoIP must be imported before pyVoIP.SIP
 from pyVoIP import RTP, SIP
 from pyVoIP.VoIP import VoIP as voip_module
 from pyVoIP.VoIP.VoIP import CallState, InvalidStateError, VoIPCall, VoIPPhone
@@ -57,6 +57,14 @@ CANONICAL_HEADERS = {name.lower(): name for name in (
 KNOWN_METHODS = ["INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "NOTIFY", "INFO", "UPDATE", "MESSAGE",
                  "SUBSCRIBE", "REFER", "PRACK", "REGISTER", "PUBLISH"]
 ALLOWED = "INVITE, ACK, BYE, CANCEL, OPTIONS, NOTIFY, INFO"
+
+
+T = TypeVar("T")
+
+
+def _all_instances(items: Sequence[object], kind: type[T]) -> TypeGuard[list[T]]:
+    """Whether every item is a ``kind``: narrows pyVoIP's lists typed with its base classes to our subclasses."""
+    return all(isinstance(item, kind) for item in items)
 
 
 def _debug_to_log(message: Any, printed: Any = None) -> None:
@@ -108,8 +116,10 @@ class DeskSIPMessage(SIP.SIPMessage):
         self.SIPCompatibleMethods = KNOWN_METHODS
         super().parse(data)
 
-    def parse_raw_header(self, headers_raw: list[bytes], handle: Callable[[str, Any], None]) -> None:  # type: ignore[override]
+    @staticmethod
+    def parse_raw_header(headers_raw: list[bytes], handle: Callable[[str, Any], None]) -> None:
         headers: dict[str, Any] = {"Via": []}
+        record_route: list[str] = []
         for raw in headers_raw:
             line = raw.decode("utf-8", errors="replace")
             if ":" not in line:
@@ -121,7 +131,7 @@ class DeskSIPMessage(SIP.SIPMessage):
             if name == "Via":
                 headers["Via"] += [v.strip() for v in value.split(",") if v.strip()]
             elif name == "Record-Route":
-                self.record_route += [v.strip() for v in value.split(",") if v.strip()]
+                record_route += [v.strip() for v in value.split(",") if v.strip()]
             elif name not in headers:
                 headers[name] = value
         for key, value in headers.items():
@@ -129,6 +139,14 @@ class DeskSIPMessage(SIP.SIPMessage):
                 handle(key, "")
                 continue
             handle(key, value)
+        if record_route:
+            handle("Record-Route", record_route)  # to parse_header below: kept whole, in order
+
+    def parse_header(self, header: str, data: Any) -> None:
+        if header == "Record-Route":
+            self.record_route = data  # every Record-Route (pyVoIP kept none)
+            return
+        super().parse_header(header, data)
 
     def parse_body(self, header: str, data: str) -> None:
         """An rtpmap or fmtp for a payload type the m= line does not offer is ignored (pyVoIP crashed)."""
@@ -160,6 +178,8 @@ def _one_body_split(data: bytes) -> bytes:
 
 class DeskSIPClient(SIP.SIPClient):
     """The SIP transaction layer with F2, F3, F4, F5 and F6 applied."""
+
+    phone: DeskVoIPPhone  # the only phone that makes one
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -208,7 +228,8 @@ class DeskSIPClient(SIP.SIPClient):
 
     def parse_message(self, message: SIP.SIPMessage) -> None:
         if message.type == SIP.SIPMessageType.RESPONSE:
-            call = self.phone.calls.get(message.headers.get("Call-ID"))
+            call_id = message.headers.get("Call-ID")
+            call = self.phone.calls.get(call_id) if call_id is not None else None
             if isinstance(call, DeskVoIPCall) and call.outbound:
                 if message.headers["CSeq"]["method"] == "INVITE":
                     call.invite_response(message)
@@ -236,7 +257,7 @@ class DeskSIPClient(SIP.SIPClient):
         super().parse_message(message)
 
     def _cancel(self, message: SIP.SIPMessage) -> None:
-        call = self.phone.calls.get(message.headers["Call-ID"])
+        call = self.phone.desk_call(message.headers["Call-ID"])
         if call is None:
             self.respond(message, 481, "Call/Transaction Does Not Exist")
             return
@@ -246,7 +267,7 @@ class DeskSIPClient(SIP.SIPClient):
             call.cancelled()
 
     def _bye_received(self, message: SIP.SIPMessage) -> None:
-        call = self.phone.calls.get(message.headers["Call-ID"])
+        call = self.phone.desk_call(message.headers["Call-ID"])
         if call is None:
             self.respond(message, 481, "Call/Transaction Does Not Exist")
             return
@@ -254,7 +275,9 @@ class DeskSIPClient(SIP.SIPClient):
         call.remote_hangup()
 
     def _reinvite(self, message: SIP.SIPMessage) -> None:
-        call = self.phone.calls[message.headers["Call-ID"]]
+        call = self.phone.desk_call(message.headers["Call-ID"])
+        if call is None:
+            raise KeyError(message.headers["Call-ID"])  # ended since parse_message saw it
         key = (call.call_id, message.headers["CSeq"]["check"])
         if key not in self._answers:
             if call.state == CallState.RINGING:
@@ -520,7 +543,10 @@ class DeskVoIPCall(VoIPCall):
     BUSY = {486, 600, 603}
     NO_ANSWER = {408, 480, 487}
 
-    def __init__(self, *args: Any, outbound: bool = False, **kwargs: Any) -> None:
+    phone: DeskVoIPPhone
+    sip: DeskSIPClient  # pyVoIP sets it to phone.sip
+
+    def __init__(self, phone: DeskVoIPPhone, *args: Any, outbound: bool = False, **kwargs: Any) -> None:
         self.created_at = datetime.now(timezone.utc)  # the INVITE has just arrived (or been sent)
         self.outbound = outbound
         self.outcome: str | None = None  # placed calls: answered | busy | no_answer | failed
@@ -531,7 +557,14 @@ class DeskVoIPCall(VoIPCall):
         self.hung_up_by: str | None = None
         self.end_reason = ""
         self.on_dtmf: Callable[[str], None] | None = None  # each digit as it arrives, pushed
-        super().__init__(*args, **kwargs)
+        super().__init__(phone, *args, **kwargs)
+
+    @property
+    def media_streams(self) -> list[DeskRTPClient]:
+        """``RTPClients`` as what they are: create_rtp_clients, where pyVoIP makes them, makes DeskRTPClients."""
+        if not _all_instances(self.RTPClients, DeskRTPClient):
+            raise TypeError(f"call {self.call_id}: a media stream is not a DeskRTPClient")
+        return self.RTPClients
 
     def dtmf_callback(self, code: str) -> None:
         """A digit (RFC 4733): kept for ``get_dtmf`` (IVRs read them) and pushed to ``on_dtmf``."""
@@ -641,37 +674,56 @@ class DeskVoIPCall(VoIPCall):
 
     def read_frame(self, flush: bool = False) -> bytes | None:
         """20 ms of the caller's audio (16-bit, 8 kHz), or None if it has not arrived yet."""
-        return self.RTPClients[0].read_frame(flush) if self.RTPClients else None
+        return self.media_streams[0].read_frame(flush) if self.RTPClients else None
 
 
 class DeskVoIPPhone(VoIPPhone):
     """pyVoIP's phone with the corrected SIP client and calls."""
 
+    sip: DeskSIPClient
+
     def __init__(self, server: str, port: int, username: str, password: str, *, myIP: str,
                  callCallback: Callable[[DeskVoIPCall], None] | None, sipPort: int, rtpPortLow: int,
                  rtpPortHigh: int) -> None:
-        super().__init__(server, port, username, password, myIP=myIP, callCallback=callCallback, sipPort=sipPort,
+        # pyVoIP's callCallback is typed for any VoIPCall and read only by _callback_MSG_Invite, overridden
+        # below; ours takes the DeskVoIPCalls this phone makes, so it is kept as on_call instead.
+        super().__init__(server, port, username, password, myIP=myIP, callCallback=None, sipPort=sipPort,
                          rtpPortLow=rtpPortLow, rtpPortHigh=rtpPortHigh)
+        self.on_call = callCallback
         self.sip = DeskSIPClient(server, port, username, password, phone=self, myIP=myIP, myPort=sipPort,
                                  callCallback=self.callback, fatalCallback=self.fatal)
 
-    def _callback_MSG_Invite(self, request: SIP.SIPMessage) -> None:  # noqa: N802  (pyVoIP's name)
+    def desk_call(self, call_id: str) -> DeskVoIPCall | None:
+        """The call with this Call-ID while it is on; _create_Call and place_call make only DeskVoIPCalls."""
+        call = self.calls.get(call_id)
+        if call is not None and not isinstance(call, DeskVoIPCall):
+            raise TypeError(f"call {call_id} is a {type(call).__name__}, not a DeskVoIPCall")
+        return call
+
+    def desk_calls(self) -> list[DeskVoIPCall]:
+        """The calls on now (a copy)."""
+        calls = list(self.calls.values())
+        if not _all_instances(calls, DeskVoIPCall):
+            raise TypeError("a call is not a DeskVoIPCall")
+        return calls
+
+    def _callback_MSG_Invite(self, request: SIP.SIPMessage) -> None:  # pyVoIP's name
         """A new call: 180 at once, then the desk's call thread at once (pyVoIP waited a fixed 1 s first,
         which made one ring of under a second impossible and skewed every ring count)."""
         call_id = request.headers["Call-ID"]
         if call_id in self.calls:
             return  # retransmission; re-INVITEs are handled by DeskSIPClient
-        if self.callCallback is None:
+        if self.on_call is None:
             self.sip.respond(request, 486, "Busy Here")
             return
         session_id = random.randint(1, 100000)
         self.sip.s.sendto(self.sip.gen_ringing(request).encode("utf8"), self.sip.reply_address(request))
         self._create_Call(request, session_id)
-        thread = threading.Thread(target=self.callCallback, args=(self.calls[call_id],), name=f"call {call_id}",
+        thread = threading.Thread(target=self.on_call, args=(self.calls[call_id],), name=f"call {call_id}",
                                   daemon=True)
         thread.start()
 
-    def _create_Call(self, request: SIP.SIPMessage, sess_id: int) -> None:  # noqa: N802  (pyVoIP's name)
+    def _create_Call(self, request: SIP.SIPMessage, sess_id: int) -> None:  # pyVoIP's name
         self.calls[request.headers["Call-ID"]] = DeskVoIPCall(self, CallState.RINGING, request, sess_id, self.myIP,
                                                               sendmode=self.recvmode)
 
@@ -686,5 +738,5 @@ class DeskVoIPPhone(VoIPPhone):
         self.sip.s.sendto(text, (self.server, self.port))
         return call
 
-    def _callback_MSG_Bye(self, request: SIP.SIPMessage) -> None:  # noqa: N802
+    def _callback_MSG_Bye(self, request: SIP.SIPMessage) -> None:
         """Handled in DeskSIPClient (with the right response); pyVoIP's own handler is not used."""

@@ -113,7 +113,7 @@ class Softphone:
 
     def stop(self) -> None:
         """Hang up calls in progress and deregister."""
-        for call in list(self.phone.calls.values()):
+        for call in self.phone.desk_calls():
             try:
                 if call.state == CallState.ANSWERED:
                     call.hangup()

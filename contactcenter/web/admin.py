@@ -117,9 +117,10 @@ def add_admin_routes(app: FastAPI, guards: Guards, settings: Settings, database:
         form = await request.form()
         guards.check_csrf(user, str(form.get("csrf", "")))
         try:
-            edit = RuleEdit(enabled=form.get("enabled") == "on", severity=form.get("severity") or None,
-                            weight=form.get("weight") or None,
-                            phrases=str(form["phrases"]).splitlines() if "phrases" in form else None)
+            edit = RuleEdit.model_validate({  # form fields are text: pydantic checks and converts them
+                "enabled": form.get("enabled") == "on", "severity": form.get("severity") or None,
+                "weight": form.get("weight") or None,
+                "phrases": str(form["phrases"]).splitlines() if "phrases" in form else None})
             apply(rule_id, edit, user)
         except ValidationError as exc:
             problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())

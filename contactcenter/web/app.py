@@ -126,8 +126,9 @@ def create_app(settings: Settings, database: Database) -> FastAPI:
     async def review_form(request: Request, call_id: int, user: Reviewer) -> Response:
         form = await request.form()
         check_csrf(user, str(form.get("csrf", "")))
-        verdicts = {key[len("verdict_"):]: str(value) for key, value in form.items()
-                    if key.startswith("verdict_") and value in ("agree", "disagree")}
+        verdicts: dict[str, Literal["agree", "disagree"]] = {
+            key[len("verdict_"):]: "agree" if value == "agree" else "disagree" for key, value in form.items()
+            if key.startswith("verdict_") and value in ("agree", "disagree")}
         save_review(call_id, user, ReviewIn(verdicts=verdicts, comment=str(form.get("comment", ""))))
         return RedirectResponse(f"/calls/{call_id}#reviews", status_code=303)
 
@@ -153,6 +154,8 @@ def create_app(settings: Settings, database: Database) -> FastAPI:
         if token is None:
             return JSONResponse({"detail": "wrong username or password"}, status_code=401)
         user = accounts.signed_in(token)
+        if user is None:
+            raise RuntimeError(f"the session just opened for {body.username!r} is not there")
         response = JSONResponse({"username": user.username, "role": user.role, "csrf_token": user.csrf_token})
         start_session(response, token)
         return response

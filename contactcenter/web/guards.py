@@ -4,6 +4,7 @@ page, report and live-view modules.
 No `from __future__ import annotations`: FastAPI reads these signatures.
 """
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, TypeVar
 
@@ -28,7 +29,7 @@ class NotSignedIn(Exception):
 class Guards:
     """Who is signed in, and whether they may: the dependencies every route declares."""
 
-    def __init__(self, accounts: Accounts, unmasked_roles: list[str]) -> None:
+    def __init__(self, accounts: Accounts, unmasked_roles: Sequence[str]) -> None:
         self.accounts = accounts
         self.unmasked_roles = tuple(unmasked_roles)
 

@@ -80,7 +80,8 @@ def add_live_routes(app: FastAPI, guards: Guards, settings: Settings, database: 
         """Server-sent events: a ``snapshot`` of the calls in progress, then every new event as it happens.
         Resumes after ``Last-Event-ID`` (or ``after``) without a snapshot."""
         unmasked = guards.unmasked(user)
-        resume = after if after is not None else (int(last_event_id) if (last_event_id or "").isdigit() else None)
+        resume = after if after is not None else (
+            int(last_event_id) if last_event_id is not None and last_event_id.isdigit() else None)
         if resume is None:
             events, cursor = await run_in_threadpool(snapshot, unmasked)
             yield ServerSentEvent(event="snapshot", id=str(cursor.last_id), data={"events": events}, retry=2000)

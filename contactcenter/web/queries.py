@@ -209,7 +209,7 @@ def call_detail(session: Session, call_id: int, zone: ZoneInfo, unmasked: bool) 
         "rings": call.rings_before_answer, "disposition": call.disposition, "hung_up_first": call.hung_up_first,
         "category": call.category or "", "purpose": shown(call.purpose), "score": call.compliance_score},
         recording=call.recording_path)
-    hits = [{"id": h.id, "rule_id": h.rule_id, "kind": h.kind, "severity": h.severity, "leg": h.leg,
+    hits: list[dict[str, Any]] = [{"id": h.id, "rule_id": h.rule_id, "kind": h.kind, "severity": h.severity, "leg": h.leg,
              "at_s": h.at_s, "matched_text": shown(h.matched_text), "live": h.live}
             for h in sorted(call.rule_hits, key=lambda h: (h.at_s is None, h.at_s or 0))]
     detail.findings = hits

@@ -32,6 +32,9 @@ connection = config.attributes.get("connection")
 if connection is not None:
     run_migrations(connection)
 else:
-    engine = create_engine(config.get_main_option("sqlalchemy.url"))
+    url = config.get_main_option("sqlalchemy.url")
+    if url is None:
+        raise RuntimeError("no connection handed over and no sqlalchemy.url configured")
+    engine = create_engine(url)
     with engine.begin() as conn:
         run_migrations(conn)
