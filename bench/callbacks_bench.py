@@ -22,7 +22,7 @@ sys.path.insert(0, str(REPO))
 
 from sqlalchemy import insert, update  # noqa: E402
 
-from contactcenter.scheduling.book import CallbackBook  # noqa: E402
+from contactcenter.callbacks.book import CallbackBook  # noqa: E402
 from contactcenter.scheduling.scheduler import CallbackScheduler  # noqa: E402
 from contactcenter.settings import load_settings  # noqa: E402
 from contactcenter.storage.database import Database  # noqa: E402

@@ -27,7 +27,7 @@ import os  # noqa: E402
 from contactcenter.audio.devices import rescan  # noqa: E402
 from contactcenter.audio.headset import LINE_FRAME, Headset  # noqa: E402
 from contactcenter.settings import HeadsetSettings  # noqa: E402
-from tests.sound import EARS, MIC, SoundServer  # noqa: E402
+from tests.helpers.sound import EARS, MIC, SoundServer  # noqa: E402
 
 
 def line_clock(frames: int, source: np.ndarray | None, bridge, sent: list[bytes]) -> None:
@@ -35,7 +35,7 @@ def line_clock(frames: int, source: np.ndarray | None, bridge, sent: list[bytes]
     pcm = (source * 32767).astype("<i2").tobytes() if source is not None else b""
     for n in range(frames):
         if bridge is not None:
-            chunk = pcm[n * LINE_FRAME * 2:(n + 1) * LINE_FRAME * 2]
+            chunk = pcm[n * LINE_FRAME * 2 : (n + 1) * LINE_FRAME * 2]
             if len(chunk) == LINE_FRAME * 2:
                 bridge.from_line(chunk)
             sent.append(bridge.line_frame())
@@ -72,10 +72,14 @@ def main() -> None:
         assert headset.check(), headset.off_reason
         idle, _ = cpu_per_second(args.seconds, None)
         busy, bridge = cpu_per_second(args.seconds, headset)
-        print(f"CPU: line clock alone {idle * 100:.2f} % of a core; with the bridge {busy * 100:.2f} % "
-              f"(the bridge: {(busy - idle) * 100:.2f} % of a core per call)")
-        print(f"  to the earpiece: {bridge.to_ears.stats}; to the line: {bridge.to_line.stats}; "
-              f"PortAudio over/underflow flags: {bridge.callback_problems}")
+        print(
+            f"CPU: line clock alone {idle * 100:.2f} % of a core; with the bridge {busy * 100:.2f} % "
+            f"(the bridge: {(busy - idle) * 100:.2f} % of a core per call)"
+        )
+        print(
+            f"  to the earpiece: {bridge.to_ears.stats}; to the line: {bridge.to_line.stats}; "
+            f"PortAudio over/underflow flags: {bridge.callback_problems}"
+        )
 
         server.use_defaults(EARS, f"{EARS}.monitor")  # the microphone hears the earpiece
         bridge = headset.claim(threading.Event())
@@ -89,16 +93,20 @@ def main() -> None:
         back = np.frombuffer(b"".join(sent), dtype="<i2").astype(np.float64)
         delays = []
         for start in range(8000, len(back) - 8000, 4000):  # every click, once the stream has settled
-            window = back[start:start + 4000]
+            window = back[start : start + 4000]
             if np.abs(window).max() > 1000:
                 delays.append((start + int(np.argmax(np.abs(window)))) % 4000)
         if delays:
             d = np.array(delays) / 8  # samples at 8 kHz to ms
-            print(f"round trip line → earpiece → microphone → line: p50 {np.median(d):.0f} ms, "
-                  f"p95 {np.percentile(d, 95):.0f} ms, max {d.max():.0f} ms over {len(d)} clicks "
-                  f"(includes the sound server's own loop)")
-        print(f"bridge estimate now: to the earpiece {estimate.to_ears * 1000:.0f} ms, "
-              f"to the line {estimate.to_line * 1000:.0f} ms")
+            print(
+                f"round trip line → earpiece → microphone → line: p50 {np.median(d):.0f} ms, "
+                f"p95 {np.percentile(d, 95):.0f} ms, max {d.max():.0f} ms over {len(d)} clicks "
+                f"(includes the sound server's own loop)"
+            )
+        print(
+            f"bridge estimate now: to the earpiece {estimate.to_ears * 1000:.0f} ms, "
+            f"to the line {estimate.to_line * 1000:.0f} ms"
+        )
     finally:
         server.use_defaults(EARS, f"{MIC}.monitor")
         server.stop()

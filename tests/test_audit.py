@@ -13,7 +13,6 @@ import soundfile
 from click.testing import CliRunner
 from sqlalchemy import select
 
-from conftest import REPO, desk_settings, speech_clip
 from contactcenter.cli import cli
 from contactcenter.qa.audit import audit_files, find_recordings, read_recording
 from contactcenter.speech.monitor import SpeechMonitor
@@ -21,6 +20,8 @@ from contactcenter.speech.rules import load_rules
 from contactcenter.speech.vosk_model import SpeechModel
 from contactcenter.storage import Database
 from contactcenter.storage.models import Call
+from tests.helpers.paths import REPO, speech_clip
+from tests.helpers.settings import desk_settings
 
 
 def clip(name: str) -> tuple[np.ndarray, int]:

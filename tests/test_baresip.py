@@ -7,7 +7,6 @@ import json
 import shutil
 import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,13 +14,16 @@ import numpy as np
 import pytest
 import soundfile
 
-from conftest import desk_settings, free_port, make_desk, speech_clip
+from contactcenter.audio.prompts import to_line_audio
 from contactcenter.storage import Database
 from contactcenter.telephony.desk import Desk
-from contactcenter.telephony.prompts import to_line_audio
 from contactcenter.telephony.registrar import LocalRegistrar
 from contactcenter.telephony.softphone import SipAccount, Softphone
-from tests.test_desk_calls import best_correlation
+from tests.helpers.paths import speech_clip
+from tests.helpers.ports import accepts_connections, free_port
+from tests.helpers.settings import desk_settings, make_desk
+from tests.helpers.signals import best_correlation
+from tests.helpers.waiting import wait_until
 
 pytestmark = pytest.mark.sip
 
@@ -51,14 +53,14 @@ class Baresip:
         self.log = (folder / "baresip.log").open("w")
         self.process = subprocess.Popen(["baresip", "-f", str(folder)], stdout=self.log, stderr=subprocess.STDOUT,
                                         stdin=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.ctrl_port), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.1)
-        time.sleep(1.0)  # registration
+        if not wait_until(lambda: self.registered() and accepts_connections(self.ctrl_port), 10, step=0.1):
+            self.stop()
+            pytest.fail("baresip did not start, register and listen for commands within 10 s:\n"
+                        + self.log_text()[-3000:])
+
+    def registered(self) -> bool:
+        """Kamailio has accepted its REGISTER: it logs ``2000@127.0.0.1: {0/UDP/v4} 200 OK (...) [1 binding]``."""
+        return any(" 200 OK " in line and "binding]" in line for line in self.log_text().splitlines())
 
     def command(self, command: str, params: str = "") -> None:
         body = json.dumps({"command": command, "params": params, "token": "t"}).encode()
@@ -113,11 +115,12 @@ def peers(tmp_path: Path) -> Iterator[dict]:
 def test_baresip_calls_the_desk_and_hears_the_greeting(peers: dict) -> None:
     baresip, desk = peers["baresip"], peers["desk"]
     baresip.command("dial", f"sip:1001@127.0.0.1:{peers['registrar'].port}")
-    deadline = time.monotonic() + 15
-    while not desk.active and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert desk.active, baresip.log_text()[-3000:]  # stock pyVoIP dropped baresip's INVITE without a word
-    time.sleep(7)
+    # stock pyVoIP dropped baresip's INVITE without a word
+    assert wait_until(lambda: desk.active, 15, step=0.1), baresip.log_text()[-3000:]
+    [call] = list(desk.active.values())
+    greeting_s = len(to_line_audio(peers["greeting"])) / 2 / 8000
+    # the whole greeting, and a second more, sent to baresip (on the call's own audio clock)
+    assert wait_until(lambda: call.control.media is not None and call.control.media.elapsed_s >= greeting_s + 1, 20)
     baresip.command("hangup")
     assert desk.wait_until_idle(15)
     [done] = desk.finished

@@ -1,5 +1,6 @@
 """[callbacks] auto_dial against real peers: the desk dials a SIPp callee through Kamailio when a callback
-comes due, plays the callback opening, and records the outcome (reached: done; busy: tried again later)."""
+comes due, plays the callback opening, and records the outcome (reached: done; busy: tried again later).
+The call it placed goes the way of a call taken: recorded, stored (as outbound) and published."""
 
 from __future__ import annotations
 
@@ -9,12 +10,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
+from sqlalchemy import select
 
 from contactcenter.app import App
-from contactcenter.scheduling.book import CallbackBook
+from contactcenter.callbacks.book import CallbackBook
 from contactcenter.scheduling.dialer import CallbackDialer
-from tests.factories import open_app
-from tests.test_desk_calls import dialler, outside, start_callee  # noqa: F401  (fixture used by name)
+from contactcenter.storage.models import Call, Ticket
+from contactcenter.telephony.desk import Desk
+from tests.helpers.factories import open_app
+from tests.helpers.sip import dialler, start_callee
 
 pytestmark = pytest.mark.sip
 
@@ -37,12 +41,29 @@ def test_a_due_callback_is_dialled_and_its_outcome_recorded(outside: dict, callb
     callback = book.add(phone="9001", due_at=due, reason="次日回访", kind="next_day")
     peer = start_callee(outside, scenario)
     phone = dialler(outside)
+    desk = Desk(callbacks_app.settings, callbacks_app.database, callbacks_app.plugins.publish, None, None)
+    desk.phone = phone
     try:
-        dialer = CallbackDialer(phone, callbacks_app.plugins.api_for("callbacks"), book, listen_seconds=2)
+        callbacks_app.plugins.attach_phone(desk)  # as `run` does: plugins place calls through the desk
+        dialer = CallbackDialer(callbacks_app.plugins.api_for("callbacks"), listen_seconds=2)
         assert dialer.dial(book.fire(callback.id)) == outcome
         peer.communicate(timeout=40)
+        assert desk.wait_until_idle(30)
     finally:
         phone.stop()
+    callbacks_app.plugins.bus.drain()
+    with callbacks_app.database.session() as session:
+        calls = session.scalars(select(Call)).all()
+        tickets = session.scalars(select(Ticket)).all()
+    if outcome == "answered":
+        [call] = calls  # the callback's own call, stored like a call taken
+        assert (call.direction, call.disposition, call.remote_number) == ("outbound", "completed", "9001")
+        recording, rate = soundfile.read(str(Path(callbacks_app.settings.general.data_dir) / call.recording_path))
+        opening = recording[: rate, 0]
+        assert rate == 8000 and np.sqrt(np.mean(opening ** 2)) > 0.1  # the agent leg: the opening was played
+        assert tickets == []  # it follows up a case: no new ticket, so no new callback either
+    else:
+        assert calls == []  # busy: nothing was said, nothing to store
     record = book.get(callback.id)
     assert record.state == state and record.attempts == 1 and record.last_outcome == outcome
     if state == "pending":

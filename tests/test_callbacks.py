@@ -11,21 +11,23 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from sqlalchemy import text as sql
 
-from conftest import REPO, desk_environment, desk_settings
 from contactcenter.app import App
-from contactcenter.scheduling.book import CallbackBook, CallbackError, CallbackFilter
-from contactcenter.scheduling.scheduler import CallbackScheduler
-from contactcenter.scheduling.workdays import WorkCalendar
+from contactcenter.callbacks.book import CallbackBook, CallbackError, CallbackFilter
+from contactcenter.callbacks.workdays import WorkCalendar
+from contactcenter.scheduling.scheduler import SWEEP_JOB, CallbackScheduler
 from contactcenter.settings import CallbackSettings
 from contactcenter.storage import Database
-from tests.factories import install_plugin, open_app, wait_until
+from tests.helpers.factories import install_plugin, open_app
+from tests.helpers.paths import REPO
+from tests.helpers.settings import desk_environment, desk_settings
+from tests.helpers.waiting import wait_until
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
@@ -209,6 +211,23 @@ def fired(log: Path) -> list[dict]:
     return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
 
 
+SWEEP_SECONDS = 0.5  # callbacks__sweep_seconds below
+
+
+def next_sweep(database: Database) -> float:
+    """When the running scheduler sweeps next (epoch seconds), from APScheduler's job store in the database:
+    it moves on by ``SWEEP_SECONDS`` each time the sweep job is run."""
+    with database.engine.connect() as connection:
+        return connection.execute(sql("SELECT next_run_time FROM apscheduler_jobs WHERE id = :id"),
+                                  {"id": SWEEP_JOB}).scalar() or 0.0
+
+
+def sweeps_pass(database: Database, count: int) -> bool:
+    """Wait until the scheduler has run ``count`` more sweeps (it may be in the last one)."""
+    start = next_sweep(database)
+    return wait_until(lambda: next_sweep(database) >= start + count * SWEEP_SECONDS, 10 + count * SWEEP_SECONDS)
+
+
 @pytest.fixture
 def scheduler_env(desk: Path, database_url: str, tmp_path: Path) -> dict:
     site = tmp_path / "site"
@@ -216,14 +235,14 @@ def scheduler_env(desk: Path, database_url: str, tmp_path: Path) -> dict:
     install_plugin(site, "recorder", RECORDER)
     log = tmp_path / "fired.jsonl"
     env = {k: v for k, v in os.environ.items() if not k.startswith("CONTACTCENTER_")}
-    env.update(desk_environment(database_url, callbacks__sweep_seconds="0.5",
+    env.update(desk_environment(database_url, callbacks__sweep_seconds=str(SWEEP_SECONDS),
                                 callbacks__scheduler_lease_seconds="2"))
     env.update({"CONTACTCENTER_SETTINGS": str(desk), "CONTACTCENTER_PLUGINS__ENABLED": '["recorder"]',
                 "PYTHONPATH": f"{site}{os.pathsep}{REPO}", "CALLBACK_LOG": str(log)})
     settings = desk_settings(desk, database_url)
     database = Database(settings.database_url)
     database.upgrade()
-    yield {"env": env, "log": log, "book": CallbackBook(database, settings), "cwd": tmp_path}
+    yield {"env": env, "log": log, "book": CallbackBook(database, settings), "database": database, "cwd": tmp_path}
     database.dispose()
 
 
@@ -237,11 +256,11 @@ def test_a_scheduler_killed_mid_way_and_restarted_loses_nothing_and_doubles_noth
         first.send_signal(signal.SIGKILL)  # no clean shutdown: the lease stays held until it expires
         first.wait(timeout=10)
         seen_at_kill = len(fired(scheduler_env["log"]))
-        time.sleep(3)  # callbacks come due while nothing runs
+        assert wait_until(book.overdue_pending, 15)  # callbacks come due while nothing runs
         second = start_scheduler(scheduler_env["env"], scheduler_env["cwd"])
         try:
             assert wait_until(lambda: len(fired(scheduler_env["log"])) >= 6, 40)
-            time.sleep(1.5)  # a few more sweeps: nothing fires twice
+            assert sweeps_pass(scheduler_env["database"], 4)  # a few more sweeps: nothing fires twice
         finally:
             second.send_signal(signal.SIGINT)
             output, _ = second.communicate(timeout=30)
@@ -269,7 +288,7 @@ def test_two_schedulers_on_one_postgresql_database_fire_each_callback_once(sched
         standby = b if active is a else a
         active.send_signal(signal.SIGKILL)  # the standby takes over once the lease expires
         assert wait_until(lambda: len(fired(scheduler_env["log"])) >= 8, 40)
-        time.sleep(1.5)
+        assert sweeps_pass(scheduler_env["database"], 4)  # a few more sweeps: nothing fires twice
     finally:
         for process in (a, b):
             if process.poll() is None:

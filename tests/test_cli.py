@@ -108,7 +108,7 @@ def test_plugins_install_reports_a_pip_failure(tmp_path: Path) -> None:
 def test_prompts_are_built_from_the_script_and_recordings_kept(desk: Path) -> None:
     import soundfile
 
-    from contactcenter.telephony.prompts import to_line_audio
+    from contactcenter.audio.prompts import to_line_audio
 
     folder = desk.parent / "scripts_zh" / "prompts"
     recorded = folder / "closing.wav"

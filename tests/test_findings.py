@@ -56,3 +56,16 @@ def test_every_piece_of_evidence_is_in_the_findings_once(rules) -> None:
                                                                                   for f in call.findings}
     again = call.report(40.0, "agent")  # reporting again adds nothing
     assert again == report and len(call.findings) == len(keys)
+
+
+def test_a_call_the_desk_placed_is_checked_by_the_rules_for_calls_placed(rules) -> None:
+    """A callback or survey opens with a recorded prompt: greeting, closing and hang-up order are rules for
+    calls taken; banned phrases apply to every call."""
+    placed = CallCompliance(rules, CallFacts(direction="outbound"), on_hit=lambda hit: None)
+    placed.add_utterance(said("agent", 2.0, "为了", "提高", "服务", "质量"))
+    placed.add_utterance(said("agent", 20.0, "这个", "我", "不", "知道"))
+    report = placed.report(40.0, "agent")
+    assert {r.rule_id for r in report.results} == {"banned_phrases"}
+    assert report.failed[0].rule_id == "banned_phrases"
+    taken = CallCompliance(rules, CallFacts(direction="inbound"), on_hit=lambda hit: None)
+    assert {"greeting", "closing", "customer_hangs_up_first"} <= {r.rule_id for r in taken.report(40.0, "agent").results}

@@ -1,5 +1,5 @@
 """The headset bridge on real PortAudio: a PulseAudio server with null sinks stands in for the sound card
-(tests/sound.py). Known signals go in one side and are measured on the other: frequency, level, silence
+(tests/helpers/sound.py). Known signals go in one side and are measured on the other: frequency, level, silence
 when muted, hold music when held, a round trip through the sound server, drift against a skewed line
 clock. Device choice is tested on PortAudio's real device list and on lists of the same shape."""
 
@@ -20,7 +20,8 @@ from contactcenter.audio.devices import Device, HeadsetError, NoAudio, choose, l
 from contactcenter.audio.elastic import MAX_CORRECTION
 from contactcenter.audio.headset import LINE_FRAME, Headset, HeadsetBridge
 from contactcenter.settings import HeadsetSettings
-from tests.sound import EARS, MIC, RATE, SoundServer, dominant_frequency, rms_dbfs, tone
+from tests.helpers.signals import dominant_frequency, rms_dbfs, tone
+from tests.helpers.sound import EARS, MIC, RATE, SoundServer
 
 LINE_RATE = 8000
 
@@ -57,7 +58,7 @@ class LineClock:
             if on_frame is not None:
                 on_frame(n)
             delay = started + (n + 1) * 0.02 / self.speed - time.monotonic()
-            if delay > 0:
+            if delay > 0:  # must be real time: the bridge is measured against the sound card's own clock
                 time.sleep(delay)
 
 

@@ -5,28 +5,23 @@ goes to the caller, hold and mute act on the line and the hold events reach the 
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
 import soundfile
 
-from conftest import desk_settings, free_port
 from contactcenter.audio.headset import Headset
 from contactcenter.speech.monitor import SpeechMonitor
 from contactcenter.speech.rules import load_rules
 from contactcenter.telephony.desk import Desk
 from contactcenter.telephony.softphone import SipAccount, Softphone
-from tests.sound import EARS, MIC, RATE, SoundServer, dominant_frequency, rms_dbfs, tone
-from tests.test_desk_calls import line, run_sipp  # noqa: F401  (the fixture is used by name)
+from tests.helpers.ports import free_port
+from tests.helpers.settings import desk_settings
+from tests.helpers.signals import dominant_frequency, rms_dbfs, tone
+from tests.helpers.sip import sipp_call
+from tests.helpers.sound import EARS, MIC, RATE, SoundServer
+from tests.helpers.waiting import wait_until
 
 pytestmark = pytest.mark.sip
-
-
-def wait_for(condition, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.02)
 
 
 def test_a_call_on_the_headset_with_hold(line: dict, sound_server: SoundServer, korean_model) -> None:
@@ -46,17 +41,24 @@ def test_a_call_on_the_headset_with_hold(line: dict, sound_server: SoundServer, 
     recorder = sound_server.record(f"{EARS}.monitor")
     microphone = sound_server.play(MIC, tone(1000, 20, RATE, level=0.3))
     results: list = []
-    caller = threading.Thread(target=lambda: results.append(run_sipp(line, "uac_call.xml", talk_ms=14000)))
+    caller = threading.Thread(target=lambda: results.append(sipp_call(line, "uac_call.xml", talk_ms=14000)))
     caller.start()
     try:
-        wait_for(lambda: desk.headset_call() is not None, 10)
+        assert wait_until(lambda: desk.headset_call() is not None, 10, step=0.02)
+        on_headset = desk.headset_call()
+        media = on_headset.control.media
+        assert media is not None
         # the greeting has started, then been played (the call is on the headset a moment before it starts)
-        wait_for(lambda: desk.headset_call().call.playing_seconds() > 0, 15)
-        wait_for(lambda: desk.headset_call().call.playing_seconds() == 0, 15)
-        time.sleep(1.5)
-        assert desk.set_hold(True)
-        time.sleep(2)
-        assert desk.set_hold(False)
+        assert wait_until(lambda: on_headset.call.playing_seconds() > 0, 15, step=0.02)
+        assert wait_until(lambda: on_headset.call.playing_seconds() == 0, 15, step=0.02)
+        # 1.5 s of the microphone to the caller, then a 2 s hold: timed on the call's own audio clock (the
+        # frames the caller is sent, which the hold events are timed by too), not on the test's wall clock
+        talking_since = media.elapsed_s
+        assert wait_until(lambda: media.elapsed_s >= talking_since + 1.5, 10, step=0.02)
+        assert desk.current_control().hold(True)
+        held_since = media.elapsed_s
+        assert wait_until(lambda: media.elapsed_s >= held_since + 2.0, 10, step=0.02)
+        assert desk.current_control().hold(False)
         caller.join(timeout=40)
         assert desk.wait_until_idle(60)
     finally:

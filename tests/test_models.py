@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from conftest import REPO
 from contactcenter.cli import cli
 from contactcenter.speech.model_files import ModelError, ModelFile, ModelManifest, fetch_model, verify_model
+from tests.helpers.paths import REPO
 
 LFS_POINTER = (b"version https://git-lfs.github.com/spec/v1\n"
                b"oid sha256:91eda2c04c4f599361cb92b0e5298ccdf6b3c7a1fa52bfcefcd2c4e07aa1c131\nsize 15901896\n")

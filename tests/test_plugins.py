@@ -1,4 +1,5 @@
-"""The plugin system: real entry points, every hook delivered, and isolation of plugins that misbehave.
+"""The plugin system: real entry points, every hook delivered, isolation of plugins that misbehave (a slow one
+delays nobody else), the one list of built-in plugins, and switching plugins on and off in settings.toml.
 
 Test plugins are real distributions: a module and a ``.dist-info`` folder with ``entry_points.txt`` on
 ``sys.path``, found by ``importlib.metadata`` exactly as a pip-installed plugin is.
@@ -6,8 +7,13 @@ Test plugins are real distributions: a module and a ``.dist-info`` folder with `
 
 from __future__ import annotations
 
+import importlib
 import inspect
+import json
 import re
+import subprocess
+import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,16 +22,18 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from conftest import REPO, desk_settings
-from contactcenter import hookspecs
 from contactcenter.cli import cli
-from contactcenter.dispatch import decode_event, encode_event
-from contactcenter.plugins import PluginHost
-from contactcenter.settings import SettingsError
+from contactcenter.hooks import spec
+from contactcenter.hooks.delivery import decode_event, encode_event
+from contactcenter.hooks.host import BUILT_IN_PLUGINS, PluginHost, describe_plugins
+from contactcenter.settings import SettingsError, load_settings
 from contactcenter.storage import Database
-from tests.factories import RECORDER, event_arguments, install_plugin
+from tests.helpers.factories import RECORDER, event_arguments, install_plugin
+from tests.helpers.paths import REPO
+from tests.helpers.settings import desk_settings
+from tests.helpers.waiting import wait_until
 
-ALL_HOOKS = [name for name, value in vars(hookspecs).items()
+ALL_HOOKS = [name for name, value in vars(spec).items()
              if callable(value) and hasattr(value, "contactcenter_spec")]
 
 HostFactory = Callable[..., PluginHost]
@@ -81,18 +89,18 @@ def recorder(site: Path, make_host: HostFactory) -> PluginHost:
 
 def test_every_hook_is_documented_in_its_spec() -> None:
     for hook in ALL_HOOKS:
-        spec = getattr(hookspecs, hook)
-        doc = inspect.getdoc(spec) or ""
+        hookspec = getattr(spec, hook)
+        doc = inspect.getdoc(hookspec) or ""
         assert len(doc) > 40, f"{hook} has no real docstring"
-        for parameter in inspect.signature(spec).parameters:
+        for parameter in inspect.signature(hookspec).parameters:
             assert f":param {parameter}:" in doc, f"{hook}: parameter {parameter} is not documented"
-        assert "Return value" in doc or hook in hookspecs.EVENT_HOOKS, f"{hook}: return value not documented"
+        assert "Return value" in doc or hook in spec.EVENT_HOOKS, f"{hook}: return value not documented"
 
 
 def test_every_hook_is_in_the_plugin_guide_with_an_example() -> None:
     guide = (REPO / "docs" / "plugin_hooks.md").read_text(encoding="utf-8")
     for hook in ALL_HOOKS:
-        parameters = ", ".join(inspect.signature(getattr(hookspecs, hook)).parameters)
+        parameters = ", ".join(inspect.signature(getattr(spec, hook)).parameters)
         heading = f"## {hook}({parameters})"
         assert heading in guide, f"docs/plugin_hooks.md lacks the section {heading!r}"
         section = guide.split(heading, 1)[1].split("\n## ", 1)[0]
@@ -100,13 +108,13 @@ def test_every_hook_is_in_the_plugin_guide_with_an_example() -> None:
 
 
 def test_every_hook_has_a_test() -> None:
-    tests = set(re.findall(r"^def (test_hook_\w+)\(", Path(__file__).read_text(encoding="utf-8"), re.M))
+    tests = set(re.findall(r"^def (test_hook_\w+)\(", Path(__file__).read_text(encoding="utf-8"), re.MULTILINE))
     missing = {f"test_hook_{hook}" for hook in ALL_HOOKS} - tests
     assert not missing, f"hooks without a test: {sorted(missing)}"
 
 
 def test_event_hooks_are_exactly_the_non_registration_hooks() -> None:
-    assert set(hookspecs.EVENT_HOOKS) == set(ALL_HOOKS) - {"register_commands", "register_settings"}
+    assert set(spec.EVENT_HOOKS) == set(ALL_HOOKS) - {"register_commands", "register_settings"}
 
 
 # ----------------------------------------------------------------------------------- every hook delivered
@@ -279,10 +287,8 @@ def test_a_plugin_that_hangs_is_cut_off_and_others_still_run(site: Path, make_ho
     assert [p.hook for p in host.undelivered.pending("hanger")] == ["call_ended", "call_ended"]
 
     host.pm.get_plugin("hanger").RELEASE.set()  # the first call finishes late: it did deliver after all
-    deadline = time.monotonic() + 10
-    while len(host.undelivered.pending("hanger")) != 1 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert len(host.undelivered.pending("hanger")) == 1  # only the one never started is left
+    # only the one never started is left
+    assert wait_until(lambda: len(host.undelivered.pending("hanger")) == 1, 10)
     assert host.dispatcher.replay().delivered
     assert len(recorded(host, "hanger")) == 2
 
@@ -297,6 +303,121 @@ def test_publishing_never_waits_for_a_hanging_plugin(site: Path, make_host: Host
     host.pm.get_plugin("hanger").RELEASE.set()
     host.bus.drain()
     assert len(recorded(host, "hanger")) == 20
+
+
+SLEEPER = """
+    import time
+    from contactcenter import hookimpl
+    SLOW = [True]  # only the first call is slow
+    CALLS = []
+
+    @hookimpl
+    def call_ended(call):
+        if SLOW[0]:
+            SLOW[0] = False
+            time.sleep(3.0)
+        CALLS.append(call.sip_call_id)
+"""
+
+WATCHER = """
+    import threading
+    import time
+    from contactcenter import hookimpl
+    CALLS = []  # (sip_call_id, when received: time.monotonic())
+    ALL_THREE = threading.Event()
+
+    @hookimpl
+    def call_ended(call):
+        CALLS.append((call.sip_call_id, time.monotonic()))
+        if len(CALLS) == 3:
+            ALL_THREE.set()
+"""
+
+
+def ended_calls(count: int) -> list[dict]:
+    base = event_arguments("call_ended")
+    return [{**base, "call": base["call"].model_copy(update={"sip_call_id": f"call-{n}"})} for n in range(count)]
+
+
+def test_a_plugin_that_sleeps_past_its_timeout_does_not_delay_another_plugins_delivery(
+        site: Path, make_host: HostFactory) -> None:
+    install_plugin(site, "sleeper", SLEEPER)
+    install_plugin(site, "watcher", WATCHER)
+    # The sleeper is registered last, so pluggy's order (and the old one-thread delivery) served it first.
+    host = make_host(["watcher", "sleeper"], timeout=1.0)
+    sleeper, watcher = host.pm.get_plugin("sleeper"), host.pm.get_plugin("watcher")
+    events = ended_calls(3)
+
+    published = time.monotonic()
+    for arguments in events:
+        host.bus.publish("call_ended", **arguments)
+
+    assert watcher.ALL_THREE.wait(timeout=1.0), "the watcher waited for the sleeping plugin"
+    assert [call for call, _ in watcher.CALLS] == ["call-0", "call-1", "call-2"]
+    first_received = watcher.CALLS[0][1] - published
+    assert first_received < 0.5  # the sleeper sleeps 3 s; delivered one after the other it would be >= 1 s
+    assert sleeper.CALLS == []  # still asleep in call-0
+
+    host.bus.drain()  # the sleeper: call-0 timed out, call-1 and call-2 went straight to the undelivered log
+    pending = host.undelivered.pending("sleeper")
+    assert [decode_event(p.hook, p.payload)["call"].sip_call_id for p in pending] == ["call-0", "call-1", "call-2"]
+    # call-0 finishes late: delivered after all, so only the two never started are left to replay
+    assert wait_until(lambda: len(host.undelivered.pending("sleeper")) == 2, 10)
+    assert sleeper.CALLS == ["call-0"]
+    result = host.dispatcher.replay("sleeper")
+    assert len(result.delivered) == 2 and not result.failed
+    assert sleeper.CALLS == ["call-0", "call-1", "call-2"]  # replayed in the order they happened
+    assert host.undelivered.pending() == []
+
+
+JITTERY = """
+    import time
+    from contactcenter import hookimpl
+    CALLS = []
+
+    @hookimpl
+    def utterance(call, utterance):
+        time.sleep(0.002 * (len(CALLS) % 3))  # uneven work per event
+        CALLS.append(utterance.start_s)
+"""
+
+
+def test_each_plugin_gets_the_events_in_the_order_they_were_published(site: Path, make_host: HostFactory) -> None:
+    install_plugin(site, "jittery", JITTERY)
+    install_plugin(site, "recorder", RECORDER)
+    host = make_host(["jittery", "recorder"])
+    base = event_arguments("utterance")
+    starts = [float(n) for n in range(60)]
+    publishers = [threading.Thread(target=lambda part=part: [
+        host.bus.publish("utterance", call=base["call"], utterance=base["utterance"].model_copy(update={"start_s": s}))
+        for s in part]) for part in (starts[:30], starts[30:])]
+    for thread in publishers:  # two publishing threads at once: every plugin still sees one and the same order
+        thread.start()
+    for thread in publishers:
+        thread.join()
+    host.bus.drain()
+    jittery = host.pm.get_plugin("jittery").CALLS
+    recorder = [received["utterance"].start_s for _, received in recorded(host, "recorder")]
+    assert sorted(jittery) == starts and jittery == recorder
+    assert [s for s in jittery if s < 30] == starts[:30] and [s for s in jittery if s >= 30] == starts[30:]
+
+
+TICKETER = """
+    from contactcenter import hookimpl
+
+    @hookimpl
+    def call_ended(call, api):
+        api.create_ticket(call_id=None, category="投诉", caller_phone=call.remote_number)
+"""
+
+
+def test_drain_waits_for_the_events_deliveries_publish_in_turn(site: Path, make_host: HostFactory) -> None:
+    install_plugin(site, "ticketer", TICKETER)
+    install_plugin(site, "recorder", RECORDER)
+    host = make_host(["ticketer", "recorder"])
+    host.bus.publish("call_ended", **event_arguments("call_ended"))
+    host.bus.drain()
+    assert [hook for hook, _ in recorded(host, "recorder")] == ["call_ended", "ticket_created"]
 
 
 def test_a_plugin_that_fails_to_import_does_not_stop_the_others(site: Path, make_host: HostFactory) -> None:
@@ -341,7 +462,7 @@ def test_an_undelivered_event_is_spooled_when_the_database_is_down(site: Path, m
 
 
 def test_events_survive_a_json_round_trip() -> None:
-    for hook in hookspecs.EVENT_HOOKS:
+    for hook in spec.EVENT_HOOKS:
         arguments = event_arguments(hook)
         assert decode_event(hook, encode_event(hook, arguments)) == arguments
 
@@ -370,3 +491,83 @@ def test_plugins_list_and_replay_on_the_command_line(site: Path, desk: Path, tmp
     assert runner.invoke(cli, ["db", "upgrade"], env=env).exit_code == 0
     replayed = runner.invoke(cli, ["plugins", "replay"], env=env)
     assert replayed.exit_code == 0 and "delivered 0, still failing 0" in replayed.output
+
+
+# ------------------------------------------------------------------------------------ the hooks package
+
+
+def test_the_built_in_plugins_are_listed_once_and_registered_by_every_desk(desk: Path, tmp_path: Path) -> None:
+    from contactcenter.app import App
+
+    for name, module in BUILT_IN_PLUGINS.items():
+        assert importlib.import_module(module).NAME == name
+    app = App(desk)
+    app.__dict__["settings"] = desk_settings(desk, f"sqlite:///{tmp_path / 'store.db'}")
+    try:
+        registered = {name for name, _ in app.plugins.pm.list_name_plugin()}
+    finally:
+        app.close()
+    assert set(BUILT_IN_PLUGINS) <= registered
+    described = {info.name: info for info in describe_plugins(app.settings)}
+    assert all(described[name].status == "built in" and described[name].hooks for name in BUILT_IN_PLUGINS)
+
+
+def test_the_hooks_package_imports_only_downward() -> None:
+    """Importing the whole plugin contract loads no layer above it (telephony, speech, scheduling, web ...)."""
+    probe = ("import json, sys; import contactcenter.hooks.host, contactcenter.hooks.api; "
+             "print(json.dumps(sorted(m for m in sys.modules if m.startswith('contactcenter'))))")
+    loaded = json.loads(subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
+                                       cwd=REPO).stdout)
+    above = {"telephony", "speech", "scheduling", "web", "qa", "app", "commands", "cli", "media"}
+    assert not [m for m in loaded if m.split(".")[1:2] and m.split(".")[1] in above], loaded
+    spec_only = "import json, sys; import contactcenter.hooks.spec; print(json.dumps(sorted(sys.modules)))"
+    assert "contactcenter.hooks.api" not in json.loads(subprocess.run(  # the spec names the API for typing only
+        [sys.executable, "-c", spec_only], capture_output=True, text=True, check=True, cwd=REPO).stdout)
+
+
+# ------------------------------------------------------------------------------ plugins enable / disable
+
+
+def test_plugins_enable_and_disable_edit_settings_and_keep_its_comments(site: Path, desk: Path) -> None:
+    install_plugin(site, "recorder", RECORDER)
+    runner = CliRunner()
+    env = {"CONTACTCENTER_SETTINGS": str(desk), "CONTACTCENTER_PLUGINS__ENABLED": None}
+    original = desk.read_text(encoding="utf-8")
+    assert '# names of installed plugins' in original and 'enabled = ["tickets"]' in original
+
+    enabled = runner.invoke(cli, ["plugins", "enable", "recorder"], env=env)
+    assert enabled.exit_code == 0, enabled.output
+    assert "enabled recorder" in enabled.output
+    text = desk.read_text(encoding="utf-8")
+    assert load_settings(desk, {}).plugins.enabled == ["tickets", "recorder"]
+    changed = [(a, b) for a, b in zip(original.splitlines(), text.splitlines()) if a != b]
+    assert len(original.splitlines()) == len(text.splitlines()) and len(changed) == 1  # only that line
+    assert changed[0][1].startswith('enabled = ["tickets", "recorder"]')
+    assert changed[0][1].endswith("# names of installed plugins (entry-point group \"contactcenter\") to run")
+
+    again = runner.invoke(cli, ["plugins", "enable", "recorder"], env=env)
+    assert again.exit_code == 0 and "already enabled" in again.output
+    assert desk.read_text(encoding="utf-8") == text
+
+    disabled = runner.invoke(cli, ["plugins", "disable", "recorder"], env=env)
+    assert disabled.exit_code == 0, disabled.output
+    assert load_settings(desk, {}).plugins.enabled == ["tickets"]
+    assert "# names of installed plugins" in desk.read_text(encoding="utf-8")
+    assert "# Every ended call becomes a ticket" in desk.read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize(("args", "exit_code", "message"), [
+    (["enable", "ghost"], 1, "no plugin named 'ghost' is installed"),
+    (["disable", "ghost"], 1, "no plugin named 'ghost' is installed or enabled"),
+    (["enable", "callbacks"], 0, "callbacks is built in and always on"),
+    (["disable", "live_view"], 1, "live_view is built in and always on; it cannot be disabled"),
+    (["disable", "survey"], 0, "survey is not enabled"),
+])
+def test_plugins_enable_and_disable_refuse_what_they_cannot_do_and_leave_the_file_alone(
+        desk: Path, args: list[str], exit_code: int, message: str) -> None:
+    before = desk.read_bytes()
+    result = CliRunner().invoke(cli, ["plugins", *args],
+                                env={"CONTACTCENTER_SETTINGS": str(desk), "CONTACTCENTER_PLUGINS__ENABLED": None})
+    assert result.exit_code == exit_code, result.output
+    assert message in result.output and len(result.output.strip().splitlines()) == 1, result.output
+    assert desk.read_bytes() == before

@@ -15,11 +15,11 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from conftest import free_port
 from contactcenter.audio.g711 import alaw_to_pcm16
 from contactcenter.telephony.pyvoip_adapter import DeskRTPClient, DeskSIPMessage, DeskVoIPPhone  # imports pyVoIP in the order it needs
 from pyVoIP import RTP, SIP  # noqa: E402
 from pyVoIP.VoIP.VoIP import CallState, VoIPPhone  # noqa: E402
+from tests.helpers.ports import free_port
 
 BARESIP_LIKE_INVITE = (
     "INVITE sip:1001@127.0.0.1:{phone_port} SIP/2.0\r\n"

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import soundfile
 
-from conftest import speech_clip
+from contactcenter.audio.silence import SilenceGate, frame_dbfs
 from contactcenter.records import UtteranceRecord
 from contactcenter.speech.recognizer import LegRecognizer
-from contactcenter.audio.silence import SilenceGate, frame_dbfs
 from contactcenter.speech.vosk_model import SpeechModel, SpeechModelError, check_model_folder
+from tests.helpers.paths import speech_clip
 
 
 def pcm(path: Path) -> tuple[np.ndarray, int]:

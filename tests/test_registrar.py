@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import free_port
 from contactcenter.telephony.registrar import LocalRegistrar, RegistrarError, sip_options_ping
+from tests.helpers.ports import free_port
 
 pytestmark = pytest.mark.sip
 

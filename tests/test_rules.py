@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO
 from contactcenter.records import UtteranceRecord, WordRecord
 from contactcenter.settings import SettingsError, load_settings
 from contactcenter.speech.compliance import CallCompliance, CallFacts
 from contactcenter.speech.phrases import PhraseMatcher, edit_budget
 from contactcenter.speech.rules import Window, load_rules
+from tests.helpers.paths import REPO
 
 BANNED = [line for line in (REPO / "scripts_zh" / "banned_phrases.txt").read_text(encoding="utf-8").splitlines()
           if line and not line.startswith("#")]
@@ -236,8 +236,8 @@ def test_rules_on_the_command_line(desk: Path) -> None:
 def test_a_broken_rules_file_stops_the_command_with_the_reason(tmp_path: Path) -> None:
     from click.testing import CliRunner
 
-    from conftest import make_desk
     from contactcenter.cli import cli
+    from tests.helpers.settings import make_desk
 
     desk = make_desk(tmp_path / "desk")
     (desk.parent / "scripts_zh" / "rules.toml").write_text('[[rules]]\nid = "x"\nphrases = ["您好"]\nwindow = "soon"\n',

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, make_desk
 from contactcenter.settings import SettingsError, load_settings
+from tests.helpers.paths import REPO
+from tests.helpers.settings import make_desk
 
 REPO_SETTINGS = (REPO / "settings.toml").read_text(encoding="utf-8")
 

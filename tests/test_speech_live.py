@@ -16,9 +16,8 @@ import numpy as np
 import pytest
 import soundfile
 
-from conftest import desk_settings, speech_clip
 from contactcenter.audio.silence import SilenceGate
-from contactcenter.plugins import PluginHost
+from contactcenter.hooks.host import PluginHost
 from contactcenter.records import CallRecord, UtteranceRecord
 from contactcenter.speech.compliance import CallFacts
 from contactcenter.speech.live import CallSpeech
@@ -29,7 +28,9 @@ from contactcenter.speech.vosk_model import SpeechModel
 from contactcenter.storage import Database
 from contactcenter.storage.calls import save_call
 from contactcenter.storage.models import Call
-from tests.factories import RECORDER, install_plugin
+from tests.helpers.factories import RECORDER, install_plugin
+from tests.helpers.paths import speech_clip
+from tests.helpers.settings import desk_settings
 
 RATE = 8000
 THRESHOLD_DBFS, HANGOVER_MS = -45.0, 300  # the monitor's and the fixture's silence gate, the same
@@ -179,9 +180,9 @@ def test_a_recording_pushed_with_block_loses_nothing(korean_model: SpeechModel) 
 
 
 def test_an_ended_call_is_stored_then_published_and_kept_when_the_database_is_down(tmp_path: Path) -> None:
-    from contactcenter.call_end import end_call, import_spooled_calls
-    from contactcenter.speech.live import CallSpeechOutcome
-    from tests.factories import a_call, a_report, transcript
+    from contactcenter.records import CallSpeechOutcome
+    from contactcenter.storage.call_end import end_call, import_spooled_calls
+    from tests.helpers.factories import a_call, a_report, transcript
 
     outcome = CallSpeechOutcome(transcript("我要投诉"), a_report(80, (("closing", "major"),)), [])
     published: list[tuple[str, dict]] = []

@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from openpyxl import load_workbook
 
 from contactcenter.storage.models import Ticket, WebSession
-from tests.web_helpers import PASSWORD, client_as
+from tests.helpers.web import PASSWORD, client_as
 
 
 def test_without_a_session_everything_is_401(console: dict) -> None:

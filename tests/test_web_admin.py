@@ -10,14 +10,14 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, text
 
-from conftest import desk_settings
-from contactcenter.plugins import describe_plugins
-from contactcenter.qa.rule_book import RuleBook
+from contactcenter.hooks.host import describe_plugins
+from contactcenter.speech.rule_book import RuleBook
 from contactcenter.speech.rules import load_rules
 from contactcenter.storage.models import LiveEvent, OutboxMessage, RuleOverride, UndeliveredEvent
 from contactcenter.web.app import create_app
-from tests.factories import install_plugin
-from tests.web_helpers import client_as, desk_for_processes, start_command, stop_command
+from tests.helpers.factories import install_plugin
+from tests.helpers.settings import desk_settings
+from tests.helpers.web import client_as, desk_for_processes, start_command, stop_command
 
 
 def rules_in_force(console: dict) -> dict[str, object]:

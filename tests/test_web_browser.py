@@ -18,14 +18,14 @@ from pathlib import Path
 import pytest
 import soundfile
 
-from contactcenter.api import PluginAPI
-from contactcenter.plugins import PluginHost
-from contactcenter.qa.rule_book import RuleBook
+from contactcenter.hooks.api import PluginAPI
+from contactcenter.hooks.host import PluginHost
 from contactcenter.records import CallRecord, ComplianceReport, RuleHitRecord, UtteranceRecord
+from contactcenter.speech.rule_book import RuleBook
 from contactcenter.speech.rules import load_rules
 from contactcenter.storage.models import Call
 from contactcenter.web import live_feed
-from tests.web_helpers import PASSWORD, serving
+from tests.helpers.web import PASSWORD, serving
 
 ARTEFACTS = Path(__file__).parent / "artefacts"
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")

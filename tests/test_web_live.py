@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -13,13 +12,14 @@ import httpx
 import pytest
 from sqlalchemy import Connection, insert
 
-from conftest import free_port
-from contactcenter.api import PluginAPI
-from contactcenter.plugins import PluginHost
+from contactcenter.hooks.api import PluginAPI
+from contactcenter.hooks.host import PluginHost
 from contactcenter.records import CallRecord, ComplianceReport
 from contactcenter.storage.models import LiveEvent
 from contactcenter.web import live_feed
-from tests.web_helpers import PASSWORD, desk_for_processes, serving, sse_events, start_command, stop_command
+from tests.helpers.ports import accepts_connections, free_port
+from tests.helpers.waiting import wait_until
+from tests.helpers.web import PASSWORD, desk_for_processes, serving, sse_events, start_command, stop_command
 
 
 def test_a_call_in_progress_is_streamed_to_the_supervisor(tmp_path: Path) -> None:
@@ -32,12 +32,9 @@ def test_a_call_in_progress_is_streamed_to_the_supervisor(tmp_path: Path) -> Non
     base = f"http://127.0.0.1:{web_port}"
     try:
         with httpx.Client(base_url=base, timeout=httpx.Timeout(10, read=40)) as client:
-            for _ in range(100):  # uvicorn prints its address a moment before it accepts
-                try:
-                    signed = client.post("/api/login", json={"username": "wang", "password": PASSWORD})
-                    break
-                except httpx.ConnectError:
-                    time.sleep(0.1)
+            # uvicorn prints its address a moment before it accepts
+            assert wait_until(lambda: accepts_connections(web_port), 10, step=0.1)
+            signed = client.post("/api/login", json={"username": "wang", "password": PASSWORD})
             assert signed.status_code == 200
             events = []
             with client.stream("GET", "/api/live/events") as stream:

@@ -14,9 +14,9 @@ import sys
 from fastapi.testclient import TestClient
 from openpyxl import load_workbook
 
-from conftest import desk_environment
 from contactcenter.storage.models import Agent, SurveyResponse
-from tests.web_helpers import client_as
+from tests.helpers.settings import desk_environment
+from tests.helpers.web import client_as
 
 PERIOD = {"since": "2026-11-02", "until": "2026-11-10"}
 

@@ -1,18 +1,17 @@
-"""Records as the telephony and speech layers will hand them to plugins, for tests."""
+"""Records as the telephony and speech layers will hand them to plugins; test plugins installed on a path;
+an App opened on a test desk."""
 
 from __future__ import annotations
 
 import inspect
 import textwrap
-import time
 import uuid
-from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from contactcenter import hookspecs
+from contactcenter.hooks import spec as hookspecs
 from contactcenter.records import (
     CallbackRecord,
     CallRecord,
@@ -23,6 +22,7 @@ from contactcenter.records import (
     TicketRecord,
     UtteranceRecord,
 )
+from tests.helpers.settings import desk_environment
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 INVITED = datetime(2026, 11, 23, 10, 0, 0, tzinfo=SHANGHAI)
@@ -30,10 +30,18 @@ INVITED = datetime(2026, 11, 23, 10, 0, 0, tzinfo=SHANGHAI)
 
 def a_call(**changes: Any) -> CallRecord:
     values = dict(
-        id=None, sip_call_id="call-1@127.0.0.1", remote_number="13800138000", caller_name="李先生",
-        agent_extension="1001", invited_at=INVITED, ringing_at=INVITED + timedelta(milliseconds=6),
-        answered_at=INVITED + timedelta(seconds=9), ended_at=INVITED + timedelta(minutes=4),
-        rings_before_answer=2, hung_up_first="customer", disposition="completed",
+        id=None,
+        sip_call_id="call-1@127.0.0.1",
+        remote_number="13800138000",
+        caller_name="李先生",
+        agent_extension="1001",
+        invited_at=INVITED,
+        ringing_at=INVITED + timedelta(milliseconds=6),
+        answered_at=INVITED + timedelta(seconds=9),
+        ended_at=INVITED + timedelta(minutes=4),
+        rings_before_answer=2,
+        hung_up_first="customer",
+        disposition="completed",
     )
     values.update(changes)
     return CallRecord(**values)
@@ -49,8 +57,13 @@ def transcript(*customer_lines: str) -> list[UtteranceRecord]:
 
 
 def a_report(score: float = 100.0, failed: tuple[tuple[str, str], ...] = ()) -> ComplianceReport:
-    results = [RuleResult(rule_id="greeting", passed=True, evidence=(
-        RuleHitRecord(rule_id="greeting", kind="satisfied", leg="agent", at_s=0.5, matched_text="您好"),))]
+    results = [
+        RuleResult(
+            rule_id="greeting",
+            passed=True,
+            evidence=(RuleHitRecord(rule_id="greeting", kind="satisfied", leg="agent", at_s=0.5, matched_text="您好"),),
+        )
+    ]
     results += [RuleResult(rule_id=rule, passed=False, severity=severity) for rule, severity in failed]
     return ComplianceReport(score=score, results=tuple(results))
 
@@ -62,18 +75,44 @@ def event_arguments(hook: str) -> dict[str, Any]:
         "call_ringing": {"call": a_call(answered_at=None, ended_at=None, disposition="in_progress")},
         "call_answered": {"call": a_call(ended_at=None, disposition="in_progress")},
         "utterance": {"call": call, "utterance": transcript("我想问一下账单")[1]},
-        "rule_hit": {"call": call, "hit": RuleHitRecord(rule_id="banned", kind="violation", severity="critical",
-                                                        leg="agent", at_s=12.0, matched_text="我不知道", live=True)},
-        "call_ended": {"call": call, "transcript": transcript("我要投诉"), "report": a_report(80, (("closing", "major"),))},
+        "rule_hit": {
+            "call": call,
+            "hit": RuleHitRecord(
+                rule_id="banned",
+                kind="violation",
+                severity="critical",
+                leg="agent",
+                at_s=12.0,
+                matched_text="我不知道",
+                live=True,
+            ),
+        },
+        "call_ended": {
+            "call": call,
+            "transcript": transcript("我要投诉"),
+            "report": a_report(80, (("closing", "major"),)),
+        },
         "ticket_created": {"ticket": TicketRecord(id=3, call_id=7, category="投诉", created_at=INVITED)},
-        "callback_due": {"callback": CallbackRecord(id=5, phone="13800138000", reason="次日回访",
-                                                    due_at=INVITED + timedelta(days=1))},
+        "callback_due": {
+            "callback": CallbackRecord(id=5, phone="13800138000", reason="次日回访", due_at=INVITED + timedelta(days=1))
+        },
         "desk_started": {"role": "desk"},
-        "callback_closed": {"callback": CallbackRecord(id=5, phone="13800138000", reason="次日回访", state="done",
-                                                       due_at=INVITED + timedelta(days=1), attempts=1,
-                                                       last_outcome="answered")},
-        "survey_completed": {"survey": SurveyRecord(call_id=7, agent_extension="1001",
-                                                    answers={"satisfaction": 5, "speed": None}, completed=False)},
+        "callback_closed": {
+            "callback": CallbackRecord(
+                id=5,
+                phone="13800138000",
+                reason="次日回访",
+                state="done",
+                due_at=INVITED + timedelta(days=1),
+                attempts=1,
+                last_outcome="answered",
+            )
+        },
+        "survey_completed": {
+            "survey": SurveyRecord(
+                call_id=7, agent_extension="1001", answers={"satisfaction": 5, "speed": None}, completed=False
+            )
+        },
     }[hook]
 
 
@@ -96,19 +135,8 @@ def install_plugin(site: Path, name: str, source: str) -> str:
     return module
 
 
-def wait_until(condition: Callable[[], Any], timeout: float, step: float = 0.05) -> bool:
-    """Poll ``condition`` until it is true or ``timeout`` seconds pass; its last value as a bool."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(step)
-    return bool(condition())
-
-
 def open_app(desk: Path, database_url: str, monkeypatch: Any, **overrides: str) -> Any:
     """An App on the desk folder and database, with ``section__key=value`` settings overrides, upgraded."""
-    from conftest import desk_environment
     from contactcenter.app import App
 
     for key, value in desk_environment(database_url, **overrides).items():

