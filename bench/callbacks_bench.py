@@ -14,19 +14,19 @@ import argparse
 import sys
 import tempfile
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from sqlalchemy import insert, update  # noqa: E402
+from sqlalchemy import insert, update
 
-from contactcenter.callbacks.book import CallbackBook  # noqa: E402
-from contactcenter.scheduling.scheduler import CallbackScheduler  # noqa: E402
-from contactcenter.settings import load_settings  # noqa: E402
-from contactcenter.storage.database import Database  # noqa: E402
-from contactcenter.storage.models import Callback  # noqa: E402
+from contactcenter.callbacks.book import CallbackBook
+from contactcenter.scheduling.scheduler import CallbackScheduler
+from contactcenter.settings import load_settings
+from contactcenter.storage.database import Database
+from contactcenter.storage.models import Callback
 
 
 def timed_start(database: Database, settings) -> tuple[float, object]:
@@ -51,11 +51,27 @@ def main() -> None:
     settings = load_settings(REPO / "settings.toml", {"CONTACTCENTER_DATABASE__URL": url})
     database = Database(url)
     database.upgrade()
-    now = datetime.now(timezone.utc)
-    rows = [dict(phone=f"138{i:08d}", reason="次日回访", kind="next_day", owner_extension="", owner_only=False,
-                 due_at=now + timedelta(days=1, seconds=i), timezone="Asia/Shanghai", attempts=0, max_attempts=3,
-                 spacing_minutes=60, state="pending", last_outcome="", note="", created_at=now, updated_at=now)
-            for i in range(args.count)]
+    now = datetime.now(UTC)
+    rows = [
+        dict(
+            phone=f"138{i:08d}",
+            reason="次日回访",
+            kind="next_day",
+            owner_extension="",
+            owner_only=False,
+            due_at=now + timedelta(days=1, seconds=i),
+            timezone="Asia/Shanghai",
+            attempts=0,
+            max_attempts=3,
+            spacing_minutes=60,
+            state="pending",
+            last_outcome="",
+            note="",
+            created_at=now,
+            updated_at=now,
+        )
+        for i in range(args.count)
+    ]
     with database.session() as session:
         session.execute(insert(Callback), rows)
     print(f"{args.count} pending callbacks in {database.safe_url}")
@@ -67,13 +83,18 @@ def main() -> None:
     step = 100
     with database.session() as session:
         for callback_id in range(1, args.count + 1, step):
-            session.execute(update(Callback).where(Callback.id == callback_id)
-                            .values(due_at=now + timedelta(days=2, seconds=callback_id)))
+            session.execute(
+                update(Callback)
+                .where(Callback.id == callback_id)
+                .values(due_at=now + timedelta(days=2, seconds=callback_id))
+            )
     for callback_id in range(2, args.count + 1, step):
         book.cancel(callback_id)
     changed, (result, sweep) = timed_start(database, settings)
-    print(f"restart after 1 % moved and 1 % cancelled: {changed:.2f} s (moved {result.moved}, "
-          f"removed {result.removed}, kept {result.kept})")
+    print(
+        f"restart after 1 % moved and 1 % cancelled: {changed:.2f} s (moved {result.moved}, "
+        f"removed {result.removed}, kept {result.kept})"
+    )
     database.dispose()
 
 

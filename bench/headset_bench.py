@@ -22,12 +22,12 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-import os  # noqa: E402
+import os
 
-from contactcenter.audio.devices import rescan  # noqa: E402
-from contactcenter.audio.headset import LINE_FRAME, Headset  # noqa: E402
-from contactcenter.settings import HeadsetSettings  # noqa: E402
-from tests.helpers.sound import EARS, MIC, SoundServer  # noqa: E402
+from contactcenter.audio.devices import rescan
+from contactcenter.audio.headset import LINE_FRAME, Headset
+from contactcenter.settings import HeadsetSettings
+from tests.helpers.sound import EARS, MIC, SoundServer
 
 
 def line_clock(frames: int, source: np.ndarray | None, bridge, sent: list[bytes]) -> None:
@@ -54,8 +54,8 @@ def cpu_per_second(seconds: float, headset: Headset | None) -> tuple[float, obje
     cpu, wall = time.process_time(), time.monotonic()
     line_clock(frames, tone, bridge, sent)
     used = (time.process_time() - cpu) / (time.monotonic() - wall)
-    if bridge is not None:
-        headset.release(bridge)  # type: ignore[union-attr]
+    if bridge is not None and headset is not None:
+        headset.release(bridge)
     return used, bridge
 
 

@@ -28,15 +28,15 @@ import soundfile
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from contactcenter.audio.line import FRAME_BYTES, FRAME_SAMPLES, RATE  # noqa: E402
-from contactcenter.media.call_media import CallMedia  # noqa: E402
-from contactcenter.media.recorder import StreamingRecorder  # noqa: E402
-from contactcenter.records import CallRecord  # noqa: E402
-from contactcenter.speech.compliance import CallFacts  # noqa: E402
-from contactcenter.speech.live import CallSpeech  # noqa: E402
-from contactcenter.speech.monitor import SpeechMonitor  # noqa: E402
-from contactcenter.speech.rules import load_rules  # noqa: E402
-from contactcenter.speech.vosk_model import SpeechModel  # noqa: E402
+from contactcenter.audio.line import FRAME_BYTES, FRAME_SAMPLES, RATE
+from contactcenter.media.call_media import CallMedia
+from contactcenter.media.recorder import StreamingRecorder
+from contactcenter.records import CallRecord
+from contactcenter.speech.compliance import CallFacts
+from contactcenter.speech.live import CallSpeech
+from contactcenter.speech.monitor import SpeechMonitor
+from contactcenter.speech.rules import load_rules
+from contactcenter.speech.vosk_model import SpeechModel
 
 SPEECH = REPO.parent / "shared" / "speech" / "real8k"
 PERIOD_S = 30.0
@@ -54,7 +54,7 @@ def rss_mb() -> float:
 def speech_frames() -> list[bytes]:
     clips = [soundfile.read(str(p), dtype="int16")[0] for p in sorted(SPEECH.glob("*.wav"))]
     audio = np.concatenate(clips)[: int(SPEECH_S * RATE)]
-    return [audio[i:i + FRAME_SAMPLES].tobytes() for i in range(0, len(audio) - FRAME_SAMPLES + 1, FRAME_SAMPLES)]
+    return [audio[i : i + FRAME_SAMPLES].tobytes() for i in range(0, len(audio) - FRAME_SAMPLES + 1, FRAME_SAMPLES)]
 
 
 def one_call(folder: Path, seconds: float, monitor: SpeechMonitor | None, report_every_s: float) -> float:
@@ -75,8 +75,9 @@ def one_call(folder: Path, seconds: float, monitor: SpeechMonitor | None, report
         media.customer_frame(talk[position] if position < len(talk) else silence)
         media.agent_frame(talk[index] if index < len(talk) else silence)
         if index % 50 == 0:  # once a simulated second: no further ahead than a live call can be
-            while media.elapsed_s - recorder.seconds_written > 2.0 or (speech is not None and max(
-                    stream.backlog_seconds for stream in speech.legs.values()) > 10):
+            while media.elapsed_s - recorder.seconds_written > 2.0 or (
+                speech is not None and max(stream.backlog_seconds for stream in speech.legs.values()) > 10
+            ):
                 time.sleep(0.005)  # as fast as the recorder and recognition keep up, never dropping audio
         if report_every_s and media.elapsed_s >= next_report:
             print(f"  {media.elapsed_s / 60:6.0f} min of call: RSS {rss_mb():7.1f} MB", flush=True)
@@ -111,8 +112,10 @@ def main() -> None:
     print(f"recording: {written / 3600:.2f} h, {size:.0f} MB on disk; {time.monotonic() - began:.0f} s to push")
     if monitor is not None:
         metrics = monitor.metrics
-        print(f"recognised {metrics.audio_seconds:.0f} s of audio, skipped {metrics.skipped_seconds:.0f} s of "
-              f"silence, dropped {metrics.dropped_seconds:.0f} s")
+        print(
+            f"recognised {metrics.audio_seconds:.0f} s of audio, skipped {metrics.skipped_seconds:.0f} s of "
+            f"silence, dropped {metrics.dropped_seconds:.0f} s"
+        )
         monitor.close()
 
 

@@ -25,18 +25,18 @@ import soundfile
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from contactcenter.settings import load_settings  # noqa: E402
-from contactcenter.speech.monitor import SpeechMonitor  # noqa: E402
-from contactcenter.speech.rules import load_rules  # noqa: E402
-from contactcenter.speech.vosk_model import SpeechModel  # noqa: E402
-from contactcenter.storage import Database  # noqa: E402
-from contactcenter.telephony.desk import Desk  # noqa: E402
-from contactcenter.telephony.registrar import LocalRegistrar  # noqa: E402
-from contactcenter.telephony.softphone import SipAccount, Softphone  # noqa: E402
-from tests.helpers.ports import free_port  # noqa: E402
-from tests.helpers.settings import make_desk  # noqa: E402
-from tests.helpers.sip import run_sipp, sipp_scenario  # noqa: E402
-from tests.helpers.waiting import wait_until  # noqa: E402
+from contactcenter.settings import load_settings
+from contactcenter.speech.monitor import SpeechMonitor
+from contactcenter.speech.rules import load_rules
+from contactcenter.speech.vosk_model import SpeechModel
+from contactcenter.storage import Database
+from contactcenter.telephony.desk import Desk
+from contactcenter.telephony.registrar import LocalRegistrar
+from contactcenter.telephony.softphone import SipAccount, Softphone
+from tests.helpers.ports import free_port
+from tests.helpers.settings import make_desk
+from tests.helpers.sip import run_sipp, sipp_scenario
+from tests.helpers.waiting import wait_until
 
 
 def sink(port_holder: list[int], arrivals: dict[int, list[float]], stop: threading.Event) -> None:
@@ -127,7 +127,10 @@ def run(calls: int, speech: bool, talk_s: int) -> None:
         float(r.split(";")[1]) / 1000 for f in work.glob("load_*_rtt.csv") for r in f.read_text().splitlines()[1:] if r
     )
     gaps = np.concatenate([np.diff(times[1:]) for times in arrivals.values() if len(times) > 10]) * 1000
-    p = lambda values, q: values[min(len(values) - 1, int(q * len(values)))] if len(values) else float("nan")  # noqa: E731
+
+    def p(values: np.ndarray, q: float) -> float:
+        return float(values[min(len(values) - 1, int(q * len(values)))]) if len(values) else float("nan")
+
     cores = ((used.user - cpu.user) + (used.system - cpu.system)) / elapsed
     print(
         f"{calls} concurrent calls, speech monitor {'on' if speech else 'off'}: sipp exit {result.returncode}, "

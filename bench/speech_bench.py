@@ -25,13 +25,13 @@ import soundfile
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from contactcenter.audio.silence import SilenceGate  # noqa: E402
-from contactcenter.records import UtteranceRecord  # noqa: E402
-from contactcenter.speech.compliance import CallCompliance, CallFacts  # noqa: E402
-from contactcenter.speech.monitor import SpeechMonitor  # noqa: E402
-from contactcenter.speech.recognizer import LegRecognizer  # noqa: E402
-from contactcenter.speech.rules import load_rules  # noqa: E402
-from contactcenter.speech.vosk_model import SpeechModel  # noqa: E402
+from contactcenter.audio.silence import SilenceGate
+from contactcenter.records import UtteranceRecord
+from contactcenter.speech.compliance import CallCompliance, CallFacts
+from contactcenter.speech.monitor import SpeechMonitor
+from contactcenter.speech.recognizer import LegRecognizer
+from contactcenter.speech.rules import load_rules
+from contactcenter.speech.vosk_model import SpeechModel
 
 RATE = 8000
 FRAME = int(RATE * 0.02)
@@ -66,7 +66,7 @@ def real_time_factor(model: SpeechModel, seconds: float) -> dict[str, float]:
         leg = LegRecognizer(model, "agent", RATE, lambda u: None, gate=gate)
         started = time.process_time()
         for offset in range(0, len(audio), FRAME):
-            leg.feed(audio[offset:offset + FRAME].tobytes())
+            leg.feed(audio[offset : offset + FRAME].tobytes())
         leg.finish()
         result[label] = (time.process_time() - started) / (len(audio) / RATE)
     return result
@@ -85,15 +85,19 @@ def live_legs(model: SpeechModel, legs: int, seconds: float, workers: int) -> di
         delay = started + (k + 1) * 0.02 - time.monotonic()
         if delay > 0:
             time.sleep(delay)
-        for stream, audio in zip(streams, audios):
-            stream.push(audio[k * frame_bytes:(k + 1) * frame_bytes])
+        for stream, audio in zip(streams, audios, strict=True):
+            stream.push(audio[k * frame_bytes : (k + 1) * frame_bytes])
     for stream in streams:
         stream.finish().result()
     cpu_used = time.process_time() - cpu
     monitor.close()
-    return {"p50": monitor.metrics.lag_percentile(0.5), "p95": monitor.metrics.lag_percentile(0.95),
-            "p99": monitor.metrics.lag_percentile(0.99), "dropped_s": monitor.metrics.dropped_seconds,
-            "cores_used": cpu_used / seconds}
+    return {
+        "p50": monitor.metrics.lag_percentile(0.5),
+        "p95": monitor.metrics.lag_percentile(0.95),
+        "p99": monitor.metrics.lag_percentile(0.99),
+        "dropped_s": monitor.metrics.dropped_seconds,
+        "cores_used": cpu_used / seconds,
+    }
 
 
 def alert_latency(model: SpeechModel, runs: int, position: str, hangover_ms: int = 300) -> list[float]:
@@ -121,11 +125,13 @@ def alert_latency(model: SpeechModel, runs: int, position: str, hangover_ms: int
         target = words[len(words) // 2]
         with tempfile.TemporaryDirectory() as folder:
             rules_file = Path(folder) / "rules.toml"
-            rules_file.write_text(f'[[rules]]\nid = "banned"\nphrases = ["{target.word}"]\nnegate = true\n'
-                                  'match = "exact"\n', encoding="utf-8")
+            rules_file.write_text(
+                f'[[rules]]\nid = "banned"\nphrases = ["{target.word}"]\nnegate = true\nmatch = "exact"\n',
+                encoding="utf-8",
+            )
             rules = load_rules(rules_file, ["x"])
         hit_at: list[float] = []
-        compliance = CallCompliance(rules, CallFacts(), on_hit=lambda h: hit_at.append(time.monotonic()))
+        compliance = CallCompliance(rules, CallFacts(), on_hit=lambda h, hit_at=hit_at: hit_at.append(time.monotonic()))
         monitor = SpeechMonitor(model, workers=1, silence_hangover_ms=hangover_ms)
         stream = monitor.open_leg("agent", RATE, compliance.add_utterance, compliance.add_partial, compliance.advance)
         started = time.monotonic()
@@ -135,7 +141,7 @@ def alert_latency(model: SpeechModel, runs: int, position: str, hangover_ms: int
             delay = started + (k + 1) * 0.02 - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
-            stream.push(data[k * frame_bytes:(k + 1) * frame_bytes])
+            stream.push(data[k * frame_bytes : (k + 1) * frame_bytes])
         stream.finish().result()
         monitor.close()
         if hit_at:
@@ -148,7 +154,7 @@ def memory_per_recognizer(model: SpeechModel, count: int) -> float:
     before = rss_mb()
     legs = [LegRecognizer(model, "agent", RATE, lambda u: None) for _ in range(count)]
     for leg in legs:
-        leg._recognizer.AcceptWaveform(audio)  # fill its graph cache as a call would  # noqa: SLF001
+        leg._recognizer.AcceptWaveform(audio)  # fill its graph cache as a call would
     return (rss_mb() - before) / count
 
 
@@ -160,8 +166,10 @@ def rule_throughput(rule_count: int, utterances: int) -> float:
     phrases = ["".join(rng.choice(pool) for _ in range(rng.randint(3, 6))) for _ in range(rule_count)]
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "rules.toml"
-        path.write_text("".join(f'[[rules]]\nid = "r{i}"\nphrases = ["{p}"]\nnegate = true\n\n'
-                                for i, p in enumerate(phrases)), encoding="utf-8")
+        path.write_text(
+            "".join(f'[[rules]]\nid = "r{i}"\nphrases = ["{p}"]\nnegate = true\n\n' for i, p in enumerate(phrases)),
+            encoding="utf-8",
+        )
         rules = load_rules(path, ["x"])
     texts = [" ".join(rng.choice(pool) for _ in range(rng.randint(8, 20))) for _ in range(utterances)]
     compliance = CallCompliance(rules, CallFacts())
@@ -201,15 +209,19 @@ def main() -> None:
             break
         result = live_legs(model, legs, seconds, workers=cores)
         ok = result["p95"] < 0.5 and result["dropped_s"] == 0
-        print(f"live legs {legs:2d}: lag p50 {result['p50'] * 1000:5.0f} ms  p95 {result['p95'] * 1000:5.0f} ms  "
-              f"p99 {result['p99'] * 1000:5.0f} ms  dropped {result['dropped_s']:.1f} s  "
-              f"cores used {result['cores_used']:.2f}  {'keeps up' if ok else 'falls behind'}")
+        print(
+            f"live legs {legs:2d}: lag p50 {result['p50'] * 1000:5.0f} ms  p95 {result['p95'] * 1000:5.0f} ms  "
+            f"p99 {result['p99'] * 1000:5.0f} ms  dropped {result['dropped_s']:.1f} s  "
+            f"cores used {result['cores_used']:.2f}  {'keeps up' if ok else 'falls behind'}"
+        )
         figures[f"legs_{legs}"] = result
         if not ok:
             break
         sustained = legs
-    print(f"sustained in real time with p95 lag < 500 ms: {sustained} legs on {cores} cores "
-          f"= {sustained / cores:.1f} legs per core")
+    print(
+        f"sustained in real time with p95 lag < 500 ms: {sustained} legs on {cores} cores "
+        f"= {sustained / cores:.1f} legs per core"
+    )
     figures["sustained_legs"] = sustained
 
     for position in ("last", "middle"):
@@ -217,8 +229,10 @@ def main() -> None:
         if latencies:
             p50 = latencies[len(latencies) // 2]
             p95 = latencies[min(len(latencies) - 1, int(0.95 * len(latencies)))]
-            print(f"banned word ({position} of its utterance) end -> rule_hit: p50 {p50 * 1000:.0f} ms, "
-                  f"p95 {p95 * 1000:.0f} ms, max {latencies[-1] * 1000:.0f} ms over {len(latencies)} words")
+            print(
+                f"banned word ({position} of its utterance) end -> rule_hit: p50 {p50 * 1000:.0f} ms, "
+                f"p95 {p95 * 1000:.0f} ms, max {latencies[-1] * 1000:.0f} ms over {len(latencies)} words"
+            )
             figures[f"alert_latency_{position}"] = {"p50": p50, "p95": p95, "n": len(latencies)}
 
     per = memory_per_recognizer(model, 4)

@@ -17,29 +17,31 @@ import statistics
 import sys
 import tempfile
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from fastapi.testclient import TestClient  # noqa: E402
-from sqlalchemy import insert, select  # noqa: E402
+from fastapi.testclient import TestClient
+from sqlalchemy import insert, select
 
-from contactcenter.settings import load_settings  # noqa: E402
-from contactcenter.storage.database import Database  # noqa: E402
-from contactcenter.storage.models import Agent, Call, RuleHit, Ticket  # noqa: E402
-from contactcenter.web.app import create_app  # noqa: E402
-from contactcenter.web.auth import Accounts  # noqa: E402
+from contactcenter.settings import load_settings
+from contactcenter.storage.database import Database
+from contactcenter.storage.models import Agent, Call, RuleHit, Ticket
+from contactcenter.web.app import create_app
+from contactcenter.web.auth import Accounts
 
 PASSWORD = "benchmark password"
-START = datetime(2026, 5, 1, tzinfo=timezone.utc)
+START = datetime(2026, 5, 1, tzinfo=UTC)
 
 
 def seed(database: Database, count: int) -> None:
     with database.session() as session:
-        session.execute(insert(Agent), [{"extension": f"10{n:02d}", "name": f"坐席{n}", "team": f"{n % 4 + 1}组"}
-                                        for n in range(20)])
+        session.execute(
+            insert(Agent),
+            [{"extension": f"10{n:02d}", "name": f"坐席{n}", "team": f"{n % 4 + 1}组"} for n in range(20)],
+        )
         agents = list(session.scalars(select(Agent.id).order_by(Agent.id)))
     batch = 10_000
     for first in range(0, count, batch):
@@ -47,17 +49,39 @@ def seed(database: Database, count: int) -> None:
         for n in range(first, min(count, first + batch)):
             invited = START + timedelta(seconds=90 * n)
             banned = n % 3 == 0
-            calls.append({"id": n + 1, "sip_call_id": f"bench-{n}", "direction": "inbound",
-                          "remote_number": f"138{n:08d}", "agent_id": agents[n % 20], "invited_at": invited,
-                          "ringing_at": invited, "answered_at": invited + timedelta(seconds=6),
-                          "ended_at": invited + timedelta(seconds=200), "rings_before_answer": 1 + n % 4,
-                          "hung_up_first": "customer", "disposition": "completed", "purpose": "",
-                          "category": "投诉" if n % 10 == 0 else "咨询", "compliance_score": 40.0 if banned else 95.0,
-                          "recording_path": ""})
+            calls.append(
+                {
+                    "id": n + 1,
+                    "sip_call_id": f"bench-{n}",
+                    "direction": "inbound",
+                    "remote_number": f"138{n:08d}",
+                    "agent_id": agents[n % 20],
+                    "invited_at": invited,
+                    "ringing_at": invited,
+                    "answered_at": invited + timedelta(seconds=6),
+                    "ended_at": invited + timedelta(seconds=200),
+                    "rings_before_answer": 1 + n % 4,
+                    "hung_up_first": "customer",
+                    "disposition": "completed",
+                    "purpose": "",
+                    "category": "投诉" if n % 10 == 0 else "咨询",
+                    "compliance_score": 40.0 if banned else 95.0,
+                    "recording_path": "",
+                }
+            )
             if banned:
-                hits.append({"call_id": n + 1, "rule_id": "banned_phrases", "kind": "violation",
-                             "severity": "critical", "leg": "agent", "at_s": 8.5, "matched_text": "我不知道",
-                             "live": True})
+                hits.append(
+                    {
+                        "call_id": n + 1,
+                        "rule_id": "banned_phrases",
+                        "kind": "violation",
+                        "severity": "critical",
+                        "leg": "agent",
+                        "at_s": 8.5,
+                        "matched_text": "我不知道",
+                        "live": True,
+                    }
+                )
             if n % 10 == 0:
                 tickets.append({"call_id": n + 1, "category": "投诉", "source": "tickets"})
         with database.session() as session:
@@ -74,7 +98,7 @@ def timed(client: TestClient, path: str, params: dict, repeat: int) -> tuple[flo
         times.append((time.perf_counter() - started) * 1000)
         assert answer.status_code == 200, (path, params, answer.status_code, answer.text[:300])
     times.sort()
-    p95 = times[min(len(times) - 1, int(round(0.95 * len(times))) - 1)]
+    p95 = times[min(len(times) - 1, round(0.95 * len(times)) - 1)]
     return statistics.median(times), p95, answer
 
 
@@ -86,8 +110,9 @@ def main() -> None:
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="web-bench-"))
     url = args.url or f"sqlite:///{folder / 'bench.db'}"
-    settings = load_settings(REPO / "settings.toml", {"CONTACTCENTER_DATABASE__URL": url,
-                                                      "CONTACTCENTER_GENERAL__DATA_DIR": str(folder)})
+    settings = load_settings(
+        REPO / "settings.toml", {"CONTACTCENTER_DATABASE__URL": url, "CONTACTCENTER_GENERAL__DATA_DIR": str(folder)}
+    )
     database = Database(url)
     database.upgrade()
     started = time.perf_counter()
@@ -101,7 +126,8 @@ def main() -> None:
     cursor = None
     for _ in range(200):
         cursor = client.get("/api/calls", params={"limit": 50, **({"cursor": cursor} if cursor else {})}).json()[
-            "next_cursor"]
+            "next_cursor"
+        ]
     cases = [
         ("calls page, first", "/calls", {}),
         ("calls page, 200 pages deep", "/calls", {"cursor": cursor}),
@@ -112,10 +138,16 @@ def main() -> None:
         ("complaints", "/api/calls", {"complaint": "1"}),
         ("not complaints", "/api/calls", {"complaint": "0"}),
         ("scorecard, 30 days", "/api/scorecards", {"since": "2026-07-01", "until": "2026-07-30"}),
-        ("scorecard page, by team, 30 days", "/scorecards",
-         {"since": "2026-07-01", "until": "2026-07-30", "group_by": "team"}),
-        ("findings CSV, one agent-week", "/api/export/findings.csv",
-         {"agent": "1003", "since": "2026-08-03", "until": "2026-08-09"}),
+        (
+            "scorecard page, by team, 30 days",
+            "/scorecards",
+            {"since": "2026-07-01", "until": "2026-07-30", "group_by": "team"},
+        ),
+        (
+            "findings CSV, one agent-week",
+            "/api/export/findings.csv",
+            {"agent": "1003", "since": "2026-08-03", "until": "2026-08-09"},
+        ),
     ]
     print(f"{'request':36} {'p50 ms':>8} {'p95 ms':>8}")
     for name, path, params in cases:

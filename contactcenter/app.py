@@ -52,8 +52,13 @@ class App:
     def speech_monitor(self) -> SpeechMonitor:
         """The recogniser pool over the speech model at [speech] model_path (loaded once)."""
         speech = self.settings.speech
-        return SpeechMonitor(SpeechModel.load(speech.model_path), speech.workers, speech.max_backlog_seconds,
-                             speech.silence_threshold_dbfs, speech.silence_hangover_ms)
+        return SpeechMonitor(
+            SpeechModel.load(speech.model_path),
+            speech.workers,
+            speech.max_backlog_seconds,
+            speech.silence_threshold_dbfs,
+            speech.silence_hangover_ms,
+        )
 
     @cached_property
     def plugins(self) -> PluginHost:

@@ -11,7 +11,19 @@ import click
 from contactcenter import __version__
 from contactcenter.app import App
 from contactcenter.commands import (
-    agents, audit, callbacks, db, demo, devices, models, plugins, prompts, rules, run, tickets, web,
+    agents,
+    audit,
+    callbacks,
+    db,
+    demo,
+    devices,
+    models,
+    plugins,
+    prompts,
+    rules,
+    run,
+    tickets,
+    web,
 )
 from contactcenter.settings import SettingsError
 from contactcenter.speech.vosk_model import SpeechModelError
@@ -42,8 +54,13 @@ class DeskGroup(click.Group):
 
 
 @click.group("contactcenter", cls=DeskGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--settings", "settings_file", type=click.Path(dir_okay=False), envvar="CONTACTCENTER_SETTINGS",
-              help="Settings file (default: ./settings.toml, or $CONTACTCENTER_SETTINGS).")
+@click.option(
+    "--settings",
+    "settings_file",
+    type=click.Path(dir_okay=False),
+    envvar="CONTACTCENTER_SETTINGS",
+    help="Settings file (default: ./settings.toml, or $CONTACTCENTER_SETTINGS).",
+)
 @click.version_option(__version__, prog_name="contactcenter")
 @click.pass_context
 def cli(ctx: click.Context, settings_file: str | None) -> None:

@@ -122,7 +122,7 @@ class CallSpeechOutcome:
     hits: list[RuleHitRecord]
 
     @classmethod
-    def empty(cls) -> "CallSpeechOutcome":
+    def empty(cls) -> CallSpeechOutcome:
         return cls([], ComplianceReport(), [])
 
 

@@ -128,7 +128,7 @@ class SipSettings(Section):
         return not self.server
 
     @model_validator(mode="after")
-    def _rtp_range(self) -> "SipSettings":
+    def _rtp_range(self) -> SipSettings:
         if self.rtp_port_low >= self.rtp_port_high:
             raise ValueError("rtp_port_low must be below rtp_port_high")
         return self
@@ -272,7 +272,7 @@ class CallbackSettings(Section):
     sweep_seconds: float = Field(default=30.0, ge=0.5, le=3600)
 
     @model_validator(mode="after")
-    def _hours_in_order(self) -> "CallbackSettings":
+    def _hours_in_order(self) -> CallbackSettings:
         if not self.working_hours_start < self.working_hours_end:
             raise ValueError("working_hours_start must be before working_hours_end")
         if not self.working_hours_start <= self.next_day_time < self.working_hours_end:
@@ -320,7 +320,7 @@ def environment_overrides(environ: Mapping[str, str]) -> dict[tuple[str, ...], t
     for name, raw in environ.items():
         if not name.startswith(ENV_PREFIX) or "__" not in name:
             continue
-        path = tuple(part.lower() for part in name[len(ENV_PREFIX):].split("__"))
+        path = tuple(part.lower() for part in name[len(ENV_PREFIX) :].split("__"))
         if all(path):
             overrides[path] = (name, _parse_env_value(raw))
     return overrides
@@ -360,28 +360,24 @@ def _allowed_keys() -> dict[tuple[str, ...], list[str]]:
     return keys
 
 
-def load_settings(
-    path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None
-) -> Settings:
+def load_settings(path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None) -> Settings:
     """Read, override from the environment and validate the settings; raise SettingsError on any problem."""
     file = settings_path(path)
     environ = os.environ if environ is None else environ
     try:
         data = tomllib.loads(file.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise SettingsError([f"{file}: settings file not found (set {SETTINGS_PATH_ENV} or pass --settings)"])
+        raise SettingsError([f"{file}: settings file not found (set {SETTINGS_PATH_ENV} or pass --settings)"]) from None
     except UnicodeDecodeError as exc:
-        raise SettingsError([f"{file}: not UTF-8 text ({exc.reason} at byte {exc.start})"])
+        raise SettingsError([f"{file}: not UTF-8 text ({exc.reason} at byte {exc.start})"]) from None
     except tomllib.TOMLDecodeError as exc:
-        raise SettingsError([f"{file}: not valid TOML: {exc}"])
+        raise SettingsError([f"{file}: not valid TOML: {exc}"]) from None
     overrides = environment_overrides(environ)
     for key_path, (_, value) in overrides.items():
         _apply(data, key_path, value)
     data.pop("source", None)
     try:
-        return Settings.model_validate(
-            {**data, "source": file.resolve()}, context={"base_dir": file.resolve().parent}
-        )
+        return Settings.model_validate({**data, "source": file.resolve()}, context={"base_dir": file.resolve().parent})
     except ValidationError as exc:
         allowed = _allowed_keys()
         problems = []

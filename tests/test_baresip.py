@@ -47,16 +47,21 @@ class Baresip:
             "audio_alert\taufile,/dev/null\nrtp_ports\t30200-30300\nmodule_path\t/usr/lib/baresip/modules\n"
             "module\tg711.so\nmodule\taufile.so\nmodule\tsndfile.so\nmodule\tctrl_tcp.so\n"
             "module_app\taccount.so\nmodule_app\tmenu.so\n"
-            f"ctrl_tcp_listen\t127.0.0.1:{self.ctrl_port}\nsnd_path\t{folder / 'rec'}\n", encoding="utf-8")
+            f"ctrl_tcp_listen\t127.0.0.1:{self.ctrl_port}\nsnd_path\t{folder / 'rec'}\n",
+            encoding="utf-8",
+        )
         (folder / "accounts").write_text(
-            f"<sip:2000@127.0.0.1:{registrar_port}>;regint=60;audio_codecs=PCMU;answermode=auto\n", encoding="utf-8")
+            f"<sip:2000@127.0.0.1:{registrar_port}>;regint=60;audio_codecs=PCMU;answermode=auto\n", encoding="utf-8"
+        )
         self.log = (folder / "baresip.log").open("w")
-        self.process = subprocess.Popen(["baresip", "-f", str(folder)], stdout=self.log, stderr=subprocess.STDOUT,
-                                        stdin=subprocess.DEVNULL)
+        self.process = subprocess.Popen(
+            ["baresip", "-f", str(folder)], stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+        )
         if not wait_until(lambda: self.registered() and accepts_connections(self.ctrl_port), 10, step=0.1):
             self.stop()
-            pytest.fail("baresip did not start, register and listen for commands within 10 s:\n"
-                        + self.log_text()[-3000:])
+            pytest.fail(
+                "baresip did not start, register and listen for commands within 10 s:\n" + self.log_text()[-3000:]
+            )
 
     def registered(self) -> bool:
         """Kamailio has accepted its REGISTER: it logs ``2000@127.0.0.1: {0/UDP/v4} 200 OK (...) [1 binding]``."""
@@ -97,12 +102,25 @@ def peers(tmp_path: Path) -> Iterator[dict]:
     url = f"sqlite:///{tmp_path / 'store.db'}"
     database = Database(url)
     database.upgrade()
-    settings = desk_settings(desk_file, url, {"CONTACTCENTER_RING__ANSWER_AFTER_RINGS": "1",
-                                              "CONTACTCENTER_RING__RING_PERIOD_SECONDS": "0.5"})
+    settings = desk_settings(
+        desk_file,
+        url,
+        {"CONTACTCENTER_RING__ANSWER_AFTER_RINGS": "1", "CONTACTCENTER_RING__RING_PERIOD_SECONDS": "0.5"},
+    )
     desk = Desk(settings, database, None, None, None)
-    phone = Softphone(SipAccount(server="127.0.0.1", port=registrar.port, user="1001", password="",
-                                 local_ip="127.0.0.1", local_port=free_port(), rtp_low=31300, rtp_high=31399),
-                      desk.handle)
+    phone = Softphone(
+        SipAccount(
+            server="127.0.0.1",
+            port=registrar.port,
+            user="1001",
+            password="",
+            local_ip="127.0.0.1",
+            local_port=free_port(),
+            rtp_low=31300,
+            rtp_high=31399,
+        ),
+        desk.handle,
+    )
     phone.start()
     baresip = Baresip(tmp_path / "baresip", registrar.port)
     yield {"desk": desk, "phone": phone, "baresip": baresip, "registrar": registrar, "greeting": greeting}

@@ -17,17 +17,33 @@ pytestmark = pytest.mark.sip
 
 
 def test_the_agent_answers_before_the_policys_ring_and_hangs_up(line: dict) -> None:
-    settings = desk_settings(line["desk_file"], line["url"], {"CONTACTCENTER_RING__ANSWER_AFTER_RINGS": "3",
-                                                              "CONTACTCENTER_RING__RING_PERIOD_SECONDS": "2"})
+    settings = desk_settings(
+        line["desk_file"],
+        line["url"],
+        {"CONTACTCENTER_RING__ANSWER_AFTER_RINGS": "3", "CONTACTCENTER_RING__RING_PERIOD_SECONDS": "2"},
+    )
     published: list[str] = []
     desk = Desk(settings, line["database"], lambda hook, **arguments: published.append(hook), None, None)
-    account = SipAccount(server="127.0.0.1", port=line["registrar"].port, user="1001", password="",
-                         local_ip="127.0.0.1", local_port=free_port(), rtp_low=30000, rtp_high=30999)
+    account = SipAccount(
+        server="127.0.0.1",
+        port=line["registrar"].port,
+        user="1001",
+        password="",
+        local_ip="127.0.0.1",
+        local_port=free_port(),
+        rtp_low=30000,
+        rtp_high=30999,
+    )
     phone = Softphone(account, desk.handle)
     phone.start()
     scenario = sipp_scenario("uac_wait_bye.xml", line["tmp"])
-    caller = subprocess.Popen(sipp_command(scenario, remote=f"127.0.0.1:{line['registrar'].port}", timeout=40),
-                              cwd=line["tmp"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    caller = subprocess.Popen(
+        sipp_command(scenario, remote=f"127.0.0.1:{line['registrar'].port}", timeout=40),
+        cwd=line["tmp"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         assert wait_until(lambda: desk.current_control() is not None and desk.current_control().call.ringing, 10)
         control = desk.current_control()

@@ -4,7 +4,7 @@ The call it placed goes the way of a call taken: recorded, stored (as outbound) 
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -32,12 +32,14 @@ def callbacks_app(desk: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     app.close()
 
 
-@pytest.mark.parametrize(("scenario", "outcome", "state"), [("uas_callee.xml", "answered", "done"),
-                                                            ("uas_busy.xml", "busy", "pending")])
-def test_a_due_callback_is_dialled_and_its_outcome_recorded(outside: dict, callbacks_app: App, scenario: str,
-                                                            outcome: str, state: str) -> None:
+@pytest.mark.parametrize(
+    ("scenario", "outcome", "state"), [("uas_callee.xml", "answered", "done"), ("uas_busy.xml", "busy", "pending")]
+)
+def test_a_due_callback_is_dialled_and_its_outcome_recorded(
+    outside: dict, callbacks_app: App, scenario: str, outcome: str, state: str
+) -> None:
     book = CallbackBook(callbacks_app.database, callbacks_app.settings)
-    due = datetime.now(timezone.utc) - timedelta(seconds=1)
+    due = datetime.now(UTC) - timedelta(seconds=1)
     callback = book.add(phone="9001", due_at=due, reason="次日回访", kind="next_day")
     peer = start_callee(outside, scenario)
     phone = dialler(outside)
@@ -59,8 +61,8 @@ def test_a_due_callback_is_dialled_and_its_outcome_recorded(outside: dict, callb
         [call] = calls  # the callback's own call, stored like a call taken
         assert (call.direction, call.disposition, call.remote_number) == ("outbound", "completed", "9001")
         recording, rate = soundfile.read(str(Path(callbacks_app.settings.general.data_dir) / call.recording_path))
-        opening = recording[: rate, 0]
-        assert rate == 8000 and np.sqrt(np.mean(opening ** 2)) > 0.1  # the agent leg: the opening was played
+        opening = recording[:rate, 0]
+        assert rate == 8000 and np.sqrt(np.mean(opening**2)) > 0.1  # the agent leg: the opening was played
         assert tickets == []  # it follows up a case: no new ticket, so no new callback either
     else:
         assert calls == []  # busy: nothing was said, nothing to store

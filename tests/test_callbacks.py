@@ -11,7 +11,7 @@ import signal
 import subprocess
 import sys
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -39,27 +39,32 @@ def at(text: str) -> datetime:
 # ------------------------------------------------------------------------------------------- working days
 
 
-@pytest.mark.parametrize(("ended", "due"), [
-    ("2026-09-24 16:00", "2026-09-28 10:00"),  # Mid-Autumn: Fri 25th to Sun 27th off
-    ("2026-09-19 11:00", "2026-09-20 10:00"),  # Sunday 20th is a make-up working day (调休)
-    ("2026-09-30 17:30", "2026-10-08 10:00"),  # National Day week
-    ("2026-10-09 09:15", "2026-10-10 10:00"),  # Saturday 10th is a make-up working day
-    ("2026-11-27 23:50", "2026-11-30 10:00"),  # an ordinary Friday night
-])
+@pytest.mark.parametrize(
+    ("ended", "due"),
+    [
+        ("2026-09-24 16:00", "2026-09-28 10:00"),  # Mid-Autumn: Fri 25th to Sun 27th off
+        ("2026-09-19 11:00", "2026-09-20 10:00"),  # Sunday 20th is a make-up working day (调休)
+        ("2026-09-30 17:30", "2026-10-08 10:00"),  # National Day week
+        ("2026-10-09 09:15", "2026-10-10 10:00"),  # Saturday 10th is a make-up working day
+        ("2026-11-27 23:50", "2026-11-30 10:00"),  # an ordinary Friday night
+    ],
+)
 def test_next_day_callbacks_follow_the_mainland_calendar(ended: str, due: str) -> None:
     calendar = WorkCalendar(CallbackSettings(), "Asia/Shanghai")
     assert calendar.next_day_callback(at(ended)) == at(due)
 
 
 def test_company_days_off_and_extra_working_days_are_added() -> None:
-    calendar = WorkCalendar(CallbackSettings(extra_days_off=["2026-10-08"], extra_working_days=["2026-10-04"]),
-                            "Asia/Shanghai")
+    calendar = WorkCalendar(
+        CallbackSettings(extra_days_off=["2026-10-08"], extra_working_days=["2026-10-04"]), "Asia/Shanghai"
+    )
     assert calendar.next_day_callback(at("2026-09-30 12:00")) == at("2026-10-04 10:00")
     assert calendar.next_day_callback(at("2026-10-05 12:00")) == at("2026-10-09 10:00")
 
 
 def test_a_year_the_calendar_package_does_not_know_falls_back_to_weekdays_and_says_so(
-        caplog: pytest.LogCaptureFixture) -> None:
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     calendar = WorkCalendar(CallbackSettings(), "Asia/Shanghai")
     with caplog.at_level(logging.WARNING):
         assert calendar.next_day_callback(at("2031-01-10 12:00")) == at("2031-01-13 10:00")  # Fri → Mon
@@ -90,15 +95,16 @@ def test_settings_refuse_hours_that_cannot_work(tmp_path: Path) -> None:
 
 @pytest.fixture
 def desk_app(desk: Path, database_url: str, monkeypatch: pytest.MonkeyPatch) -> App:
-    app = open_app(desk, database_url, monkeypatch, callbacks__sweep_seconds="0.5",
-                   callbacks__scheduler_lease_seconds="2")
+    app = open_app(
+        desk, database_url, monkeypatch, callbacks__sweep_seconds="0.5", callbacks__scheduler_lease_seconds="2"
+    )
     yield app
     app.close()
 
 
 def test_a_callback_fires_once_however_many_try_at_the_same_moment(desk_app: App) -> None:
     book = CallbackBook(desk_app.database, desk_app.settings)
-    record = book.add(phone="13800138000", due_at=datetime.now(timezone.utc) - timedelta(seconds=1), reason="次日回访")
+    record = book.add(phone="13800138000", due_at=datetime.now(UTC) - timedelta(seconds=1), reason="次日回访")
     winners: list[int] = []
     barrier = threading.Barrier(8)
 
@@ -119,7 +125,7 @@ def test_a_callback_fires_once_however_many_try_at_the_same_moment(desk_app: App
 
 def test_missed_attempts_retry_after_the_spacing_then_fail(desk_app: App) -> None:
     book = CallbackBook(desk_app.database, desk_app.settings)
-    due = datetime.now(timezone.utc) - timedelta(minutes=5)
+    due = datetime.now(UTC) - timedelta(minutes=5)
     record = book.add(phone="13800138000", due_at=due)
     book.fire(record.id)
     first = book.missed(record.id, "no_answer")
@@ -134,7 +140,7 @@ def test_missed_attempts_retry_after_the_spacing_then_fail(desk_app: App) -> Non
 
 def test_owner_only_callbacks_become_anyones_when_long_overdue(desk_app: App) -> None:
     book = CallbackBook(desk_app.database, desk_app.settings)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     late = book.add(phone="1", due_at=now - timedelta(minutes=121), owner_extension="1001", owner_only=True)
     recent = book.add(phone="2", due_at=now - timedelta(minutes=10), owner_extension="1001", owner_only=True)
     assert book.release_owner_only() == 1
@@ -156,7 +162,8 @@ def test_tickets_become_callbacks_by_the_rules_in_settings_once_each(desk_app: A
     assert set(made) == {"next_day", "complaint"}
     calendar = WorkCalendar(desk_app.settings.callbacks, "Asia/Shanghai")
     assert made["next_day"].ticket_id == service.id and made["next_day"].due_at == calendar.next_day_callback(
-        service.created_at)
+        service.created_at
+    )
     assert made["complaint"].ticket_id == complaint.id
     assert made["complaint"].deadline_at == complaint.created_at + timedelta(hours=24)
     # A replayed ticket_created makes nothing new.
@@ -171,7 +178,7 @@ def test_tickets_become_callbacks_by_the_rules_in_settings_once_each(desk_app: A
 
 def test_start_up_reconciles_jobs_with_the_table_and_fires_what_was_missed(desk_app: App) -> None:
     book = CallbackBook(desk_app.database, desk_app.settings)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     long_missed = book.add(phone="1", due_at=now - timedelta(days=53))  # beyond the misfire grace time
     future = book.add(phone="2", due_at=now + timedelta(days=1))
     cancelled = book.add(phone="3", due_at=now + timedelta(days=2))
@@ -203,8 +210,14 @@ def callback_due(callback):
 
 
 def start_scheduler(env: dict[str, str], cwd: Path) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "contactcenter", "scheduler"], env=env, cwd=cwd, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    return subprocess.Popen(
+        [sys.executable, "-m", "contactcenter", "scheduler"],
+        env=env,
+        cwd=cwd,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
 
 
 def fired(log: Path) -> list[dict]:
@@ -218,8 +231,12 @@ def next_sweep(database: Database) -> float:
     """When the running scheduler sweeps next (epoch seconds), from APScheduler's job store in the database:
     it moves on by ``SWEEP_SECONDS`` each time the sweep job is run."""
     with database.engine.connect() as connection:
-        return connection.execute(sql("SELECT next_run_time FROM apscheduler_jobs WHERE id = :id"),
-                                  {"id": SWEEP_JOB}).scalar() or 0.0
+        return (
+            connection.execute(
+                sql("SELECT next_run_time FROM apscheduler_jobs WHERE id = :id"), {"id": SWEEP_JOB}
+            ).scalar()
+            or 0.0
+        )
 
 
 def sweeps_pass(database: Database, count: int) -> bool:
@@ -235,10 +252,19 @@ def scheduler_env(desk: Path, database_url: str, tmp_path: Path) -> dict:
     install_plugin(site, "recorder", RECORDER)
     log = tmp_path / "fired.jsonl"
     env = {k: v for k, v in os.environ.items() if not k.startswith("CONTACTCENTER_")}
-    env.update(desk_environment(database_url, callbacks__sweep_seconds=str(SWEEP_SECONDS),
-                                callbacks__scheduler_lease_seconds="2"))
-    env.update({"CONTACTCENTER_SETTINGS": str(desk), "CONTACTCENTER_PLUGINS__ENABLED": '["recorder"]',
-                "PYTHONPATH": f"{site}{os.pathsep}{REPO}", "CALLBACK_LOG": str(log)})
+    env.update(
+        desk_environment(
+            database_url, callbacks__sweep_seconds=str(SWEEP_SECONDS), callbacks__scheduler_lease_seconds="2"
+        )
+    )
+    env.update(
+        {
+            "CONTACTCENTER_SETTINGS": str(desk),
+            "CONTACTCENTER_PLUGINS__ENABLED": '["recorder"]',
+            "PYTHONPATH": f"{site}{os.pathsep}{REPO}",
+            "CALLBACK_LOG": str(log),
+        }
+    )
     settings = desk_settings(desk, database_url)
     database = Database(settings.database_url)
     database.upgrade()
@@ -248,7 +274,7 @@ def scheduler_env(desk: Path, database_url: str, tmp_path: Path) -> dict:
 
 def test_a_scheduler_killed_mid_way_and_restarted_loses_nothing_and_doubles_nothing(scheduler_env: dict) -> None:
     book: CallbackBook = scheduler_env["book"]
-    start = datetime.now(timezone.utc)
+    start = datetime.now(UTC)
     ids = [book.add(phone=f"1380013800{i}", due_at=start + timedelta(seconds=3 + 2 * i)).id for i in range(6)]
     first = start_scheduler(scheduler_env["env"], scheduler_env["cwd"])
     try:
@@ -277,7 +303,7 @@ def test_a_scheduler_killed_mid_way_and_restarted_loses_nothing_and_doubles_noth
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_two_schedulers_on_one_postgresql_database_fire_each_callback_once(scheduler_env: dict) -> None:
     book: CallbackBook = scheduler_env["book"]
-    start = datetime.now(timezone.utc)
+    start = datetime.now(UTC)
     ids = [book.add(phone=f"1390013900{i}", due_at=start + timedelta(seconds=2 + i)).id for i in range(8)]
     a = start_scheduler(scheduler_env["env"], scheduler_env["cwd"])
     b = start_scheduler(scheduler_env["env"], scheduler_env["cwd"])
@@ -305,11 +331,22 @@ def test_callbacks_by_hand_from_the_command_line(scheduler_env: dict) -> None:
     env, cwd = scheduler_env["env"], scheduler_env["cwd"]
 
     def cc(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "contactcenter", *args], env=env, cwd=cwd, text=True,
-                              capture_output=True, timeout=60)
+        return subprocess.run(
+            [sys.executable, "-m", "contactcenter", *args], env=env, cwd=cwd, text=True, capture_output=True, timeout=60
+        )
 
-    added = cc("callbacks", "add", "13800138000", "--reason", "回访安装", "--due", "2026-10-01 10:00",
-               "--owner", "1001", "--owner-only")
+    added = cc(
+        "callbacks",
+        "add",
+        "13800138000",
+        "--reason",
+        "回访安装",
+        "--due",
+        "2026-10-01 10:00",
+        "--owner",
+        "1001",
+        "--owner-only",
+    )
     assert added.returncode == 0, added.stderr
     assert "outside working hours (National Day)" in added.stderr and "2026-10-08 09:00" in added.stderr
     second = cc("callbacks", "add", "13900139000")

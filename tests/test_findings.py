@@ -3,8 +3,6 @@ is that list, each finding once."""
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from contactcenter.records import UtteranceRecord, WordRecord
@@ -19,10 +17,13 @@ def rules():
 
 
 def said(leg: str, start: float, *words: str) -> UtteranceRecord:
-    records = tuple(WordRecord(word=w, start_s=start + i * 0.4, end_s=start + i * 0.4 + 0.35, confidence=0.9)
-                    for i, w in enumerate(words))
-    return UtteranceRecord(leg=leg, start_s=records[0].start_s, end_s=records[-1].end_s, text=" ".join(words),
-                           words=records)
+    records = tuple(
+        WordRecord(word=w, start_s=start + i * 0.4, end_s=start + i * 0.4 + 0.35, confidence=0.9)
+        for i, w in enumerate(words)
+    )
+    return UtteranceRecord(
+        leg=leg, start_s=records[0].start_s, end_s=records[-1].end_s, text=" ".join(words), words=records
+    )
 
 
 def test_a_violation_seen_in_a_partial_is_one_finding_in_the_report_and_the_store(rules) -> None:
@@ -52,8 +53,9 @@ def test_every_piece_of_evidence_is_in_the_findings_once(rules) -> None:
     keys = [(f.rule_id, f.kind, f.leg, f.at_s) for f in call.findings]
     assert len(keys) == len(set(keys))
     assert report.score < 100
-    assert {("greeting", "missing"), ("customer_hangs_up_first", "violation")} <= {(f.rule_id, f.kind)
-                                                                                  for f in call.findings}
+    assert {("greeting", "missing"), ("customer_hangs_up_first", "violation")} <= {
+        (f.rule_id, f.kind) for f in call.findings
+    }
     again = call.report(40.0, "agent")  # reporting again adds nothing
     assert again == report and len(call.findings) == len(keys)
 
@@ -68,4 +70,6 @@ def test_a_call_the_desk_placed_is_checked_by_the_rules_for_calls_placed(rules) 
     assert {r.rule_id for r in report.results} == {"banned_phrases"}
     assert report.failed[0].rule_id == "banned_phrases"
     taken = CallCompliance(rules, CallFacts(direction="inbound"), on_hit=lambda hit: None)
-    assert {"greeting", "closing", "customer_hangs_up_first"} <= {r.rule_id for r in taken.report(40.0, "agent").results}
+    assert {"greeting", "closing", "customer_hangs_up_first"} <= {
+        r.rule_id for r in taken.report(40.0, "agent").results
+    }

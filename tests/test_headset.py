@@ -26,15 +26,15 @@ from tests.helpers.sound import EARS, MIC, RATE, SoundServer
 LINE_RATE = 8000
 
 
-
 def steered(frequency: float) -> object:
     """The frequency, give or take what the elastic buffer may steer the pitch by (``MAX_CORRECTION``, which
     it uses when a busy machine delays a clock) and the 1 Hz resolution of a one-second spectrum."""
     return pytest.approx(frequency, abs=frequency * MAX_CORRECTION + 1)
 
+
 def line_frames(samples: np.ndarray) -> list[bytes]:
     pcm = (np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes()
-    return [pcm[i:i + LINE_FRAME * 2] for i in range(0, len(pcm) - LINE_FRAME * 2 + 1, LINE_FRAME * 2)]
+    return [pcm[i : i + LINE_FRAME * 2] for i in range(0, len(pcm) - LINE_FRAME * 2 + 1, LINE_FRAME * 2)]
 
 
 def as_float(frames: list[bytes]) -> np.ndarray:
@@ -81,7 +81,7 @@ def steady_level(samples: np.ndarray, rate: int, seconds: float = 1.5) -> float:
     """The level (dBFS) of the signal where it is present: the median of 100 ms windows above -40 dBFS, of
     which there must be ``seconds`` worth. A scheduling hiccup on a busy machine costs a window, not the
     measurement; a missing or wrong-level signal still fails."""
-    windows = [rms_dbfs(samples[i:i + rate // 10]) for i in range(0, len(samples) - rate // 10, rate // 10)]
+    windows = [rms_dbfs(samples[i : i + rate // 10]) for i in range(0, len(samples) - rate // 10, rate // 10)]
     present = [level for level in windows if level > -40]
     assert len(present) >= seconds * 10, f"signal present in only {len(present)} windows of 100 ms"
     return float(np.median(present))
@@ -89,8 +89,8 @@ def steady_level(samples: np.ndarray, rate: int, seconds: float = 1.5) -> float:
 
 def loudest_second(samples: np.ndarray, rate: int) -> np.ndarray:
     starts = range(0, max(1, len(samples) - rate), rate // 4)
-    best = max(starts, key=lambda i: float(np.abs(samples[i:i + rate]).mean()))
-    return samples[best:best + rate]
+    best = max(starts, key=lambda i: float(np.abs(samples[i : i + rate]).mean()))
+    return samples[best : best + rate]
 
 
 def test_portaudio_lists_the_sound_servers_devices(sound_server: SoundServer) -> None:
@@ -131,7 +131,8 @@ def test_the_agents_microphone_reaches_the_line(headset: Headset, sound_server: 
 
 
 def test_mute_sends_silence_and_hold_sends_music_and_cuts_the_earpiece(
-        headset: Headset, sound_server: SoundServer, tmp_path: Path) -> None:
+    headset: Headset, sound_server: SoundServer, tmp_path: Path
+) -> None:
     music = tmp_path / "hold.wav"
     soundfile.write(music, tone(600, 2, 16000, level=0.25), 16000)
     held_headset = Headset(HeadsetSettings(hold_music=music))
@@ -151,29 +152,28 @@ def test_mute_sends_silence_and_hold_sends_music_and_cuts_the_earpiece(
     frame = LINE_FRAME
 
     def span(first: int, last: int) -> np.ndarray:  # frames, trimmed for the buffers' delay
-        return sent[(first + 8) * frame:last * frame]
+        return sent[(first + 8) * frame : last * frame]
 
     assert dominant_frequency(span(20, 50), LINE_RATE) == steered(1000)  # the microphone
     assert rms_dbfs(span(50, 150)) < -80  # muted: nothing of the microphone reaches the caller
     assert dominant_frequency(span(150, 200), LINE_RATE) == steered(1000)
-    held = sent[200 * frame:300 * frame]
+    held = sent[200 * frame : 300 * frame]
     assert dominant_frequency(held, LINE_RATE) == steered(600)  # the hold music, not the microphone
     assert rms_dbfs(held) == pytest.approx(rms_dbfs(tone(600, 1, LINE_RATE, level=0.25)), abs=1.0)
     # The earpiece had the caller's 440 Hz before the hold, and falls silent during it.
     assert dominant_frequency(loudest_second(headset_heard, RATE), RATE) == steered(440)
-    quiet = [rms_dbfs(headset_heard[i:i + RATE // 2]) for i in range(0, len(headset_heard) - RATE // 2, RATE // 10)]
+    quiet = [rms_dbfs(headset_heard[i : i + RATE // 2]) for i in range(0, len(headset_heard) - RATE // 2, RATE // 10)]
     assert min(quiet) < -80
 
 
-def test_a_round_trip_through_the_sound_server_comes_back_whole(
-        headset: Headset, sound_server: SoundServer) -> None:
+def test_a_round_trip_through_the_sound_server_comes_back_whole(headset: Headset, sound_server: SoundServer) -> None:
     """The microphone listens to the earpiece: a click train from the line goes out to the sound server
     and back to the line. The delay (counted in samples, not wall-clock) is what the benchmark reports."""
     sound_server.use_defaults(EARS, f"{EARS}.monitor")
     try:
         bridge = open_bridge(headset)
         clicks = np.zeros(LINE_RATE * 4, dtype=np.float32)
-        clicks[LINE_RATE // 2::LINE_RATE // 2] = 0.9
+        clicks[LINE_RATE // 2 :: LINE_RATE // 2] = 0.9
         clock = LineClock(bridge, line_frames(clicks))
         try:
             clock.run(250)
@@ -182,16 +182,19 @@ def test_a_round_trip_through_the_sound_server_comes_back_whole(
     finally:
         sound_server.use_defaults(EARS, f"{MIC}.monitor")
     back = as_float(clock.sent)
-    correlation = np.correlate(back, clicks[: len(back)], mode="full")[len(back) - 1:]
-    delay = int(np.argmax(correlation[: LINE_RATE]))
+    correlation = np.correlate(back, clicks[: len(back)], mode="full")[len(back) - 1 :]
+    delay = int(np.argmax(correlation[:LINE_RATE]))
     assert correlation[delay] > 0.25 * float(np.dot(clicks, clicks)) / 8  # the clicks came back
     estimate = bridge.latency()
-    print(f"round trip {delay / LINE_RATE * 1000:.0f} ms; bridge estimate to ears "
-          f"{estimate.to_ears * 1000:.0f} ms, to line {estimate.to_line * 1000:.0f} ms")
+    print(
+        f"round trip {delay / LINE_RATE * 1000:.0f} ms; bridge estimate to ears "
+        f"{estimate.to_ears * 1000:.0f} ms, to line {estimate.to_line * 1000:.0f} ms"
+    )
 
 
 def test_a_line_clock_running_fast_does_not_build_up_delay_in_the_earpiece(
-        headset: Headset, sound_server: SoundServer) -> None:
+    headset: Headset, sound_server: SoundServer
+) -> None:
     """The line delivers 0.5 % faster than the sound card plays (a 10-second run of what a long call does
     slowly): without drift compensation the earpiece would fall 50 ms further behind; with it the
     buffer stays near its target and the ratio is steered against the skew."""
@@ -228,16 +231,25 @@ def test_the_headset_serves_one_call_at_a_time(headset: Headset) -> None:
     headset.release(blocker)
 
 
-DEVICES = [Device(0, "HDA Intel PCH: ALC3246 Analog (hw:0,0)", "ALSA", 2, 2, 44100.0),
-           Device(1, "Jabra EVOLVE 20 MS: USB Audio (hw:1,0)", "ALSA", 1, 2, 48000.0),
-           Device(2, "pulse", "ALSA", 32, 32, 44100.0),
-           Device(3, "default", "ALSA", 32, 32, 44100.0, default_input=True, default_output=True),
-           Device(4, "HDMI 0 (hw:0,3)", "ALSA", 0, 8, 44100.0)]
+DEVICES = [
+    Device(0, "HDA Intel PCH: ALC3246 Analog (hw:0,0)", "ALSA", 2, 2, 44100.0),
+    Device(1, "Jabra EVOLVE 20 MS: USB Audio (hw:1,0)", "ALSA", 1, 2, 48000.0),
+    Device(2, "pulse", "ALSA", 32, 32, 44100.0),
+    Device(3, "default", "ALSA", 32, 32, 44100.0, default_input=True, default_output=True),
+    Device(4, "HDMI 0 (hw:0,3)", "ALSA", 0, 8, 44100.0),
+]
 
 
-@pytest.mark.parametrize(("choice", "kind", "index"), [
-    (1, "input", 1), ("default", "output", 3), ("jabra", "input", 1), ("Jabra EVOLVE 20 MS: USB Audio (hw:1,0)",
-                                                                       "output", 1), ("HDMI", "output", 4)])
+@pytest.mark.parametrize(
+    ("choice", "kind", "index"),
+    [
+        (1, "input", 1),
+        ("default", "output", 3),
+        ("jabra", "input", 1),
+        ("Jabra EVOLVE 20 MS: USB Audio (hw:1,0)", "output", 1),
+        ("HDMI", "output", 4),
+    ],
+)
 def test_a_device_is_chosen_by_index_name_or_part_of_its_name(choice, kind, index: int) -> None:
     assert choose(choice, kind, DEVICES).index == index
 
@@ -257,12 +269,13 @@ def test_a_missing_or_ambiguous_device_names_what_is_available() -> None:
 def test_a_machine_with_no_sound_runs_unattended_and_says_why(tmp_path: Path) -> None:
     """A real PortAudio that finds no device at all: no sound card, and no sound server where it should be."""
     environ = {**os.environ, "PULSE_SERVER": f"unix:{tmp_path / 'no-server'}"}
-    script = ("from contactcenter.audio.headset import Headset; from contactcenter.settings import HeadsetSettings;"
-              "h = Headset(HeadsetSettings()); print(h.check(), '|', h.off_reason)")
+    script = (
+        "from contactcenter.audio.headset import Headset; from contactcenter.settings import HeadsetSettings;"
+        "h = Headset(HeadsetSettings()); print(h.check(), '|', h.off_reason)"
+    )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=environ, timeout=60)
     assert result.returncode == 0, result.stderr
     available, reason = result.stdout.strip().split(" | ", 1)
     assert available == "False" and "unattended" in reason
     disabled = Headset(HeadsetSettings(enabled=False))
     assert not disabled.check() and "enabled = false" in disabled.off_reason
-

@@ -26,16 +26,33 @@ pytestmark = pytest.mark.sip
 
 def test_a_call_on_the_headset_with_hold(line: dict, sound_server: SoundServer, korean_model) -> None:
     sound_server.use_defaults(EARS, f"{MIC}.monitor")
-    settings = desk_settings(line["desk_file"], line["url"], {"CONTACTCENTER_RING__ANSWER_AFTER_RINGS": "1",
-                                                              "CONTACTCENTER_RING__RING_PERIOD_SECONDS": "0.5"})
+    settings = desk_settings(
+        line["desk_file"],
+        line["url"],
+        {"CONTACTCENTER_RING__ANSWER_AFTER_RINGS": "1", "CONTACTCENTER_RING__RING_PERIOD_SECONDS": "0.5"},
+    )
     headset = Headset(settings.headset)
     assert headset.check(), headset.off_reason
     published: list[tuple[str, dict]] = []
     rules = load_rules(settings.scripts.rules, settings.company.names_said)
-    desk = Desk(settings, line["database"], lambda hook, **a: published.append((hook, a)),
-                SpeechMonitor(korean_model, workers=1), rules, headset=headset)
-    account = SipAccount(server="127.0.0.1", port=line["registrar"].port, user="1001", password="",
-                         local_ip="127.0.0.1", local_port=free_port(), rtp_low=31000, rtp_high=31999)
+    desk = Desk(
+        settings,
+        line["database"],
+        lambda hook, **a: published.append((hook, a)),
+        SpeechMonitor(korean_model, workers=1),
+        rules,
+        headset=headset,
+    )
+    account = SipAccount(
+        server="127.0.0.1",
+        port=line["registrar"].port,
+        user="1001",
+        password="",
+        local_ip="127.0.0.1",
+        local_port=free_port(),
+        rtp_low=31000,
+        rtp_high=31999,
+    )
     phone = Softphone(account, desk.handle)
     phone.start()
     recorder = sound_server.record(f"{EARS}.monitor")
@@ -70,14 +87,14 @@ def test_a_call_on_the_headset_with_hold(line: dict, sound_server: SoundServer, 
     assert headset.bridge is None  # free for the next call
 
     # The caller's 440 Hz tone was in the agent's ears.
-    loud = [earpiece[i:i + RATE] for i in range(0, len(earpiece) - RATE, RATE // 2)]
+    loud = [earpiece[i : i + RATE] for i in range(0, len(earpiece) - RATE, RATE // 2)]
     assert any(dominant_frequency(s, RATE) == pytest.approx(440, abs=3) and rms_dbfs(s) > -30 for s in loud)
 
     # The desk leg of the recording is what the caller heard: the microphone's 1 kHz, then silence on hold
     # (no hold music configured), then the microphone again.
     recording, rate = soundfile.read(str(done.recording), dtype="float64")
     desk_leg = recording[:, 0]
-    seconds = [desk_leg[i:i + rate] for i in range(0, len(desk_leg) - rate, rate // 4)]
+    seconds = [desk_leg[i : i + rate] for i in range(0, len(desk_leg) - rate, rate // 4)]
     talking = [dominant_frequency(s, rate) == pytest.approx(1000, abs=3) and rms_dbfs(s) > -20 for s in seconds]
     silent = [rms_dbfs(s) < -70 for s in seconds]
     first_silent = silent.index(True)

@@ -27,8 +27,10 @@ def frames_of(value: int, count: int) -> list[bytes]:
 def test_the_recording_is_stereo_agent_left_customer_right(tmp_path: Path) -> None:
     recorder = StreamingRecorder(tmp_path / "call.wav", flush_seconds=0.05)
     agent, customer = frames_of(1000, 100), frames_of(-2000, 80)  # the customer's last 0.4 s never came
-    writers = [threading.Thread(target=lambda leg=leg, frames=frames: [recorder.write(leg, f) for f in frames])
-               for leg, frames in (("agent", agent), ("customer", customer))]
+    writers = [
+        threading.Thread(target=lambda leg=leg, frames=frames: [recorder.write(leg, f) for f in frames])
+        for leg, frames in (("agent", agent), ("customer", customer))
+    ]
     for writer in writers:
         writer.start()
     for writer in writers:
@@ -37,7 +39,7 @@ def test_the_recording_is_stereo_agent_left_customer_right(tmp_path: Path) -> No
     audio, rate = soundfile.read(str(tmp_path / "call.wav"), dtype="int16")
     assert rate == RATE and audio.shape == (100 * FRAME_SAMPLES, 2)
     assert (audio[:, 0] == 1000).all()
-    assert (audio[: 80 * FRAME_SAMPLES, 1] == -2000).all() and (audio[80 * FRAME_SAMPLES:, 1] == 0).all()
+    assert (audio[: 80 * FRAME_SAMPLES, 1] == -2000).all() and (audio[80 * FRAME_SAMPLES :, 1] == 0).all()
 
 
 def test_a_silent_far_end_is_padded_and_its_late_audio_does_not_shift_the_channels(tmp_path: Path) -> None:
@@ -116,12 +118,16 @@ KILLED_RECORDER = textwrap.dedent("""
 def test_a_recording_killed_mid_write_plays_up_to_the_last_flush(tmp_path: Path) -> None:
     """kill -9 of the recording process: no repair needed, at most the last second lost."""
     path = tmp_path / "killed.wav"
-    process = subprocess.Popen([sys.executable, "-c", KILLED_RECORDER, str(path)], stdout=subprocess.PIPE,
-                               text=True, env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
+    process = subprocess.Popen(
+        [sys.executable, "-c", KILLED_RECORDER, str(path)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])},
+    )
     assert process.stdout is not None and process.stdout.readline() == "3 s\n"
     process.send_signal(signal.SIGKILL)
     process.wait()
     audio, rate = soundfile.read(str(path), dtype="int16")
-    assert audio.shape[0] >= 2 * RATE  # at least 2 of the 3 s written
+    assert rate == RATE and audio.shape[0] >= 2 * RATE  # at least 2 of the 3 s written
     expected = np.repeat(np.arange(audio.shape[0] // FRAME_SAMPLES) % 1000, FRAME_SAMPLES)
     assert (audio[: len(expected), 0] == expected).all() and (audio[: len(expected), 1] == expected).all()

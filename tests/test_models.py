@@ -17,14 +17,18 @@ from contactcenter.cli import cli
 from contactcenter.speech.model_files import ModelError, ModelFile, ModelManifest, fetch_model, verify_model
 from tests.helpers.paths import REPO
 
-LFS_POINTER = (b"version https://git-lfs.github.com/spec/v1\n"
-               b"oid sha256:91eda2c04c4f599361cb92b0e5298ccdf6b3c7a1fa52bfcefcd2c4e07aa1c131\nsize 15901896\n")
+LFS_POINTER = (
+    b"version https://git-lfs.github.com/spec/v1\n"
+    b"oid sha256:91eda2c04c4f599361cb92b0e5298ccdf6b3c7a1fa52bfcefcd2c4e07aa1c131\nsize 15901896\n"
+)
 FILES = {"am/final.mdl": b"\x00\x01model-bytes" * 200, "conf/model.conf": b"--beam=12\n", "README": b"test\n"}
 
 
 def manifest_for(files: dict[str, bytes], zip_bytes: bytes | None = None, url: str = "http://x") -> ModelManifest:
     return ModelManifest(
-        name="tiny-model", url=url, zip_size=len(zip_bytes) if zip_bytes else None,
+        name="tiny-model",
+        url=url,
+        zip_size=len(zip_bytes) if zip_bytes else None,
         zip_sha256_pattern=hashlib.sha256(zip_bytes).hexdigest() if zip_bytes else None,
         files=tuple(ModelFile(p, len(b), hashlib.sha256(b).hexdigest()) for p, b in files.items()),
     )
@@ -51,7 +55,7 @@ def http_server() -> Iterator[tuple[str, dict[str, bytes]]]:
     served: dict[str, bytes] = {}
 
     class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             body = served.get(self.path)
             if body is None:
                 self.send_error(404)
@@ -106,7 +110,9 @@ def test_fetch_downloads_unpacks_and_verifies(tmp_path: Path, http_server) -> No
     served["/tiny.zip"] = zipped(FILES)
     manifest = manifest_for(FILES, served["/tiny.zip"], url=f"{base}/tiny.zip")
     progress: list[int] = []
-    installed = fetch_model(manifest, tmp_path / "models" / "tiny-model", progress=lambda done, total: progress.append(done))
+    installed = fetch_model(
+        manifest, tmp_path / "models" / "tiny-model", progress=lambda done, total: progress.append(done)
+    )
     assert verify_model(installed, manifest) == {}
     assert progress[-1] == len(served["/tiny.zip"])
     assert [p.name for p in (tmp_path / "models").iterdir()] == ["tiny-model"]  # no leftovers
@@ -142,7 +148,7 @@ def test_fetch_refuses_a_zip_whose_files_do_not_match(tmp_path: Path, http_serve
 
 def test_fetch_reports_an_unreachable_server(tmp_path: Path, http_server) -> None:
     base, _ = http_server
-    with pytest.raises(ModelError, match="cannot download .*/absent.zip"):
+    with pytest.raises(ModelError, match=r"cannot download .*/absent\.zip"):
         fetch_model(manifest_for(FILES, url=f"{base}/absent.zip"), tmp_path / "tiny-model")
 
 

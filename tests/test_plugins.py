@@ -33,8 +33,7 @@ from tests.helpers.paths import REPO
 from tests.helpers.settings import desk_settings
 from tests.helpers.waiting import wait_until
 
-ALL_HOOKS = [name for name, value in vars(spec).items()
-             if callable(value) and hasattr(value, "contactcenter_spec")]
+ALL_HOOKS = [name for name, value in vars(spec).items() if callable(value) and hasattr(value, "contactcenter_spec")]
 
 HostFactory = Callable[..., PluginHost]
 
@@ -43,11 +42,13 @@ HostFactory = Callable[..., PluginHost]
 def make_host(desk: Path, tmp_path: Path) -> Iterator[HostFactory]:
     hosts: list[PluginHost] = []
 
-    def build(enabled: list[str], timeout: float = 2.0, database_url: str | None = None,
-              **environ: str) -> PluginHost:
+    def build(enabled: list[str], timeout: float = 2.0, database_url: str | None = None, **environ: str) -> PluginHost:
         url = database_url or f"sqlite:///{tmp_path / 'store.db'}"
-        env = {"CONTACTCENTER_PLUGINS__ENABLED": repr(enabled).replace("'", '"'),
-               "CONTACTCENTER_PLUGINS__HOOK_TIMEOUT_SECONDS": str(timeout), **environ}
+        env = {
+            "CONTACTCENTER_PLUGINS__ENABLED": repr(enabled).replace("'", '"'),
+            "CONTACTCENTER_PLUGINS__HOOK_TIMEOUT_SECONDS": str(timeout),
+            **environ,
+        }
         settings = desk_settings(desk, url, env)
         database = Database(url)
         database.upgrade()
@@ -166,7 +167,10 @@ def test_hook_survey_completed(recorder: PluginHost) -> None:
 
 
 def test_hook_register_commands(site: Path, desk: Path, tmp_path: Path) -> None:
-    install_plugin(site, "greeter", """
+    install_plugin(
+        site,
+        "greeter",
+        """
         import click
         from contactcenter import hookimpl
 
@@ -177,9 +181,13 @@ def test_hook_register_commands(site: Path, desk: Path, tmp_path: Path) -> None:
             def greet(name):
                 "Greet someone (from a plugin)."
                 click.echo(f"您好, {name}")
-    """)
-    env = {"CONTACTCENTER_SETTINGS": str(desk), "CONTACTCENTER_PLUGINS__ENABLED": '["greeter"]',
-           "CONTACTCENTER_DATABASE__URL": f"sqlite:///{tmp_path / 'cli.db'}"}
+    """,
+    )
+    env = {
+        "CONTACTCENTER_SETTINGS": str(desk),
+        "CONTACTCENTER_PLUGINS__ENABLED": '["greeter"]',
+        "CONTACTCENTER_DATABASE__URL": f"sqlite:///{tmp_path / 'cli.db'}",
+    }
     group = click.Group(commands=dict(cli.commands))  # a copy, so the global CLI is not changed
     from contactcenter.app import App
 
@@ -340,7 +348,8 @@ def ended_calls(count: int) -> list[dict]:
 
 
 def test_a_plugin_that_sleeps_past_its_timeout_does_not_delay_another_plugins_delivery(
-        site: Path, make_host: HostFactory) -> None:
+    site: Path, make_host: HostFactory
+) -> None:
     install_plugin(site, "sleeper", SLEEPER)
     install_plugin(site, "watcher", WATCHER)
     # The sleeper is registered last, so pluggy's order (and the old one-thread delivery) served it first.
@@ -388,9 +397,17 @@ def test_each_plugin_gets_the_events_in_the_order_they_were_published(site: Path
     host = make_host(["jittery", "recorder"])
     base = event_arguments("utterance")
     starts = [float(n) for n in range(60)]
-    publishers = [threading.Thread(target=lambda part=part: [
-        host.bus.publish("utterance", call=base["call"], utterance=base["utterance"].model_copy(update={"start_s": s}))
-        for s in part]) for part in (starts[:30], starts[30:])]
+    publishers = [
+        threading.Thread(
+            target=lambda part=part: [
+                host.bus.publish(
+                    "utterance", call=base["call"], utterance=base["utterance"].model_copy(update={"start_s": s})
+                )
+                for s in part
+            ]
+        )
+        for part in (starts[:30], starts[30:])
+    ]
     for thread in publishers:  # two publishing threads at once: every plugin still sees one and the same order
         thread.start()
     for thread in publishers:
@@ -444,8 +461,9 @@ def test_only_enabled_plugins_run(site: Path, make_host: HostFactory) -> None:
     assert infos["tickets"].status == "disabled"  # the first-party plugin is installed like any other
 
 
-def test_an_undelivered_event_is_spooled_when_the_database_is_down(site: Path, make_host: HostFactory,
-                                                                   tmp_path: Path) -> None:
+def test_an_undelivered_event_is_spooled_when_the_database_is_down(
+    site: Path, make_host: HostFactory, tmp_path: Path
+) -> None:
     install_plugin(site, "raiser", RAISER)
     host = make_host(["raiser"])
     host.undelivered.database = Database("postgresql+psycopg://nobody@127.0.0.1:1/down")
@@ -474,8 +492,11 @@ def test_only_event_hooks_can_be_notified(recorder: PluginHost) -> None:
 
 def test_plugins_list_and_replay_on_the_command_line(site: Path, desk: Path, tmp_path: Path) -> None:
     install_plugin(site, "raiser", RAISER)
-    env = {"CONTACTCENTER_SETTINGS": str(desk), "CONTACTCENTER_PLUGINS__ENABLED": '["tickets", "raiser"]',
-           "CONTACTCENTER_DATABASE__URL": f"sqlite:///{tmp_path / 'cli.db'}"}
+    env = {
+        "CONTACTCENTER_SETTINGS": str(desk),
+        "CONTACTCENTER_PLUGINS__ENABLED": '["tickets", "raiser"]',
+        "CONTACTCENTER_DATABASE__URL": f"sqlite:///{tmp_path / 'cli.db'}",
+    }
     runner = CliRunner()
     listed = runner.invoke(cli, ["plugins", "list", "--format", "json"], env=env)
     assert listed.exit_code == 0, listed.output
@@ -514,15 +535,21 @@ def test_the_built_in_plugins_are_listed_once_and_registered_by_every_desk(desk:
 
 def test_the_hooks_package_imports_only_downward() -> None:
     """Importing the whole plugin contract loads no layer above it (telephony, speech, scheduling, web ...)."""
-    probe = ("import json, sys; import contactcenter.hooks.host, contactcenter.hooks.api; "
-             "print(json.dumps(sorted(m for m in sys.modules if m.startswith('contactcenter'))))")
-    loaded = json.loads(subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
-                                       cwd=REPO).stdout)
+    probe = (
+        "import json, sys; import contactcenter.hooks.host, contactcenter.hooks.api; "
+        "print(json.dumps(sorted(m for m in sys.modules if m.startswith('contactcenter'))))"
+    )
+    loaded = json.loads(
+        subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=REPO).stdout
+    )
     above = {"telephony", "speech", "scheduling", "web", "qa", "app", "commands", "cli", "media"}
     assert not [m for m in loaded if m.split(".")[1:2] and m.split(".")[1] in above], loaded
     spec_only = "import json, sys; import contactcenter.hooks.spec; print(json.dumps(sorted(sys.modules)))"
-    assert "contactcenter.hooks.api" not in json.loads(subprocess.run(  # the spec names the API for typing only
-        [sys.executable, "-c", spec_only], capture_output=True, text=True, check=True, cwd=REPO).stdout)
+    assert "contactcenter.hooks.api" not in json.loads(
+        subprocess.run(  # the spec names the API for typing only
+            [sys.executable, "-c", spec_only], capture_output=True, text=True, check=True, cwd=REPO
+        ).stdout
+    )
 
 
 # ------------------------------------------------------------------------------ plugins enable / disable
@@ -533,17 +560,17 @@ def test_plugins_enable_and_disable_edit_settings_and_keep_its_comments(site: Pa
     runner = CliRunner()
     env = {"CONTACTCENTER_SETTINGS": str(desk), "CONTACTCENTER_PLUGINS__ENABLED": None}
     original = desk.read_text(encoding="utf-8")
-    assert '# names of installed plugins' in original and 'enabled = ["tickets"]' in original
+    assert "# names of installed plugins" in original and 'enabled = ["tickets"]' in original
 
     enabled = runner.invoke(cli, ["plugins", "enable", "recorder"], env=env)
     assert enabled.exit_code == 0, enabled.output
     assert "enabled recorder" in enabled.output
     text = desk.read_text(encoding="utf-8")
     assert load_settings(desk, {}).plugins.enabled == ["tickets", "recorder"]
-    changed = [(a, b) for a, b in zip(original.splitlines(), text.splitlines()) if a != b]
+    changed = [(a, b) for a, b in zip(original.splitlines(), text.splitlines(), strict=True) if a != b]
     assert len(original.splitlines()) == len(text.splitlines()) and len(changed) == 1  # only that line
     assert changed[0][1].startswith('enabled = ["tickets", "recorder"]')
-    assert changed[0][1].endswith("# names of installed plugins (entry-point group \"contactcenter\") to run")
+    assert changed[0][1].endswith('# names of installed plugins (entry-point group "contactcenter") to run')
 
     again = runner.invoke(cli, ["plugins", "enable", "recorder"], env=env)
     assert again.exit_code == 0 and "already enabled" in again.output
@@ -556,18 +583,23 @@ def test_plugins_enable_and_disable_edit_settings_and_keep_its_comments(site: Pa
     assert "# Every ended call becomes a ticket" in desk.read_text(encoding="utf-8")
 
 
-@pytest.mark.parametrize(("args", "exit_code", "message"), [
-    (["enable", "ghost"], 1, "no plugin named 'ghost' is installed"),
-    (["disable", "ghost"], 1, "no plugin named 'ghost' is installed or enabled"),
-    (["enable", "callbacks"], 0, "callbacks is built in and always on"),
-    (["disable", "live_view"], 1, "live_view is built in and always on; it cannot be disabled"),
-    (["disable", "survey"], 0, "survey is not enabled"),
-])
+@pytest.mark.parametrize(
+    ("args", "exit_code", "message"),
+    [
+        (["enable", "ghost"], 1, "no plugin named 'ghost' is installed"),
+        (["disable", "ghost"], 1, "no plugin named 'ghost' is installed or enabled"),
+        (["enable", "callbacks"], 0, "callbacks is built in and always on"),
+        (["disable", "live_view"], 1, "live_view is built in and always on; it cannot be disabled"),
+        (["disable", "survey"], 0, "survey is not enabled"),
+    ],
+)
 def test_plugins_enable_and_disable_refuse_what_they_cannot_do_and_leave_the_file_alone(
-        desk: Path, args: list[str], exit_code: int, message: str) -> None:
+    desk: Path, args: list[str], exit_code: int, message: str
+) -> None:
     before = desk.read_bytes()
-    result = CliRunner().invoke(cli, ["plugins", *args],
-                                env={"CONTACTCENTER_SETTINGS": str(desk), "CONTACTCENTER_PLUGINS__ENABLED": None})
+    result = CliRunner().invoke(
+        cli, ["plugins", *args], env={"CONTACTCENTER_SETTINGS": str(desk), "CONTACTCENTER_PLUGINS__ENABLED": None}
+    )
     assert result.exit_code == exit_code, result.output
     assert message in result.output and len(result.output.strip().splitlines()) == 1, result.output
     assert desk.read_bytes() == before

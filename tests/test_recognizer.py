@@ -21,14 +21,15 @@ def pcm(path: Path) -> tuple[np.ndarray, int]:
     return samples, rate
 
 
-def recognise(model: SpeechModel, samples: np.ndarray, rate: int, gate: SilenceGate | None = None,
-              chunk_s: float = 0.02) -> tuple[list[UtteranceRecord], list[tuple[str, float]], LegRecognizer]:
+def recognise(
+    model: SpeechModel, samples: np.ndarray, rate: int, gate: SilenceGate | None = None, chunk_s: float = 0.02
+) -> tuple[list[UtteranceRecord], list[tuple[str, float]], LegRecognizer]:
     finals: list[UtteranceRecord] = []
     partials: list[tuple[str, float]] = []
     leg = LegRecognizer(model, "agent", rate, finals.append, lambda _leg, text, at: partials.append((text, at)), gate)
     step = int(rate * chunk_s)
     for offset in range(0, len(samples), step):
-        leg.feed(samples[offset:offset + step].astype("<i2").tobytes())
+        leg.feed(samples[offset : offset + step].astype("<i2").tobytes())
     leg.finish()
     return finals, partials, leg
 
@@ -57,8 +58,9 @@ def test_silence_is_skipped_and_times_still_match_the_call(korean_model: SpeechM
     clip_s = len(clip) / rate
     speech = [(3.0, 3.0 + clip_s), (6.0 + clip_s, 6.0 + 2 * clip_s)]  # where the clips are in call time
     words = [w for u in finals for w in u.words]
-    assert all(any(start - 0.05 <= w.start_s and w.end_s <= end + 0.05 for start, end in speech) for w in words), \
-        str([(w.start_s, w.end_s) for w in words]) + str(speech)
+    assert all(any(start - 0.05 <= w.start_s and w.end_s <= end + 0.05 for start, end in speech) for w in words), str(
+        [(w.start_s, w.end_s) for w in words]
+    ) + str(speech)
     assert all(any(start <= w.start_s <= end for w in words) for start, end in speech)  # words from both
 
 
@@ -70,7 +72,7 @@ def test_speech_followed_by_silence_is_finished_without_waiting(korean_model: Sp
     fed_until_final = None
     step = int(rate * 0.02)
     for offset in range(0, len(call), step):
-        leg.feed(call[offset:offset + step].tobytes())
+        leg.feed(call[offset : offset + step].tobytes())
         if finals and fed_until_final is None:
             fed_until_final = (offset + step) / rate
     assert fed_until_final is not None, "no final result before the leg ended"
@@ -93,7 +95,8 @@ def test_recognisers_are_pooled_and_reused_with_correct_times(korean_model: Spee
     assert leg2._recognizer is recognizer  # the warm recogniser came back from the pool
     assert leg2._origin > 0
     assert [w.start_s for u in second for w in u.words][:1] == pytest.approx(
-        [w.start_s for u in first for w in u.words][:1], abs=0.05)
+        [w.start_s for u in first for w in u.words][:1], abs=0.05
+    )
 
 
 def test_the_model_is_loaded_once(korean_model_path: Path, korean_model: SpeechModel) -> None:
@@ -113,7 +116,7 @@ def test_frame_levels() -> None:
 
 
 def test_a_missing_model_folder_is_named(tmp_path: Path) -> None:
-    with pytest.raises(SpeechModelError, match="does not exist .*models fetch"):
+    with pytest.raises(SpeechModelError, match=r"does not exist .*models fetch"):
         SpeechModel.load(tmp_path / "vosk-model-small-cn-0.22")
 
 
@@ -136,8 +139,10 @@ def model_copy(source: Path, target: Path) -> Path:
 def test_a_git_lfs_pointer_is_named(korean_model_path: Path, tmp_path: Path) -> None:
     copy = model_copy(korean_model_path, tmp_path / "model")
     (copy / "am" / "final.mdl").unlink()
-    (copy / "am" / "final.mdl").write_bytes(b"version https://git-lfs.github.com/spec/v1\noid sha256:91ed\nsize 15901896\n")
-    with pytest.raises(SpeechModelError, match="am/final.mdl is a Git LFS pointer"):
+    (copy / "am" / "final.mdl").write_bytes(
+        b"version https://git-lfs.github.com/spec/v1\noid sha256:91ed\nsize 15901896\n"
+    )
+    with pytest.raises(SpeechModelError, match=r"am/final\.mdl is a Git LFS pointer"):
         SpeechModel.load(copy)
 
 
@@ -147,5 +152,5 @@ def test_a_corrupt_model_file_is_reported_by_vosk_path(korean_model_path: Path, 
     (copy / "am" / "final.mdl").unlink()
     with original.open("rb") as source, (copy / "am" / "final.mdl").open("wb") as target:
         target.write(source.read(4096))  # truncated
-    with pytest.raises(SpeechModelError, match="Vosk could not load the model .*models verify"):
+    with pytest.raises(SpeechModelError, match=r"Vosk could not load the model .*models verify"):
         SpeechModel.load(copy)

@@ -27,8 +27,12 @@ def test_a_desk_killed_mid_call_leaves_a_recording_that_plays(tmp_path: Path) ->
     try:
         registrar = f"127.0.0.1:{env['CONTACTCENTER_LOCAL_REGISTRAR__PORT']}"
         scenario = sipp_scenario("uac_call.xml", tmp_path, TALK_MS=30000, RTP_PORT=9, CODECS="0")
-        caller = subprocess.Popen(sipp_command(scenario, remote=registrar, timeout=60, timeout_error=False),
-                                  cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        caller = subprocess.Popen(
+            sipp_command(scenario, remote=registrar, timeout=60, timeout_error=False),
+            cwd=tmp_path,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         assert desk.stdout is not None
         for line in desk.stdout:
             if " answered " in line:
@@ -53,4 +57,4 @@ def test_a_desk_killed_mid_call_leaves_a_recording_that_plays(tmp_path: Path) ->
     # the agent leg starts with the greeting as the caller heard it; the customer leg carries the caller
     assert best_correlation(audio[: len(greeting) + 4000, 0], greeting[: 2 * rate]) >= 0.99
     first_nine = audio[: 9 * rate, 1].astype(np.float64)
-    assert np.sqrt(np.mean(first_nine ** 2)) > 100  # the SIPp caller's speech and tone, not silence
+    assert np.sqrt(np.mean(first_nine**2)) > 100  # the SIPp caller's speech and tone, not silence

@@ -57,17 +57,28 @@ def test_a_port_already_in_use_is_reported() -> None:
 
 
 def test_a_missing_kamailio_is_reported() -> None:
-    with pytest.raises(RegistrarError, match="not found .*apt-get install kamailio"):
+    with pytest.raises(RegistrarError, match=r"not found .*apt-get install kamailio"):
         LocalRegistrar("127.0.0.1", free_port(), binary="kamailio-that-is-not-installed").start()
 
 
 def test_contactcenter_run_starts_and_stops_the_registrar(desk: Path, tmp_path: Path) -> None:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("CONTACTCENTER_")}
-    env.update({"CONTACTCENTER_SETTINGS": str(desk), "CONTACTCENTER_LOCAL_REGISTRAR__PORT": str(port),
-                "CONTACTCENTER_SIP__LOCAL_PORT": str(free_port())})
-    process = subprocess.Popen([sys.executable, "-m", "contactcenter", "run"], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
+    env.update(
+        {
+            "CONTACTCENTER_SETTINGS": str(desk),
+            "CONTACTCENTER_LOCAL_REGISTRAR__PORT": str(port),
+            "CONTACTCENTER_SIP__LOCAL_PORT": str(free_port()),
+        }
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "contactcenter", "run"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+    )
     lines = []
     try:
         deadline = time.monotonic() + 60

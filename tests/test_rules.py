@@ -15,8 +15,11 @@ from contactcenter.speech.phrases import PhraseMatcher, edit_budget
 from contactcenter.speech.rules import Window, load_rules
 from tests.helpers.paths import REPO
 
-BANNED = [line for line in (REPO / "scripts_zh" / "banned_phrases.txt").read_text(encoding="utf-8").splitlines()
-          if line and not line.startswith("#")]
+BANNED = [
+    line
+    for line in (REPO / "scripts_zh" / "banned_phrases.txt").read_text(encoding="utf-8").splitlines()
+    if line and not line.startswith("#")
+]
 
 
 @pytest.fixture(scope="module")
@@ -27,11 +30,30 @@ def rules():
 # ------------------------------------------------------------------------------------------------ matching
 
 # Simulated Vosk output (space-separated words, homophones, small insertions): must be caught.
-BANNED_SAID = ["我 不 知道", "我 不 只 道", "不 青 楚", "这个 不 归 我 管", "这 不 可能 的", "我 真 没 办法",
-               "我 没 半 法", "你 自己 看 吧", "不知道 啊", "这个 我 不清楚"]
+BANNED_SAID = [
+    "我 不 知道",
+    "我 不 只 道",
+    "不 青 楚",
+    "这个 不 归 我 管",
+    "这 不 可能 的",
+    "我 真 没 办法",
+    "我 没 半 法",
+    "你 自己 看 吧",
+    "不知道 啊",
+    "这个 我 不清楚",
+]
 # Innocent lines that look like banned phrases: must not be caught (negators are anchors).
-INNOCENT = ["我 知道 了", "这个 我 很 清楚", "这 可能 需要 两天", "我 有 办法 帮 您", "这个 归 我 管",
-            "清楚 了", "不好意思 请 不要 挂断", "您好 示例 科技 很 高兴 为 您 服务", "我 帮 您 看看"]
+INNOCENT = [
+    "我 知道 了",
+    "这个 我 很 清楚",
+    "这 可能 需要 两天",
+    "我 有 办法 帮 您",
+    "这个 归 我 管",
+    "清楚 了",
+    "不好意思 请 不要 挂断",
+    "您好 示例 科技 很 高兴 为 您 服务",
+    "我 帮 您 看看",
+]
 
 
 @pytest.mark.parametrize("text", BANNED_SAID)
@@ -69,7 +91,7 @@ def test_variants_fold_before_matching() -> None:
 
 def test_match_positions_point_into_the_original_text() -> None:
     [match] = PhraseMatcher(["不清楚"]).find("这个 问题 我 不 清楚 呢")
-    assert "这个 问题 我 不 清楚 呢"[match.start:match.end] == "不 清楚"
+    assert "这个 问题 我 不 清楚 呢"[match.start : match.end] == "不 清楚"
 
 
 # ---------------------------------------------------------------------------------------------- rule file
@@ -77,8 +99,16 @@ def test_match_positions_point_into_the_original_text() -> None:
 
 def test_the_default_rules_cover_the_service_standard(rules) -> None:
     ids = {rule.id for rule in rules.rules}
-    assert {"greeting", "greeting_company", "late_answer_apology", "banned_phrases", "hold_request",
-            "hold_return", "closing", "customer_hangs_up_first"} <= ids
+    assert {
+        "greeting",
+        "greeting_company",
+        "late_answer_apology",
+        "banned_phrases",
+        "hold_request",
+        "hold_return",
+        "closing",
+        "customer_hangs_up_first",
+    } <= ids
     banned = next(rule for rule in rules.rules if rule.id == "banned_phrases")
     assert banned.spec.negate and banned.spec.live and banned.matcher.find("我 不 知道")
 
@@ -92,8 +122,9 @@ def test_windows_parse() -> None:
 
 def test_a_bad_rules_file_is_reported_with_the_rule_and_key(tmp_path: Path) -> None:
     path = tmp_path / "rules.toml"
-    path.write_text('[[rules]]\nid = "x"\nphrases = ["您好"]\nwindow = "first:ten"\nspeakr = "agent"\n',
-                    encoding="utf-8")
+    path.write_text(
+        '[[rules]]\nid = "x"\nphrases = ["您好"]\nwindow = "first:ten"\nspeakr = "agent"\n', encoding="utf-8"
+    )
     with pytest.raises(SettingsError) as caught:
         load_rules(path, ["示例"])
     text = "\n".join(caught.value.problems)
@@ -112,15 +143,20 @@ def test_settings_point_at_the_rules(desk: Path) -> None:
 def vosk_utterance(leg: str, result_json: str) -> UtteranceRecord:
     """An utterance from a Vosk final result (``SetWords(True)``), as the recogniser will make it."""
     result = json.loads(result_json)
-    words = tuple(WordRecord(word=w["word"], start_s=w["start"], end_s=w["end"], confidence=w["conf"])
-                  for w in result["result"])
-    return UtteranceRecord(leg=leg, start_s=words[0].start_s, end_s=words[-1].end_s, text=result["text"],
-                           words=words)
+    words = tuple(
+        WordRecord(word=w["word"], start_s=w["start"], end_s=w["end"], confidence=w["conf"]) for w in result["result"]
+    )
+    return UtteranceRecord(leg=leg, start_s=words[0].start_s, end_s=words[-1].end_s, text=result["text"], words=words)
 
 
 def said(leg: str, start: float, *words: str) -> UtteranceRecord:
-    result = {"result": [{"word": w, "start": start + i * 0.4, "end": start + i * 0.4 + 0.35, "conf": 0.9}
-                         for i, w in enumerate(words)], "text": " ".join(words)}
+    result = {
+        "result": [
+            {"word": w, "start": start + i * 0.4, "end": start + i * 0.4 + 0.35, "conf": 0.9}
+            for i, w in enumerate(words)
+        ],
+        "text": " ".join(words),
+    }
     return vosk_utterance(leg, json.dumps(result, ensure_ascii=False))
 
 
@@ -132,10 +168,17 @@ def test_a_good_call_scores_100(rules) -> None:
     call.add_utterance(said("agent", 60.0, "感谢", "您", "的", "来电", "再见"))
     report = call.report(call_end_s=65.0, hung_up_first="customer")
     assert report.score == 100.0 and report.failed == ()
-    assert {r.rule_id for r in report.results} == {"greeting", "greeting_company", "banned_phrases", "closing",
-                                                   "customer_hangs_up_first"}
-    assert [(h.rule_id, h.kind, h.at_s) for h in hits] == [("greeting", "satisfied", 0.5),
-                                                          ("greeting_company", "satisfied", 0.9)]
+    assert {r.rule_id for r in report.results} == {
+        "greeting",
+        "greeting_company",
+        "banned_phrases",
+        "closing",
+        "customer_hangs_up_first",
+    }
+    assert [(h.rule_id, h.kind, h.at_s) for h in hits] == [
+        ("greeting", "satisfied", 0.5),
+        ("greeting_company", "satisfied", 0.9),
+    ]
 
 
 def test_a_banned_phrase_is_a_live_violation_with_its_time(rules) -> None:
@@ -145,7 +188,11 @@ def test_a_banned_phrase_is_a_live_violation_with_its_time(rules) -> None:
     call.add_utterance(said("customer", 25.0, "我", "不", "知道"))  # the customer may say it
     [violation] = [h for h in hits if h.kind == "violation"]
     assert (violation.rule_id, violation.leg, violation.at_s, violation.severity) == (
-        "banned_phrases", "agent", 20.4, "critical")
+        "banned_phrases",
+        "agent",
+        20.4,
+        "critical",
+    )
     report = call.report(30.0, "customer")
     [failed] = [r for r in report.failed if r.rule_id == "banned_phrases"]
     assert [e.matched_text for e in failed.evidence] == ["我 不 知道"]
@@ -240,7 +287,8 @@ def test_a_broken_rules_file_stops_the_command_with_the_reason(tmp_path: Path) -
     from tests.helpers.settings import make_desk
 
     desk = make_desk(tmp_path / "desk")
-    (desk.parent / "scripts_zh" / "rules.toml").write_text('[[rules]]\nid = "x"\nphrases = ["您好"]\nwindow = "soon"\n',
-                                                           encoding="utf-8")
+    (desk.parent / "scripts_zh" / "rules.toml").write_text(
+        '[[rules]]\nid = "x"\nphrases = ["您好"]\nwindow = "soon"\n', encoding="utf-8"
+    )
     result = CliRunner().invoke(cli, ["--settings", str(desk), "rules", "list"])
     assert result.exit_code == 2 and "rule 'x' window" in result.stderr and "Traceback" not in result.output

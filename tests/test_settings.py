@@ -95,13 +95,16 @@ def test_a_file_that_is_not_toml(tmp_path: Path) -> None:
 
 
 def test_environment_overrides_the_file(desk: Path) -> None:
-    settings = load_settings(desk, {
-        "CONTACTCENTER_RING__ANSWER_AFTER_RINGS": "1",
-        "CONTACTCENTER_DATABASE__URL": "postgresql+psycopg://cc@db/cc",
-        "CONTACTCENTER_PLUGINS__ENABLED": '["tickets", "crm"]',
-        "CONTACTCENTER_COMPANY__NAME": "另一家公司",
-        "CONTACTCENTER_PLUGINS__TICKETS__DEFAULT_CATEGORY": "其他",
-    })
+    settings = load_settings(
+        desk,
+        {
+            "CONTACTCENTER_RING__ANSWER_AFTER_RINGS": "1",
+            "CONTACTCENTER_DATABASE__URL": "postgresql+psycopg://cc@db/cc",
+            "CONTACTCENTER_PLUGINS__ENABLED": '["tickets", "crm"]',
+            "CONTACTCENTER_COMPANY__NAME": "另一家公司",
+            "CONTACTCENTER_PLUGINS__TICKETS__DEFAULT_CATEGORY": "其他",
+        },
+    )
     assert settings.ring.answer_after_rings == 1
     assert settings.database_url == "postgresql+psycopg://cc@db/cc"
     assert settings.plugins.enabled == ["tickets", "crm"]
@@ -111,7 +114,9 @@ def test_environment_overrides_the_file(desk: Path) -> None:
 
 def test_a_bad_environment_value_names_the_variable(desk: Path) -> None:
     [problem] = problems(desk, {"CONTACTCENTER_RING__RING_PERIOD_SECONDS": "often"})
-    assert problem.startswith("environment variable CONTACTCENTER_RING__RING_PERIOD_SECONDS: [ring] ring_period_seconds")
+    assert problem.startswith(
+        "environment variable CONTACTCENTER_RING__RING_PERIOD_SECONDS: [ring] ring_period_seconds"
+    )
 
 
 def test_the_sip_password_comes_only_from_the_environment(desk: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -128,7 +133,10 @@ def test_the_cli_reports_bad_settings_without_a_traceback(tmp_path: Path) -> Non
     env = {k: v for k, v in os.environ.items() if not k.startswith("CONTACTCENTER_")}
     result = subprocess.run(
         [sys.executable, "-m", "contactcenter", "--settings", str(path), "tickets", "list"],
-        capture_output=True, text=True, env=env, cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
     )
     assert result.returncode == 2
     assert "Traceback" not in result.stderr

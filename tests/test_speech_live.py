@@ -9,7 +9,7 @@ test_rules.py (the Mandarin model cannot be had here).
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -63,35 +63,45 @@ def rules_banning(tmp_path: Path, *words: str) -> RuleSet:
     path.write_text(
         f'[[rules]]\nid = "banned"\nphrases = [{phrases}]\nnegate = true\nmatch = "exact"\nseverity = "critical"\n\n'
         '[[rules]]\nid = "greeting"\nphrases = ["없는인사말"]\nwindow = "first:2"\nmatch = "exact"\n',
-        encoding="utf-8")
+        encoding="utf-8",
+    )
     return load_rules(path, ["示例"])
 
 
 def a_live_call() -> CallRecord:
-    now = datetime.now(timezone.utc)
-    return CallRecord(id=1, sip_call_id="live-1@127.0.0.1", invited_at=now, answered_at=now, agent_extension="1001",
-                      remote_number="13800138000")
+    now = datetime.now(UTC)
+    return CallRecord(
+        id=1,
+        sip_call_id="live-1@127.0.0.1",
+        invited_at=now,
+        answered_at=now,
+        agent_extension="1001",
+        remote_number="13800138000",
+    )
 
 
 def push_in_frames(speech: CallSpeech, leg: str, audio: np.ndarray, block: bool = False) -> None:
     frame = int(RATE * 0.02)
     for offset in range(0, len(audio), frame):
-        assert speech.push(leg, audio[offset:offset + frame].tobytes(), block=block)
+        assert speech.push(leg, audio[offset : offset + frame].tobytes(), block=block)
 
 
-def test_a_banned_word_reaches_plugins_as_a_live_rule_hit(korean_model: SpeechModel, recognised_words, tmp_path: Path,
-                                                          site: Path, desk: Path) -> None:
+def test_a_banned_word_reaches_plugins_as_a_live_rule_hit(
+    korean_model: SpeechModel, recognised_words, tmp_path: Path, site: Path, desk: Path
+) -> None:
     install_plugin(site, "recorder", RECORDER)
     url = f"sqlite:///{tmp_path / 'store.db'}"
     database = Database(url)
     database.upgrade()
     host = PluginHost(desk_settings(desk, url, {"CONTACTCENTER_PLUGINS__ENABLED": '["recorder"]'}), database)
     host.load_entry_points()
-    monitor = SpeechMonitor(korean_model, workers=2, silence_threshold_dbfs=THRESHOLD_DBFS,
-                            silence_hangover_ms=HANGOVER_MS)
+    monitor = SpeechMonitor(
+        korean_model, workers=2, silence_threshold_dbfs=THRESHOLD_DBFS, silence_hangover_ms=HANGOVER_MS
+    )
     call = a_live_call()
-    speech = CallSpeech(monitor, rules_banning(tmp_path, *recognised_words), call, CallFacts(), rate=RATE,
-                        publish=host.bus.publish)
+    speech = CallSpeech(
+        monitor, rules_banning(tmp_path, *recognised_words), call, CallFacts(), rate=RATE, publish=host.bus.publish
+    )
     agent = agent_audio()
     customer = np.concatenate([samples("real8k/r02.wav"), np.zeros(RATE * 2, dtype=np.int16)])
     push_in_frames(speech, "agent", agent)
@@ -108,8 +118,9 @@ def test_a_banned_word_reaches_plugins_as_a_live_rule_hit(korean_model: SpeechMo
     said = [w for u in utterances if u.leg == "agent" for w in u.words]
     for hit in violations:  # each alert points at the word as said, in call time (the leading second counts)
         assert hit.at_s > 1.0
-        assert any(w.word == hit.matched_text.replace(" ", "") and w.start_s - 0.05 <= hit.at_s <= w.end_s + 1.0
-                   for w in said), (hit, said)
+        assert any(
+            w.word == hit.matched_text.replace(" ", "") and w.start_s - 0.05 <= hit.at_s <= w.end_s + 1.0 for w in said
+        ), (hit, said)
     assert any(h.rule_id == "greeting" and h.kind == "missing" and h.at_s == 2.0 for h in hits)
     assert all(args["call"] == call for _, args in calls)
 
@@ -128,8 +139,13 @@ def test_a_banned_word_reaches_plugins_as_a_live_rule_hit(korean_model: SpeechMo
 
 def test_numbers_are_masked_in_what_is_published(korean_model: SpeechModel, tmp_path: Path) -> None:
     published: list[tuple[str, dict]] = []
-    speech = CallSpeech(SpeechMonitor(korean_model, workers=1), rules_banning(tmp_path, "없음말"), a_live_call(),
-                        CallFacts(), publish=lambda hook, **a: published.append((hook, a)))
+    speech = CallSpeech(
+        SpeechMonitor(korean_model, workers=1),
+        rules_banning(tmp_path, "없음말"),
+        a_live_call(),
+        CallFacts(),
+        publish=lambda hook, **a: published.append((hook, a)),
+    )
     utterance = UtteranceRecord(leg="customer", start_s=1.0, end_s=3.0, text="我 的 电话 是 13800138000")
     speech._on_final(utterance)
     [(hook, arguments)] = published
@@ -144,7 +160,7 @@ def test_pushing_audio_never_waits_for_recognition(korean_model: SpeechModel) ->
     frame = int(RATE * 0.02) * 2
     for offset in range(0, len(audio), frame):
         for leg in legs:
-            assert leg.push(audio[offset:offset + frame])
+            assert leg.push(audio[offset : offset + frame])
     pushed = 4 * len(audio) / 2 / RATE
     # all 40 s were accepted while one worker had recognised only part of it: pushing did not wait
     assert monitor.metrics.audio_seconds < pushed / 2
@@ -160,7 +176,7 @@ def test_a_full_backlog_drops_audio_and_says_so(korean_model: SpeechModel, caplo
     audio = np.tile(samples("real8k/r03.wav"), 3).tobytes()
     frame = int(RATE * 0.02) * 2
     with caplog.at_level(logging.ERROR):
-        accepted = [leg.push(audio[o:o + frame]) for o in range(0, len(audio), frame)]
+        accepted = [leg.push(audio[o : o + frame]) for o in range(0, len(audio), frame)]
     leg.finish().result(timeout=60)
     assert not all(accepted) and monitor.metrics.dropped_seconds > 0
     assert "dropping audio from recognition" in caplog.text and "the call itself is not affected" in caplog.text
@@ -173,7 +189,7 @@ def test_a_recording_pushed_with_block_loses_nothing(korean_model: SpeechModel) 
     leg = monitor.open_leg("agent", RATE, finals.append, live=False)
     audio = samples("real8k/r03.wav").tobytes()
     frame = int(RATE * 0.02) * 2
-    assert all(leg.push(audio[o:o + frame], block=True) for o in range(0, len(audio), frame))
+    assert all(leg.push(audio[o : o + frame], block=True) for o in range(0, len(audio), frame))
     leg.finish().result(timeout=60)
     assert monitor.metrics.dropped_seconds == 0 and finals
     monitor.close()
@@ -197,7 +213,9 @@ def test_an_ended_call_is_stored_then_published_and_kept_when_the_database_is_do
         assert len(session.get(Call, stored.id).utterances) == 2
 
     down = Database("postgresql+psycopg://nobody@127.0.0.1:1/down")
-    kept = end_call(a_call(sip_call_id="second@x"), outcome, down, tmp_path / "spool", lambda h, **a: published.append((h, a)))
+    kept = end_call(
+        a_call(sip_call_id="second@x"), outcome, down, tmp_path / "spool", lambda h, **a: published.append((h, a))
+    )
     assert kept.id is None and published[-1][0] == "call_ended"  # plugins still hear of it
     assert import_spooled_calls(database, tmp_path / "spool") == 1
     with database.session() as session:

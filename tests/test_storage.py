@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -55,33 +55,69 @@ def test_a_whole_call_round_trips_with_utc_times(database: Database) -> None:
         agent = Agent(extension="1001", name="王芳", team="一组")
         customer = Customer(name="李先生", company="某某公司", phone="13800138000")
         call = Call(
-            sip_call_id="abc@127.0.0.1", direction="inbound", remote_number="13800138000", agent=agent,
-            customer=customer, invited_at=invited, ringing_at=invited + timedelta(milliseconds=6),
-            answered_at=invited + timedelta(seconds=9), ended_at=invited + timedelta(minutes=3),
-            rings_before_answer=2, hung_up_first="customer", disposition="completed", purpose="咨询账单",
-            category="咨询", compliance_score=85.0,
+            sip_call_id="abc@127.0.0.1",
+            direction="inbound",
+            remote_number="13800138000",
+            agent=agent,
+            customer=customer,
+            invited_at=invited,
+            ringing_at=invited + timedelta(milliseconds=6),
+            answered_at=invited + timedelta(seconds=9),
+            ended_at=invited + timedelta(minutes=3),
+            rings_before_answer=2,
+            hung_up_first="customer",
+            disposition="completed",
+            purpose="咨询账单",
+            category="咨询",
+            compliance_score=85.0,
         )
-        call.utterances.append(Utterance(leg="agent", start_s=0.4, end_s=2.9, text="您好,示例科技,很高兴为您服务",
-                                         confidence=0.93))
+        call.utterances.append(
+            Utterance(leg="agent", start_s=0.4, end_s=2.9, text="您好,示例科技,很高兴为您服务", confidence=0.93)
+        )
         call.utterances.append(Utterance(leg="customer", start_s=3.1, end_s=5.0, text="我想问一下账单"))
-        call.rule_hits.append(RuleHit(rule_id="greeting", kind="satisfied", severity="major", leg="agent",
-                                      at_s=0.4, matched_text="您好", live=True))
+        call.rule_hits.append(
+            RuleHit(
+                rule_id="greeting",
+                kind="satisfied",
+                severity="major",
+                leg="agent",
+                at_s=0.4,
+                matched_text="您好",
+                live=True,
+            )
+        )
         session.add(call)
         session.flush()
-        ticket = Ticket(call_id=call.id, customer_id=customer.id, category="咨询", summary="账单疑问",
-                        due_at=invited + timedelta(hours=72), assignee=agent, source="tickets")
+        ticket = Ticket(
+            call_id=call.id,
+            customer_id=customer.id,
+            category="咨询",
+            summary="账单疑问",
+            due_at=invited + timedelta(hours=72),
+            assignee=agent,
+            source="tickets",
+        )
         session.add(ticket)
         session.flush()
-        session.add(Callback(customer_id=customer.id, phone=customer.phone, reason="次日回访", call_id=call.id,
-                             ticket_id=ticket.id, owner_id=agent.id, owner_only=True,
-                             due_at=invited + timedelta(days=1)))
+        session.add(
+            Callback(
+                customer_id=customer.id,
+                phone=customer.phone,
+                reason="次日回访",
+                call_id=call.id,
+                ticket_id=ticket.id,
+                owner_id=agent.id,
+                owner_only=True,
+                due_at=invited + timedelta(days=1),
+            )
+        )
         session.add(SurveyResponse(call_id=call.id, agent_id=agent.id, question_key="satisfaction", answer=5))
         session.add(UndeliveredEvent(plugin="crm", hook="call_ended", payload={"call": {"id": call.id}}, error="x"))
         call_id = call.id
 
     with database.session() as session:
         call = session.get(Call, call_id)
-        assert call.invited_at == invited and call.invited_at.tzinfo == timezone.utc
+        assert call.invited_at == invited and call.invited_at.tzinfo == UTC
         assert call.answered_at - call.invited_at == timedelta(seconds=9)
         assert [u.leg for u in call.utterances] == ["agent", "customer"]
         assert call.utterances[0].text.startswith("您好")
@@ -106,7 +142,7 @@ def test_one_ticket_per_call_and_source(database: Database) -> None:
     from sqlalchemy.exc import IntegrityError
 
     with database.session() as session:
-        call = Call(sip_call_id="dup", direction="inbound", invited_at=datetime.now(timezone.utc))
+        call = Call(sip_call_id="dup", direction="inbound", invited_at=datetime.now(UTC))
         session.add(call)
         session.flush()
         session.add(Ticket(call_id=call.id, category="咨询", source="tickets"))
@@ -127,11 +163,14 @@ def test_a_desk_with_calls_and_callbacks_upgrades_from_0001_keeping_them(databas
     database = Database(database_url)
     database.upgrade("0001")
     with database.engine.begin() as connection:
-        connection.execute(text(
-            "INSERT INTO callbacks (phone, reason, owner_only, due_at, timezone, attempts, max_attempts, "
-            "spacing_minutes, state, last_outcome, created_at, updated_at) VALUES ('13800138000', '次日回访', "
-            ":f, :t, 'Asia/Shanghai', 0, 3, 60, 'pending', '', :t, :t)"),
-            {"f": False, "t": "2026-11-24 02:00:00.000000+00:00"})
+        connection.execute(
+            text(
+                "INSERT INTO callbacks (phone, reason, owner_only, due_at, timezone, attempts, max_attempts, "
+                "spacing_minutes, state, last_outcome, created_at, updated_at) VALUES ('13800138000', '次日回访', "
+                ":f, :t, 'Asia/Shanghai', 0, 3, 60, 'pending', '', :t, :t)"
+            ),
+            {"f": False, "t": "2026-11-24 02:00:00.000000+00:00"},
+        )
     database.upgrade()
     with database.session() as session:
         [callback] = session.scalars(select(Callback)).all()

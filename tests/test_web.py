@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import soundfile
@@ -34,7 +34,7 @@ def test_wrong_passwords_disabled_users_and_expired_sessions_are_refused(console
     assert signed.get("/api/me").json()["role"] == "reviewer"
     with console["database"].session() as session:  # the session runs out
         for row in session.query(WebSession):
-            row.expires_at = datetime.now(timezone.utc) - timedelta(seconds=1)
+            row.expires_at = datetime.now(UTC) - timedelta(seconds=1)
     assert signed.get("/api/me").status_code == 401
     console["accounts"].set_active("wang", False)
     assert client.post("/api/login", json={"username": "wang", "password": PASSWORD}).status_code == 401
@@ -98,20 +98,28 @@ def test_the_call_page_highlights_the_violation_and_takes_a_review(console: dict
     client = client_as(console, "lin")
     page = client.get(f"/calls/{call_id}")
     assert page.status_code == 200
-    assert '<mark class="critical" title="banned_phrases · critical" data-rule="banned_phrases">我不知道</mark>' in page.text
+    assert (
+        '<mark class="critical" title="banned_phrases · critical" data-rule="banned_phrases">我不知道</mark>'
+        in page.text
+    )
     assert "通话记录" in page.text and "138****0003" in page.text
     without_token = TestClient(console["app"], cookies=client.cookies)
     assert without_token.post(f"/api/calls/{call_id}/reviews", json={"comment": "x"}).status_code == 403
-    saved = client.post(f"/api/calls/{call_id}/reviews",
-                        json={"verdicts": {"banned_phrases": "agree"}, "comment": "确实违规"})
+    saved = client.post(
+        f"/api/calls/{call_id}/reviews", json={"verdicts": {"banned_phrases": "agree"}, "comment": "确实违规"}
+    )
     assert saved.status_code == 201
-    form = client.post(f"/calls/{call_id}/review", data={"csrf": client.headers["X-CSRF-Token"],
-                                                         "verdict_banned_phrases": "disagree", "comment": "语境不同"},
-                       follow_redirects=False)
+    form = client.post(
+        f"/calls/{call_id}/review",
+        data={"csrf": client.headers["X-CSRF-Token"], "verdict_banned_phrases": "disagree", "comment": "语境不同"},
+        follow_redirects=False,
+    )
     assert form.status_code == 303
     reviews = client.get(f"/api/calls/{call_id}").json()["reviews"]
     assert [(r["reviewer"], r["verdicts"], r["comment"]) for r in reviews] == [
-        ("lin", {"banned_phrases": "agree"}, "确实违规"), ("lin", {"banned_phrases": "disagree"}, "语境不同")]
+        ("lin", {"banned_phrases": "agree"}, "确实违规"),
+        ("lin", {"banned_phrases": "disagree"}, "语境不同"),
+    ]
     assert client.post("/api/calls/999999/reviews", json={}).status_code == 404
 
 
@@ -146,8 +154,15 @@ def test_recordings_are_served_only_from_the_data_folder(console: dict) -> None:
 
 def test_the_api_is_described_by_its_openapi_schema(console: dict) -> None:
     schema = TestClient(console["app"]).get("/api/openapi.json").json()
-    assert {"/api/calls", "/api/calls/{call_id}", "/api/calls/{call_id}/reviews", "/api/me", "/api/login",
-            "/api/export/calls.csv", "/api/export/calls.xlsx"} <= set(schema["paths"])
+    assert {
+        "/api/calls",
+        "/api/calls/{call_id}",
+        "/api/calls/{call_id}/reviews",
+        "/api/me",
+        "/api/login",
+        "/api/export/calls.csv",
+        "/api/export/calls.xlsx",
+    } <= set(schema["paths"])
     assert not any(path in schema["paths"] for path in ("/calls", "/login", "/admin"))  # pages are not the API
 
 
@@ -160,8 +175,9 @@ def test_users_from_the_command_line(desk: Path, database_url: str) -> None:
     env.update({"CONTACTCENTER_SETTINGS": str(desk), "CONTACTCENTER_DATABASE__URL": database_url})
 
     def cc(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "contactcenter", *args], env=env, capture_output=True,
-                              text=True, timeout=60)
+        return subprocess.run(
+            [sys.executable, "-m", "contactcenter", *args], env=env, capture_output=True, text=True, timeout=60
+        )
 
     assert cc("db", "upgrade").returncode == 0
     added = cc("users", "add", "chen", "--role", "supervisor", "--password", PASSWORD)

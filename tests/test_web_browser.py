@@ -12,7 +12,7 @@ import csv
 import io
 import struct
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -42,11 +42,20 @@ def browser(tmp_path: Path) -> Iterator:
     downloads.mkdir()
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                 "--disable-background-networking", "--no-first-run", "--window-size=1280,1400", "--lang=zh-CN"):
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--no-first-run",
+        "--window-size=1280,1400",
+        "--lang=zh-CN",
+    ):
         options.add_argument(flag)
-    options.add_experimental_option("prefs", {"download.default_directory": str(downloads),
-                                              "download.prompt_for_download": False})
+    options.add_experimental_option(
+        "prefs", {"download.default_directory": str(downloads), "download.prompt_for_download": False}
+    )
     driver = webdriver.Chrome(options=options, service=Service(str(CHROMEDRIVER)))
     driver.execute_cdp_cmd("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)})
     driver.implicitly_wait(0)
@@ -87,7 +96,8 @@ def click_and_wait(driver, element, timeout: float = 15) -> None:
     driver.execute_script("window.__ccOldPage = true;")
     element.click()
     WebDriverWait(driver, timeout, ignored_exceptions=(WebDriverException,)).until(
-        lambda d: d.execute_script("return !window.__ccOldPage && document.readyState === 'complete';"))
+        lambda d: d.execute_script("return !window.__ccOldPage && document.readyState === 'complete';")
+    )
 
 
 def png_size(path: Path) -> tuple[int, int]:
@@ -121,8 +131,11 @@ def test_a_reviewer_filters_opens_reviews_and_exports(console: dict, browser) ->
         mark = wait_for(browser, lambda d: d.find_element(By.CSS_SELECTOR, "#transcript mark[data-rule]"))
         assert mark.text == "我不知道" and mark.get_attribute("title") == "banned_phrases · critical"
         assert mark.value_of_css_property("background-color") == "rgba(255, 179, 179, 1)"  # shown in red
-        assert browser.find_element(By.TAG_NAME, "audio").get_attribute("src").endswith(
-            f"/calls/{console['ids'][3]}/recording")
+        assert (
+            browser.find_element(By.TAG_NAME, "audio")
+            .get_attribute("src")
+            .endswith(f"/calls/{console['ids'][3]}/recording")
+        )
         ARTEFACTS.mkdir(exist_ok=True)
         screenshot = ARTEFACTS / "call_page.png"
         assert browser.save_screenshot(str(screenshot))
@@ -158,7 +171,7 @@ def test_a_supervisor_watches_a_call_live(console: dict, browser) -> None:
 
     host = PluginHost(console["settings"], console["database"])
     api = PluginAPI(live_feed.NAME, host)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     call = CallRecord(sip_call_id="live-1", remote_number="13912345678", agent_extension="1001", invited_at=now)
     with serving(console["app"]) as base:
         sign_in(browser, base, "/live", "wang")
@@ -168,11 +181,22 @@ def test_a_supervisor_watches_a_call_live(console: dict, browser) -> None:
         assert "1001" in card.text and "139****5678" in card.text and "振铃中" in card.text
         answered = call.model_copy(update={"answered_at": now, "rings_before_answer": 2})
         live_feed.call_answered(call=answered, api=api)
-        live_feed.utterance(call=answered, utterance=UtteranceRecord(
-            leg="agent", start_s=1.0, end_s=2.5, text="喂 你好"), api=api)
-        live_feed.rule_hit(call=answered, hit=RuleHitRecord(
-            rule_id="no_wei", kind="violation", severity="major", leg="agent", at_s=1.0, matched_text="喂",
-            live=True), api=api)
+        live_feed.utterance(
+            call=answered, utterance=UtteranceRecord(leg="agent", start_s=1.0, end_s=2.5, text="喂 你好"), api=api
+        )
+        live_feed.rule_hit(
+            call=answered,
+            hit=RuleHitRecord(
+                rule_id="no_wei",
+                kind="violation",
+                severity="major",
+                leg="agent",
+                at_s=1.0,
+                matched_text="喂",
+                live=True,
+            ),
+            api=api,
+        )
         wait_for(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#alerts li"))
         assert "no_wei" in browser.find_element(By.ID, "alerts").text
         assert "喂 你好" in card.text and "通话中(响铃 2 声)" in card.text
@@ -180,10 +204,8 @@ def test_a_supervisor_watches_a_call_live(console: dict, browser) -> None:
         live_feed.call_ended(call=ended, transcript=[], report=ComplianceReport(score=60.0), api=api)
         wait_for(browser, lambda d: "已结束" in card.text)
         assert "得分 60" in card.text
-        assert card.find_element(By.LINK_TEXT, "查看通话").get_attribute("href").endswith(
-            f"/calls/{console['ids'][0]}")
+        assert card.find_element(By.LINK_TEXT, "查看通话").get_attribute("href").endswith(f"/calls/{console['ids'][0]}")
     host.close()
-
 
 
 def test_an_admin_switches_a_rule_off_and_puts_it_back(console: dict, browser) -> None:
@@ -192,8 +214,11 @@ def test_an_admin_switches_a_rule_off_and_puts_it_back(console: dict, browser) -
     from selenium.webdriver.common.by import By
 
     settings = console["settings"]
-    book = RuleBook(load_rules(settings.scripts.rules, settings.company.names_said), console["database"],
-                    settings.company.names_said)
+    book = RuleBook(
+        load_rules(settings.scripts.rules, settings.company.names_said),
+        console["database"],
+        settings.company.names_said,
+    )
     with serving(console["app"]) as base:
         sign_in(browser, base, "/admin", "zhao")
         row = browser.find_element(By.ID, "rule-banned_phrases")
@@ -208,4 +233,6 @@ def test_an_admin_switches_a_rule_off_and_puts_it_back(console: dict, browser) -
         click_and_wait(browser, row.find_element(By.CSS_SELECTOR, ".rule-reset button"))
         assert "banned_phrases" in {rule.id for rule in book.refresh().rules}
         row = browser.find_element(By.ID, "rule-banned_phrases")
-        assert row.find_element(By.NAME, "enabled").is_selected() and not row.find_elements(By.CSS_SELECTOR, ".rule-reset")
+        assert row.find_element(By.NAME, "enabled").is_selected() and not row.find_elements(
+            By.CSS_SELECTOR, ".rule-reset"
+        )

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -24,8 +24,9 @@ from tests.helpers.web import PASSWORD, desk_for_processes, serving, sse_events,
 
 def test_a_call_in_progress_is_streamed_to_the_supervisor(tmp_path: Path) -> None:
     web_port = free_port()
-    _, database, env = desk_for_processes(tmp_path, {"wang": "supervisor", "zhao": "admin"},
-                                          ring__answer_after_rings="2", web__port=str(web_port))
+    _, database, env = desk_for_processes(
+        tmp_path, {"wang": "supervisor", "zhao": "admin"}, ring__answer_after_rings="2", web__port=str(web_port)
+    )
     database.dispose()
     desk = start_command(["run"], env, tmp_path, "ready")
     web = start_command(["web"], env, tmp_path, "reviewer console on")
@@ -42,9 +43,14 @@ def test_a_call_in_progress_is_streamed_to_the_supervisor(tmp_path: Path) -> Non
                 received = sse_events(stream.iter_lines())
                 snapshot = next(received)
                 assert snapshot["event"] == "snapshot" and snapshot["data"] == {"events": []}
-                demo = subprocess.Popen([sys.executable, "-m", "contactcenter", "demo-call", "--talk", "3"],
-                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-                                        cwd=tmp_path)
+                demo = subprocess.Popen(
+                    [sys.executable, "-m", "contactcenter", "demo-call", "--talk", "3"],
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                    text=True,
+                    env=env,
+                    cwd=tmp_path,
+                )
                 for event in received:
                     events.append(event)
                     if event["event"] == "ended":
@@ -85,7 +91,7 @@ def test_the_feed_keeps_calls_in_progress_and_forgets_old_events(console: dict) 
     """A call that ended leaves the snapshot; an ended call prunes events older than live_keep_hours."""
     host = PluginHost(console["settings"], console["database"])
     api = PluginAPI(live_feed.NAME, host)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     with console["database"].session() as session:
         session.add(LiveEvent(sip_call_id="old", kind="ringing", at=now - timedelta(hours=25), data={}))
     talking, done = (CallRecord(sip_call_id=name, agent_extension="1001", invited_at=now) for name in ("a", "b"))
@@ -94,8 +100,12 @@ def test_the_feed_keeps_calls_in_progress_and_forgets_old_events(console: dict) 
     with console["database"].session() as session:
         events, cursor = live_feed.calls_in_progress(session, timedelta(hours=4))
     assert {e.sip_call_id for e in events} == {"a", "b"} and cursor.last_id == max(e.id for e in events)
-    live_feed.call_ended(call=done.model_copy(update={"id": 7, "disposition": "completed"}), transcript=[],
-                         report=ComplianceReport(), api=api)
+    live_feed.call_ended(
+        call=done.model_copy(update={"id": 7, "disposition": "completed"}),
+        transcript=[],
+        report=ComplianceReport(),
+        api=api,
+    )
     with console["database"].session() as session:
         events, _ = live_feed.calls_in_progress(session, timedelta(hours=4))
         kept = {row.sip_call_id for row in session.query(LiveEvent)}
@@ -106,8 +116,7 @@ def test_the_feed_keeps_calls_in_progress_and_forgets_old_events(console: dict) 
 
 def add_event(connection: Connection, name: str, event_id: int | None = None) -> int:
     """Insert a live event in ``connection``'s transaction (committed when the caller says); its id."""
-    values = {"sip_call_id": name, "kind": "ringing", "agent_extension": "1001",
-              "at": datetime.now(timezone.utc), "data": {}}
+    values = {"sip_call_id": name, "kind": "ringing", "agent_extension": "1001", "at": datetime.now(UTC), "data": {}}
     if event_id is not None:
         values["id"] = event_id
     return connection.execute(insert(LiveEvent).values(**values).returning(LiveEvent.id)).scalar_one()
@@ -135,7 +144,9 @@ def test_a_live_view_gets_an_event_committed_after_a_later_one(console: dict) ->
                 slow_desk.commit()
                 rest = [next(received), next(received)]
     assert [(e["data"]["sip_call_id"], e["id"]) for e in rest] == [
-        ("in-flight at the snapshot", str(early)), ("late", str(early))]  # the resume point stays at the newest
+        ("in-flight at the snapshot", str(early)),
+        ("late", str(early)),
+    ]  # the resume point stays at the newest
 
 
 def test_the_feed_cursor_waits_for_missing_ids_then_forgets_them(console: dict) -> None:

@@ -27,33 +27,58 @@ def add_teams_and_surveys(console: dict) -> None:
     with console["database"].session() as session:
         for agent in session.query(Agent):
             agent.name, agent.team = {"1001": ("李娜", "售后一组"), "1002": ("王强", "")}[agent.extension]
-        session.add_all([
-            SurveyResponse(call_id=ids[0], question_key="attitude", answer=5),
-            SurveyResponse(call_id=ids[0], question_key="solved", answer=4),
-            SurveyResponse(call_id=ids[0], question_key="speed", answer=None, outcome="timeout"),
-            SurveyResponse(call_id=ids[1], question_key="attitude", answer=3)])
+        session.add_all(
+            [
+                SurveyResponse(call_id=ids[0], question_key="attitude", answer=5),
+                SurveyResponse(call_id=ids[0], question_key="solved", answer=4),
+                SurveyResponse(call_id=ids[0], question_key="speed", answer=None, outcome="timeout"),
+                SurveyResponse(call_id=ids[1], question_key="attitude", answer=3),
+            ]
+        )
 
 
 def test_the_scorecard_per_agent_rule_day_ring_and_survey(console: dict) -> None:
     add_teams_and_surveys(console)
     card = client_as(console, "lin").get("/api/scorecards", params=PERIOD).json()
     # each agent: 15 calls, 5 of them said 我不知道 (40 points), 10 did not (95): 76.7 on average, 10/15 pass
-    assert card["totals"] == {"calls": 30, "answered": 30, "average_score": 76.7, "pass_rate": 66.7,
-                              "answered_within_3_rings": 100.0}
-    assert [(g["agent"], g["name"], g["team"], g["calls"], g["average_score"], g["pass_rate"])
-            for g in card["groups"]] == [("1001", "李娜", "售后一组", 15, 76.7, 66.7),
-                                          ("1002", "王强", "未分组", 15, 76.7, 66.7)]
-    assert card["rules"] == [{"rule_id": "banned_phrases", "severity": "critical", "failed_calls": 10,
-                              "pass_rate": 66.7}]
+    assert card["totals"] == {
+        "calls": 30,
+        "answered": 30,
+        "average_score": 76.7,
+        "pass_rate": 66.7,
+        "answered_within_3_rings": 100.0,
+    }
+    assert [
+        (g["agent"], g["name"], g["team"], g["calls"], g["average_score"], g["pass_rate"]) for g in card["groups"]
+    ] == [("1001", "李娜", "售后一组", 15, 76.7, 66.7), ("1002", "王强", "未分组", 15, 76.7, 66.7)]
+    assert card["rules"] == [
+        {"rule_id": "banned_phrases", "severity": "critical", "failed_calls": 10, "pass_rate": 66.7}
+    ]
     assert len(card["trend"]) == 9  # one row per local day, 2 to 10 November
-    assert card["trend"][0] == {"day": "2026-11-02", "calls": 3, "answered": 3, "average_score": 76.7,
-                                "pass_rate": 66.7, "answered_within_3_rings": 100.0}  # 09:00, 16:00, 23:00
-    assert card["rings"] == [{"rings": "1", "calls": 10}, {"rings": "2", "calls": 10}, {"rings": "3", "calls": 10},
-                             {"rings": "4+", "calls": 0}, {"rings": "未接", "calls": 0}]
+    assert card["trend"][0] == {
+        "day": "2026-11-02",
+        "calls": 3,
+        "answered": 3,
+        "average_score": 76.7,
+        "pass_rate": 66.7,
+        "answered_within_3_rings": 100.0,
+    }  # 09:00, 16:00, 23:00
+    assert card["rings"] == [
+        {"rings": "1", "calls": 10},
+        {"rings": "2", "calls": 10},
+        {"rings": "3", "calls": 10},
+        {"rings": "4+", "calls": 0},
+        {"rings": "未接", "calls": 0},
+    ]
     survey = {q["question"]: q for q in card["survey"]}
     assert survey["attitude"]["average"] == 4.0 and survey["attitude"]["distribution"]["3"] == 1
-    assert survey["speed"] == {"question": "speed", "asked": 1, "answered": 0, "average": None,
-                               "distribution": {"1": 0, "2": 0, "3": 0, "4": 0, "5": 0}}
+    assert survey["speed"] == {
+        "question": "speed",
+        "asked": 1,
+        "answered": 0,
+        "average": None,
+        "distribution": {"1": 0, "2": 0, "3": 0, "4": 0, "5": 0},
+    }
 
     one = client_as(console, "lin").get("/api/scorecards", params={**PERIOD, "agent": "1001"}).json()
     assert [g["agent"] for g in one["groups"]] == ["1001"] and one["rules"][0]["failed_calls"] == 5
@@ -101,9 +126,10 @@ def test_findings_and_scorecards_export_as_csv_and_excel(console: dict) -> None:
     assert [row[:3] for row in agents] == [("1001", "李娜", "售后一组"), ("1002", "王强", "未分组")]
     assert len(list(scorecard["趋势"].values)) == 10  # header and nine days
     rules = client.get("/api/export/scorecards.csv", params={**PERIOD, "part": "rules"})
-    assert 'filename*=UTF-8' in rules.headers["content-disposition"]
+    assert "filename*=UTF-8" in rules.headers["content-disposition"]
     assert list(csv.DictReader(io.StringIO(rules.text.lstrip("\ufeff")))) == [
-        {"rule_id": "banned_phrases", "severity": "critical", "failed_calls": "10", "pass_rate": "66.7"}]
+        {"rule_id": "banned_phrases", "severity": "critical", "failed_calls": "10", "pass_rate": "66.7"}
+    ]
     teams = client.get("/api/export/scorecards.csv", params={**PERIOD, "group_by": "team"}).text
     assert teams.lstrip("\ufeff").splitlines()[0].startswith("team,calls")
     assert client.get("/api/export/scorecards.csv", params={"part": "nothing"}).status_code == 422
@@ -115,13 +141,21 @@ def test_every_api_route_answers_each_role_as_it_should(console: dict) -> None:
     schema = TestClient(console["app"]).get("/api/openapi.json").json()
     call_id = console["ids"][0]
     gets = sorted(path.replace("{call_id}", str(call_id)) for path, ops in schema["paths"].items() if "get" in ops)
-    assert {"/api/scorecards", "/api/live/calls", "/api/live/events", "/api/export/findings.csv",
-            "/api/export/scorecards.xlsx", "/api/admin/rules", "/api/admin/plugins"} <= set(gets)
+    assert {
+        "/api/scorecards",
+        "/api/live/calls",
+        "/api/live/events",
+        "/api/export/findings.csv",
+        "/api/export/scorecards.xlsx",
+        "/api/admin/rules",
+        "/api/admin/plugins",
+    } <= set(gets)
     anonymous, reviewer, supervisor, admin = (client_as(console, n) for n in (None, "lin", "wang", "zhao"))
 
     def needs(path: str) -> str:
-        return "admin" if path.startswith("/api/admin/") else "supervisor" if path.startswith("/api/live/") \
-            else "reviewer"
+        return (
+            "admin" if path.startswith("/api/admin/") else "supervisor" if path.startswith("/api/live/") else "reviewer"
+        )
 
     for path in gets:
         assert anonymous.get(path).status_code == 401, path
@@ -129,9 +163,12 @@ def test_every_api_route_answers_each_role_as_it_should(console: dict) -> None:
         if path != "/api/live/events":  # a stream that does not end: followed in test_web_live
             assert supervisor.get(path).status_code == (403 if needs(path) == "admin" else 200), path
             assert admin.get(path).status_code == 200, path
-    writes = [(method, path.replace("{call_id}", str(call_id)).replace("{rule_id}", "greeting"))
-              for path, ops in schema["paths"].items() for method in ("post", "put", "delete")
-              if method in ops and path != "/api/login"]
+    writes = [
+        (method, path.replace("{call_id}", str(call_id)).replace("{rule_id}", "greeting"))
+        for path, ops in schema["paths"].items()
+        for method in ("post", "put", "delete")
+        if method in ops and path != "/api/login"
+    ]
     assert ("put", "/api/admin/rules/greeting") in writes
     for method, path in writes:
         assert anonymous.request(method, path, json={}).status_code == 401, path
@@ -140,12 +177,16 @@ def test_every_api_route_answers_each_role_as_it_should(console: dict) -> None:
 
 
 def test_agents_are_named_and_put_in_teams_from_the_command_line(desk, database_url: str) -> None:
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("CONTACTCENTER_")},
-           **desk_environment(database_url), "CONTACTCENTER_SETTINGS": str(desk)}
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("CONTACTCENTER_")},
+        **desk_environment(database_url),
+        "CONTACTCENTER_SETTINGS": str(desk),
+    }
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "contactcenter", *args], capture_output=True, text=True,
-                              env=env, cwd=desk.parent)
+        return subprocess.run(
+            [sys.executable, "-m", "contactcenter", *args], capture_output=True, text=True, env=env, cwd=desk.parent
+        )
 
     assert run("db", "upgrade").returncode == 0
     named = run("agents", "set", "1001", "--name", "李娜", "--team", "售后一组")

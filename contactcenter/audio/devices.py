@@ -66,10 +66,19 @@ def list_devices() -> list[Device]:
         default_in, default_out = sd.default.device
     except sd.PortAudioError as exc:
         raise NoAudio(f"PortAudio cannot list devices: {exc}") from None
-    return [Device(index=i, name=d["name"], host_api=host_apis[d["hostapi"]], inputs=d["max_input_channels"],
-                   outputs=d["max_output_channels"], default_rate=float(d["default_samplerate"]),
-                   default_input=i == default_in, default_output=i == default_out)
-            for i, d in enumerate(raw)]
+    return [
+        Device(
+            index=i,
+            name=d["name"],
+            host_api=host_apis[d["hostapi"]],
+            inputs=d["max_input_channels"],
+            outputs=d["max_output_channels"],
+            default_rate=float(d["default_samplerate"]),
+            default_input=i == default_in,
+            default_output=i == default_out,
+        )
+        for i, d in enumerate(raw)
+    ]
 
 
 def choose(choice: int | str, kind: Kind, devices: list[Device]) -> Device:
@@ -83,12 +92,15 @@ def choose(choice: int | str, kind: Kind, devices: list[Device]) -> Device:
     elif choice == "default":
         found = [d for d in usable if (d.default_input if kind == "input" else d.default_output)] or usable[:1]
     else:
-        found = [d for d in usable if d.name == choice] or [
-            d for d in usable if choice.casefold() in d.name.casefold()]
+        found = [d for d in usable if d.name == choice] or [d for d in usable if choice.casefold() in d.name.casefold()]
     if len(found) == 1:
         return found[0]
     if not found:
-        raise HeadsetError(f"[headset] {kind}_device = {choice!r}: no such {kind} device. "
-                           f"Available {kind} devices: {available}")
-    raise HeadsetError(f"[headset] {kind}_device = {choice!r} matches several {kind} devices: "
-                       + "; ".join(d.describe() for d in found) + ". Give the index or the full name.")
+        raise HeadsetError(
+            f"[headset] {kind}_device = {choice!r}: no such {kind} device. Available {kind} devices: {available}"
+        )
+    raise HeadsetError(
+        f"[headset] {kind}_device = {choice!r} matches several {kind} devices: "
+        + "; ".join(d.describe() for d in found)
+        + ". Give the index or the full name."
+    )

@@ -82,7 +82,7 @@ class ElasticBuffer:
             self.stats.pushed_samples += len(samples)
             self._data = np.concatenate((self._data, converted)) if len(self._data) else converted
             if len(self._data) > self.limit:
-                self._data = self._data[len(self._data) - self.target:]
+                self._data = self._data[len(self._data) - self.target :]
                 self.stats.overruns += 1
 
     def pull(self, count: int) -> np.ndarray:
@@ -111,7 +111,7 @@ class ElasticBuffer:
     def _resync(self) -> None:
         """Far too much is waiting (the consumer started late, or stalled): steering it away at 0.5 % would
         take seconds of off-pitch audio, so drop the oldest down to the target and steer from there."""
-        self._data = self._data[len(self._data) - self.target:]
+        self._data = self._data[len(self._data) - self.target :]
         self._average_fill = None
         self._integral = 0.0
         self.stats.resyncs += 1
@@ -121,11 +121,14 @@ class ElasticBuffer:
         dt = count / self.out_rate
         fill = len(self._data) + count / 2  # the level midway through this pull
         alpha = min(1.0, dt / FILL_SMOOTHING_S)
-        self._average_fill = fill if self._average_fill is None else (
-            self._average_fill + alpha * (fill - self._average_fill))
+        self._average_fill = (
+            fill if self._average_fill is None else (self._average_fill + alpha * (fill - self._average_fill))
+        )
         error = (self._average_fill - self.target) / self.out_rate  # seconds too full (+) or too empty (-)
-        self._integral = float(np.clip(self._integral + error * dt, -MAX_CORRECTION / INTEGRAL_PER_S2,
-                                       MAX_CORRECTION / INTEGRAL_PER_S2))
-        correction = float(np.clip(-(PROPORTIONAL_PER_S * error + INTEGRAL_PER_S2 * self._integral),
-                                   -MAX_CORRECTION, MAX_CORRECTION))
+        self._integral = float(
+            np.clip(self._integral + error * dt, -MAX_CORRECTION / INTEGRAL_PER_S2, MAX_CORRECTION / INTEGRAL_PER_S2)
+        )
+        correction = float(
+            np.clip(-(PROPORTIONAL_PER_S * error + INTEGRAL_PER_S2 * self._integral), -MAX_CORRECTION, MAX_CORRECTION)
+        )
         self.stats.correction = correction

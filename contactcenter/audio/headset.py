@@ -23,8 +23,8 @@ from contactcenter.audio.devices import Device, HeadsetError, NoAudio, choose, l
 from contactcenter.audio.elastic import ElasticBuffer
 from contactcenter.audio.line import FRAME_SAMPLES as LINE_FRAME
 from contactcenter.audio.line import RATE as LINE_RATE
-from contactcenter.settings import HeadsetSettings
 from contactcenter.audio.prompts import to_line_audio
+from contactcenter.settings import HeadsetSettings
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +63,9 @@ class HoldMusic:
 class HeadsetBridge:
     """Full duplex between one call and the headset; :meth:`close` when the call ends."""
 
-    def __init__(self, settings: HeadsetSettings, input_device: Device, output_device: Device,
-                 hold_music: HoldMusic) -> None:
+    def __init__(
+        self, settings: HeadsetSettings, input_device: Device, output_device: Device, hold_music: HoldMusic
+    ) -> None:
         self.input_device = input_device
         self.output_device = output_device
         self.rate = settings.sample_rate or int(output_device.default_rate)
@@ -84,16 +85,19 @@ class HeadsetBridge:
         try:
             common = dict(samplerate=self.rate, blocksize=self.block, dtype="float32", latency="low")
             self._streams = [
-                sd.OutputStream(device=self.output_device.index, channels=self._out_channels,
-                                callback=self._to_earpiece, **common),
-                sd.InputStream(device=self.input_device.index, channels=1, callback=self._from_microphone,
-                               **common)]
+                sd.OutputStream(
+                    device=self.output_device.index, channels=self._out_channels, callback=self._to_earpiece, **common
+                ),
+                sd.InputStream(device=self.input_device.index, channels=1, callback=self._from_microphone, **common),
+            ]
             for stream in self._streams:
                 stream.start()
         except (sd.PortAudioError, ValueError) as exc:
             self.close()
-            raise HeadsetError(f"headset streams on {self.input_device.describe()} / "
-                               f"{self.output_device.describe()} at {self.rate} Hz will not open: {exc}") from None
+            raise HeadsetError(
+                f"headset streams on {self.input_device.describe()} / "
+                f"{self.output_device.describe()} at {self.rate} Hz will not open: {exc}"
+            ) from None
 
     def close(self) -> None:
         streams, self._streams = self._streams, []
@@ -135,11 +139,14 @@ class HeadsetBridge:
 
     def latency(self) -> BridgeLatency:
         """The delay the bridge adds each way now (buffers + resampler + PortAudio's reported latency)."""
-        stream_out, stream_in = ((float(self._streams[0].latency), float(self._streams[1].latency))
-                                 if self._streams else (0.0, 0.0))
+        stream_out, stream_in = (
+            (float(self._streams[0].latency), float(self._streams[1].latency)) if self._streams else (0.0, 0.0)
+        )
         resampler = ElasticBuffer.RESAMPLER_DELAY_SECONDS
-        return BridgeLatency(to_ears=self.to_ears.fill_seconds() + resampler + stream_out,
-                             to_line=self.to_line.fill_seconds() + resampler + stream_in)
+        return BridgeLatency(
+            to_ears=self.to_ears.fill_seconds() + resampler + stream_out,
+            to_line=self.to_line.fill_seconds() + resampler + stream_in,
+        )
 
 
 class Headset:
@@ -177,8 +184,7 @@ class Headset:
             log.warning("headset bridge off: %s", self.off_reason)
             return False
         self.off_reason = ""
-        log.info("headset: microphone %s, earpiece %s", self.input_device.describe(),
-                 self.output_device.describe())
+        log.info("headset: microphone %s, earpiece %s", self.input_device.describe(), self.output_device.describe())
         return True
 
     def claim(self, give_up: threading.Event) -> HeadsetBridge | None:

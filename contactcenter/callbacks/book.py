@@ -10,7 +10,7 @@ from __future__ import annotations
 import builtins
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Table, and_, bindparam, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
@@ -30,7 +30,7 @@ class CallbackError(Exception):
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def _updated_row(session: Session, callback_id: int) -> Callback:
@@ -42,11 +42,24 @@ def _updated_row(session: Session, callback_id: int) -> Callback:
 
 
 def callback_record(row: Callback) -> CallbackRecord:
-    return CallbackRecord(id=row.id, phone=row.phone, reason=row.reason, kind=row.kind, state=row.state,
-                          due_at=row.due_at, deadline_at=row.deadline_at, timezone=row.timezone,
-                          owner_extension=row.owner_extension or None, owner_only=row.owner_only,
-                          attempts=row.attempts, max_attempts=row.max_attempts, last_outcome=row.last_outcome,
-                          note=row.note, call_id=row.call_id, ticket_id=row.ticket_id)
+    return CallbackRecord(
+        id=row.id,
+        phone=row.phone,
+        reason=row.reason,
+        kind=row.kind,
+        state=row.state,
+        due_at=row.due_at,
+        deadline_at=row.deadline_at,
+        timezone=row.timezone,
+        owner_extension=row.owner_extension or None,
+        owner_only=row.owner_only,
+        attempts=row.attempts,
+        max_attempts=row.max_attempts,
+        last_outcome=row.last_outcome,
+        note=row.note,
+        call_id=row.call_id,
+        ticket_id=row.ticket_id,
+    )
 
 
 @dataclass(frozen=True)
@@ -75,9 +88,19 @@ class CallbackBook:
 
     # ------------------------------------------------------------------------------------------- creating
 
-    def add(self, *, phone: str, due_at: datetime, reason: str = "", kind: str = "manual",
-            owner_extension: str = "", owner_only: bool = False, call_id: int | None = None,
-            ticket_id: int | None = None, deadline_at: datetime | None = None) -> CallbackRecord:
+    def add(
+        self,
+        *,
+        phone: str,
+        due_at: datetime,
+        reason: str = "",
+        kind: str = "manual",
+        owner_extension: str = "",
+        owner_only: bool = False,
+        call_id: int | None = None,
+        ticket_id: int | None = None,
+        deadline_at: datetime | None = None,
+    ) -> CallbackRecord:
         """Store a pending callback. One per call (or ticket) and kind: adding the same again (a replayed
         event) returns the one already there."""
         if kind not in CALLBACK_KINDS:
@@ -89,11 +112,21 @@ class CallbackBook:
         policy = self.settings.callbacks
         try:
             with self.database.session() as session:
-                row = Callback(phone=phone.strip(), due_at=due_at, reason=reason, kind=kind,
-                               owner_extension=owner_extension, owner_only=owner_only and bool(owner_extension),
-                               call_id=call_id, ticket_id=ticket_id, deadline_at=deadline_at,
-                               timezone=self.settings.general.timezone, max_attempts=policy.max_attempts,
-                               spacing_minutes=policy.retry_spacing_minutes, state="pending")
+                row = Callback(
+                    phone=phone.strip(),
+                    due_at=due_at,
+                    reason=reason,
+                    kind=kind,
+                    owner_extension=owner_extension,
+                    owner_only=owner_only and bool(owner_extension),
+                    call_id=call_id,
+                    ticket_id=ticket_id,
+                    deadline_at=deadline_at,
+                    timezone=self.settings.general.timezone,
+                    max_attempts=policy.max_attempts,
+                    spacing_minutes=policy.retry_spacing_minutes,
+                    state="pending",
+                )
                 session.add(row)
                 session.flush()
                 return callback_record(row)
@@ -145,6 +178,7 @@ class CallbackBook:
     def counts(self, now: datetime | None = None) -> CallbackCounts:
         now = now or utcnow()
         with self.database.session() as session:
+
             def count(*conditions) -> int:
                 return session.scalar(select(func.count(Callback.id)).where(*conditions)) or 0
 
@@ -152,21 +186,29 @@ class CallbackBook:
                 pending=count(Callback.state == "pending", Callback.due_at > now),
                 due=count(Callback.state.in_(("due", "in_progress"))),
                 overdue=count(Callback.state.in_(("pending", "due")), Callback.due_at <= now),
-                missed_deadline=count(Callback.state.in_(OPEN_STATES), Callback.deadline_at.is_not(None),
-                                      Callback.deadline_at < now))
+                missed_deadline=count(
+                    Callback.state.in_(OPEN_STATES), Callback.deadline_at.is_not(None), Callback.deadline_at < now
+                ),
+            )
 
     def pending_due_times(self) -> dict[int, datetime]:
         """Every pending callback's due time: what the scheduler must have a job for."""
         with self.database.session() as session:
-            return dict(session.execute(select(Callback.id, Callback.due_at).where(Callback.state == "pending"))
-                        .tuples().all())
+            return dict(
+                session.execute(select(Callback.id, Callback.due_at).where(Callback.state == "pending")).tuples().all()
+            )
 
     def unscheduled(self, limit: int = 1000) -> dict[int, datetime]:
         """Pending callbacks added or moved since the scheduler last scheduled them."""
         with self.database.session() as session:
-            rows = session.execute(select(Callback.id, Callback.due_at).where(
-                Callback.state == "pending",
-                or_(Callback.job_due_at.is_(None), Callback.job_due_at != Callback.due_at)).limit(limit)).tuples()
+            rows = session.execute(
+                select(Callback.id, Callback.due_at)
+                .where(
+                    Callback.state == "pending",
+                    or_(Callback.job_due_at.is_(None), Callback.job_due_at != Callback.due_at),
+                )
+                .limit(limit)
+            ).tuples()
             return dict(rows.all())
 
     def mark_scheduled(self, due_times: dict[int, datetime]) -> None:
@@ -176,11 +218,15 @@ class CallbackBook:
         table = Callback.__table__
         if not isinstance(table, Table):  # typed FromClause: a class may map a join or subquery, ours maps a table
             raise TypeError(f"Callback is mapped to {table!r}, not a table")
-        statement = (update(table).where(table.c.id == bindparam("callback_id"), table.c.due_at == bindparam("due"))
-                     .values(job_due_at=bindparam("due")))
+        statement = (
+            update(table)
+            .where(table.c.id == bindparam("callback_id"), table.c.due_at == bindparam("due"))
+            .values(job_due_at=bindparam("due"))
+        )
         with self.database.session() as session:
-            session.connection().execute(statement, [{"callback_id": callback_id, "due": due_at}
-                                                     for callback_id, due_at in due_times.items()])
+            session.connection().execute(
+                statement, [{"callback_id": callback_id, "due": due_at} for callback_id, due_at in due_times.items()]
+            )
 
     # ------------------------------------------------------------------------------------------ changing
 
@@ -189,10 +235,12 @@ class CallbackBook:
         it was not (already fired by someone else, done, cancelled, or moved later)."""
         now = now or utcnow()
         with self.database.session() as session:
-            changed = rows_changed(session,
-                update(Callback).where(Callback.id == callback_id, Callback.state == "pending",
-                                       Callback.due_at <= now)
-                .values(state="due", fired_at=now, updated_at=now))
+            changed = rows_changed(
+                session,
+                update(Callback)
+                .where(Callback.id == callback_id, Callback.state == "pending", Callback.due_at <= now)
+                .values(state="due", fired_at=now, updated_at=now),
+            )
             if changed != 1:
                 return None
             return callback_record(_updated_row(session, callback_id))
@@ -201,14 +249,24 @@ class CallbackBook:
         """Pending callbacks past their time (a job missed: a clock jump, a job lost with a crash)."""
         now = now or utcnow()
         with self.database.session() as session:
-            return list(session.scalars(select(Callback.id).where(Callback.state == "pending", Callback.due_at <= now)
-                                        .order_by(Callback.due_at).limit(limit)))
+            return list(
+                session.scalars(
+                    select(Callback.id)
+                    .where(Callback.state == "pending", Callback.due_at <= now)
+                    .order_by(Callback.due_at)
+                    .limit(limit)
+                )
+            )
 
     def start_attempt(self, callback_id: int) -> CallbackRecord | None:
         """due → in_progress (the desk dials); None if someone else took it."""
         with self.database.session() as session:
-            changed = rows_changed(session, update(Callback).where(Callback.id == callback_id, Callback.state == "due")
-                                   .values(state="in_progress", updated_at=utcnow()))
+            changed = rows_changed(
+                session,
+                update(Callback)
+                .where(Callback.id == callback_id, Callback.state == "due")
+                .values(state="in_progress", updated_at=utcnow()),
+            )
             return callback_record(_updated_row(session, callback_id)) if changed == 1 else None
 
     def done(self, callback_id: int, note: str = "", outcome: str = REACHED) -> CallbackRecord:
@@ -246,8 +304,10 @@ class CallbackBook:
                 values["note"] = note
             if count_attempt:
                 values["attempts"] = Callback.attempts + 1
-            changed = rows_changed(session, update(Callback).where(Callback.id == callback_id,
-                                                                   Callback.state.in_(OPEN_STATES)).values(**values))
+            changed = rows_changed(
+                session,
+                update(Callback).where(Callback.id == callback_id, Callback.state.in_(OPEN_STATES)).values(**values),
+            )
             row = session.get(Callback, callback_id)
             if row is None:
                 raise CallbackError(f"no callback {callback_id}")
@@ -262,14 +322,20 @@ class CallbackBook:
         now = now or utcnow()
         limit = now - timedelta(minutes=self.settings.callbacks.owner_only_minutes)
         with self.database.session() as session:
-            return rows_changed(session, update(Callback).where(
-                Callback.owner_only.is_(True), Callback.state.in_(("pending", "due")), Callback.due_at <= limit)
-                .values(owner_only=False, updated_at=now))
+            return rows_changed(
+                session,
+                update(Callback)
+                .where(Callback.owner_only.is_(True), Callback.state.in_(("pending", "due")), Callback.due_at <= limit)
+                .values(owner_only=False, updated_at=now),
+            )
 
     def reopen_stuck(self, older_than: timedelta, now: datetime | None = None) -> int:
         """in_progress rows whose dialler died (a crash mid-call) go back to due."""
         now = now or utcnow()
         with self.database.session() as session:
-            return rows_changed(session, update(Callback).where(
-                and_(Callback.state == "in_progress", Callback.updated_at < now - older_than))
-                .values(state="due", updated_at=now))
+            return rows_changed(
+                session,
+                update(Callback)
+                .where(and_(Callback.state == "in_progress", Callback.updated_at < now - older_than))
+                .values(state="due", updated_at=now),
+            )

@@ -48,8 +48,11 @@ class WorkCalendar:
         except NotImplementedError:
             if day.year not in self._unknown_years_logged:
                 self._unknown_years_logged.add(day.year)
-                log.warning("the chinesecalendar package has no holiday schedule for %d yet (upgrade it); "
-                            "assuming Monday to Friday, plus [callbacks] extra_days_off", day.year)
+                log.warning(
+                    "the chinesecalendar package has no holiday schedule for %d yet (upgrade it); "
+                    "assuming Monday to Friday, plus [callbacks] extra_days_off",
+                    day.year,
+                )
             return day.weekday() < 5
 
     def holiday_name(self, day: date) -> str | None:

@@ -27,15 +27,17 @@ def command() -> None:
 def list_agents(app: App, as_json: bool) -> None:
     """Every agent the desk has seen or been told about."""
     with app.store.session() as session:
-        rows = [{"extension": a.extension, "name": a.name, "team": a.team, "active": a.active}
-                for a in session.scalars(select(Agent).order_by(Agent.extension))]
+        rows = [
+            {"extension": a.extension, "name": a.name, "team": a.team, "active": a.active}
+            for a in session.scalars(select(Agent).order_by(Agent.extension))
+        ]
     emit_rows(rows, COLUMNS, "json" if as_json else "table", title="agents")
 
 
 @command.command("set")
 @click.argument("extension")
 @click.option("--name", help="The agent's name, as reviewers should see it.")
-@click.option("--team", help="The team (班组) the agent belongs to; \"\" for none.")
+@click.option("--team", help='The team (班组) the agent belongs to; "" for none.')
 @click.option("--active/--inactive", default=None, help="Whether the agent still takes calls.")
 @click.pass_obj
 def set_agent(app: App, extension: str, name: str | None, team: str | None, active: bool | None) -> None:
@@ -51,5 +53,7 @@ def set_agent(app: App, extension: str, name: str | None, team: str | None, acti
         if active is not None:
             agent.active = active
         session.flush()
-        click.echo(f"agent {agent.extension}: {agent.name or '(no name)'}, team {agent.team or '(none)'}"
-                   f"{'' if agent.active else ', inactive'}")
+        click.echo(
+            f"agent {agent.extension}: {agent.name or '(no name)'}, team {agent.team or '(none)'}"
+            f"{'' if agent.active else ', inactive'}"
+        )

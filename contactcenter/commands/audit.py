@@ -19,17 +19,35 @@ COLUMNS = ["file", "ok", "duration_s", "score", "failed_rules", "violations", "u
 
 @click.command("audit")
 @click.argument("targets", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--agent-channel", type=click.Choice(["0", "1"]), default="0", show_default=True,
-              help="Stereo recordings: the channel with the agent (0 left, 1 right); the other is the customer.")
-@click.option("--mono-leg", type=click.Choice(get_args(Leg)), default="agent", show_default=True,
-              help="Mono recordings: whose voice it is.")
+@click.option(
+    "--agent-channel",
+    type=click.Choice(["0", "1"]),
+    default="0",
+    show_default=True,
+    help="Stereo recordings: the channel with the agent (0 left, 1 right); the other is the customer.",
+)
+@click.option(
+    "--mono-leg",
+    type=click.Choice(get_args(Leg)),
+    default="agent",
+    show_default=True,
+    help="Mono recordings: whose voice it is.",
+)
 @click.option("--agent", "agent_extension", default="", help="Extension of the agent on these recordings.")
 @click.option("--no-store", is_flag=True, help="Print the results without storing them.")
 @click.option("--json", "as_json", is_flag=True, help="JSON on standard output.")
 @click.option("--csv", "as_csv", is_flag=True, help="CSV on standard output.")
 @click.pass_obj
-def command(app: App, targets: tuple[Path, ...], agent_channel: str, mono_leg: Leg, agent_extension: str,
-            no_store: bool, as_json: bool, as_csv: bool) -> None:
+def command(
+    app: App,
+    targets: tuple[Path, ...],
+    agent_channel: str,
+    mono_leg: Leg,
+    agent_extension: str,
+    no_store: bool,
+    as_json: bool,
+    as_csv: bool,
+) -> None:
     """Audit recordings (FILES or folders of them): transcript, rule findings and score for each.
 
     Results are stored like live calls unless --no-store. Files that cannot be read are named and
@@ -43,8 +61,14 @@ def command(app: App, targets: tuple[Path, ...], agent_channel: str, mono_leg: L
     database = None if no_store else app.store
     rules, monitor = app.rule_book.refresh(), app.speech_monitor  # as live calls are checked
     stderr = Console(stderr=True)
-    with Progress(TextColumn("auditing"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
-                  console=stderr, transient=True) as progress:
+    with Progress(
+        TextColumn("auditing"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.description}"),
+        console=stderr,
+        transient=True,
+    ) as progress:
         task = progress.add_task("", total=len(paths))
 
         def done(result: AuditResult) -> None:
@@ -52,10 +76,18 @@ def command(app: App, targets: tuple[Path, ...], agent_channel: str, mono_leg: L
             if not result.ok:
                 stderr.print(f"skipped {result.error}", markup=False, highlight=False, soft_wrap=True)
 
-        results = audit_files(paths, monitor, rules, database, agent_channel=int(agent_channel),
-                              mono_leg=mono_leg, agent_extension=agent_extension,
-                              redact=app.settings.speech.redact_numbers,
-                              partial_stable_s=app.settings.speech.partial_stable_ms / 1000, on_done=done)
+        results = audit_files(
+            paths,
+            monitor,
+            rules,
+            database,
+            agent_channel=int(agent_channel),
+            mono_leg=mono_leg,
+            agent_extension=agent_extension,
+            redact=app.settings.speech.redact_numbers,
+            partial_stable_s=app.settings.speech.partial_stable_ms / 1000,
+            on_done=done,
+        )
     fmt: Format = "json" if as_json else "csv" if as_csv else "table"
     emit_rows([r.row() for r in results], COLUMNS, fmt, title="audit")
     if not all(r.ok for r in results):

@@ -10,11 +10,11 @@ from zoneinfo import ZoneInfo
 import click
 
 from contactcenter.app import App
+from contactcenter.callbacks.book import CallbackBook, CallbackError, CallbackFilter
+from contactcenter.callbacks.workdays import WorkCalendar
 from contactcenter.output import Format, emit_rows
 from contactcenter.records import CallbackRecord
-from contactcenter.callbacks.book import CallbackBook, CallbackError, CallbackFilter
 from contactcenter.scheduling.scheduler import CallbackScheduler
-from contactcenter.callbacks.workdays import WorkCalendar
 from contactcenter.storage.models import CALLBACK_KINDS, CALLBACK_STATES
 
 COLUMNS = ["id", "state", "kind", "due", "deadline", "phone", "owner", "attempts", "last_outcome", "reason"]
@@ -32,10 +32,21 @@ def _local(app: App, moment: datetime | None) -> str:
 
 def _row(app: App, c: CallbackRecord) -> dict:
     owner = (c.owner_extension or "") + (" (only)" if c.owner_only else "")
-    return {"id": c.id, "state": c.state, "kind": c.kind, "due": _local(app, c.due_at),
-            "deadline": _local(app, c.deadline_at), "phone": c.phone, "owner": owner or "anyone",
-            "attempts": f"{c.attempts}/{c.max_attempts}", "last_outcome": c.last_outcome, "reason": c.reason,
-            "call_id": c.call_id, "ticket_id": c.ticket_id, "note": c.note}
+    return {
+        "id": c.id,
+        "state": c.state,
+        "kind": c.kind,
+        "due": _local(app, c.due_at),
+        "deadline": _local(app, c.deadline_at),
+        "phone": c.phone,
+        "owner": owner or "anyone",
+        "attempts": f"{c.attempts}/{c.max_attempts}",
+        "last_outcome": c.last_outcome,
+        "reason": c.reason,
+        "call_id": c.call_id,
+        "ticket_id": c.ticket_id,
+        "note": c.note,
+    }
 
 
 def _parse_time(app: App, value: str) -> datetime:
@@ -64,21 +75,42 @@ def command() -> None:
 @click.option("--json", "as_json", is_flag=True, help="JSON on standard output.")
 @click.option("--csv", "as_csv", is_flag=True, help="CSV on standard output.")
 @click.pass_obj
-def list_callbacks(app: App, states: tuple[str, ...], kinds: tuple[str, ...], owner: str | None, overdue: bool,
-                   before: str | None, after: str | None, show_all: bool, limit: int, as_json: bool,
-                   as_csv: bool) -> None:
+def list_callbacks(
+    app: App,
+    states: tuple[str, ...],
+    kinds: tuple[str, ...],
+    owner: str | None,
+    overdue: bool,
+    before: str | None,
+    after: str | None,
+    show_all: bool,
+    limit: int,
+    as_json: bool,
+    as_csv: bool,
+) -> None:
     """Callbacks by due time, with the due and overdue counts."""
     book = _book(app)
     if not states and not show_all:
         states = ("pending", "due", "in_progress")
-    where = CallbackFilter(states=states, kinds=kinds, owner=owner, overdue=overdue, limit=limit,
-                           due_before=_parse_time(app, before) if before else None,
-                           due_after=_parse_time(app, after) if after else None)
+    where = CallbackFilter(
+        states=states,
+        kinds=kinds,
+        owner=owner,
+        overdue=overdue,
+        limit=limit,
+        due_before=_parse_time(app, before) if before else None,
+        due_after=_parse_time(app, after) if after else None,
+    )
     rows = [_row(app, c) for c in book.list(where)]
     fmt: Format = "json" if as_json else "csv" if as_csv else "table"
     counts = book.counts()
-    emit_rows(rows, COLUMNS, fmt, title=f"callbacks: {counts.due} due, {counts.overdue} overdue, "
-                                        f"{counts.pending} pending, {counts.missed_deadline} past their deadline")
+    emit_rows(
+        rows,
+        COLUMNS,
+        fmt,
+        title=f"callbacks: {counts.due} due, {counts.overdue} overdue, "
+        f"{counts.pending} pending, {counts.missed_deadline} past their deadline",
+    )
 
 
 @command.command("add")
@@ -90,19 +122,38 @@ def list_callbacks(app: App, states: tuple[str, ...], kinds: tuple[str, ...], ow
 @click.option("--call", "call_id", type=int, help="The call it follows up.")
 @click.option("--ticket", "ticket_id", type=int, help="The ticket it follows up.")
 @click.pass_obj
-def add(app: App, phone: str, reason: str, due: str | None, owner: str, owner_only: bool, call_id: int | None,
-        ticket_id: int | None) -> None:
+def add(
+    app: App,
+    phone: str,
+    reason: str,
+    due: str | None,
+    owner: str,
+    owner_only: bool,
+    call_id: int | None,
+    ticket_id: int | None,
+) -> None:
     """Promise a call back to PHONE."""
     calendar = WorkCalendar(app.settings.callbacks, app.settings.general.timezone)
     due_at = _parse_time(app, due) if due else calendar.next_day_callback(datetime.now(calendar.zone))
     if due and not calendar.is_working_time(due_at):
         opening = calendar.next_working_moment(due_at)
         holiday = calendar.holiday_name(due_at.astimezone(calendar.zone).date())
-        click.echo(f"note: {due} is outside working hours{' (' + holiday + ')' if holiday else ''}; "
-                   f"the next opening is {opening:%Y-%m-%d %H:%M}", err=True)
+        click.echo(
+            f"note: {due} is outside working hours{' (' + holiday + ')' if holiday else ''}; "
+            f"the next opening is {opening:%Y-%m-%d %H:%M}",
+            err=True,
+        )
     try:
-        record = _book(app).add(phone=phone, due_at=due_at, reason=reason, kind="manual", owner_extension=owner,
-                                owner_only=owner_only, call_id=call_id, ticket_id=ticket_id)
+        record = _book(app).add(
+            phone=phone,
+            due_at=due_at,
+            reason=reason,
+            kind="manual",
+            owner_extension=owner,
+            owner_only=owner_only,
+            call_id=call_id,
+            ticket_id=ticket_id,
+        )
     except CallbackError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"callback {record.id}: {record.phone} due {_local(app, record.due_at)}")
@@ -132,8 +183,9 @@ def done(app: App, callback_id: int, note: str) -> None:
 
 @command.command("missed")
 @click.argument("callback_id", type=int)
-@click.option("--outcome", type=click.Choice(["no_answer", "busy", "wrong_number"]), default="no_answer",
-              show_default=True)
+@click.option(
+    "--outcome", type=click.Choice(["no_answer", "busy", "wrong_number"]), default="no_answer", show_default=True
+)
 @click.pass_obj
 def missed(app: App, callback_id: int, outcome: str) -> None:
     """An attempt that did not reach the customer: retried after the spacing, failed after the last try."""
@@ -141,8 +193,10 @@ def missed(app: App, callback_id: int, outcome: str) -> None:
     if record.state == "failed":
         click.echo(f"callback {record.id}: failed after {record.attempts} attempts")
     else:
-        click.echo(f"callback {record.id}: attempt {record.attempts}/{record.max_attempts} missed; "
-                   f"next try {_local(app, record.due_at)}")
+        click.echo(
+            f"callback {record.id}: attempt {record.attempts}/{record.max_attempts} missed; "
+            f"next try {_local(app, record.due_at)}"
+        )
 
 
 @command.command("cancel")
@@ -167,14 +221,18 @@ def scheduler_command(app: App) -> None:
 
     def on_standby(holder: str | None) -> None:
         if not standby_said or standby_said[-1] != holder:
-            click.echo(f"standby: the scheduler lease is held by {holder or 'another process'}; "
-                       "taking over if it stops renewing")
+            click.echo(
+                f"standby: the scheduler lease is held by {holder or 'another process'}; "
+                "taking over if it stops renewing"
+            )
             standby_said.append(holder)
 
     def on_due(callback: CallbackRecord) -> None:
         owner = f" for {callback.owner_extension}" if callback.owner_extension else ""
-        click.echo(f"{datetime.now():%H:%M:%S} DUE callback {callback.id}{owner}: {callback.phone} "
-                   f"{callback.reason}", color=True)
+        click.echo(
+            f"{datetime.now():%H:%M:%S} DUE callback {callback.id}{owner}: {callback.phone} {callback.reason}",
+            color=True,
+        )
 
     scheduler = CallbackScheduler(app.database, app.settings, app.plugins.bus.publish, on_due=on_due)
     app.plugins.bus.publish("desk_started", role="scheduler")

@@ -31,8 +31,14 @@ def _free_port() -> int:
 
 
 @click.command("demo-call")
-@click.option("--talk", "talk_seconds", type=click.IntRange(2, 120), default=10, show_default=True,
-              help="Seconds the caller stays on the line after the answer.")
+@click.option(
+    "--talk",
+    "talk_seconds",
+    type=click.IntRange(2, 120),
+    default=10,
+    show_default=True,
+    help="Seconds the caller stays on the line after the answer.",
+)
 @click.option("--to", "extension", help="Extension to call (default: [sip] user).")
 @click.pass_obj
 def command(app: App, talk_seconds: int, extension: str | None) -> None:
@@ -41,23 +47,56 @@ def command(app: App, talk_seconds: int, extension: str | None) -> None:
         raise click.ClickException("sipp not found (install the Debian package: apt-get install sip-tester)")
     settings = app.settings
     sip = settings.sip
-    host, port = (settings.local_registrar.listen_ip, settings.local_registrar.port) if sip.uses_local_registrar \
+    host, port = (
+        (settings.local_registrar.listen_ip, settings.local_registrar.port)
+        if sip.uses_local_registrar
         else (sip.server, sip.port)
+    )
     demo = files("contactcenter.telephony").joinpath("demo")
     with tempfile.TemporaryDirectory(prefix="contactcenter-demo-") as work:
         scenario = Path(work) / "demo_call.xml"
-        scenario.write_text(demo.joinpath("uac_call.xml").read_text(encoding="utf-8")
-                            .replace("@PCAP@", str(demo.joinpath("caller.pcap")))
-                            .replace("@TALK_MS@", str(talk_seconds * 1000))
-                            .replace("@RTP_PORT@", str(_free_port())).replace("@CODECS@", "0"), encoding="utf-8")
+        scenario.write_text(
+            demo.joinpath("uac_call.xml")
+            .read_text(encoding="utf-8")
+            .replace("@PCAP@", str(demo.joinpath("caller.pcap")))
+            .replace("@TALK_MS@", str(talk_seconds * 1000))
+            .replace("@RTP_PORT@", str(_free_port()))
+            .replace("@CODECS@", "0"),
+            encoding="utf-8",
+        )
         with app.store.session() as session:
             before = session.scalar(select(func.max(Call.id))) or 0
         click.echo(f"calling {extension or sip.user} at {host}:{port} from SIPp ...")
         result = subprocess.run(
-            ["sipp", f"{host}:{port}", "-sf", str(scenario), "-s", extension or sip.user, "-m", "1", "-l", "1",
-             "-i", "127.0.0.1", "-mi", "127.0.0.1", "-p", str(_free_port()), "-mp", str(_free_port() & ~1),
-             "-timeout", str(talk_seconds + 60), "-timeout_error", "-nostdin", "-trace_err"],
-            capture_output=True, text=True, cwd=work)
+            [
+                "sipp",
+                f"{host}:{port}",
+                "-sf",
+                str(scenario),
+                "-s",
+                extension or sip.user,
+                "-m",
+                "1",
+                "-l",
+                "1",
+                "-i",
+                "127.0.0.1",
+                "-mi",
+                "127.0.0.1",
+                "-p",
+                str(_free_port()),
+                "-mp",
+                str(_free_port() & ~1),
+                "-timeout",
+                str(talk_seconds + 60),
+                "-timeout_error",
+                "-nostdin",
+                "-trace_err",
+            ],
+            capture_output=True,
+            text=True,
+            cwd=work,
+        )
     if result.returncode != 0:
         raise click.ClickException("the call failed (is `contactcenter run` running?):\n" + result.stdout[-1500:])
     click.echo("call finished; what the desk recorded:")
@@ -67,7 +106,8 @@ def command(app: App, talk_seconds: int, extension: str | None) -> None:
             call = session.scalars(select(Call).where(Call.id > before).order_by(Call.id.desc()).limit(1)).first()
             done = call is not None and (  # and the ticket plugin, if enabled, has made its ticket
                 "tickets" not in app.settings.plugins.enabled
-                or session.scalar(select(func.count(Ticket.id)).where(Ticket.call_id == call.id)))
+                or session.scalar(select(func.count(Ticket.id)).where(Ticket.call_id == call.id))
+            )
             if done or time.monotonic() > deadline:
                 break
         time.sleep(0.2)
@@ -76,8 +116,10 @@ def command(app: App, talk_seconds: int, extension: str | None) -> None:
         if call is None:
             click.echo("  no call stored yet (the desk may still be saving it; run `contactcenter tickets list`)")
             return
-        click.echo(f"  call {call.id}: {call.disposition}, answered at ring {call.rings_before_answer}, "
-                   f"hung up first: {call.hung_up_first}, score {call.compliance_score}")
+        click.echo(
+            f"  call {call.id}: {call.disposition}, answered at ring {call.rings_before_answer}, "
+            f"hung up first: {call.hung_up_first}, score {call.compliance_score}"
+        )
         for utterance in call.utterances:
             click.echo(f"  [{utterance.leg} {utterance.start_s:5.1f}s] {utterance.text}")
         for hit in call.rule_hits:

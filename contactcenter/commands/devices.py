@@ -20,8 +20,10 @@ def command(app: App, as_json: bool) -> None:
     except NoAudio as exc:
         raise click.ClickException(f"{exc}; the headset bridge is off and calls are answered unattended") from None
     if not devices:
-        click.echo("no sound devices (no sound card, or no sound server running): the headset bridge is off "
-                   "and calls are answered unattended")
+        click.echo(
+            "no sound devices (no sound card, or no sound server running): the headset bridge is off "
+            "and calls are answered unattended"
+        )
         return
     chosen: dict[int, list[str]] = {}
     problems = []
@@ -29,12 +31,27 @@ def command(app: App, as_json: bool) -> None:
     for kind, choice in wanted:
         try:
             chosen.setdefault(choose(choice, kind, devices).index, []).append(
-                "microphone" if kind == "input" else "earpiece")
+                "microphone" if kind == "input" else "earpiece"
+            )
         except HeadsetError as exc:
             problems.append(str(exc))
-    rows = [{"index": d.index, "name": d.name, "host_api": d.host_api, "inputs": d.inputs, "outputs": d.outputs,
-             "default_rate": int(d.default_rate), "headset": ", ".join(chosen.get(d.index, []))} for d in devices]
-    emit_rows(rows, ["index", "name", "host_api", "inputs", "outputs", "default_rate", "headset"],
-              "json" if as_json else "table", title="sound devices")
+    rows = [
+        {
+            "index": d.index,
+            "name": d.name,
+            "host_api": d.host_api,
+            "inputs": d.inputs,
+            "outputs": d.outputs,
+            "default_rate": int(d.default_rate),
+            "headset": ", ".join(chosen.get(d.index, [])),
+        }
+        for d in devices
+    ]
+    emit_rows(
+        rows,
+        ["index", "name", "host_api", "inputs", "outputs", "default_rate", "headset"],
+        "json" if as_json else "table",
+        title="sound devices",
+    )
     if problems:
         raise click.ClickException("\n".join(problems))

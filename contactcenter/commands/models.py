@@ -43,12 +43,14 @@ def fetch(app: App, url: str | None, force: bool) -> None:
     if not force and not verify_model(folder, manifest):
         click.echo(f"{folder}: {manifest.name} already present and verified")
         return
-    with Progress(*Progress.get_default_columns()[:1], BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                  transient=True) as bar:
+    with Progress(
+        *Progress.get_default_columns()[:1], BarColumn(), DownloadColumn(), TransferSpeedColumn(), transient=True
+    ) as bar:
         task = bar.add_task(manifest.name, total=manifest.zip_size)
         try:
-            fetch_model(manifest, folder, url=url,
-                        progress=lambda done, total: bar.update(task, completed=done, total=total))
+            fetch_model(
+                manifest, folder, url=url, progress=lambda done, total: bar.update(task, completed=done, total=total)
+            )
         except ModelError as exc:
             raise click.ClickException(str(exc)) from None
     click.echo(f"{folder}: {manifest.name} fetched and verified")

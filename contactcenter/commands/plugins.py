@@ -38,8 +38,7 @@ def list_plugins(app: App, fmt: Format) -> None:
         row["hooks"] = ", ".join(info.hooks) if fmt != "json" else info.hooks
         row["enabled"] = info.enabled if fmt == "json" else ("yes" if info.enabled else "no")
         rows.append(row)
-    emit_rows(rows, ["name", "distribution", "version", "enabled", "status", "hooks", "error"], fmt,
-              title="plugins")
+    emit_rows(rows, ["name", "distribution", "version", "enabled", "status", "hooks", "error"], fmt, title="plugins")
 
 
 @command.command("install", context_settings={"ignore_unknown_options": True})
@@ -55,8 +54,9 @@ def install(targets: tuple[str, ...]) -> None:
     result = subprocess.run(args, check=False)
     if result.returncode != 0:
         raise click.ClickException(f"pip failed (exit {result.returncode}); nothing was enabled")
-    click.echo("installed; enable it in settings.toml with `contactcenter plugins enable NAME` "
-               "(`plugins list` names it)")
+    click.echo(
+        "installed; enable it in settings.toml with `contactcenter plugins enable NAME` (`plugins list` names it)"
+    )
 
 
 def _is_local_project(target: str) -> bool:
@@ -135,8 +135,10 @@ def enable(app: App, name: str) -> None:
     installed = installed_entry_points()
     if name not in installed:
         known = ", ".join(sorted(installed)) or "none"
-        raise click.ClickException(f"no plugin named {name!r} is installed (installed: {known}); "
-                                   "install it first with `contactcenter plugins install`")
+        raise click.ClickException(
+            f"no plugin named {name!r} is installed (installed: {known}); "
+            "install it first with `contactcenter plugins install`"
+        )
     path = _settings_file(app)
     if set_enabled(path, name, True):
         click.echo(f"enabled {name} in {path}; restart the desk processes to load it")
@@ -171,8 +173,10 @@ def undelivered(app: App, plugin: str | None, fmt: Format) -> None:
     """List hook calls a plugin failed to take (raised or timed out), waiting for replay."""
     app.database.require_current_schema()
     app.plugins.undelivered.import_spool()
-    rows = [{"id": e.id, "plugin": e.plugin, "hook": e.hook, "attempts": e.attempts}
-            for e in app.plugins.undelivered.pending(plugin)]
+    rows = [
+        {"id": e.id, "plugin": e.plugin, "hook": e.hook, "attempts": e.attempts}
+        for e in app.plugins.undelivered.pending(plugin)
+    ]
     emit_rows(rows, ["id", "plugin", "hook", "attempts"], fmt, title="undelivered events")
 
 

@@ -28,12 +28,37 @@ def list_rules(app: App, as_json: bool) -> None:
     except (DatabaseUnavailable, SQLAlchemyError) as exc:
         click.echo(f"the file's rules only: {exc}", err=True)
         states = rule_states(app.rules, None)
-    rows = [{"id": r.id, "type": r.type, "enabled": state.enabled, "speaker": r.spec.speaker, "window": r.spec.window,
-             "when": r.spec.when, "live": r.spec.live, "severity": state.severity, "weight": state.weight,
-             "phrases": len(state.phrases), "description": r.spec.description, "changed_by": state.changed_by}
-            for r, state in zip(app.rules.rules, states, strict=True)]
-    columns = ["id", "type", "enabled", "speaker", "window", "when", "live", "severity", "weight", "phrases",
-               "description", "changed_by"]
+    rows = [
+        {
+            "id": r.id,
+            "type": r.type,
+            "enabled": state.enabled,
+            "speaker": r.spec.speaker,
+            "window": r.spec.window,
+            "when": r.spec.when,
+            "live": r.spec.live,
+            "severity": state.severity,
+            "weight": state.weight,
+            "phrases": len(state.phrases),
+            "description": r.spec.description,
+            "changed_by": state.changed_by,
+        }
+        for r, state in zip(app.rules.rules, states, strict=True)
+    ]
+    columns = [
+        "id",
+        "type",
+        "enabled",
+        "speaker",
+        "window",
+        "when",
+        "live",
+        "severity",
+        "weight",
+        "phrases",
+        "description",
+        "changed_by",
+    ]
     if not as_json:  # what fits a terminal; --json has everything
         columns = ["id", "type", "enabled", "window", "severity", "weight", "description"]
     emit_rows(rows, columns, "json" if as_json else "table", title=str(app.settings.scripts.rules))

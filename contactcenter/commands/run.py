@@ -74,8 +74,10 @@ def command(app: App) -> None:
             click.echo(f"plugin {info.name}: {info.status}" + (f" ({info.error})" if info.error else ""))
     rules = app.rules  # a broken rules file stops the desk here, with the reason
     in_force = app.rule_book.refresh()
-    click.echo(f"rules: {len(rules.rules)} from {settings.scripts.rules}, {len(in_force.rules)} in force "
-               "(admins' changes in the console apply from the next call)")
+    click.echo(
+        f"rules: {len(rules.rules)} from {settings.scripts.rules}, {len(in_force.rules)} in force "
+        "(admins' changes in the console apply from the next call)"
+    )
     try:
         monitor = app.speech_monitor
         click.echo(f"speech model: {settings.speech.model_path}")
@@ -107,21 +109,33 @@ def command(app: App) -> None:
         except RegistrarError as exc:
             raise click.ClickException(f"local registrar: {exc}") from None
         server, port = registrar.listen_ip, registrar.port
-        click.echo(f"registrar: Kamailio on udp:{registrar.address} (loopback only); "
-                   f"call {sip.user} from a softphone registered at {registrar.address}")
-    desk = Desk(settings, app.database, app.plugins.bus.publish, monitor, app.rule_book, on_change=show,
-                headset=headset)
-    account = SipAccount(server=server, port=port, user=sip.user, password=sip.password or "",
-                         local_ip=sip.local_ip, local_port=sip.local_port, rtp_low=sip.rtp_port_low,
-                         rtp_high=sip.rtp_port_high)
+        click.echo(
+            f"registrar: Kamailio on udp:{registrar.address} (loopback only); "
+            f"call {sip.user} from a softphone registered at {registrar.address}"
+        )
+    desk = Desk(
+        settings, app.database, app.plugins.bus.publish, monitor, app.rule_book, on_change=show, headset=headset
+    )
+    account = SipAccount(
+        server=server,
+        port=port,
+        user=sip.user,
+        password=sip.password or "",
+        local_ip=sip.local_ip,
+        local_port=sip.local_port,
+        rtp_low=sip.rtp_port_low,
+        rtp_high=sip.rtp_port_high,
+    )
     phone = Softphone(account, desk.handle)
     try:
         try:
             phone.start(attempts=5)
         except RegistrationError as exc:
             raise click.ClickException(str(exc)) from None
-        click.echo(f"registered as {sip.user} at {server}:{port}; answering at ring "
-                   f"{settings.ring.answer_after_rings}. Ctrl-C stops.")
+        click.echo(
+            f"registered as {sip.user} at {server}:{port}; answering at ring "
+            f"{settings.ring.answer_after_rings}. Ctrl-C stops."
+        )
         desk.phone = phone
         app.plugins.attach_phone(desk)  # calls plugins place run through the desk: recorded, checked, stored
         scheduler_thread = _start_scheduler(app, stop) if settings.callbacks.scheduler_in_desk else None

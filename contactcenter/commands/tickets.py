@@ -15,9 +15,26 @@ from contactcenter.storage.models import Ticket
 from contactcenter.storage.tickets import TicketFilter, find_tickets
 
 COLUMNS = ["id", "created", "category", "status", "priority", "due", "caller_phone", "agent", "summary"]
-DETAIL = ["id", "created", "category", "status", "priority", "due", "overdue", "caller_name", "caller_phone",
-          "agent", "assignee", "call_id", "source", "purpose", "summary", "compliance_summary", "escalated",
-          "escalation_note"]
+DETAIL = [
+    "id",
+    "created",
+    "category",
+    "status",
+    "priority",
+    "due",
+    "overdue",
+    "caller_name",
+    "caller_phone",
+    "agent",
+    "assignee",
+    "call_id",
+    "source",
+    "purpose",
+    "summary",
+    "compliance_summary",
+    "escalated",
+    "escalation_note",
+]
 
 
 def _local(value: datetime | None, zone: ZoneInfo) -> str | None:
@@ -27,13 +44,23 @@ def _local(value: datetime | None, zone: ZoneInfo) -> str | None:
 def ticket_row(ticket: Ticket, zone: ZoneInfo, now: datetime) -> dict[str, Any]:
     agent = ticket.call.agent.extension if ticket.call and ticket.call.agent else None
     return {
-        "id": ticket.id, "created": _local(ticket.created_at, zone), "category": ticket.category,
-        "status": ticket.status, "priority": ticket.priority, "due": _local(ticket.due_at, zone),
+        "id": ticket.id,
+        "created": _local(ticket.created_at, zone),
+        "category": ticket.category,
+        "status": ticket.status,
+        "priority": ticket.priority,
+        "due": _local(ticket.due_at, zone),
         "overdue": bool(ticket.due_at and ticket.due_at < now and ticket.status not in ("resolved", "closed")),
-        "caller_name": ticket.caller_name, "caller_phone": ticket.caller_phone, "agent": agent,
-        "assignee": ticket.assignee.extension if ticket.assignee else None, "call_id": ticket.call_id,
-        "source": ticket.source, "purpose": ticket.purpose, "summary": ticket.summary,
-        "compliance_summary": ticket.compliance_summary, "escalated": ticket.escalated,
+        "caller_name": ticket.caller_name,
+        "caller_phone": ticket.caller_phone,
+        "agent": agent,
+        "assignee": ticket.assignee.extension if ticket.assignee else None,
+        "call_id": ticket.call_id,
+        "source": ticket.source,
+        "purpose": ticket.purpose,
+        "summary": ticket.summary,
+        "compliance_summary": ticket.compliance_summary,
+        "escalated": ticket.escalated,
         "escalation_note": ticket.escalation_note,
     }
 
@@ -57,16 +84,30 @@ def command() -> None:
 @click.option("--json", "as_json", is_flag=True, help="JSON on standard output.")
 @click.option("--csv", "as_csv", is_flag=True, help="CSV on standard output.")
 @click.pass_obj
-def list_tickets(app: App, since: datetime | None, until: datetime | None, agent: str | None,
-                 status: str | None, category: str | None, limit: int, as_json: bool, as_csv: bool) -> None:
+def list_tickets(
+    app: App,
+    since: datetime | None,
+    until: datetime | None,
+    agent: str | None,
+    status: str | None,
+    category: str | None,
+    limit: int,
+    as_json: bool,
+    as_csv: bool,
+) -> None:
     """List tickets, newest first."""
     if as_json and as_csv:
         raise click.UsageError("choose one of --json and --csv")
     zone = ZoneInfo(app.settings.general.timezone)
     until_next = until.date() + timedelta(days=1) if until else None
-    filters = TicketFilter(since=_day_start(since.date() if since else None, zone),
-                           until=_day_start(until_next, zone), agent=agent, status=status,
-                           category=category, limit=limit)
+    filters = TicketFilter(
+        since=_day_start(since.date() if since else None, zone),
+        until=_day_start(until_next, zone),
+        agent=agent,
+        status=status,
+        category=category,
+        limit=limit,
+    )
     now = datetime.now(zone)
     with app.store.session() as session:
         rows = [ticket_row(t, zone, now) for t in find_tickets(session, filters)]

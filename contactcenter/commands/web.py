@@ -27,8 +27,11 @@ def command(app: App, host: str | None, port: int | None) -> None:
         click.echo("no users yet: add one with `contactcenter users add NAME --role admin`", err=True)
     address = host or web.listen_ip
     if not _loopback(address) and not web.secure_cookies:
-        click.echo(f"warning: listening on {address} without [web] secure_cookies: sign-ins cross the network in "
-                   "clear unless an HTTPS proxy is in front", err=True)
+        click.echo(
+            f"warning: listening on {address} without [web] secure_cookies: sign-ins cross the network in "
+            "clear unless an HTTPS proxy is in front",
+            err=True,
+        )
     click.echo(f"reviewer console on http://{address}:{port or web.port}/")
     uvicorn.run(console, host=host or web.listen_ip, port=port or web.port, log_level="warning")
 
@@ -51,8 +54,12 @@ def _accounts(app: App) -> Accounts:
 
 @users_command.command("add")
 @click.argument("username")
-@click.option("--role", type=click.Choice(WEB_ROLES), required=True,
-              help="reviewer: reads calls, writes reviews; supervisor: also the live view; admin: also rules and users.")
+@click.option(
+    "--role",
+    type=click.Choice(WEB_ROLES),
+    required=True,
+    help="reviewer: reads calls, writes reviews; supervisor: also the live view; admin: also rules and users.",
+)
 @click.option("--name", "display_name", default="", help="The name shown in the console.")
 @click.password_option(help="At least 10 characters (asked for when not given).")
 @click.pass_obj

@@ -49,8 +49,20 @@ from contactcenter.storage.models import (
 )
 
 TICKET_FIELDS = (
-    "call_id", "customer_id", "caller_name", "caller_phone", "category", "purpose", "summary",
-    "compliance_summary", "status", "priority", "due_at", "assignee_id", "escalated", "escalation_note",
+    "call_id",
+    "customer_id",
+    "caller_name",
+    "caller_phone",
+    "category",
+    "purpose",
+    "summary",
+    "compliance_summary",
+    "status",
+    "priority",
+    "due_at",
+    "assignee_id",
+    "escalated",
+    "escalation_note",
 )
 
 
@@ -147,9 +159,17 @@ class OutboxItem:
 
 
 def _outbox_item(row: OutboxMessage) -> OutboxItem:
-    return OutboxItem(id=row.id, topic=row.topic, key=row.key, payload=dict(row.payload), attempts=row.attempts,
-                      next_attempt_at=row.next_attempt_at, delivered_at=row.delivered_at,
-                      last_error=row.last_error, created_at=row.created_at)
+    return OutboxItem(
+        id=row.id,
+        topic=row.topic,
+        key=row.key,
+        payload=dict(row.payload),
+        attempts=row.attempts,
+        next_attempt_at=row.next_attempt_at,
+        delivered_at=row.delivered_at,
+        last_error=row.last_error,
+        created_at=row.created_at,
+    )
 
 
 @dataclass(frozen=True)
@@ -253,9 +273,7 @@ class PluginAPI:
     def find_ticket(self, call_id: int) -> TicketRecord | None:
         """The ticket this plugin made for a call, if any."""
         with self._database().session() as session:
-            ticket = session.scalar(
-                select(Ticket).where(Ticket.call_id == call_id, Ticket.source == self.plugin_name)
-            )
+            ticket = session.scalar(select(Ticket).where(Ticket.call_id == call_id, Ticket.source == self.plugin_name))
             return ticket_record(ticket) if ticket is not None else None
 
     def create_ticket(self, **fields: Any) -> TicketRecord:
@@ -294,15 +312,32 @@ class PluginAPI:
     def _book(self) -> CallbackBook:
         return CallbackBook(self._database(), self.settings)
 
-    def add_callback(self, *, phone: str, due_at: datetime, kind: str = "manual", reason: str = "",
-                     call_id: int | None = None, ticket_id: int | None = None,
-                     deadline_at: datetime | None = None, owner_extension: str = "",
-                     owner_only: bool = False) -> CallbackRecord:
+    def add_callback(
+        self,
+        *,
+        phone: str,
+        due_at: datetime,
+        kind: str = "manual",
+        reason: str = "",
+        call_id: int | None = None,
+        ticket_id: int | None = None,
+        deadline_at: datetime | None = None,
+        owner_extension: str = "",
+        owner_only: bool = False,
+    ) -> CallbackRecord:
         """Promise a call back (stored as pending; the scheduler fires ``callback_due`` at ``due_at``).
         One per call and kind: adding it again returns the one already there."""
         return self._book().add(
-            phone=phone, due_at=due_at, kind=kind, reason=reason, call_id=call_id, ticket_id=ticket_id,
-            deadline_at=deadline_at, owner_extension=owner_extension, owner_only=owner_only)
+            phone=phone,
+            due_at=due_at,
+            kind=kind,
+            reason=reason,
+            call_id=call_id,
+            ticket_id=ticket_id,
+            deadline_at=deadline_at,
+            owner_extension=owner_extension,
+            owner_only=owner_only,
+        )
 
     def start_callback_attempt(self, callback_id: int) -> CallbackRecord | None:
         """Take a due callback to dial it (due → in_progress); None if it is not due any more (an agent or
@@ -321,8 +356,9 @@ class PluginAPI:
 
     # -------------------------------------------------------------------------------------------- surveys
 
-    def record_survey(self, call_id: int | None, answers: Sequence[tuple[str, int | None, str]],
-                      callback_id: int | None = None) -> SurveyRecord:
+    def record_survey(
+        self, call_id: int | None, answers: Sequence[tuple[str, int | None, str]], callback_id: int | None = None
+    ) -> SurveyRecord:
         """Store one survey's answers, ``(question, 1-5 or None, outcome)`` each (outcome ``answered``,
         ``invalid``, ``timeout``, ``skipped``, ``hung_up``), credited to the agent of the call surveyed, and
         publish ``survey_completed``."""
@@ -330,24 +366,38 @@ class PluginAPI:
             call = session.get(Call, call_id) if call_id is not None else None
             agent = session.get(Agent, call.agent_id) if call is not None and call.agent_id else None
             for question, value, outcome in answers:
-                session.add(SurveyResponse(call_id=call_id, agent_id=agent.id if agent else None,
-                                           callback_id=callback_id, question_key=question, answer=value,
-                                           outcome=outcome))
-            record = SurveyRecord(call_id=call_id, agent_extension=agent.extension if agent else "",
-                                  answers={q: v for q, v, _ in answers},
-                                  completed=all(o == "answered" for _, _, o in answers))
+                session.add(
+                    SurveyResponse(
+                        call_id=call_id,
+                        agent_id=agent.id if agent else None,
+                        callback_id=callback_id,
+                        question_key=question,
+                        answer=value,
+                        outcome=outcome,
+                    )
+                )
+            record = SurveyRecord(
+                call_id=call_id,
+                agent_extension=agent.extension if agent else "",
+                answers={q: v for q, v, _ in answers},
+                completed=all(o == "answered" for _, _, o in answers),
+            )
         self._host.publish("survey_completed", survey=record)
         return record
 
-    def survey_invitations(self, since: datetime | None = None,
-                           until: datetime | None = None) -> list[SurveyInvitation]:
+    def survey_invitations(
+        self, since: datetime | None = None, until: datetime | None = None
+    ) -> list[SurveyInvitation]:
         """Every survey callback (kind ``survey``, cancelled ones aside) made in ``[since, until)``, oldest
         first, each with the agent of the call surveyed and the answers stored for it."""
         with self._database().session() as session:
-            query = (select(Callback.id, Callback.call_id, Callback.created_at, Agent.extension)
-                     .outerjoin(Call, Call.id == Callback.call_id).outerjoin(Agent, Agent.id == Call.agent_id)
-                     .where(Callback.kind == "survey", Callback.state != "cancelled")
-                     .order_by(Callback.created_at, Callback.id))
+            query = (
+                select(Callback.id, Callback.call_id, Callback.created_at, Agent.extension)
+                .outerjoin(Call, Call.id == Callback.call_id)
+                .outerjoin(Agent, Agent.id == Call.agent_id)
+                .where(Callback.kind == "survey", Callback.state != "cancelled")
+                .order_by(Callback.created_at, Callback.id)
+            )
             if since is not None:
                 query = query.where(Callback.created_at >= since)
             if until is not None:
@@ -356,15 +406,27 @@ class PluginAPI:
             answers: dict[int, list[SurveyAnswer]] = {}
             if surveys:
                 rows = session.execute(
-                    select(SurveyResponse.callback_id, SurveyResponse.question_key, SurveyResponse.answer,
-                           SurveyResponse.outcome)
+                    select(
+                        SurveyResponse.callback_id,
+                        SurveyResponse.question_key,
+                        SurveyResponse.answer,
+                        SurveyResponse.outcome,
+                    )
                     .where(SurveyResponse.callback_id.in_([row.id for row in surveys]))
-                    .order_by(SurveyResponse.id))
+                    .order_by(SurveyResponse.id)
+                )
                 for callback_id, question, value, outcome in rows:
                     answers.setdefault(callback_id, []).append(SurveyAnswer(question, value, outcome))
-        return [SurveyInvitation(callback_id=cid, call_id=call_id, invited_at=created, agent_extension=ext or "",
-                                 answers=tuple(answers.get(cid, ())))
-                for cid, call_id, created, ext in surveys]
+        return [
+            SurveyInvitation(
+                callback_id=cid,
+                call_id=call_id,
+                invited_at=created,
+                agent_extension=ext or "",
+                answers=tuple(answers.get(cid, ())),
+            )
+            for cid, call_id, created, ext in surveys
+        ]
 
     # --------------------------------------------------------------------------------------------- outbox
 
@@ -377,8 +439,9 @@ class PluginAPI:
             session.flush()
             return message.id
 
-    def outbox_claim(self, limit: int = 50, hold_seconds: float = 60.0,
-                     ignore_backoff: bool = False) -> list[OutboxItem]:
+    def outbox_claim(
+        self, limit: int = 50, hold_seconds: float = 60.0, ignore_backoff: bool = False
+    ) -> list[OutboxItem]:
         """Take up to ``limit`` of this plugin's messages that are due (with ``ignore_backoff``: every one not
         delivered yet), oldest first, and hold them: their next attempt moves ``hold_seconds`` ahead, so no
         other process sends them meanwhile (a conditional update per message: two processes never claim the
@@ -388,14 +451,21 @@ class PluginAPI:
         hold = now + timedelta(seconds=hold_seconds)
         claimed = []
         with self._database().session() as session:
-            query = select(OutboxMessage).where(OutboxMessage.plugin == self.plugin_name,
-                                                OutboxMessage.delivered_at.is_(None))
+            query = select(OutboxMessage).where(
+                OutboxMessage.plugin == self.plugin_name, OutboxMessage.delivered_at.is_(None)
+            )
             if not ignore_backoff:
                 query = query.where(OutboxMessage.next_attempt_at <= now)
             for row in session.scalars(query.order_by(OutboxMessage.id).limit(limit)).all():
-                taken = session.execute(update(OutboxMessage).where(
-                    OutboxMessage.id == row.id, OutboxMessage.next_attempt_at == row.next_attempt_at,
-                    OutboxMessage.delivered_at.is_(None)).values(next_attempt_at=hold))
+                taken = session.execute(
+                    update(OutboxMessage)
+                    .where(
+                        OutboxMessage.id == row.id,
+                        OutboxMessage.next_attempt_at == row.next_attempt_at,
+                        OutboxMessage.delivered_at.is_(None),
+                    )
+                    .values(next_attempt_at=hold)
+                )
                 if cast("CursorResult[Any]", taken).rowcount == 1:
                     claimed.append(_outbox_item(row))
         return claimed
@@ -411,16 +481,21 @@ class PluginAPI:
 
     def _outbox_update(self, message_id: int, **values: Any) -> None:
         with self._database().session() as session:
-            session.execute(update(OutboxMessage).where(
-                OutboxMessage.id == message_id, OutboxMessage.plugin == self.plugin_name)
-                .values(attempts=OutboxMessage.attempts + 1, **values))
+            session.execute(
+                update(OutboxMessage)
+                .where(OutboxMessage.id == message_id, OutboxMessage.plugin == self.plugin_name)
+                .values(attempts=OutboxMessage.attempts + 1, **values)
+            )
 
     def outbox_next_due(self) -> datetime | None:
         """When the soonest of this plugin's undelivered messages is due (None: nothing waits)."""
         with self._database().session() as session:
-            return session.scalar(select(OutboxMessage.next_attempt_at).where(
-                OutboxMessage.plugin == self.plugin_name, OutboxMessage.delivered_at.is_(None))
-                .order_by(OutboxMessage.next_attempt_at).limit(1))
+            return session.scalar(
+                select(OutboxMessage.next_attempt_at)
+                .where(OutboxMessage.plugin == self.plugin_name, OutboxMessage.delivered_at.is_(None))
+                .order_by(OutboxMessage.next_attempt_at)
+                .limit(1)
+            )
 
     def outbox_items(self, include_delivered: bool = False) -> list[OutboxItem]:
         """This plugin's messages not delivered yet (with ``include_delivered``: all of them), by id."""
@@ -456,7 +531,10 @@ class PluginAPI:
         the same transaction."""
         now = datetime.now(UTC)
         with self._database().session() as session:
-            session.add(LiveEvent(sip_call_id=call.sip_call_id, kind=kind, agent_extension=call.agent_extension,
-                                  at=now, data=data))
+            session.add(
+                LiveEvent(
+                    sip_call_id=call.sip_call_id, kind=kind, agent_extension=call.agent_extension, at=now, data=data
+                )
+            )
             if keep_hours:
                 session.execute(delete(LiveEvent).where(LiveEvent.at < now - timedelta(hours=keep_hours)))

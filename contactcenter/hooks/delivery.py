@@ -100,7 +100,8 @@ class _Runner:
 
     def __init__(self, plugin: str) -> None:
         self._queue: queue.SimpleQueue[tuple[Future[Any], Callable[..., Any], dict[str, Any]] | None] = (
-            queue.SimpleQueue())
+            queue.SimpleQueue()
+        )
         threading.Thread(target=self._run, name=f"plugin-{plugin}", daemon=True).start()
 
     def submit(self, function: Callable[..., Any], **kwargs: Any) -> Future[Any]:
@@ -214,8 +215,9 @@ class PluginWorker:
 class HookDispatcher:
     """Fans event hooks out to each plugin's own worker; failures go to the undelivered log."""
 
-    def __init__(self, pm: pluggy.PluginManager, undelivered: UndeliveredLog, timeout: float,
-                 api_factory: Callable[[str], Any]) -> None:
+    def __init__(
+        self, pm: pluggy.PluginManager, undelivered: UndeliveredLog, timeout: float, api_factory: Callable[[str], Any]
+    ) -> None:
         self.pm = pm
         self.undelivered = undelivered
         self.timeout = timeout
@@ -263,8 +265,7 @@ class HookDispatcher:
         for job in jobs:
             log.warning("plugin %s misses %s: %s (kept for replay)", job.impl.plugin_name, job.hook, reason)
             try:
-                self.undelivered.record(job.impl.plugin_name, job.hook, encode_event(job.hook, job.arguments),
-                                        reason)
+                self.undelivered.record(job.impl.plugin_name, job.hook, encode_event(job.hook, job.arguments), reason)
             except Exception:
                 log.exception("could not keep %s for plugin %s", job.hook, job.impl.plugin_name)
             job.result.set_result(reason)

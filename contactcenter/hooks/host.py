@@ -86,9 +86,7 @@ class PluginHost:
         self._options: dict[str, Any] = {}
         self._apis: dict[str, PluginAPI] = {}
         self.undelivered = UndeliveredLog(database, settings.general.data_dir / "spool")
-        self.dispatcher = HookDispatcher(
-            self.pm, self.undelivered, settings.plugins.hook_timeout_seconds, self.api_for
-        )
+        self.dispatcher = HookDispatcher(self.pm, self.undelivered, settings.plugins.hook_timeout_seconds, self.api_for)
         self.bus = EventBus(self.dispatcher)
         self.stopping = threading.Event()
         self.dialer: Dialer | None = None  # the phone, in a process that runs one (`run`): api.dial
@@ -143,11 +141,13 @@ class PluginHost:
             return model.model_validate(raw)
         except ValidationError as exc:
             self.pm.unregister(name=name)
-            raise SettingsError([
-                f"{self.settings.source}: [plugins.{name}] {'.'.join(map(str, e['loc']))}: "
-                + ("unknown key" if e["type"] == "extra_forbidden" else str(e["msg"]))
-                for e in exc.errors()
-            ]) from None
+            raise SettingsError(
+                [
+                    f"{self.settings.source}: [plugins.{name}] {'.'.join(map(str, e['loc']))}: "
+                    + ("unknown key" if e["type"] == "extra_forbidden" else str(e["msg"]))
+                    for e in exc.errors()
+                ]
+            ) from None
 
     def options(self, name: str) -> Any:
         """The plugin's validated settings (its model instance), or the raw table if it declared none."""
@@ -189,15 +189,17 @@ class PluginHost:
                 status = "not installed"
             else:
                 status = "disabled"
-            infos.append(PluginInfo(
-                name=name,
-                distribution=dist.metadata["Name"] if dist is not None else None,
-                version=dist.version if dist is not None else None,
-                enabled=name in enabled or (ep is None and name in registered),  # built in: always on
-                status=status,
-                error=self.import_errors.get(name),
-                hooks=self.hooks_of(name) or _declared_hooks(ep),
-            ))
+            infos.append(
+                PluginInfo(
+                    name=name,
+                    distribution=dist.metadata["Name"] if dist is not None else None,
+                    version=dist.version if dist is not None else None,
+                    enabled=name in enabled or (ep is None and name in registered),  # built in: always on
+                    status=status,
+                    error=self.import_errors.get(name),
+                    hooks=self.hooks_of(name) or _declared_hooks(ep),
+                )
+            )
         return infos
 
     def close(self) -> None:
@@ -213,8 +215,17 @@ def describe_plugins(settings: Settings) -> list[PluginInfo]:
     console): status "built in", "enabled", "disabled", "not installed" or "import failed"."""
     available = installed_entry_points()
     enabled = set(settings.plugins.enabled)
-    infos = [PluginInfo(name=name, distribution=None, version=None, enabled=True, status="built in",
-                        hooks=_module_hooks(built_in_module(name))) for name in BUILT_IN_PLUGINS]
+    infos = [
+        PluginInfo(
+            name=name,
+            distribution=None,
+            version=None,
+            enabled=True,
+            status="built in",
+            hooks=_module_hooks(built_in_module(name)),
+        )
+        for name in BUILT_IN_PLUGINS
+    ]
     for name in sorted(set(available) | enabled):
         ep = available.get(name)
         dist = ep.dist if ep is not None else None
@@ -225,9 +236,17 @@ def describe_plugins(settings: Settings) -> list[PluginInfo]:
                 hooks = _module_hooks(ep.load())
             except Exception as exc:  # any import error; the console only reports it
                 status, error = "import failed", f"{type(exc).__name__}: {exc}"
-        infos.append(PluginInfo(name=name, distribution=dist.metadata["Name"] if dist is not None else None,
-                                version=dist.version if dist is not None else None, enabled=name in enabled,
-                                status=status, error=error, hooks=hooks))
+        infos.append(
+            PluginInfo(
+                name=name,
+                distribution=dist.metadata["Name"] if dist is not None else None,
+                version=dist.version if dist is not None else None,
+                enabled=name in enabled,
+                status=status,
+                error=error,
+                hooks=hooks,
+            )
+        )
     return infos
 
 

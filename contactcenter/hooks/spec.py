@@ -157,9 +157,7 @@ def rule_hit(call: CallRecord, hit: RuleHitRecord, api: PluginAPI) -> None:
 
 
 @hookspec
-def call_ended(
-    call: CallRecord, transcript: list[UtteranceRecord], report: ComplianceReport, api: PluginAPI
-) -> None:
+def call_ended(call: CallRecord, transcript: list[UtteranceRecord], report: ComplianceReport, api: PluginAPI) -> None:
     """A call is over and stored: the full record, its transcript and its compliance report.
 
     :param call: the finished call: ``ended_at``, ``disposition`` (answered calls end ``completed``; others

@@ -35,8 +35,9 @@ MAX_SKEW_SECONDS = 2.0
 class StreamingRecorder:
     """One call's recording; :meth:`write` from the RTP threads, :meth:`close` when the call ends."""
 
-    def __init__(self, path: Path, flush_seconds: float = FLUSH_SECONDS,
-                 max_skew_seconds: float = MAX_SKEW_SECONDS) -> None:
+    def __init__(
+        self, path: Path, flush_seconds: float = FLUSH_SECONDS, max_skew_seconds: float = MAX_SKEW_SECONDS
+    ) -> None:
         self.path = path
         self.flush_seconds = flush_seconds
         self.max_skew_bytes = int(max_skew_seconds * RATE) * SAMPLE_WIDTH

@@ -13,7 +13,7 @@ import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -58,9 +58,17 @@ class AuditResult:
     call_id: int | None = None
 
     def row(self) -> dict[str, object]:
-        return {"file": str(self.path), "ok": self.ok, "error": self.error, "duration_s": round(self.duration_s, 1),
-                "score": self.score, "failed_rules": ", ".join(self.failed_rules),
-                "violations": " | ".join(self.violations), "utterances": self.utterances, "call_id": self.call_id}
+        return {
+            "file": str(self.path),
+            "ok": self.ok,
+            "error": self.error,
+            "duration_s": round(self.duration_s, 1),
+            "score": self.score,
+            "failed_rules": ", ".join(self.failed_rules),
+            "violations": " | ".join(self.violations),
+            "utterances": self.utterances,
+            "call_id": self.call_id,
+        }
 
 
 def find_recordings(targets: Sequence[Path]) -> list[Path]:
@@ -103,23 +111,49 @@ def _file_call_id(path: Path) -> str:
     return f"audit:{digest.hexdigest()[:32]}"
 
 
-def audit_recording(recording: Recording, monitor: SpeechMonitor, rules: RuleSet, database: Database | None,
-                    agent_extension: str = "", redact: bool = True, partial_stable_s: float = 0.2) -> AuditResult:
+def audit_recording(
+    recording: Recording,
+    monitor: SpeechMonitor,
+    rules: RuleSet,
+    database: Database | None,
+    agent_extension: str = "",
+    redact: bool = True,
+    partial_stable_s: float = 0.2,
+) -> AuditResult:
     """Recognise and check one recording; store it like a live call (one row per file, replaced on re-audit)."""
-    modified = datetime.fromtimestamp(recording.path.stat().st_mtime, tz=timezone.utc)
+    modified = datetime.fromtimestamp(recording.path.stat().st_mtime, tz=UTC)
     started = modified - timedelta(seconds=recording.duration_s)
-    call = CallRecord(sip_call_id=_file_call_id(recording.path), direction="inbound", invited_at=started,
-                      answered_at=started, ended_at=modified, agent_extension=agent_extension,
-                      disposition="recording", purpose=recording.path.name)
-    speech = CallSpeech(monitor, rules, call, CallFacts(), rate=recording.rate, redact=redact,
-                        partial_stable_s=partial_stable_s, legs=tuple(recording.legs), live=False)
+    call = CallRecord(
+        sip_call_id=_file_call_id(recording.path),
+        direction="inbound",
+        invited_at=started,
+        answered_at=started,
+        ended_at=modified,
+        agent_extension=agent_extension,
+        disposition="recording",
+        purpose=recording.path.name,
+    )
+    speech = CallSpeech(
+        monitor,
+        rules,
+        call,
+        CallFacts(),
+        rate=recording.rate,
+        redact=redact,
+        partial_stable_s=partial_stable_s,
+        legs=tuple(recording.legs),
+        live=False,
+    )
     step = int(CHUNK_SECONDS * recording.rate)
     for leg, samples in recording.legs.items():
         for offset in range(0, len(samples), step):
-            speech.push(leg, samples[offset:offset + step].astype("<i2").tobytes(), block=True)
+            speech.push(leg, samples[offset : offset + step].astype("<i2").tobytes(), block=True)
     outcome = speech.finish(recording.duration_s, hung_up_first=None)
     result = AuditResult(
-        recording.path, ok=True, duration_s=recording.duration_s, score=outcome.report.score,
+        recording.path,
+        ok=True,
+        duration_s=recording.duration_s,
+        score=outcome.report.score,
         failed_rules=[r.rule_id for r in outcome.report.failed],
         violations=[f"{h.at_s:.1f}s {h.rule_id}: {h.matched_text}" for h in outcome.hits if h.kind == "violation"],
         utterances=len(outcome.transcript),
@@ -130,10 +164,19 @@ def audit_recording(recording: Recording, monitor: SpeechMonitor, rules: RuleSet
     return result
 
 
-def audit_files(paths: Sequence[Path], monitor: SpeechMonitor, rules: RuleSet, database: Database | None, *,
-                agent_channel: int = 0, mono_leg: Leg = "agent", agent_extension: str = "", redact: bool = True,
-                partial_stable_s: float = 0.2, on_done: Callable[[AuditResult], None] | None = None
-                ) -> list[AuditResult]:
+def audit_files(
+    paths: Sequence[Path],
+    monitor: SpeechMonitor,
+    rules: RuleSet,
+    database: Database | None,
+    *,
+    agent_channel: int = 0,
+    mono_leg: Leg = "agent",
+    agent_extension: str = "",
+    redact: bool = True,
+    partial_stable_s: float = 0.2,
+    on_done: Callable[[AuditResult], None] | None = None,
+) -> list[AuditResult]:
     """Audit every file, a few at a time; unreadable files come back with ``ok=False`` and the reason."""
 
     def one(path: Path) -> AuditResult:

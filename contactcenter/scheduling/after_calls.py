@@ -39,21 +39,38 @@ def ticket_created(ticket: TicketRecord, api: PluginAPI) -> None:
     calendar = _calendar(api)
     if policy.after_complaint and ticket.category in policy.complaint_categories:
         due, deadline = calendar.complaint_callback(created, policy.complaint_within_hours)
-        api.add_callback(phone=ticket.caller_phone, due_at=due, deadline_at=deadline, kind="complaint",
-                         reason=f"投诉回访 工单{ticket.id}", call_id=ticket.call_id, ticket_id=ticket.id)
+        api.add_callback(
+            phone=ticket.caller_phone,
+            due_at=due,
+            deadline_at=deadline,
+            kind="complaint",
+            reason=f"投诉回访 工单{ticket.id}",
+            call_id=ticket.call_id,
+            ticket_id=ticket.id,
+        )
     elif policy.after_service_call and ticket.category in policy.service_categories:
-        api.add_callback(phone=ticket.caller_phone, due_at=calendar.next_day_callback(created), kind="next_day",
-                         reason=f"次日回访 工单{ticket.id}", call_id=ticket.call_id, ticket_id=ticket.id)
+        api.add_callback(
+            phone=ticket.caller_phone,
+            due_at=calendar.next_day_callback(created),
+            kind="next_day",
+            reason=f"次日回访 工单{ticket.id}",
+            call_id=ticket.call_id,
+            ticket_id=ticket.id,
+        )
 
 
 @hookimpl
-def call_ended(call: CallRecord, transcript: list[UtteranceRecord], report: ComplianceReport,
-               api: PluginAPI) -> None:
+def call_ended(call: CallRecord, transcript: list[UtteranceRecord], report: ComplianceReport, api: PluginAPI) -> None:
     policy = api.settings.callbacks
     critical = [r.rule_id for r in report.failed if r.severity == "critical"]
     if call.direction != "inbound":
         return  # a callback's own call never schedules another callback: no loop of calls to one customer
     if not (policy.after_failed_compliance and critical and call.remote_number and call.ended_at):
         return
-    api.add_callback(phone=call.remote_number, due_at=_calendar(api).next_day_callback(call.ended_at),
-                     kind="compliance", reason="质检回访: " + ", ".join(critical), call_id=call.id)
+    api.add_callback(
+        phone=call.remote_number,
+        due_at=_calendar(api).next_day_callback(call.ended_at),
+        kind="compliance",
+        reason="质检回访: " + ", ".join(critical),
+        call_id=call.id,
+    )

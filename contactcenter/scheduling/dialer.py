@@ -32,8 +32,9 @@ class CallbackDialer:
     def __call__(self, callback: CallbackRecord) -> None:
         if callback.kind == "survey":
             return
-        threading.Thread(target=self._dial_logged, args=(callback,), name=f"callback-{callback.id}",
-                         daemon=True).start()
+        threading.Thread(
+            target=self._dial_logged, args=(callback,), name=f"callback-{callback.id}", daemon=True
+        ).start()
 
     def _dial_logged(self, callback: CallbackRecord) -> None:
         try:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import socket
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import or_, update
 from sqlalchemy.exc import IntegrityError, OperationalError
@@ -34,15 +34,19 @@ class Lease:
 
     def acquire(self) -> bool:
         """Take or renew the lease; False while another live holder has it (or the database is down)."""
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         expires = now + timedelta(seconds=self.seconds)
         try:
             with self.database.session() as session:
-                changed = rows_changed(session,
+                changed = rows_changed(
+                    session,
                     update(SchedulerLease)
-                    .where(SchedulerLease.name == LEASE_NAME,
-                           or_(SchedulerLease.holder == self.holder, SchedulerLease.expires_at < now))
-                    .values(holder=self.holder, expires_at=expires))
+                    .where(
+                        SchedulerLease.name == LEASE_NAME,
+                        or_(SchedulerLease.holder == self.holder, SchedulerLease.expires_at < now),
+                    )
+                    .values(holder=self.holder, expires_at=expires),
+                )
                 if changed == 1:
                     return True
                 if session.get(SchedulerLease, LEASE_NAME) is not None:
@@ -59,7 +63,7 @@ class Lease:
         try:
             with self.database.session() as session:
                 row = session.get(SchedulerLease, LEASE_NAME)
-                return row.holder if row is not None and row.expires_at > datetime.now(timezone.utc) else None
+                return row.holder if row is not None and row.expires_at > datetime.now(UTC) else None
         except OperationalError:
             return "nobody known: the database cannot be reached"
 
@@ -67,8 +71,10 @@ class Lease:
         """Let a standby take over at once (a clean stop)."""
         try:
             with self.database.session() as session:
-                session.execute(update(SchedulerLease).where(SchedulerLease.name == LEASE_NAME,
-                                                             SchedulerLease.holder == self.holder)
-                                .values(expires_at=datetime(1970, 1, 1, tzinfo=timezone.utc)))
+                session.execute(
+                    update(SchedulerLease)
+                    .where(SchedulerLease.name == LEASE_NAME, SchedulerLease.holder == self.holder)
+                    .values(expires_at=datetime(1970, 1, 1, tzinfo=UTC))
+                )
         except OperationalError:
             pass

@@ -21,8 +21,8 @@ from datetime import datetime, timedelta
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from contactcenter.records import CallbackRecord
 from contactcenter.callbacks.book import CallbackBook, utcnow
+from contactcenter.records import CallbackRecord
 from contactcenter.scheduling.lease import Lease
 from contactcenter.settings import Settings
 from contactcenter.storage.database import Database
@@ -39,7 +39,7 @@ STUCK_DIAL = timedelta(minutes=10)  # an in_progress callback whose dialler vani
 Publish = Callable[..., None]
 OnDue = Callable[[CallbackRecord], None]
 
-_active: "CallbackScheduler | None" = None  # the scheduler of this process, for APScheduler's stored jobs
+_active: CallbackScheduler | None = None  # the scheduler of this process, for APScheduler's stored jobs
 
 
 def fire_callback(callback_id: int) -> None:
@@ -65,8 +65,14 @@ class Reconciled:
 
 
 class CallbackScheduler:
-    def __init__(self, database: Database, settings: Settings, publish: Publish | None,
-                 on_due: OnDue | None = None, lease: Lease | None = None) -> None:
+    def __init__(
+        self,
+        database: Database,
+        settings: Settings,
+        publish: Publish | None,
+        on_due: OnDue | None = None,
+        lease: Lease | None = None,
+    ) -> None:
         self.database = database
         self.settings = settings
         self.book = CallbackBook(database, settings)
@@ -99,8 +105,10 @@ class CallbackScheduler:
             try:
                 while not stop.wait(renew_every):
                     if not self.lease.acquire():
-                        log.error("the scheduler lease was lost (the database was unreachable for too long); "
-                                  "stopping until it can be taken again")
+                        log.error(
+                            "the scheduler lease was lost (the database was unreachable for too long); "
+                            "stopping until it can be taken again"
+                        )
                         break
             finally:
                 self.shutdown()
@@ -111,18 +119,35 @@ class CallbackScheduler:
         policy = self.settings.callbacks
         scheduler = BackgroundScheduler(
             jobstores={"default": SQLAlchemyJobStore(engine=self.database.engine)},
-            job_defaults={"coalesce": True, "max_instances": 1,
-                          "misfire_grace_time": policy.misfire_grace_minutes * 60},
-            timezone=self.settings.general.timezone)
+            job_defaults={
+                "coalesce": True,
+                "max_instances": 1,
+                "misfire_grace_time": policy.misfire_grace_minutes * 60,
+            },
+            timezone=self.settings.general.timezone,
+        )
         scheduler.start(paused=True)
         self._scheduler = scheduler
         _active = self
         result = self.reconcile()
-        scheduler.add_job(sweep, "interval", seconds=policy.sweep_seconds, id=SWEEP_JOB, replace_existing=True,
-                          coalesce=True, misfire_grace_time=None)
+        scheduler.add_job(
+            sweep,
+            "interval",
+            seconds=policy.sweep_seconds,
+            id=SWEEP_JOB,
+            replace_existing=True,
+            coalesce=True,
+            misfire_grace_time=None,
+        )
         scheduler.resume()
-        log.info("callback scheduler running: %d jobs added, %d moved, %d removed, %d kept (%.2f s)",
-                 result.added, result.moved, result.removed, result.kept, result.seconds)
+        log.info(
+            "callback scheduler running: %d jobs added, %d moved, %d removed, %d kept (%.2f s)",
+            result.added,
+            result.moved,
+            result.removed,
+            result.kept,
+            result.seconds,
+        )
         self.sweep()  # anything already overdue fires now, not at the first interval
         return result
 
@@ -138,8 +163,14 @@ class CallbackScheduler:
 
     def _schedule(self, callback_id: int, due_at) -> None:
         assert self._scheduler is not None
-        self._scheduler.add_job(fire_callback, "date", run_date=due_at, args=[callback_id],
-                                id=f"{JOB_PREFIX}{callback_id}", replace_existing=True)
+        self._scheduler.add_job(
+            fire_callback,
+            "date",
+            run_date=due_at,
+            args=[callback_id],
+            id=f"{JOB_PREFIX}{callback_id}",
+            replace_existing=True,
+        )
 
     def reconcile(self) -> Reconciled:
         """Make the job store agree with the callbacks table; only differences are written."""

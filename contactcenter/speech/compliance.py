@@ -60,8 +60,14 @@ class _PartialWatch:
 class CallCompliance:
     """The rule state of one call. Thread-safe: both legs' recognisers report into it."""
 
-    def __init__(self, rules: RuleSet, facts: CallFacts, on_hit: Callable[[RuleHitRecord], None] | None = None,
-                 grace_s: float = DEFAULT_GRACE_S, partial_stable_s: float = DEFAULT_PARTIAL_STABLE_S) -> None:
+    def __init__(
+        self,
+        rules: RuleSet,
+        facts: CallFacts,
+        on_hit: Callable[[RuleHitRecord], None] | None = None,
+        grace_s: float = DEFAULT_GRACE_S,
+        partial_stable_s: float = DEFAULT_PARTIAL_STABLE_S,
+    ) -> None:
         self.rules = rules
         self.facts = facts
         self._on_hit = on_hit
@@ -86,8 +92,7 @@ class CallCompliance:
             self.utterances.append(utterance)
             for rule in self._rules_for(utterance.leg):
                 for match in rule.phrase_matcher.find(utterance.text):
-                    found = _Found(rule.id, utterance.leg, round(utterance.time_at(match.start), 3),
-                                   match.matched_text)
+                    found = _Found(rule.id, utterance.leg, round(utterance.time_at(match.start), 3), match.matched_text)
                     self._found.append(found)
                     early_key = (utterance.leg, rule.id, match.phrase)
                     if early_key in self._early:
@@ -146,13 +151,11 @@ class CallCompliance:
     # ------------------------------------------------------------------------------------------- internals
 
     def _rules_for(self, leg: Leg) -> list[Rule]:
-        return [rule for rule in self.rules.phrase_rules()
-                if rule.spec.speaker in (leg, "any") and self._applies(rule)]
+        return [rule for rule in self.rules.phrase_rules() if rule.spec.speaker in (leg, "any") and self._applies(rule)]
 
     def _applies(self, rule: Rule) -> bool:
         when = rule.spec.when
-        return (when == "always" or when == self.facts.direction
-                or (when == "late_answer" and self.facts.late_answer))
+        return when == "always" or when == self.facts.direction or (when == "late_answer" and self.facts.late_answer)
 
     def _found_for(self, rule: Rule) -> list[_Found]:
         return [f for f in self._found if f.rule_id == rule.id]
@@ -163,8 +166,9 @@ class CallCompliance:
 
     def _report_if_live(self, rule: Rule, found: _Found) -> None:
         if rule.spec.live and self._in_window(rule, found.at_s):
-            self._emit(rule, "violation" if rule.spec.negate else "satisfied", found.leg, found.at_s,
-                       found.matched_text)
+            self._emit(
+                rule, "violation" if rule.spec.negate else "satisfied", found.leg, found.at_s, found.matched_text
+            )
 
     def _emit(self, rule: Rule, kind: HitKind, leg: Leg | None, at_s: float | None, text: str) -> None:
         key = (rule.id, kind, at_s, text)
@@ -173,8 +177,9 @@ class CallCompliance:
         if kind == "satisfied" and any(k[0] == rule.id and k[1] == "satisfied" for k in self._emitted):
             return  # a requirement is reported satisfied once
         self._emitted.add(key)
-        hit = RuleHitRecord(rule_id=rule.id, kind=kind, severity=rule.spec.severity, leg=leg, at_s=at_s,
-                            matched_text=text, live=True)
+        hit = RuleHitRecord(
+            rule_id=rule.id, kind=kind, severity=rule.spec.severity, leg=leg, at_s=at_s, matched_text=text, live=True
+        )
         self.findings.append(hit)
         if self._on_hit is not None:
             self._on_hit(hit)
@@ -196,8 +201,7 @@ class CallCompliance:
                 if end == float("inf") or progress < end + self.grace_s:
                     continue
                 if not any(start <= f.at_s <= end for f in self._found_for(rule)):
-                    self._emit(rule, "missing", None if rule.spec.speaker == "any" else rule.spec.speaker,
-                               end, "")
+                    self._emit(rule, "missing", None if rule.spec.speaker == "any" else rule.spec.speaker, end, "")
 
     def _verdict(self, rule: Rule, call_end: float, hung_up_first: str | None) -> RuleResult | None:
         spec = rule.spec
@@ -207,8 +211,9 @@ class CallCompliance:
             if hung_up_first is None:
                 return None
             passed = hung_up_first != "agent" if spec.expect_first == "customer" else hung_up_first != "customer"
-            evidence: tuple[RuleHitRecord, ...] = () if passed else (
-                self._finding(rule, "violation", None, call_end, f"hung_up_first={hung_up_first}"),)
+            evidence: tuple[RuleHitRecord, ...] = (
+                () if passed else (self._finding(rule, "violation", None, call_end, f"hung_up_first={hung_up_first}"),)
+            )
             return _result(rule, passed, evidence)
         spans = rule.window.spans(self.events, call_end)
         if not spans:
@@ -221,8 +226,10 @@ class CallCompliance:
         for start, end in spans:
             inside = [f for f in in_window if start <= f.at_s <= end]
             evidence_list.append(
-                self._finding(rule, "satisfied", inside[0].leg, inside[0].at_s, inside[0].matched_text) if inside
-                else self._finding(rule, "missing", None if spec.speaker == "any" else spec.speaker, round(end, 3), ""))
+                self._finding(rule, "satisfied", inside[0].leg, inside[0].at_s, inside[0].matched_text)
+                if inside
+                else self._finding(rule, "missing", None if spec.speaker == "any" else spec.speaker, round(end, 3), "")
+            )
         passed = all(hit.kind == "satisfied" for hit in evidence_list)
         return _result(rule, passed, tuple(evidence_list))
 
@@ -231,13 +238,18 @@ class CallCompliance:
         for index, hit in enumerate(self.findings):
             if index in self._reused or hit.rule_id != rule.id or hit.kind != kind or hit.leg != leg:
                 continue
-            same_time = hit.at_s == at_s or (hit.at_s is not None and at_s is not None
-                                             and kind == "violation" and abs(hit.at_s - at_s) <= SAME_FINDING_S)
+            same_time = hit.at_s == at_s or (
+                hit.at_s is not None
+                and at_s is not None
+                and kind == "violation"
+                and abs(hit.at_s - at_s) <= SAME_FINDING_S
+            )
             if same_time:
                 self._reused.add(index)
                 return hit
-        hit = RuleHitRecord(rule_id=rule.id, kind=kind, severity=rule.spec.severity, leg=leg, at_s=at_s,
-                            matched_text=text)
+        hit = RuleHitRecord(
+            rule_id=rule.id, kind=kind, severity=rule.spec.severity, leg=leg, at_s=at_s, matched_text=text
+        )
         self.findings.append(hit)
         self._reused.add(len(self.findings) - 1)
         return hit
@@ -245,5 +257,11 @@ class CallCompliance:
 
 def _result(rule: Rule, passed: bool, evidence: tuple[RuleHitRecord, ...]) -> RuleResult:
     spec = rule.spec
-    return RuleResult(rule_id=rule.id, passed=passed, severity=spec.severity, weight=spec.weight,
-                      description=spec.description, evidence=evidence)
+    return RuleResult(
+        rule_id=rule.id,
+        passed=passed,
+        severity=spec.severity,
+        weight=spec.weight,
+        description=spec.description,
+        evidence=evidence,
+    )

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from contactcenter.audio.line import RATE
-from contactcenter.records import CallRecord, CallSpeechOutcome, ComplianceReport, Leg, RuleHitRecord, UtteranceRecord
+from contactcenter.records import CallRecord, CallSpeechOutcome, Leg, RuleHitRecord, UtteranceRecord
 from contactcenter.speech.compliance import CallCompliance, CallFacts
 from contactcenter.speech.monitor import LegStream, SpeechMonitor
 from contactcenter.speech.redact import redact_numbers, redact_word
@@ -24,10 +24,19 @@ Publish = Callable[..., None]  # (hook name, **arguments), e.g. PluginHost.bus.p
 class CallSpeech:
     """Recognition and compliance for one call; ``push(leg, pcm)`` from the audio path, ``finish`` at the end."""
 
-    def __init__(self, monitor: SpeechMonitor, rules: RuleSet, call: CallRecord, facts: CallFacts,
-                 rate: int = RATE, publish: Publish | None = None, redact: bool = True,
-                 partial_stable_s: float = 0.2, legs: tuple[Leg, ...] = ("agent", "customer"),
-                 live: bool = True) -> None:
+    def __init__(
+        self,
+        monitor: SpeechMonitor,
+        rules: RuleSet,
+        call: CallRecord,
+        facts: CallFacts,
+        rate: int = RATE,
+        publish: Publish | None = None,
+        redact: bool = True,
+        partial_stable_s: float = 0.2,
+        legs: tuple[Leg, ...] = ("agent", "customer"),
+        live: bool = True,
+    ) -> None:
         self.call = call
         self.publish = publish
         self.redact = redact
@@ -35,8 +44,9 @@ class CallSpeech:
         self._transcript: list[UtteranceRecord] = []
         self.compliance = CallCompliance(rules, facts, on_hit=self._on_hit, partial_stable_s=partial_stable_s)
         self.legs: dict[Leg, LegStream] = {
-            leg: monitor.open_leg(leg, rate, self._on_final, self.compliance.add_partial, self.compliance.advance,
-                                  live=live)
+            leg: monitor.open_leg(
+                leg, rate, self._on_final, self.compliance.add_partial, self.compliance.advance, live=live
+            )
             for leg in legs
         }
 

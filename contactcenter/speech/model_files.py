@@ -41,11 +41,13 @@ class ModelManifest:
     files: tuple[ModelFile, ...]
 
     @classmethod
-    def load(cls, path: Path) -> "ModelManifest":
+    def load(cls, path: Path) -> ModelManifest:
         try:
             data = tomllib.loads(path.read_text(encoding="utf-8"))["model"]
             return cls(
-                name=data["name"], url=data["url"], zip_size=data.get("zip_size"),
+                name=data["name"],
+                url=data["url"],
+                zip_size=data.get("zip_size"),
                 zip_sha256_pattern=data.get("zip_sha256_pattern"),
                 files=tuple(ModelFile(f["path"], int(f["size"]), f["sha256"].lower()) for f in data["files"]),
             )
@@ -105,8 +107,9 @@ def _check_zip(zip_path: Path, manifest: ModelManifest) -> None:
         kind = "truncated download" if size < manifest.zip_size else "unexpected size"
         raise ModelError(f"{kind}: {size} of {manifest.zip_size} bytes from {manifest.url}")
     if manifest.zip_sha256_pattern and not fnmatch.fnmatch(sha256_of(zip_path), manifest.zip_sha256_pattern):
-        raise ModelError(f"the zip from {manifest.url} does not hash as the manifest says "
-                         f"({manifest.zip_sha256_pattern})")
+        raise ModelError(
+            f"the zip from {manifest.url} does not hash as the manifest says ({manifest.zip_sha256_pattern})"
+        )
     if not zipfile.is_zipfile(zip_path):
         raise ModelError(f"the download from {manifest.url} is not a zip file (truncated or an error page)")
 
@@ -117,8 +120,13 @@ def _model_root(extracted: Path, name: str) -> Path:
     return inner if inner.is_dir() else extracted
 
 
-def fetch_model(manifest: ModelManifest, destination: Path, *, url: str | None = None,
-                progress: Callable[[int, int | None], None] | None = None) -> Path:
+def fetch_model(
+    manifest: ModelManifest,
+    destination: Path,
+    *,
+    url: str | None = None,
+    progress: Callable[[int, int | None], None] | None = None,
+) -> Path:
     """Download, unpack and verify the model into ``destination``; nothing is left behind on failure."""
     source = url or manifest.url
     destination.parent.mkdir(parents=True, exist_ok=True)

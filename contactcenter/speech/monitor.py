@@ -59,8 +59,9 @@ class _Chunk:
 class LegStream:
     """One leg's queue into the monitor. ``push`` from the audio thread; ``finish`` when the leg ends."""
 
-    def __init__(self, monitor: "SpeechMonitor", recognizer: LegRecognizer,
-                 on_progress: ProgressHandler | None, live: bool = True) -> None:
+    def __init__(
+        self, monitor: SpeechMonitor, recognizer: LegRecognizer, on_progress: ProgressHandler | None, live: bool = True
+    ) -> None:
         self.monitor = monitor
         self.live = live  # a live call's lag is a health figure; a recording is pushed faster than real time
         self.recognizer = recognizer
@@ -150,8 +151,14 @@ class LegStream:
 class SpeechMonitor:
     """Recognises any number of call legs on a bounded pool of threads."""
 
-    def __init__(self, model: SpeechModel, workers: int = 0, max_backlog_seconds: float = 30.0,
-                 silence_threshold_dbfs: float | None = -45.0, silence_hangover_ms: int = 300) -> None:
+    def __init__(
+        self,
+        model: SpeechModel,
+        workers: int = 0,
+        max_backlog_seconds: float = 30.0,
+        silence_threshold_dbfs: float | None = -45.0,
+        silence_hangover_ms: int = 300,
+    ) -> None:
         self.model = model
         self.workers = workers or os.cpu_count() or 1
         self.max_backlog_seconds = max_backlog_seconds
@@ -162,10 +169,20 @@ class SpeechMonitor:
         self._lock = threading.Lock()
         self._last_behind_log = 0.0
 
-    def open_leg(self, leg: Leg, rate: int, on_final: FinalHandler, on_partial: PartialHandler | None = None,
-                 on_progress: ProgressHandler | None = None, live: bool = True) -> LegStream:
-        gate = None if self.silence_threshold_dbfs is None else SilenceGate(self.silence_threshold_dbfs,
-                                                                              self.hangover_frames)
+    def open_leg(
+        self,
+        leg: Leg,
+        rate: int,
+        on_final: FinalHandler,
+        on_partial: PartialHandler | None = None,
+        on_progress: ProgressHandler | None = None,
+        live: bool = True,
+    ) -> LegStream:
+        gate = (
+            None
+            if self.silence_threshold_dbfs is None
+            else SilenceGate(self.silence_threshold_dbfs, self.hangover_frames)
+        )
         recognizer = LegRecognizer(self.model, leg, rate, on_final, on_partial, gate)
         with self._lock:
             self.metrics.legs_active += 1
@@ -187,8 +204,13 @@ class SpeechMonitor:
             if behind:
                 self._last_behind_log = now
         if behind:
-            log.warning("speech recognition is %.1f s behind on %d legs (%d workers): the machine is short "
-                        "of CPU for this many calls", lag, self.metrics.legs_active, self.workers)
+            log.warning(
+                "speech recognition is %.1f s behind on %d legs (%d workers): the machine is short "
+                "of CPU for this many calls",
+                lag,
+                self.metrics.legs_active,
+                self.workers,
+            )
 
     def _dropped(self, stream: LegStream, size: int) -> None:
         seconds = size / 2 / stream.recognizer.rate
@@ -199,9 +221,13 @@ class SpeechMonitor:
             if warn:
                 stream._last_warning = now
         if warn:
-            log.error("speech backlog full on the %s leg (%.0f s queued): dropping audio from recognition "
-                      "(%.1f s dropped so far); the call itself is not affected",
-                      stream.recognizer.leg, stream.backlog_seconds, self.metrics.dropped_seconds)
+            log.error(
+                "speech backlog full on the %s leg (%.0f s queued): dropping audio from recognition "
+                "(%.1f s dropped so far); the call itself is not affected",
+                stream.recognizer.leg,
+                stream.backlog_seconds,
+                self.metrics.dropped_seconds,
+            )
 
     def _leg_closed(self, stream: LegStream) -> None:
         with self._lock:

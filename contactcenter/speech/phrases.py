@@ -86,8 +86,14 @@ class PhraseMatch:
 class PhraseMatcher:
     """Finds any of a fixed set of phrases in text. Build once per rule; ``find`` is the hot call."""
 
-    def __init__(self, phrases: Iterable[str], mode: MatchMode = "pinyin", strictness: Strictness = "normal",
-                 variants: Mapping[str, str] | None = None, negators: Iterable[str] = DEFAULT_NEGATORS) -> None:
+    def __init__(
+        self,
+        phrases: Iterable[str],
+        mode: MatchMode = "pinyin",
+        strictness: Strictness = "normal",
+        variants: Mapping[str, str] | None = None,
+        negators: Iterable[str] = DEFAULT_NEGATORS,
+    ) -> None:
         self.mode = mode
         self.strictness = strictness
         self.variants = dict(variants or {})
@@ -121,8 +127,14 @@ class PhraseMatcher:
                 first, last = normal.positions[start], normal.positions[end - 1] + 1
                 found.append(PhraseMatch(phrase, first, last, distance, text[first:last]))
         # a phrase inside a longer one found at the same place (不知道 in 我不知道) is the same finding
-        kept = [m for m in found if not any(o is not m and o.start <= m.start and m.end <= o.end
-                                            and (o.end - o.start) > (m.end - m.start) for o in found)]
+        kept = [
+            m
+            for m in found
+            if not any(
+                o is not m and o.start <= m.start and m.end <= o.end and (o.end - o.start) > (m.end - m.start)
+                for o in found
+            )
+        ]
         return sorted(kept, key=lambda m: (m.start, m.end))
 
     @staticmethod
@@ -130,8 +142,9 @@ class PhraseMatcher:
         index = text.find(canonical)
         return None if index < 0 else (index, index + len(canonical), 0)
 
-    def _fuzzy(self, text: str, text_syl: Sequence[str], text_syl_set: frozenset[str], phrase: str,
-               phrase_syl: Sequence[str]) -> tuple[int, int, int] | None:
+    def _fuzzy(
+        self, text: str, text_syl: Sequence[str], text_syl_set: frozenset[str], phrase: str, phrase_syl: Sequence[str]
+    ) -> tuple[int, int, int] | None:
         """Best approximate occurrence of ``phrase`` in ``text`` (semi-global edit distance on syllables)."""
         budget = edit_budget(len(phrase), self.strictness)
         m, n = len(phrase), len(text)

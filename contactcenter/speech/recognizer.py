@@ -29,8 +29,15 @@ FinalHandler = Callable[[UtteranceRecord], None]
 class LegRecognizer:
     """Streams one leg through a (pooled, warm) Vosk recogniser. Not thread-safe: one feeder at a time."""
 
-    def __init__(self, model: SpeechModel, leg: Leg, rate: int, on_final: FinalHandler,
-                 on_partial: PartialHandler | None = None, gate: SilenceGate | None = None) -> None:
+    def __init__(
+        self,
+        model: SpeechModel,
+        leg: Leg,
+        rate: int,
+        on_final: FinalHandler,
+        on_partial: PartialHandler | None = None,
+        gate: SilenceGate | None = None,
+    ) -> None:
         self.model = model
         self.leg = leg
         self.rate = rate
@@ -66,7 +73,7 @@ class LegRecognizer:
         usable = len(data) - len(data) % self.frame_bytes
         self._remainder = bytes(data[usable:])
         for offset in range(0, usable, self.frame_bytes):
-            frame = data[offset:offset + self.frame_bytes]
+            frame = data[offset : offset + self.frame_bytes]
             if self.gate is None or self.gate.admit(np.frombuffer(frame, dtype="<i2")):
                 if not self._feeding:
                     self._map_rec.append(self._fed)
@@ -122,11 +129,26 @@ class LegRecognizer:
         text = result.get("text", "").strip()
         if not text or not words:
             return
-        records = tuple(WordRecord(word=w["word"], start_s=self._call_time(w["start"]),
-                                   end_s=self._call_time(w["end"]), confidence=w.get("conf")) for w in words)
+        records = tuple(
+            WordRecord(
+                word=w["word"],
+                start_s=self._call_time(w["start"]),
+                end_s=self._call_time(w["end"]),
+                confidence=w.get("conf"),
+            )
+            for w in words
+        )
         confidence = round(sum(w.confidence or 0 for w in records) / len(records), 3)
-        self.on_final(UtteranceRecord(leg=self.leg, start_s=records[0].start_s, end_s=records[-1].end_s,
-                                      text=text, confidence=confidence, words=records))
+        self.on_final(
+            UtteranceRecord(
+                leg=self.leg,
+                start_s=records[0].start_s,
+                end_s=records[-1].end_s,
+                text=text,
+                confidence=confidence,
+                words=records,
+            )
+        )
 
     def finish(self) -> None:
         """End of the leg: flush the last utterance and give the recogniser back to the pool."""

@@ -96,14 +96,15 @@ def load_overrides(session: Session) -> dict[str, Override]:
 def _values(rule: Rule, override: Override | None) -> dict[str, Any]:
     """A rule's four editable values in force."""
     override = override or Override()
-    return {"enabled": override.enabled,
-            "severity": override.severity or rule.spec.severity,
-            "weight": override.weight if override.weight is not None else rule.spec.weight,
-            "phrases": list(override.phrases if override.phrases is not None else rule.phrases)}
+    return {
+        "enabled": override.enabled,
+        "severity": override.severity or rule.spec.severity,
+        "weight": override.weight if override.weight is not None else rule.spec.weight,
+        "phrases": list(override.phrases if override.phrases is not None else rule.phrases),
+    }
 
 
-def _built(rule: Rule, values: Mapping[str, Any], company_names: Sequence[str],
-           variants: dict[str, str]) -> Rule:
+def _built(rule: Rule, values: Mapping[str, Any], company_names: Sequence[str], variants: dict[str, str]) -> Rule:
     spec = rule.spec.model_copy(update={"severity": values["severity"], "weight": values["weight"]})
     return build_rule(spec, values["phrases"], company_names, variants)
 
@@ -122,8 +123,7 @@ def in_force(base: RuleSet, overrides: Mapping[str, Override], company_names: Se
             try:
                 rules.append(_built(rule, _values(rule, override), company_names, base.variants))
             except ValueError as exc:
-                log.error("rules: the console's change to %r cannot be used (%s); using the file's rule",
-                          rule.id, exc)
+                log.error("rules: the console's change to %r cannot be used (%s); using the file's rule", rule.id, exc)
                 rules.append(rule)
     return RuleSet(tuple(rules), base.variants)
 
@@ -136,10 +136,17 @@ def rule_states(base: RuleSet, session: Session | None) -> list[RuleState]:
     for rule in base.rules:
         row = rows.get(rule.id)
         values = _values(rule, _override(row) if row else None)
-        states.append(RuleState(
-            id=rule.id, description=rule.spec.description, kind=rule.type, **values,
-            file={"severity": rule.spec.severity, "weight": rule.spec.weight, "phrases": list(rule.phrases)},
-            changed_by=row.changed_by if row else None, changed_at=row.changed_at if row else None))
+        states.append(
+            RuleState(
+                id=rule.id,
+                description=rule.spec.description,
+                kind=rule.type,
+                **values,
+                file={"severity": rule.spec.severity, "weight": rule.spec.weight, "phrases": list(rule.phrases)},
+                changed_by=row.changed_by if row else None,
+                changed_at=row.changed_at if row else None,
+            )
+        )
     return states
 
 
@@ -150,8 +157,9 @@ def _rule(base: RuleSet, rule_id: str) -> Rule:
     raise KeyError(rule_id)
 
 
-def change_rule(session: Session, base: RuleSet, company_names: Sequence[str], rule_id: str, edit: RuleEdit,
-                username: str) -> dict[str, list[Any]]:
+def change_rule(
+    session: Session, base: RuleSet, company_names: Sequence[str], rule_id: str, edit: RuleEdit, username: str
+) -> dict[str, list[Any]]:
     """Apply an admin's change to a rule and record it; the fields that changed, as ``[before, after]``.
 
     Raises KeyError for a rule not in the file, and RuleError for values the rule cannot run with."""
@@ -228,8 +236,7 @@ class RuleBook:
             with self.database.session() as session:
                 overrides = load_overrides(session)
         except SQLAlchemyError as exc:
-            log.warning("rules: cannot read the console's rule changes (%s); going on with the rules in force",
-                        exc)
+            log.warning("rules: cannot read the console's rule changes (%s); going on with the rules in force", exc)
             return self._rules
         with self._lock:
             if overrides != self._overrides:

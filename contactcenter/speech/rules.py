@@ -33,7 +33,7 @@ class Window:
     event: str | None = None
 
     @classmethod
-    def parse(cls, text: str) -> "Window":
+    def parse(cls, text: str) -> Window:
         match = _WINDOW.match(text.strip())
         if match is None:
             raise ValueError(f"window {text!r}: expected whole, first:N, last:N, after:EVENT:N or before:EVENT:N")
@@ -92,7 +92,7 @@ class RuleSpec(BaseModel):
         return value
 
     @model_validator(mode="after")
-    def _needs_phrases(self) -> "RuleSpec":
+    def _needs_phrases(self) -> RuleSpec:
         if self.kind == "phrase" and not self.phrases and not self.phrases_file:
             raise ValueError("a phrase rule needs phrases or phrases_file")
         return self
@@ -105,7 +105,7 @@ class RulesFile(BaseModel):
     rules: list[RuleSpec]
 
     @model_validator(mode="after")
-    def _unique_ids(self) -> "RulesFile":
+    def _unique_ids(self) -> RulesFile:
         ids = [rule.id for rule in self.rules]
         duplicates = sorted({i for i in ids if ids.count(i) > 1})
         if duplicates:
@@ -136,7 +136,7 @@ class Rule:
 
     @property
     def type(self) -> str:
-        """"required" or "banned" for a phrase rule, else the rule's kind ("hangup_order")."""
+        """ "required" or "banned" for a phrase rule, else the rule's kind ("hangup_order")."""
         if self.matcher is None:
             return self.spec.kind
         return "banned" if self.spec.negate else "required"
@@ -197,8 +197,7 @@ def load_rules(path: Path, company_names: Sequence[str]) -> RuleSet:
     return RuleSet(tuple(rules), dict(spec.variants))
 
 
-def build_rule(spec: RuleSpec, phrases: Sequence[str], company_names: Sequence[str],
-               variants: dict[str, str]) -> Rule:
+def build_rule(spec: RuleSpec, phrases: Sequence[str], company_names: Sequence[str], variants: dict[str, str]) -> Rule:
     """A rule ready to run from its spec and its phrases; ValueError if the phrases cannot be matched."""
     matcher = None
     if spec.kind == "phrase":

@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import threading
 from pathlib import Path
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 from contactcenter.speech.model_files import is_lfs_pointer
 
@@ -42,17 +42,22 @@ def check_model_folder(path: Path) -> None:
     missing = [name for name in REQUIRED if not (path / name).is_file()]
     if missing:
         raise SpeechModelError(f"{path}: not a Vosk model folder (missing {', '.join(missing)})")
-    pointers = [name for name in LARGE if (path / name).is_file() and (path / name).stat().st_size < 1024
-                and is_lfs_pointer(path / name)]
+    pointers = [
+        name
+        for name in LARGE
+        if (path / name).is_file() and (path / name).stat().st_size < 1024 and is_lfs_pointer(path / name)
+    ]
     if pointers:
-        raise SpeechModelError(f"{path}: {', '.join(pointers)} is a Git LFS pointer, not the model file "
-                               "(fetch the real model: contactcenter models fetch)")
+        raise SpeechModelError(
+            f"{path}: {', '.join(pointers)} is a Git LFS pointer, not the model file "
+            "(fetch the real model: contactcenter models fetch)"
+        )
 
 
 class SpeechModel:
     """A loaded ``vosk.Model`` and its recogniser pool. Use :meth:`load`: one instance per folder."""
 
-    _loaded: dict[Path, "SpeechModel"] = {}
+    _loaded: ClassVar[dict[Path, SpeechModel]] = {}  # one per folder, for the whole process
     _load_lock = threading.Lock()
 
     def __init__(self, path: Path, model: object) -> None:
@@ -62,7 +67,7 @@ class SpeechModel:
         self._pool_lock = threading.Lock()
 
     @classmethod
-    def load(cls, path: Path) -> "SpeechModel":
+    def load(cls, path: Path) -> SpeechModel:
         path = Path(path).resolve()
         with cls._load_lock:
             if path not in cls._loaded:
@@ -73,8 +78,10 @@ class SpeechModel:
                 try:
                     model = vosk.Model(str(path))
                 except Exception as exc:
-                    raise SpeechModelError(f"{path}: Vosk could not load the model ({exc}); a file is corrupt "
-                                           "or truncated: check it with contactcenter models verify") from None
+                    raise SpeechModelError(
+                        f"{path}: Vosk could not load the model ({exc}); a file is corrupt "
+                        "or truncated: check it with contactcenter models verify"
+                    ) from None
                 cls._loaded[path] = cls(path, model)
                 log.info("speech model loaded from %s", path)
             return cls._loaded[path]

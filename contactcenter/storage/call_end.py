@@ -13,8 +13,7 @@ from pathlib import Path
 from pydantic import TypeAdapter
 from sqlalchemy.exc import SQLAlchemyError
 
-from contactcenter.records import CallRecord, ComplianceReport, RuleHitRecord, UtteranceRecord
-from contactcenter.records import CallSpeechOutcome
+from contactcenter.records import CallRecord, CallSpeechOutcome, ComplianceReport, RuleHitRecord, UtteranceRecord
 from contactcenter.storage.calls import save_call
 from contactcenter.storage.database import Database
 
@@ -24,15 +23,21 @@ SPOOL_NAME = "calls.jsonl"
 _OUTCOME = TypeAdapter(tuple[CallRecord, list[UtteranceRecord], list[RuleHitRecord], ComplianceReport])
 
 
-def end_call(call: CallRecord, outcome: CallSpeechOutcome, database: Database | None, spool_dir: Path,
-             publish: Callable[..., None] | None) -> CallRecord:
+def end_call(
+    call: CallRecord,
+    outcome: CallSpeechOutcome,
+    database: Database | None,
+    spool_dir: Path,
+    publish: Callable[..., None] | None,
+) -> CallRecord:
     """Store the finished call (or spool it), publish ``call_ended``; the call record with its store id."""
     stored = call
     if database is not None:
         try:
             with database.session() as session:
-                stored = call.model_copy(update={"id": save_call(session, call, outcome.transcript, outcome.hits,
-                                                                 outcome.report)})
+                stored = call.model_copy(
+                    update={"id": save_call(session, call, outcome.transcript, outcome.hits, outcome.report)}
+                )
         except SQLAlchemyError as exc:
             log.error("call %s could not be stored (%s); kept in %s", call.sip_call_id, exc, spool_dir / SPOOL_NAME)
             _spool(spool_dir, call, outcome)
@@ -55,8 +60,11 @@ def import_spooled_calls(database: Database, spool_dir: Path) -> int:
     spool = spool_dir / SPOOL_NAME
     if not spool.exists():
         return 0
-    entries = [_OUTCOME.validate_python(json.loads(line)) for line in spool.read_text(encoding="utf-8").splitlines()
-               if line.strip()]
+    entries = [
+        _OUTCOME.validate_python(json.loads(line))
+        for line in spool.read_text(encoding="utf-8").splitlines()
+        if line.strip()
+    ]
     with database.session() as session:
         for call, transcript, hits, report in entries:
             save_call(session, call, transcript, hits, report)

@@ -10,8 +10,20 @@ from sqlalchemy.orm import Session
 from contactcenter.records import CallRecord, ComplianceReport, RuleHitRecord, UtteranceRecord
 from contactcenter.storage.models import Agent, Call, RuleHit, Utterance
 
-CALL_FIELDS = ("direction", "remote_number", "invited_at", "ringing_at", "answered_at", "ended_at",
-               "rings_before_answer", "hung_up_first", "disposition", "purpose", "category", "recording_path")
+CALL_FIELDS = (
+    "direction",
+    "remote_number",
+    "invited_at",
+    "ringing_at",
+    "answered_at",
+    "ended_at",
+    "rings_before_answer",
+    "hung_up_first",
+    "disposition",
+    "purpose",
+    "category",
+    "recording_path",
+)
 
 
 def agent_for(session: Session, extension: str) -> Agent | None:
@@ -25,8 +37,13 @@ def agent_for(session: Session, extension: str) -> Agent | None:
     return agent
 
 
-def save_call(session: Session, call: CallRecord, transcript: Sequence[UtteranceRecord] = (),
-              hits: Sequence[RuleHitRecord] = (), report: ComplianceReport | None = None) -> int:
+def save_call(
+    session: Session,
+    call: CallRecord,
+    transcript: Sequence[UtteranceRecord] = (),
+    hits: Sequence[RuleHitRecord] = (),
+    report: ComplianceReport | None = None,
+) -> int:
     """Store (or replace) the call with this SIP Call-ID with its transcript and findings; its id."""
     row = session.scalar(select(Call).where(Call.sip_call_id == call.sip_call_id))
     if row is None:
@@ -42,9 +59,22 @@ def save_call(session: Session, call: CallRecord, transcript: Sequence[Utterance
         session.execute(delete(Utterance).where(Utterance.call_id == row.id))
         session.execute(delete(RuleHit).where(RuleHit.call_id == row.id))
         session.expire(row, ["utterances", "rule_hits"])
-    session.add_all(Utterance(call_id=row.id, leg=u.leg, start_s=u.start_s, end_s=u.end_s, text=u.text,
-                              confidence=u.confidence) for u in transcript)
-    session.add_all(RuleHit(call_id=row.id, rule_id=h.rule_id, kind=h.kind, severity=h.severity, leg=h.leg,
-                            at_s=h.at_s, matched_text=h.matched_text, live=h.live) for h in hits)
+    session.add_all(
+        Utterance(call_id=row.id, leg=u.leg, start_s=u.start_s, end_s=u.end_s, text=u.text, confidence=u.confidence)
+        for u in transcript
+    )
+    session.add_all(
+        RuleHit(
+            call_id=row.id,
+            rule_id=h.rule_id,
+            kind=h.kind,
+            severity=h.severity,
+            leg=h.leg,
+            at_s=h.at_s,
+            matched_text=h.matched_text,
+            live=h.live,
+        )
+        for h in hits
+    )
     session.flush()
     return row.id

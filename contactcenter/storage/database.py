@@ -92,7 +92,7 @@ class Database:
     def head_revision(self) -> str | None:
         return ScriptDirectory.from_config(self.alembic_config()).get_current_head()
 
-    def require_current_schema(self) -> "Database":
+    def require_current_schema(self) -> Database:
         """Self, if the schema is the newest; else DatabaseUnavailable telling the user what to run."""
         current, head = self.current_revision(), self.head_revision()
         if current != head:

@@ -24,8 +24,7 @@ class TicketFilter:
 
 
 def ticket_query(f: TicketFilter) -> Select[tuple[Ticket]]:
-    query = select(Ticket).options(selectinload(Ticket.call).selectinload(Call.agent),
-                                   selectinload(Ticket.assignee))
+    query = select(Ticket).options(selectinload(Ticket.call).selectinload(Call.agent), selectinload(Ticket.assignee))
     if f.since is not None:
         query = query.where(Ticket.created_at >= f.since)
     if f.until is not None:

@@ -51,8 +51,9 @@ class UndeliveredLog:
                     return row.id
             except SQLAlchemyError as exc:
                 log.error("database unavailable, spooling undelivered %s for plugin %s: %s", hook, plugin, exc)
-        self._spool({"plugin": plugin, "hook": hook, "payload": payload, "error": error,
-                     "created_at": utcnow().isoformat()})
+        self._spool(
+            {"plugin": plugin, "hook": hook, "payload": payload, "error": error, "created_at": utcnow().isoformat()}
+        )
         return None
 
     def _spool(self, entry: dict[str, Any]) -> None:
@@ -70,10 +71,15 @@ class UndeliveredLog:
             entries = [json.loads(line) for line in lines]
             with self.database.session() as session:
                 for entry in entries:
-                    session.add(UndeliveredEvent(
-                        plugin=entry["plugin"], hook=entry["hook"], payload=entry["payload"],
-                        error=entry["error"], created_at=datetime.fromisoformat(entry["created_at"]),
-                    ))
+                    session.add(
+                        UndeliveredEvent(
+                            plugin=entry["plugin"],
+                            hook=entry["hook"],
+                            payload=entry["payload"],
+                            error=entry["error"],
+                            created_at=datetime.fromisoformat(entry["created_at"]),
+                        )
+                    )
             self.spool_file.unlink()
         return len(entries)
 

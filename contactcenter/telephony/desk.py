@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
@@ -66,10 +66,16 @@ class DeskCall:
 class Desk:
     """Handles the calls of one extension: the ones it takes and the ones it places."""
 
-    def __init__(self, settings: Settings, database: Database | None, publish: Publish | None,
-                 monitor: SpeechMonitor | None, rules: RuleSet | RuleBook | None,
-                 on_change: Callable[[str, DeskCall], None] | None = None,
-                 headset: Headset | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        database: Database | None,
+        publish: Publish | None,
+        monitor: SpeechMonitor | None,
+        rules: RuleSet | RuleBook | None,
+        on_change: Callable[[str, DeskCall], None] | None = None,
+        headset: Headset | None = None,
+    ) -> None:
         self.settings = settings
         self.services = DeskServices(settings, database, publish, monitor, rules, headset)
         self.on_change = on_change
@@ -131,9 +137,10 @@ class Desk:
         except CallNotRinging:  # the caller hung up in the same instant
             self._abandoned(desk_call)
             return
-        answered = datetime.now(timezone.utc)
-        desk_call.rings = max(1, math.ceil((answered - call.invited_at).total_seconds()
-                                           / ring.ring_period_seconds - 0.05))
+        answered = datetime.now(UTC)
+        desk_call.rings = max(
+            1, math.ceil((answered - call.invited_at).total_seconds() / ring.ring_period_seconds - 0.05)
+        )
         desk_call.answered_at = answered
         record = self._record(call, answered_at=answered, rings_before_answer=desk_call.rings)
         self.services.emit("call_answered", call=record)
@@ -143,8 +150,9 @@ class Desk:
         self._run_session(desk_call, record, facts, claimed, "late_apology" if late else "greeting")
 
     def _abandoned(self, desk_call: DeskCall) -> None:
-        record = self._record(desk_call.call, ended_at=datetime.now(timezone.utc), hung_up_first="customer",
-                              disposition="abandoned")
+        record = self._record(
+            desk_call.call, ended_at=datetime.now(UTC), hung_up_first="customer", disposition="abandoned"
+        )
         desk_call.record = self.services.store(record, CallSpeechOutcome.empty())
         self._changed("abandoned", desk_call)
 
@@ -162,20 +170,22 @@ class Desk:
             return result
         desk_call = self._track(result.call)
         try:
-            answered = datetime.now(timezone.utc)
+            answered = datetime.now(UTC)
             desk_call.answered_at = answered
             record = self._record(result.call, answered_at=answered)
             self.services.emit("call_answered", call=record)
             self._changed("answered", desk_call)
-            session = CallSession(self.services, desk_call.call, desk_call.control, record,
-                                  CallFacts(direction="outbound"))
+            session = CallSession(
+                self.services, desk_call.call, desk_call.control, record, CallFacts(direction="outbound")
+            )
             session.start(None, None)  # media attached before the caller plays anything
         except BaseException:
             result.call.hangup()
             self._untrack(desk_call)
             raise
-        threading.Thread(target=self._finish_placed, args=(desk_call, session), daemon=True,
-                         name=f"placed {result.call.sip_call_id}").start()
+        threading.Thread(
+            target=self._finish_placed, args=(desk_call, session), daemon=True, name=f"placed {result.call.sip_call_id}"
+        ).start()
         return result
 
     def _finish_placed(self, desk_call: DeskCall, session: CallSession) -> None:
@@ -188,8 +198,14 @@ class Desk:
 
     # ------------------------------------------------------------------------------------ common
 
-    def _run_session(self, desk_call: DeskCall, record: CallRecord, facts: CallFacts,
-                     claimed: HeadsetBridge | None, opening: str | None) -> None:
+    def _run_session(
+        self,
+        desk_call: DeskCall,
+        record: CallRecord,
+        facts: CallFacts,
+        claimed: HeadsetBridge | None,
+        opening: str | None,
+    ) -> None:
         session = CallSession(self.services, desk_call.call, desk_call.control, record, facts)
         session.start(claimed, opening)
         self._finish_session(desk_call, session)
@@ -222,9 +238,14 @@ class Desk:
 
     def _record(self, call: Call, **changes: object) -> CallRecord:
         values: dict[str, object] = dict(
-            sip_call_id=call.sip_call_id, direction=call.direction, remote_number=call.remote_number,
-            caller_name=call.caller_name, agent_extension=self.settings.sip.user, invited_at=call.invited_at,
-            ringing_at=call.invited_at)
+            sip_call_id=call.sip_call_id,
+            direction=call.direction,
+            remote_number=call.remote_number,
+            caller_name=call.caller_name,
+            agent_extension=self.settings.sip.user,
+            invited_at=call.invited_at,
+            ringing_at=call.invited_at,
+        )
         values.update(changes)
         return CallRecord.model_validate(values)
 

@@ -27,8 +27,10 @@ def script_lines(settings: Settings) -> dict[str, str]:
     """The service script's lines with the company and department filled in."""
     data = tomllib.loads(settings.scripts.service_script.read_text(encoding="utf-8"))
     company = settings.company
-    return {key: text.format(company=company.name, department=company.department)
-            for key, text in data.get("lines", {}).items()}
+    return {
+        key: text.format(company=company.name, department=company.department)
+        for key, text in data.get("lines", {}).items()
+    }
 
 
 def to_pinyin(text: str) -> str:
@@ -45,8 +47,9 @@ def build_prompts(settings: Settings, force: bool = False) -> list[Path]:
         target = settings.scripts.prompts_dir / f"{key}.wav"
         if target.exists() and not force:
             continue
-        result = subprocess.run([espeak, "-v", VOICE, "-s", "150", "-w", str(target), to_pinyin(text)],
-                                capture_output=True, text=True)
+        result = subprocess.run(
+            [espeak, "-v", VOICE, "-s", "150", "-w", str(target), to_pinyin(text)], capture_output=True, text=True
+        )
         if result.returncode != 0:
             raise PromptBuildError(f"espeak-ng failed for {key}: {result.stderr.strip()}")
         written.append(target)

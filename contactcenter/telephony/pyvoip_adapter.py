@@ -33,8 +33,8 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any, TypeGuard, TypeVar
+from datetime import UTC, datetime
+from typing import Any, ClassVar, TypeGuard, TypeVar
 
 import numpy as np
 import pyVoIP
@@ -49,13 +49,57 @@ from contactcenter.audio.line import FRAME_BYTES, FRAME_SAMPLES, FRAME_SECONDS, 
 log = logging.getLogger(__name__)
 
 USER_AGENT = "contactcenter (pyVoIP 1.6.8)"
-COMPACT_HEADERS = {"v": "Via", "f": "From", "t": "To", "i": "Call-ID", "m": "Contact", "l": "Content-Length",
-                   "c": "Content-Type", "k": "Supported", "s": "Subject", "e": "Content-Encoding"}
-CANONICAL_HEADERS = {name.lower(): name for name in (
-    "Via", "From", "To", "Call-ID", "CSeq", "Contact", "Content-Length", "Content-Type", "Record-Route", "Route",
-    "Max-Forwards", "Allow", "Supported", "User-Agent", "WWW-Authenticate", "Authorization", "Expires", "Event")}
-KNOWN_METHODS = ["INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "NOTIFY", "INFO", "UPDATE", "MESSAGE",
-                 "SUBSCRIBE", "REFER", "PRACK", "REGISTER", "PUBLISH"]
+COMPACT_HEADERS = {
+    "v": "Via",
+    "f": "From",
+    "t": "To",
+    "i": "Call-ID",
+    "m": "Contact",
+    "l": "Content-Length",
+    "c": "Content-Type",
+    "k": "Supported",
+    "s": "Subject",
+    "e": "Content-Encoding",
+}
+CANONICAL_HEADERS = {
+    name.lower(): name
+    for name in (
+        "Via",
+        "From",
+        "To",
+        "Call-ID",
+        "CSeq",
+        "Contact",
+        "Content-Length",
+        "Content-Type",
+        "Record-Route",
+        "Route",
+        "Max-Forwards",
+        "Allow",
+        "Supported",
+        "User-Agent",
+        "WWW-Authenticate",
+        "Authorization",
+        "Expires",
+        "Event",
+    )
+}
+KNOWN_METHODS = [
+    "INVITE",
+    "ACK",
+    "BYE",
+    "CANCEL",
+    "OPTIONS",
+    "NOTIFY",
+    "INFO",
+    "UPDATE",
+    "MESSAGE",
+    "SUBSCRIBE",
+    "REFER",
+    "PRACK",
+    "REGISTER",
+    "PUBLISH",
+]
 ALLOWED = "INVITE, ACK, BYE, CANCEL, OPTIONS, NOTIFY, INFO"
 
 
@@ -295,8 +339,9 @@ class DeskSIPClient(SIP.SIPClient):
         port = via.get("rport") or via["address"][1]
         return host, int(port)
 
-    def response_text(self, message: SIP.SIPMessage, code: int, phrase: str, extra: str = "",
-                      to_tag: str | None = None) -> str:
+    def response_text(
+        self, message: SIP.SIPMessage, code: int, phrase: str, extra: str = "", to_tag: str | None = None
+    ) -> str:
         to = message.headers["To"]
         tag = to["tag"] or to_tag or self.tagLibrary.get(message.headers["Call-ID"]) or self.gen_tag()
         lines = [f"SIP/2.0 {code} {phrase}\r\n", self._gen_response_via_header(message)]
@@ -308,10 +353,12 @@ class DeskSIPClient(SIP.SIPClient):
         lines.append(f"User-Agent: {USER_AGENT}\r\n{extra}Content-Length: 0\r\n\r\n")
         return "".join(lines)
 
-    def respond(self, message: SIP.SIPMessage, code: int, phrase: str, extra: str = "",
-                to_tag: str | None = None) -> None:
-        self.s.sendto(self.response_text(message, code, phrase, extra, to_tag).encode("utf8"),
-                      self.reply_address(message))
+    def respond(
+        self, message: SIP.SIPMessage, code: int, phrase: str, extra: str = "", to_tag: str | None = None
+    ) -> None:
+        self.s.sendto(
+            self.response_text(message, code, phrase, extra, to_tag).encode("utf8"), self.reply_address(message)
+        )
 
     def gen_ringing(self, request: SIP.SIPMessage) -> str:
         return _with_record_route(super().gen_ringing(request), request)
@@ -326,9 +373,12 @@ class DeskSIPClient(SIP.SIPClient):
         call_id = request.headers["Call-ID"]
         if call_id in self.dialogs:
             return self.dialogs[call_id]
-        return Dialog(local=f"{request.headers['To']['raw']};tag={self.tagLibrary[call_id]}",
-                      remote=f"{request.headers['From']['raw']};tag={request.headers['From']['tag']}",
-                      target=_uri_of(request.headers["Contact"]), routes=list(getattr(request, "record_route", [])))
+        return Dialog(
+            local=f"{request.headers['To']['raw']};tag={self.tagLibrary[call_id]}",
+            remote=f"{request.headers['From']['raw']};tag={request.headers['From']['tag']}",
+            target=_uri_of(request.headers["Contact"]),
+            routes=list(getattr(request, "record_route", [])),
+        )
 
     def in_dialog_request(self, method: str, dialog: Dialog, call_id: str, cseq: int) -> str:
         routes = "".join(f"Route: {route}\r\n" for route in dialog.routes)
@@ -364,17 +414,21 @@ class DeskSIPClient(SIP.SIPClient):
         """F1: ACK the 200 with its To-tag, to its Contact, along its Record-Route (reversed), new branch.
         (pyVoIP's ACK had a random To-tag, so the callee kept resending 200 and hung up after ~32 s.)"""
         call_id = invite.headers["Call-ID"]
-        dialog = Dialog(local=f"{invite.headers['From']['raw']};tag={invite.headers['From']['tag']}",
-                        remote=f"{response.headers['To']['raw']};tag={response.headers['To']['tag']}",
-                        target=_uri_of(response.headers["Contact"]),
-                        routes=list(reversed(getattr(response, "record_route", []))))
+        dialog = Dialog(
+            local=f"{invite.headers['From']['raw']};tag={invite.headers['From']['tag']}",
+            remote=f"{response.headers['To']['raw']};tag={response.headers['To']['tag']}",
+            target=_uri_of(response.headers["Contact"]),
+            routes=list(reversed(getattr(response, "record_route", []))),
+        )
         self.dialogs[call_id] = dialog
         ack = self.in_dialog_request("ACK", dialog, call_id, int(invite.headers["CSeq"]["check"]))
         self.s.sendto(ack.encode("utf8"), dialog.next_hop())
 
     def ack_failure(self, invite: SIP.SIPMessage, response: SIP.SIPMessage) -> None:
         """ACK a non-2xx final response: same branch as the INVITE, hop by hop (RFC 3261 17.1.1.3)."""
-        self._in_invite_transaction("ACK", invite, f"{response.headers['To']['raw']};tag={response.headers['To']['tag']}")
+        self._in_invite_transaction(
+            "ACK", invite, f"{response.headers['To']['raw']};tag={response.headers['To']['tag']}"
+        )
 
     def cancel(self, invite: SIP.SIPMessage) -> None:
         """Give up on an unanswered INVITE."""
@@ -383,13 +437,16 @@ class DeskSIPClient(SIP.SIPClient):
     def _in_invite_transaction(self, method: str, invite: SIP.SIPMessage, to: str) -> None:
         """ACK (non-2xx) and CANCEL share the INVITE's branch, Request-URI and next hop."""
         via = invite.headers["Via"][0]
-        self.s.sendto((
-            f"{method} {_request_uri(invite)} SIP/2.0\r\n"
-            f"Via: SIP/2.0/UDP {via['address'][0]}:{via['address'][1]};branch={via['branch']}\r\n"
-            f"Max-Forwards: 70\r\nFrom: {invite.headers['From']['raw']};tag={invite.headers['From']['tag']}\r\n"
-            f"To: {to}\r\nCall-ID: {invite.headers['Call-ID']}\r\n"
-            f"CSeq: {invite.headers['CSeq']['check']} {method}\r\nContent-Length: 0\r\n\r\n").encode("utf8"),
-            (self.server, self.port))
+        self.s.sendto(
+            (
+                f"{method} {_request_uri(invite)} SIP/2.0\r\n"
+                f"Via: SIP/2.0/UDP {via['address'][0]}:{via['address'][1]};branch={via['branch']}\r\n"
+                f"Max-Forwards: 70\r\nFrom: {invite.headers['From']['raw']};tag={invite.headers['From']['tag']}\r\n"
+                f"To: {to}\r\nCall-ID: {invite.headers['Call-ID']}\r\n"
+                f"CSeq: {invite.headers['CSeq']['check']} {method}\r\nContent-Length: 0\r\n\r\n"
+            ).encode(),
+            (self.server, self.port),
+        )
 
 
 def _with_record_route(response: str, request: SIP.SIPMessage) -> str:
@@ -437,10 +494,10 @@ class DeskRTPClient(RTP.RTPClient):
             offset = (timestamp - self._in_origin) % (1 << 32)
             if offset >= 1 << 31:
                 return  # older than what was already read
-            start, end = offset * SAMPLE_WIDTH, (offset + len(codes)) * SAMPLE_WIDTH
+            end = (offset + len(codes)) * SAMPLE_WIDTH
             if end > len(self._in):
                 self._in.extend(bytes(end - len(self._in)))  # gaps are silence: zeros in 16-bit PCM
-            np.take(table, codes, out=np.frombuffer(self._in, dtype="<i2")[offset:offset + len(codes)])
+            np.take(table, codes, out=np.frombuffer(self._in, dtype="<i2")[offset : offset + len(codes)])
             self._in_highest = max(self._in_highest, end // SAMPLE_WIDTH)
         if self.on_received is not None:
             self.push_received()
@@ -520,8 +577,13 @@ class DeskRTPClient(RTP.RTPClient):
                 del self._out[:FRAME_BYTES]
             if self.live_source is not None:
                 frame = self._mix_live(frame)
-            header = (b"\x80" + bytes([int(self.preference)]) + (self.outSequence % 65536).to_bytes(2, "big")
-                      + (self.outTimestamp % (1 << 32)).to_bytes(4, "big") + self.outSSRC.to_bytes(4, "big"))
+            header = (
+                b"\x80"
+                + bytes([int(self.preference)])
+                + (self.outSequence % 65536).to_bytes(2, "big")
+                + (self.outTimestamp % (1 << 32)).to_bytes(4, "big")
+                + self.outSSRC.to_bytes(4, "big")
+            )
             try:
                 self.sout.sendto(header + self.encode_packet(frame), (self.outIP, self.outPort))
             except OSError:
@@ -540,14 +602,14 @@ class DeskRTPClient(RTP.RTPClient):
 class DeskVoIPCall(VoIPCall):
     """A call whose media streams are DeskRTPClients, with cancel, remote hang-up and re-INVITE handled."""
 
-    BUSY = {486, 600, 603}
-    NO_ANSWER = {408, 480, 487}
+    BUSY: ClassVar[frozenset[int]] = frozenset({486, 600, 603})
+    NO_ANSWER: ClassVar[frozenset[int]] = frozenset({408, 480, 487})
 
     phone: DeskVoIPPhone
     sip: DeskSIPClient  # pyVoIP sets it to phone.sip
 
     def __init__(self, phone: DeskVoIPPhone, *args: Any, outbound: bool = False, **kwargs: Any) -> None:
-        self.created_at = datetime.now(timezone.utc)  # the INVITE has just arrived (or been sent)
+        self.created_at = datetime.now(UTC)  # the INVITE has just arrived (or been sent)
         self.outbound = outbound
         self.outcome: str | None = None  # placed calls: answered | busy | no_answer | failed
         self.outcome_reason = ""
@@ -579,8 +641,17 @@ class DeskVoIPCall(VoIPCall):
     def create_rtp_clients(self, codecs: Any, ip: str, port: int, request: SIP.SIPMessage, baseport: int) -> None:
         self.assignedPorts[port] = codecs  # pyVoIP never recorded an answered call's port: it leaked or was reused
         for index in range(len(request.body["c"])):
-            self.RTPClients.append(DeskRTPClient(codecs, ip, port, request.body["c"][index]["address"],
-                                                 baseport + index, self.sendmode, dtmf=self.dtmf_callback))
+            self.RTPClients.append(
+                DeskRTPClient(
+                    codecs,
+                    ip,
+                    port,
+                    request.body["c"][index]["address"],
+                    baseport + index,
+                    self.sendmode,
+                    dtmf=self.dtmf_callback,
+                )
+            )
 
     def _finish(self, by: str, reason: str) -> None:
         for client in self.RTPClients:
@@ -682,16 +753,44 @@ class DeskVoIPPhone(VoIPPhone):
 
     sip: DeskSIPClient
 
-    def __init__(self, server: str, port: int, username: str, password: str, *, myIP: str,
-                 callCallback: Callable[[DeskVoIPCall], None] | None, sipPort: int, rtpPortLow: int,
-                 rtpPortHigh: int) -> None:
+    def __init__(
+        self,
+        server: str,
+        port: int,
+        username: str,
+        password: str,
+        *,
+        myIP: str,
+        callCallback: Callable[[DeskVoIPCall], None] | None,
+        sipPort: int,
+        rtpPortLow: int,
+        rtpPortHigh: int,
+    ) -> None:
         # pyVoIP's callCallback is typed for any VoIPCall and read only by _callback_MSG_Invite, overridden
         # below; ours takes the DeskVoIPCalls this phone makes, so it is kept as on_call instead.
-        super().__init__(server, port, username, password, myIP=myIP, callCallback=None, sipPort=sipPort,
-                         rtpPortLow=rtpPortLow, rtpPortHigh=rtpPortHigh)
+        super().__init__(
+            server,
+            port,
+            username,
+            password,
+            myIP=myIP,
+            callCallback=None,
+            sipPort=sipPort,
+            rtpPortLow=rtpPortLow,
+            rtpPortHigh=rtpPortHigh,
+        )
         self.on_call = callCallback
-        self.sip = DeskSIPClient(server, port, username, password, phone=self, myIP=myIP, myPort=sipPort,
-                                 callCallback=self.callback, fatalCallback=self.fatal)
+        self.sip = DeskSIPClient(
+            server,
+            port,
+            username,
+            password,
+            phone=self,
+            myIP=myIP,
+            myPort=sipPort,
+            callCallback=self.callback,
+            fatalCallback=self.fatal,
+        )
 
     def desk_call(self, call_id: str) -> DeskVoIPCall | None:
         """The call with this Call-ID while it is on; _create_Call and place_call make only DeskVoIPCalls."""
@@ -719,21 +818,22 @@ class DeskVoIPPhone(VoIPPhone):
         session_id = random.randint(1, 100000)
         self.sip.s.sendto(self.sip.gen_ringing(request).encode("utf8"), self.sip.reply_address(request))
         self._create_Call(request, session_id)
-        thread = threading.Thread(target=self.on_call, args=(self.calls[call_id],), name=f"call {call_id}",
-                                  daemon=True)
+        thread = threading.Thread(target=self.on_call, args=(self.calls[call_id],), name=f"call {call_id}", daemon=True)
         thread.start()
 
     def _create_Call(self, request: SIP.SIPMessage, sess_id: int) -> None:  # pyVoIP's name
-        self.calls[request.headers["Call-ID"]] = DeskVoIPCall(self, CallState.RINGING, request, sess_id, self.myIP,
-                                                              sendmode=self.recvmode)
+        self.calls[request.headers["Call-ID"]] = DeskVoIPCall(
+            self, CallState.RINGING, request, sess_id, self.myIP, sendmode=self.recvmode
+        )
 
     def place_call(self, number: str) -> DeskVoIPCall:
         """Send the INVITE and return the dialing call at once; its ``settled`` event says how it went."""
         port = self.request_port()
         media = {port: {0: RTP.PayloadType.PCMU, 8: RTP.PayloadType.PCMA, 101: RTP.PayloadType.EVENT}}
         text, invite, call_id, session_id = self.sip.build_invite(number, media, RTP.TransmitType.SENDRECV)
-        call = DeskVoIPCall(self, CallState.DIALING, invite, session_id, self.myIP, ms=media, sendmode=self.sendmode,
-                            outbound=True)
+        call = DeskVoIPCall(
+            self, CallState.DIALING, invite, session_id, self.myIP, ms=media, sendmode=self.sendmode, outbound=True
+        )
         self.calls[call_id] = call  # before sending: on loopback the answer can beat the next line
         self.sip.s.sendto(text, (self.server, self.port))
         return call

@@ -59,8 +59,15 @@ def sip_options_ping(host: str, port: int, timeout: float = 0.5) -> str | None:
 class LocalRegistrar:
     """``with LocalRegistrar(...) as registrar:`` runs Kamailio for the block; ``stop`` ends it by PID."""
 
-    def __init__(self, listen_ip: str = "127.0.0.1", port: int = 5060, binary: str = "kamailio",
-                 start_timeout: float = 10.0, password: str | None = None, outside_line: str | None = None) -> None:
+    def __init__(
+        self,
+        listen_ip: str = "127.0.0.1",
+        port: int = 5060,
+        binary: str = "kamailio",
+        start_timeout: float = 10.0,
+        password: str | None = None,
+        outside_line: str | None = None,
+    ) -> None:
         self.password = password  # digest authentication for REGISTER (any user), for testing against a PBX-like peer
         self.outside_line = outside_line  # "host:port" that numbers starting with 9 are sent to
         self.listen_ip = "127.0.0.1" if listen_ip == "localhost" else listen_ip
@@ -76,16 +83,21 @@ class LocalRegistrar:
 
     def config_text(self) -> str:
         template = files("contactcenter.telephony").joinpath("kamailio.cfg").read_text(encoding="utf-8")
-        return (template.replace("@LISTEN_IP@", self.listen_ip).replace("@PORT@", str(self.port))
-                .replace("@MODULES@", kamailio_modules() + "/"))
+        return (
+            template.replace("@LISTEN_IP@", self.listen_ip)
+            .replace("@PORT@", str(self.port))
+            .replace("@MODULES@", kamailio_modules() + "/")
+        )
 
     def start(self) -> None:
         executable = shutil.which(self.binary)
         if executable is None:
             raise RegistrarError(f"{self.binary} not found (install the Debian package: apt-get install kamailio)")
         if sip_options_ping(self.listen_ip, self.port, timeout=0.2) is not None:
-            raise RegistrarError(f"something already answers SIP on {self.address}; "
-                                 "set [local_registrar] port to a free port or name the PBX in [sip] server")
+            raise RegistrarError(
+                f"something already answers SIP on {self.address}; "
+                "set [local_registrar] port to a free port or name the PBX in [sip] server"
+            )
         self._workdir = tempfile.TemporaryDirectory(prefix="contactcenter-kamailio-")
         work = Path(self._workdir.name)
         config = work / "kamailio.cfg"
@@ -96,7 +108,9 @@ class LocalRegistrar:
             defines += ["-A", f'OUTSIDE_LINE="sip:{self.outside_line}"']
         self.process = subprocess.Popen(
             [executable, "-f", str(config), "-DD", "-E", "-m", "32", "-M", "8", "-w", str(work), *defines],
-            stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         deadline = time.monotonic() + self.start_timeout
         while time.monotonic() < deadline:
@@ -122,10 +136,11 @@ class LocalRegistrar:
             self._workdir.cleanup()
             self._workdir = None
 
-    def __enter__(self) -> "LocalRegistrar":
+    def __enter__(self) -> LocalRegistrar:
         self.start()
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.stop()

@@ -12,7 +12,7 @@ import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from contactcenter.audio.devices import HeadsetError
@@ -71,8 +71,9 @@ def recording_path(data_dir: Path, sip_call_id: str) -> Path:
 class CallSession:
     """One answered call's media and wrap-up. :meth:`run` returns when the call is over and stored."""
 
-    def __init__(self, services: DeskServices, call: Call, control: CallControl, record: CallRecord,
-                 facts: CallFacts) -> None:
+    def __init__(
+        self, services: DeskServices, call: Call, control: CallControl, record: CallRecord, facts: CallFacts
+    ) -> None:
         self.services = services
         self.call = call
         self.control = control
@@ -105,11 +106,11 @@ class CallSession:
         """Wait for the end of the call, free the headset at once, let recognition catch up, store it."""
         call, services, media = self.call, self.services, self.media
         assert media is not None, "start() first"
-        answered = self.record.answered_at or datetime.now(timezone.utc)
+        answered = self.record.answered_at or datetime.now(UTC)
         call.ended.wait()
         call.detach_media()
         self._release_headset(self._bridge)
-        ended = datetime.now(timezone.utc)
+        ended = datetime.now(UTC)
         by = call.hung_up_by
         hung_up_first = "customer" if by == "customer" else ("agent" if by else "system")
         outcome = self._finish_speech(self._speech, (ended - answered).total_seconds(), hung_up_first)
@@ -127,9 +128,16 @@ class CallSession:
             return None
         rules = services.rules.current() if isinstance(services.rules, RuleBook) else services.rules
         speech_settings = services.settings.speech
-        return CallSpeech(services.monitor, rules, self.record, self.facts, rate=RATE, publish=services.publish,
-                          redact=speech_settings.redact_numbers,
-                          partial_stable_s=speech_settings.partial_stable_ms / 1000)
+        return CallSpeech(
+            services.monitor,
+            rules,
+            self.record,
+            self.facts,
+            rate=RATE,
+            publish=services.publish,
+            redact=speech_settings.redact_numbers,
+            partial_stable_s=speech_settings.partial_stable_ms / 1000,
+        )
 
     def _start_recorder(self) -> StreamingRecorder | None:
         general = self.services.settings.general
@@ -174,8 +182,9 @@ class CallSession:
         try:
             return speech.finish(duration, hung_up_first, timeout=SPEECH_CATCH_UP_SECONDS)
         except TimeoutError:
-            log.error("recognition still %.0f s behind after the call; stored without its transcript",
-                      SPEECH_CATCH_UP_SECONDS)
+            log.error(
+                "recognition still %.0f s behind after the call; stored without its transcript", SPEECH_CATCH_UP_SECONDS
+            )
         except Exception:
             log.exception("speech analysis of the call failed; the call is stored without it")
         return CallSpeechOutcome.empty()

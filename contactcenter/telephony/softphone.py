@@ -8,11 +8,9 @@ registrar and does not report a wrong password), and retried with back-off.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
 
 from contactcenter.telephony.call import Call, DialResult
 from contactcenter.telephony.pyvoip_adapter import CallState, DeskVoIPCall, DeskVoIPPhone
@@ -43,9 +41,17 @@ class Softphone:
     def __init__(self, account: SipAccount, on_call: Callable[[Call], None]) -> None:
         self.account = account
         self.on_call = on_call
-        self.phone = DeskVoIPPhone(account.server, account.port, account.user, account.password,
-                                   myIP=account.local_ip, callCallback=self._call_thread, sipPort=account.local_port,
-                                   rtpPortLow=account.rtp_low, rtpPortHigh=account.rtp_high)
+        self.phone = DeskVoIPPhone(
+            account.server,
+            account.port,
+            account.user,
+            account.password,
+            myIP=account.local_ip,
+            callCallback=self._call_thread,
+            sipPort=account.local_port,
+            rtpPortLow=account.rtp_low,
+            rtpPortHigh=account.rtp_high,
+        )
 
     def _call_thread(self, call: DeskVoIPCall) -> None:
         """pyVoIP's call thread (started 1 s after the INVITE): it must last as long as the call."""
@@ -90,8 +96,10 @@ class Softphone:
                 break
             time.sleep(0.05)
         self.phone.stop()
-        raise RegistrationError(f"the registrar {where} refused {account.user} (check the user and the password "
-                                f"in the environment variable)")
+        raise RegistrationError(
+            f"the registrar {where} refused {account.user} (check the user and the password "
+            f"in the environment variable)"
+        )
 
     def dial(self, number: str, timeout: float = 30.0) -> DialResult:
         """Call ``number``; wait at most ``timeout`` seconds for an answer (then CANCEL: no_answer).

@@ -20,8 +20,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from contactcenter.hooks.host import describe_plugins
-from contactcenter.speech.rule_book import RuleEdit, RuleError, change_rule, reset_rule, rule_changes, rule_states
 from contactcenter.settings import Settings, SettingsError
+from contactcenter.speech.rule_book import RuleEdit, RuleError, change_rule, reset_rule, rule_changes, rule_states
 from contactcenter.speech.rules import RuleSet, load_rules
 from contactcenter.storage.database import Database
 from contactcenter.storage.models import OutboxMessage, UndeliveredEvent
@@ -36,29 +36,47 @@ def plugin_health(session: Session) -> dict[str, dict[str, Any]]:
     health: dict[str, dict[str, Any]] = {}
 
     def entry(plugin: str) -> dict[str, Any]:
-        return health.setdefault(plugin, {"undelivered": 0, "undelivered_error": "", "outbox_pending": 0,
-                                          "outbox_error": ""})
+        return health.setdefault(
+            plugin, {"undelivered": 0, "undelivered_error": "", "outbox_pending": 0, "outbox_error": ""}
+        )
 
-    for plugin, count in session.execute(select(UndeliveredEvent.plugin, func.count()).where(
-            UndeliveredEvent.delivered_at.is_(None)).group_by(UndeliveredEvent.plugin)):
+    for plugin, count in session.execute(
+        select(UndeliveredEvent.plugin, func.count())
+        .where(UndeliveredEvent.delivered_at.is_(None))
+        .group_by(UndeliveredEvent.plugin)
+    ):
         entry(plugin)["undelivered"] = count
-    for plugin, count in session.execute(select(OutboxMessage.plugin, func.count()).where(
-            OutboxMessage.delivered_at.is_(None)).group_by(OutboxMessage.plugin)):
+    for plugin, count in session.execute(
+        select(OutboxMessage.plugin, func.count())
+        .where(OutboxMessage.delivered_at.is_(None))
+        .group_by(OutboxMessage.plugin)
+    ):
         entry(plugin)["outbox_pending"] = count
     for plugin in list(health):
-        health[plugin]["undelivered_error"] = session.scalar(
-            select(UndeliveredEvent.error).where(UndeliveredEvent.plugin == plugin,
-                                                 UndeliveredEvent.delivered_at.is_(None))
-            .order_by(UndeliveredEvent.id.desc()).limit(1)) or ""
-        health[plugin]["outbox_error"] = session.scalar(
-            select(OutboxMessage.last_error).where(OutboxMessage.plugin == plugin, OutboxMessage.delivered_at.is_(None),
-                                                   OutboxMessage.last_error != "")
-            .order_by(OutboxMessage.id.desc()).limit(1)) or ""
+        health[plugin]["undelivered_error"] = (
+            session.scalar(
+                select(UndeliveredEvent.error)
+                .where(UndeliveredEvent.plugin == plugin, UndeliveredEvent.delivered_at.is_(None))
+                .order_by(UndeliveredEvent.id.desc())
+                .limit(1)
+            )
+            or ""
+        )
+        health[plugin]["outbox_error"] = (
+            session.scalar(
+                select(OutboxMessage.last_error)
+                .where(
+                    OutboxMessage.plugin == plugin, OutboxMessage.delivered_at.is_(None), OutboxMessage.last_error != ""
+                )
+                .order_by(OutboxMessage.id.desc())
+                .limit(1)
+            )
+            or ""
+        )
     return health
 
 
-def add_admin_routes(app: FastAPI, guards: Guards, settings: Settings, database: Database,
-                     accounts: Accounts) -> None:
+def add_admin_routes(app: FastAPI, guards: Guards, settings: Settings, database: Database, accounts: Accounts) -> None:
     zone = ZoneInfo(settings.general.timezone)
     Admin = Annotated[SignedIn, Depends(guards.role("admin"))]
     company_names = settings.company.names_said
@@ -77,16 +95,22 @@ def add_admin_routes(app: FastAPI, guards: Guards, settings: Settings, database:
 
     def changes_view(limit: int = 50) -> list[dict[str, Any]]:
         with database.session() as session:
-            return [{"id": row.id, "rule_id": row.rule_id, "changed_by": row.changed_by,
-                     "changed_at": local_time(row.changed_at, zone), "change": row.change}
-                    for row in rule_changes(session, limit)]
+            return [
+                {
+                    "id": row.id,
+                    "rule_id": row.rule_id,
+                    "changed_by": row.changed_by,
+                    "changed_at": local_time(row.changed_at, zone),
+                    "change": row.change,
+                }
+                for row in rule_changes(session, limit)
+            ]
 
     def plugins_view() -> list[dict[str, Any]]:
         with database.session() as session:
             health = plugin_health(session)
         empty = {"undelivered": 0, "undelivered_error": "", "outbox_pending": 0, "outbox_error": ""}
-        return [{**info.__dict__, **health.get(info.name, empty)}
-                for info in describe_plugins(settings)]
+        return [{**info.__dict__, **health.get(info.name, empty)} for info in describe_plugins(settings)]
 
     def apply(rule_id: str, edit: RuleEdit | None, user: SignedIn) -> dict[str, list[Any]]:
         """Change (or with no edit, reset) a rule; 404 for a rule not in the file, 422 for values it cannot
@@ -97,16 +121,29 @@ def add_admin_routes(app: FastAPI, guards: Guards, settings: Settings, database:
                     return reset_rule(session, file_rules(), rule_id, user.username)
                 return change_rule(session, file_rules(), company_names, rule_id, edit, user.username)
         except KeyError:
-            raise HTTPException(status_code=404, detail=f"no rule {rule_id!r} in {settings.scripts.rules.name}")
+            raise HTTPException(
+                status_code=404, detail=f"no rule {rule_id!r} in {settings.scripts.rules.name}"
+            ) from None
         except RuleError as exc:
             raise HTTPException(status_code=422, detail=str(exc)) from None
         except IntegrityError:  # another admin changed the same rule at the same moment
             raise HTTPException(status_code=409, detail=f"rule {rule_id!r} was changed meanwhile; try again") from None
 
     def page(request: Request, user: SignedIn, error: str = "", status_code: int = 200) -> Response:
-        return TEMPLATES.TemplateResponse(request, "admin.html", {
-            "user": user, "rules": rules_view(), "changes": changes_view(), "plugins": plugins_view(),
-            "users": accounts.users(), "error": error, "enabled_in": settings.source}, status_code=status_code)
+        return TEMPLATES.TemplateResponse(
+            request,
+            "admin.html",
+            {
+                "user": user,
+                "rules": rules_view(),
+                "changes": changes_view(),
+                "plugins": plugins_view(),
+                "users": accounts.users(),
+                "error": error,
+                "enabled_in": settings.source,
+            },
+            status_code=status_code,
+        )
 
     @app.get("/admin", response_class=HTMLResponse, include_in_schema=False)
     def admin_page(request: Request, user: Admin) -> Response:
@@ -117,10 +154,14 @@ def add_admin_routes(app: FastAPI, guards: Guards, settings: Settings, database:
         form = await request.form()
         guards.check_csrf(user, str(form.get("csrf", "")))
         try:
-            edit = RuleEdit.model_validate({  # form fields are text: pydantic checks and converts them
-                "enabled": form.get("enabled") == "on", "severity": form.get("severity") or None,
-                "weight": form.get("weight") or None,
-                "phrases": str(form["phrases"]).splitlines() if "phrases" in form else None})
+            edit = RuleEdit.model_validate(
+                {  # form fields are text: pydantic checks and converts them
+                    "enabled": form.get("enabled") == "on",
+                    "severity": form.get("severity") or None,
+                    "weight": form.get("weight") or None,
+                    "phrases": str(form["phrases"]).splitlines() if "phrases" in form else None,
+                }
+            )
             apply(rule_id, edit, user)
         except ValidationError as exc:
             problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
@@ -143,7 +184,9 @@ def add_admin_routes(app: FastAPI, guards: Guards, settings: Settings, database:
         return {"rules": rules_view(), "rules_file": str(settings.scripts.rules)}
 
     @app.put("/api/admin/rules/{rule_id}", tags=["admin"])
-    def api_change_rule(request: Request, rule_id: str, edit: Annotated[RuleEdit, Body()], user: Admin) -> dict[str, Any]:
+    def api_change_rule(
+        request: Request, rule_id: str, edit: Annotated[RuleEdit, Body()], user: Admin
+    ) -> dict[str, Any]:
         """Change a rule for every desk from its next call: any of ``enabled``, ``severity``, ``weight`` and
         ``phrases`` (the whole list). Answers the fields that changed as ``[before, after]``."""
         guards.check_csrf(user, request.headers.get("X-CSRF-Token"))
@@ -171,5 +214,9 @@ def add_admin_routes(app: FastAPI, guards: Guards, settings: Settings, database:
     @app.get("/api/admin/users", tags=["admin"])
     def api_users(user: Admin) -> dict[str, Any]:
         """The console's users and their roles (managed with `contactcenter users`)."""
-        return {"users": [{"username": u.username, "display_name": u.display_name, "role": u.role,
-                           "active": u.active} for u in accounts.users()]}
+        return {
+            "users": [
+                {"username": u.username, "display_name": u.display_name, "role": u.role, "active": u.active}
+                for u in accounts.users()
+            ]
+        }

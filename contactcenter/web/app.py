@@ -30,7 +30,6 @@ from contactcenter.web.queries import CallFilter, call_detail, list_calls
 from contactcenter.web.reports import add_report_routes
 
 
-
 class ReviewIn(BaseModel):
     verdicts: dict[str, Literal["agree", "disagree"]] = Field(default_factory=dict)
     comment: str = Field(default="", max_length=4000)
@@ -46,8 +45,13 @@ def create_app(settings: Settings, database: Database) -> FastAPI:
     zone = ZoneInfo(settings.general.timezone)
     accounts = Accounts(database, web.session_minutes)
     complaint_categories = tuple(settings.callbacks.complaint_categories)
-    app = FastAPI(title="contactcenter reviewer console", version="1", openapi_url="/api/openapi.json",
-                  docs_url="/api/docs", redoc_url=None)
+    app = FastAPI(
+        title="contactcenter reviewer console",
+        version="1",
+        openapi_url="/api/openapi.json",
+        docs_url="/api/docs",
+        redoc_url=None,
+    )
     app.state.accounts = accounts
 
     guards = Guards(accounts, web.unmasked_roles)
@@ -58,12 +62,14 @@ def create_app(settings: Settings, database: Database) -> FastAPI:
     async def not_signed_in(request: Request, exc: NotSignedIn) -> Response:
         if request.url.path.startswith("/api/"):
             return JSONResponse({"detail": "not signed in"}, status_code=401)
-        return TEMPLATES.TemplateResponse(request, "login.html", {"next": request.url.path, "error": ""},
-                                          status_code=401)
+        return TEMPLATES.TemplateResponse(
+            request, "login.html", {"next": request.url.path, "error": ""}, status_code=401
+        )
 
     def start_session(response: Response, token: str) -> None:
-        response.set_cookie(COOKIE, token, max_age=web.session_minutes * 60, httponly=True, samesite="lax",
-                            secure=web.secure_cookies)
+        response.set_cookie(
+            COOKIE, token, max_age=web.session_minutes * 60, httponly=True, samesite="lax", secure=web.secure_cookies
+        )
 
     # --------------------------------------------------------------------------------------------- pages
 
@@ -72,14 +78,20 @@ def create_app(settings: Settings, database: Database) -> FastAPI:
         return TEMPLATES.TemplateResponse(request, "login.html", {"next": next, "error": ""})
 
     @app.post("/login", include_in_schema=False)
-    def login_form(request: Request, username: Annotated[str, Form()], password: Annotated[str, Form()],
-                   next: Annotated[str, Form()] = "/calls") -> Response:
+    def login_form(
+        request: Request,
+        username: Annotated[str, Form()],
+        password: Annotated[str, Form()],
+        next: Annotated[str, Form()] = "/calls",
+    ) -> Response:
         token = accounts.sign_in(username, password)
         if token is None:
-            return TEMPLATES.TemplateResponse(request, "login.html", {"next": next, "error": "用户名或密码错误"},
-                                              status_code=401)
-        response = RedirectResponse(next if next.startswith("/") and not next.startswith("//") else "/calls",
-                                    status_code=303)
+            return TEMPLATES.TemplateResponse(
+                request, "login.html", {"next": next, "error": "用户名或密码错误"}, status_code=401
+            )
+        response = RedirectResponse(
+            next if next.startswith("/") and not next.startswith("//") else "/calls", status_code=303
+        )
         start_session(response, token)
         return response
 
@@ -95,12 +107,27 @@ def create_app(settings: Settings, database: Database) -> FastAPI:
     def home() -> Response:
         return RedirectResponse("/calls", status_code=303)
 
-    def call_filter(since: Blank[date] = None, until: Blank[date] = None, agent: str | None = None,
-                    score_min: Blank[float] = None, score_max: Blank[float] = None, rule_failed: str | None = None,
-                    category: str | None = None, complaint: Blank[bool] = None) -> CallFilter:
-        return CallFilter(since=since, until=until, agent=agent or None, score_min=score_min, score_max=score_max,
-                          rule_failed=rule_failed or None, category=category or None, complaint=complaint,
-                          complaint_categories=complaint_categories)
+    def call_filter(
+        since: Blank[date] = None,
+        until: Blank[date] = None,
+        agent: str | None = None,
+        score_min: Blank[float] = None,
+        score_max: Blank[float] = None,
+        rule_failed: str | None = None,
+        category: str | None = None,
+        complaint: Blank[bool] = None,
+    ) -> CallFilter:
+        return CallFilter(
+            since=since,
+            until=until,
+            agent=agent or None,
+            score_min=score_min,
+            score_max=score_max,
+            rule_failed=rule_failed or None,
+            category=category or None,
+            complaint=complaint,
+            complaint_categories=complaint_categories,
+        )
 
     Filter = Annotated[CallFilter, Depends(call_filter)]
 
@@ -110,9 +137,11 @@ def create_app(settings: Settings, database: Database) -> FastAPI:
             page = list_calls(session, where, zone, unmasked(user), web.page_size, cursor)
         query = where.as_query()
         next_link = f"/calls?{urlencode({**query, 'cursor': page.next_cursor})}" if page.next_cursor else ""
-        return TEMPLATES.TemplateResponse(request, "calls.html", {
-            "user": user, "rows": page.rows, "where": where, "next_link": next_link,
-            "export_query": urlencode(query)})
+        return TEMPLATES.TemplateResponse(
+            request,
+            "calls.html",
+            {"user": user, "rows": page.rows, "where": where, "next_link": next_link, "export_query": urlencode(query)},
+        )
 
     @app.get("/calls/{call_id}", response_class=HTMLResponse, include_in_schema=False)
     def call_page(request: Request, call_id: int, user: Reviewer) -> Response:
@@ -127,8 +156,10 @@ def create_app(settings: Settings, database: Database) -> FastAPI:
         form = await request.form()
         check_csrf(user, str(form.get("csrf", "")))
         verdicts: dict[str, Literal["agree", "disagree"]] = {
-            key[len("verdict_"):]: "agree" if value == "agree" else "disagree" for key, value in form.items()
-            if key.startswith("verdict_") and value in ("agree", "disagree")}
+            key[len("verdict_") :]: "agree" if value == "agree" else "disagree"
+            for key, value in form.items()
+            if key.startswith("verdict_") and value in ("agree", "disagree")
+        }
         save_review(call_id, user, ReviewIn(verdicts=verdicts, comment=str(form.get("comment", ""))))
         return RedirectResponse(f"/calls/{call_id}#reviews", status_code=303)
 
@@ -171,12 +202,17 @@ def create_app(settings: Settings, database: Database) -> FastAPI:
     @app.get("/api/me", tags=["session"])
     def api_me(user: Reviewer) -> dict[str, Any]:
         """Who is signed in, with which role, and the CSRF token for writes."""
-        return {"username": user.username, "display_name": user.display_name, "role": user.role,
-                "csrf_token": user.csrf_token}
+        return {
+            "username": user.username,
+            "display_name": user.display_name,
+            "role": user.role,
+            "csrf_token": user.csrf_token,
+        }
 
     @app.get("/api/calls", tags=["calls"])
-    def api_calls(user: Reviewer, where: Filter, cursor: str | None = None,
-                  limit: Annotated[int, Query(ge=1, le=500)] = 50) -> dict[str, Any]:
+    def api_calls(
+        user: Reviewer, where: Filter, cursor: str | None = None, limit: Annotated[int, Query(ge=1, le=500)] = 50
+    ) -> dict[str, Any]:
         """Calls, newest first, filtered; ``next_cursor`` fetches the next page."""
         with database.session() as session:
             page = list_calls(session, where, zone, unmasked(user), limit, cursor)
@@ -190,9 +226,15 @@ def create_app(settings: Settings, database: Database) -> FastAPI:
         if detail is None:
             raise HTTPException(status_code=404, detail="no such call")
         utterances = [{k: v for k, v in u.items() if k != "segments"} for u in detail.utterances]
-        return {"call": detail.call, "utterances": utterances, "findings": detail.findings,
-                "tickets": detail.tickets, "callbacks": detail.callbacks, "reviews": detail.reviews,
-                "has_recording": bool(detail.recording)}
+        return {
+            "call": detail.call,
+            "utterances": utterances,
+            "findings": detail.findings,
+            "tickets": detail.tickets,
+            "callbacks": detail.callbacks,
+            "reviews": detail.reviews,
+            "has_recording": bool(detail.recording),
+        }
 
     def save_review(call_id: int, user: SignedIn, review: ReviewIn) -> int:
         with database.session() as session:

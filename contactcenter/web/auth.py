@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -60,8 +60,14 @@ class Accounts:
             raise AuthError(f"the password must have at least {MIN_PASSWORD_LENGTH} characters")
         try:
             with self.database.session() as session:
-                session.add(WebUser(username=username, role=role, display_name=display_name or username,
-                                    password_hash=_hasher.hash(password)))
+                session.add(
+                    WebUser(
+                        username=username,
+                        role=role,
+                        display_name=display_name or username,
+                        password_hash=_hasher.hash(password),
+                    )
+                )
         except IntegrityError:
             raise AuthError(f"user {username!r} already exists") from None
 
@@ -102,18 +108,25 @@ class Accounts:
                 return None
             if _hasher.check_needs_rehash(user.password_hash):
                 user.password_hash = _hasher.hash(password)
-            now = datetime.now(timezone.utc)
+            now = datetime.now(UTC)
             session.execute(delete(WebSession).where(WebSession.expires_at < now))
             token = secrets.token_urlsafe(32)
-            session.add(WebSession(token_hash=_digest(token), user_id=user.id, csrf_token=secrets.token_urlsafe(24),
-                                   created_at=now, expires_at=now + self.lifetime))
+            session.add(
+                WebSession(
+                    token_hash=_digest(token),
+                    user_id=user.id,
+                    csrf_token=secrets.token_urlsafe(24),
+                    created_at=now,
+                    expires_at=now + self.lifetime,
+                )
+            )
             return token
 
     def signed_in(self, token: str | None) -> SignedIn | None:
         """The user behind a session cookie, if the session exists, has not expired and the user is active."""
         if not token:
             return None
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         with self.database.session() as session:
             row = session.get(WebSession, _digest(token))
             if row is None or row.expires_at <= now or not row.user.active:

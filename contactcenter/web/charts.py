@@ -13,9 +13,11 @@ LEFT, RIGHT, TOP, BOTTOM = 40, 10, 12, 36
 
 
 def _frame(title: str, body: list[str]) -> str:
-    return (f'<svg xmlns="http://www.w3.org/2000/svg" role="img" viewBox="0 0 {WIDTH} {HEIGHT}" '
-            f'width="{WIDTH}" height="{HEIGHT}" font-size="11" font-family="sans-serif">'
-            f'<title>{escape(title)}</title>' + "".join(body) + "</svg>")
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" role="img" viewBox="0 0 {WIDTH} {HEIGHT}" '
+        f'width="{WIDTH}" height="{HEIGHT}" font-size="11" font-family="sans-serif">'
+        f"<title>{escape(title)}</title>" + "".join(body) + "</svg>"
+    )
 
 
 def _axes(maximum: float, steps: int = 4) -> list[str]:
@@ -24,8 +26,10 @@ def _axes(maximum: float, steps: int = 4) -> list[str]:
     for n in range(steps + 1):
         value = maximum * n / steps
         y = TOP + plot_h - plot_h * n / steps
-        parts.append(f'<line x1="{LEFT}" y1="{y:.1f}" x2="{WIDTH - RIGHT}" y2="{y:.1f}" stroke="#e3e3e3"/>'
-                     f'<text x="{LEFT - 4}" y="{y + 4:.1f}" text-anchor="end">{value:g}</text>')
+        parts.append(
+            f'<line x1="{LEFT}" y1="{y:.1f}" x2="{WIDTH - RIGHT}" y2="{y:.1f}" stroke="#e3e3e3"/>'
+            f'<text x="{LEFT - 4}" y="{y + 4:.1f}" text-anchor="end">{value:g}</text>'
+        )
     return parts
 
 
@@ -41,14 +45,22 @@ def line_chart(title: str, labels: Sequence[str], values: Sequence[float | None]
             continue
         x, y = LEFT + n * step, TOP + plot_h - plot_h * min(value, maximum) / maximum
         runs[-1].append(f"{x:.1f},{y:.1f}")
-        body.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="2.5" fill="#1f4e79">'
-                    f'<title>{escape(labels[n])}: {value:g}</title></circle>')
-    body += [f'<polyline class="series" fill="none" stroke="#1f4e79" stroke-width="2" points="{" ".join(run)}"/>'
-             for run in runs if len(run) > 1]
+        body.append(
+            f'<circle cx="{x:.1f}" cy="{y:.1f}" r="2.5" fill="#1f4e79">'
+            f"<title>{escape(labels[n])}: {value:g}</title></circle>"
+        )
+    body += [
+        f'<polyline class="series" fill="none" stroke="#1f4e79" stroke-width="2" points="{" ".join(run)}"/>'
+        for run in runs
+        if len(run) > 1
+    ]
     every = max(1, len(labels) // 8)
-    body += [f'<text x="{LEFT + n * step:.1f}" y="{HEIGHT - BOTTOM + 16}" text-anchor="middle">'
-             f'{escape(label[5:] if len(label) == 10 else label)}</text>'
-             for n, label in enumerate(labels) if n % every == 0]
+    body += [
+        f'<text x="{LEFT + n * step:.1f}" y="{HEIGHT - BOTTOM + 16}" text-anchor="middle">'
+        f"{escape(label[5:] if len(label) == 10 else label)}</text>"
+        for n, label in enumerate(labels)
+        if n % every == 0
+    ]
     return _frame(title, body)
 
 
@@ -61,9 +73,11 @@ def bar_chart(title: str, labels: Sequence[str], values: Sequence[float]) -> str
     for n, (label, value) in enumerate(zip(labels, values, strict=True)):
         h = plot_h * value / maximum
         x, y = LEFT + n * slot + slot * 0.15, TOP + plot_h - h
-        body.append(f'<rect class="bar" x="{x:.1f}" y="{y:.1f}" width="{slot * 0.7:.1f}" height="{h:.1f}" '
-                    f'fill="#4a7fb0"><title>{escape(label)}: {value:g}</title></rect>'
-                    f'<text x="{x + slot * 0.35:.1f}" y="{y - 3:.1f}" text-anchor="middle">{value:g}</text>'
-                    f'<text x="{x + slot * 0.35:.1f}" y="{HEIGHT - BOTTOM + 16}" text-anchor="middle">'
-                    f'{escape(label)}</text>')
+        body.append(
+            f'<rect class="bar" x="{x:.1f}" y="{y:.1f}" width="{slot * 0.7:.1f}" height="{h:.1f}" '
+            f'fill="#4a7fb0"><title>{escape(label)}: {value:g}</title></rect>'
+            f'<text x="{x + slot * 0.35:.1f}" y="{y - 3:.1f}" text-anchor="middle">{value:g}</text>'
+            f'<text x="{x + slot * 0.35:.1f}" y="{HEIGHT - BOTTOM + 16}" text-anchor="middle">'
+            f"{escape(label)}</text>"
+        )
     return _frame(title, body)

@@ -22,8 +22,10 @@ Table = tuple[Sequence[str], Sequence[Mapping[str, Any]]]  # columns, rows
 
 
 def _disposition(filename: str) -> dict[str, str]:
-    return {"Content-Disposition": f"attachment; filename=\"{filename.encode('ascii', 'replace').decode()}\"; "
-                                   f"filename*=UTF-8''{quote(filename)}"}
+    return {
+        "Content-Disposition": f'attachment; filename="{filename.encode("ascii", "replace").decode()}"; '
+        f"filename*=UTF-8''{quote(filename)}"
+    }
 
 
 def _cell(value: Any) -> Any:

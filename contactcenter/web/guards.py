@@ -41,10 +41,12 @@ class Guards:
 
     def role(self, needed: str):
         """A dependency that lets through users with ``needed`` or a higher role (403 for the others)."""
+
         def check(user: Annotated[SignedIn, Depends(self.current)]) -> SignedIn:
             if not user.may(needed):
                 raise HTTPException(status_code=403, detail=f"needs the {needed} role")
             return user
+
         return check
 
     @staticmethod

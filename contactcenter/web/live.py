@@ -47,8 +47,14 @@ def add_live_routes(app: FastAPI, guards: Guards, settings: Settings, database: 
             for key in ("text", "matched_text"):
                 if key in data:
                     data[key] = redact_numbers(data[key])
-        return {**data, "id": event.id, "sip_call_id": event.sip_call_id, "kind": event.kind, "agent": event.agent,
-                "at": event.at.astimezone(zone).strftime("%H:%M:%S")}
+        return {
+            **data,
+            "id": event.id,
+            "sip_call_id": event.sip_call_id,
+            "kind": event.kind,
+            "agent": event.agent,
+            "at": event.at.astimezone(zone).strftime("%H:%M:%S"),
+        }
 
     def snapshot(unmasked: bool) -> tuple[list[dict[str, Any]], FeedCursor]:
         with database.session() as session:
@@ -74,14 +80,20 @@ def add_live_routes(app: FastAPI, guards: Guards, settings: Settings, database: 
         return {"events": events, "last_event_id": cursor.last_id}
 
     @app.get("/api/live/events", tags=["live"], response_class=EventSourceResponse)
-    async def api_live_events(request: Request, user: Supervisor,
-                              last_event_id: Annotated[str | None, Header()] = None,
-                              after: int | None = None) -> AsyncIterator[ServerSentEvent]:
+    async def api_live_events(
+        request: Request,
+        user: Supervisor,
+        last_event_id: Annotated[str | None, Header()] = None,
+        after: int | None = None,
+    ) -> AsyncIterator[ServerSentEvent]:
         """Server-sent events: a ``snapshot`` of the calls in progress, then every new event as it happens.
         Resumes after ``Last-Event-ID`` (or ``after``) without a snapshot."""
         unmasked = guards.unmasked(user)
-        resume = after if after is not None else (
-            int(last_event_id) if last_event_id is not None and last_event_id.isdigit() else None)
+        resume = (
+            after
+            if after is not None
+            else (int(last_event_id) if last_event_id is not None and last_event_id.isdigit() else None)
+        )
         if resume is None:
             events, cursor = await run_in_threadpool(snapshot, unmasked)
             yield ServerSentEvent(event="snapshot", id=str(cursor.last_id), data={"events": events}, retry=2000)
@@ -90,8 +102,10 @@ def add_live_routes(app: FastAPI, guards: Guards, settings: Settings, database: 
         polls = 0
         while not await request.is_disconnected():
             polls += 1
-            if polls % SESSION_CHECK_POLLS == 0 and await run_in_threadpool(
-                    guards.accounts.signed_in, request.cookies.get(COOKIE)) is None:
+            if (
+                polls % SESSION_CHECK_POLLS == 0
+                and await run_in_threadpool(guards.accounts.signed_in, request.cookies.get(COOKIE)) is None
+            ):
                 yield ServerSentEvent(event="signed_out", data={})  # the session expired or was ended
                 return
             resume_from = cursor.last_id

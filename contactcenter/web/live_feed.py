@@ -42,36 +42,72 @@ def _write(api: PluginAPI, call: CallRecord, kind: str, data: dict[str, Any], pr
 
 @hookimpl
 def call_ringing(call: CallRecord, api: PluginAPI) -> None:
-    _write(api, call, "ringing", {"remote_number": call.remote_number, "caller_name": call.caller_name,
-                                  "direction": call.direction, "invited_at": call.invited_at.isoformat()})
+    _write(
+        api,
+        call,
+        "ringing",
+        {
+            "remote_number": call.remote_number,
+            "caller_name": call.caller_name,
+            "direction": call.direction,
+            "invited_at": call.invited_at.isoformat(),
+        },
+    )
 
 
 @hookimpl
 def call_answered(call: CallRecord, api: PluginAPI) -> None:
-    _write(api, call, "answered", {"rings": call.rings_before_answer,
-                                   "answered_at": call.answered_at.isoformat() if call.answered_at else None})
+    _write(
+        api,
+        call,
+        "answered",
+        {"rings": call.rings_before_answer, "answered_at": call.answered_at.isoformat() if call.answered_at else None},
+    )
 
 
 @hookimpl
 def utterance(call: CallRecord, utterance: UtteranceRecord, api: PluginAPI) -> None:
-    _write(api, call, "utterance", {"leg": utterance.leg, "start_s": utterance.start_s, "end_s": utterance.end_s,
-                                    "text": utterance.text})
+    _write(
+        api,
+        call,
+        "utterance",
+        {"leg": utterance.leg, "start_s": utterance.start_s, "end_s": utterance.end_s, "text": utterance.text},
+    )
 
 
 @hookimpl
 def rule_hit(call: CallRecord, hit: RuleHitRecord, api: PluginAPI) -> None:
     if hit.kind in ALERT_KINDS:
-        _write(api, call, "alert", {"rule_id": hit.rule_id, "finding": hit.kind, "severity": hit.severity,
-                                    "leg": hit.leg, "at_s": hit.at_s, "matched_text": hit.matched_text})
+        _write(
+            api,
+            call,
+            "alert",
+            {
+                "rule_id": hit.rule_id,
+                "finding": hit.kind,
+                "severity": hit.severity,
+                "leg": hit.leg,
+                "at_s": hit.at_s,
+                "matched_text": hit.matched_text,
+            },
+        )
 
 
 @hookimpl
-def call_ended(call: CallRecord, transcript: list[UtteranceRecord], report: ComplianceReport,
-               api: PluginAPI) -> None:
-    _write(api, call, "ended", {"call_id": call.id, "disposition": call.disposition, "score": report.score,
-                                "hung_up_first": call.hung_up_first,
-                                "failed_rules": [r.rule_id for r in report.failed]},
-           prune_hours=api.settings.web.live_keep_hours)
+def call_ended(call: CallRecord, transcript: list[UtteranceRecord], report: ComplianceReport, api: PluginAPI) -> None:
+    _write(
+        api,
+        call,
+        "ended",
+        {
+            "call_id": call.id,
+            "disposition": call.disposition,
+            "score": report.score,
+            "hung_up_first": call.hung_up_first,
+            "failed_rules": [r.rule_id for r in report.failed],
+        },
+        prune_hours=api.settings.web.live_keep_hours,
+    )
 
 
 # ------------------------------------------------------------------------------------------------ reading
@@ -116,11 +152,11 @@ class FeedCursor:
         a stream it reconnects to): the ids up to it that are not in the table yet may still be in a desk's
         transaction, so they are waited for like any gap."""
         cursor = cls(newest, **options)
-        present = set(session.scalars(select(LiveEvent.id).where(LiveEvent.id > newest - cls.MAX_GAPS,
-                                                                 LiveEvent.id <= newest)))
+        present = set(
+            session.scalars(select(LiveEvent.id).where(LiveEvent.id > newest - cls.MAX_GAPS, LiveEvent.id <= newest))
+        )
         now = cursor._clock()
-        cursor._gaps = {gap: now for gap in range(max(1, newest - cls.MAX_GAPS + 1), newest + 1)
-                        if gap not in present}
+        cursor._gaps = {gap: now for gap in range(max(1, newest - cls.MAX_GAPS + 1), newest + 1) if gap not in present}
         return cursor
 
     @property
@@ -135,8 +171,9 @@ class FeedCursor:
         wanted = LiveEvent.id > self.last_id
         if self._gaps:
             wanted = or_(wanted, LiveEvent.id.in_(self._gaps))
-        events = [_event(row) for row in session.scalars(
-            select(LiveEvent).where(wanted).order_by(LiveEvent.id).limit(limit))]
+        events = [
+            _event(row) for row in session.scalars(select(LiveEvent).where(wanted).order_by(LiveEvent.id).limit(limit))
+        ]
         for event in events:
             if event.id in self._gaps:
                 del self._gaps[event.id]
@@ -145,12 +182,11 @@ class FeedCursor:
                 self._gaps.update((gap, now) for gap in range(first_gap, event.id))
                 self.last_id = event.id
         if len(self._gaps) > self.MAX_GAPS:
-            self._gaps = dict(sorted(self._gaps.items())[-self.MAX_GAPS:])
+            self._gaps = dict(sorted(self._gaps.items())[-self.MAX_GAPS :])
         return events
 
 
-def calls_in_progress(session: Session, within: timedelta, **cursor_options: Any) -> tuple[list[FeedEvent],
-                                                                                         FeedCursor]:
+def calls_in_progress(session: Session, within: timedelta, **cursor_options: Any) -> tuple[list[FeedEvent], FeedCursor]:
     """Every event so far of the calls that started within ``within`` and have not ended, oldest first, and
     the cursor a new live view follows the feed with from there.
 
@@ -166,6 +202,9 @@ def calls_in_progress(session: Session, within: timedelta, **cursor_options: Any
     by_call: dict[str, list[FeedEvent]] = defaultdict(list)
     for event in rows:
         by_call[event.sip_call_id].append(event)
-    open_calls = {call for call, events in by_call.items()
-                  if events[0].kind == "ringing" and not any(e.kind == "ended" for e in events)}
+    open_calls = {
+        call
+        for call, events in by_call.items()
+        if events[0].kind == "ringing" and not any(e.kind == "ended" for e in events)
+    }
     return [event for event in rows if event.sip_call_id in open_calls], cursor

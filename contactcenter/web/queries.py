@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -50,9 +50,16 @@ class CallFilter:
 
     def as_query(self) -> dict[str, str]:
         """The filter as URL parameters (for the next-page link and the export link)."""
-        values = {"since": self.since, "until": self.until, "agent": self.agent, "score_min": self.score_min,
-                  "score_max": self.score_max, "rule_failed": self.rule_failed, "category": self.category,
-                  "complaint": None if self.complaint is None else ("1" if self.complaint else "0")}
+        values = {
+            "since": self.since,
+            "until": self.until,
+            "agent": self.agent,
+            "score_min": self.score_min,
+            "score_max": self.score_max,
+            "rule_failed": self.rule_failed,
+            "category": self.category,
+            "complaint": None if self.complaint is None else ("1" if self.complaint else "0"),
+        }
         return {k: str(v) for k, v in values.items() if v not in (None, "")}
 
 
@@ -75,13 +82,18 @@ def _conditions(where: CallFilter, zone: ZoneInfo) -> list[Any]:
     if where.score_max is not None:
         conditions.append(Call.compliance_score <= where.score_max)
     if where.rule_failed:
-        conditions.append(exists().where(RuleHit.call_id == Call.id, RuleHit.rule_id == where.rule_failed,
-                                         RuleHit.kind.in_(FAILED_KINDS)))
+        conditions.append(
+            exists().where(
+                RuleHit.call_id == Call.id, RuleHit.rule_id == where.rule_failed, RuleHit.kind.in_(FAILED_KINDS)
+            )
+        )
     if where.category:
         conditions.append(Call.category == where.category)
     if where.complaint is not None:
-        is_complaint = or_(Call.category.in_(where.complaint_categories),
-                           exists().where(Ticket.call_id == Call.id, Ticket.category.in_(where.complaint_categories)))
+        is_complaint = or_(
+            Call.category.in_(where.complaint_categories),
+            exists().where(Ticket.call_id == Call.id, Ticket.category.in_(where.complaint_categories)),
+        )
         conditions.append(is_complaint if where.complaint else ~is_complaint)
     return conditions
 
@@ -94,17 +106,31 @@ def decode_cursor(cursor: str) -> tuple[datetime, int] | None:
     match = re.fullmatch(r"(\d+(?:\.\d+)?)_(\d+)", cursor or "")
     if match is None:
         return None
-    return datetime.fromtimestamp(float(match.group(1)), timezone.utc), int(match.group(2))
+    return datetime.fromtimestamp(float(match.group(1)), UTC), int(match.group(2))
 
 
-def list_calls(session: Session, where: CallFilter, zone: ZoneInfo, unmasked: bool, limit: int,
-               cursor: str | None = None) -> CallPage:
-    query = (select(Call.id, Call.invited_at, Call.remote_number, Call.disposition, Call.rings_before_answer,
-                    Call.compliance_score, Call.category, Call.hung_up_first, Call.answered_at, Call.ended_at,
-                    Agent.extension)
-             .outerjoin(Agent, Agent.id == Call.agent_id)
-             .where(*_conditions(where, zone))
-             .order_by(Call.invited_at.desc(), Call.id.desc()).limit(limit + 1))
+def list_calls(
+    session: Session, where: CallFilter, zone: ZoneInfo, unmasked: bool, limit: int, cursor: str | None = None
+) -> CallPage:
+    query = (
+        select(
+            Call.id,
+            Call.invited_at,
+            Call.remote_number,
+            Call.disposition,
+            Call.rings_before_answer,
+            Call.compliance_score,
+            Call.category,
+            Call.hung_up_first,
+            Call.answered_at,
+            Call.ended_at,
+            Agent.extension,
+        )
+        .outerjoin(Agent, Agent.id == Call.agent_id)
+        .where(*_conditions(where, zone))
+        .order_by(Call.invited_at.desc(), Call.id.desc())
+        .limit(limit + 1)
+    )
     position = decode_cursor(cursor) if cursor else None
     if position is not None:
         at, call_id = position
@@ -114,37 +140,73 @@ def list_calls(session: Session, where: CallFilter, zone: ZoneInfo, unmasked: bo
     failed: dict[int, list[str]] = defaultdict(list)
     if page:
         for call_id, rule_id in session.execute(
-                select(RuleHit.call_id, RuleHit.rule_id).where(RuleHit.call_id.in_([r.id for r in page]),
-                                                               RuleHit.kind.in_(FAILED_KINDS)).distinct()):
+            select(RuleHit.call_id, RuleHit.rule_id)
+            .where(RuleHit.call_id.in_([r.id for r in page]), RuleHit.kind.in_(FAILED_KINDS))
+            .distinct()
+        ):
             failed[call_id].append(rule_id)
     rows = []
     for r in page:
         duration = (r.ended_at - r.answered_at).total_seconds() if r.answered_at and r.ended_at else None
-        rows.append({"id": r.id, "invited_at": local_time(r.invited_at, zone),
-                     "agent": r.extension or "", "customer_phone": r.remote_number if unmasked
-                     else mask_phone(r.remote_number), "disposition": r.disposition,
-                     "rings": r.rings_before_answer, "score": r.compliance_score, "category": r.category or "",
-                     "hung_up_first": r.hung_up_first or "", "duration_s": round(duration) if duration else None,
-                     "failed_rules": sorted(failed.get(r.id, []))})
+        rows.append(
+            {
+                "id": r.id,
+                "invited_at": local_time(r.invited_at, zone),
+                "agent": r.extension or "",
+                "customer_phone": r.remote_number if unmasked else mask_phone(r.remote_number),
+                "disposition": r.disposition,
+                "rings": r.rings_before_answer,
+                "score": r.compliance_score,
+                "category": r.category or "",
+                "hung_up_first": r.hung_up_first or "",
+                "duration_s": round(duration) if duration else None,
+                "failed_rules": sorted(failed.get(r.id, [])),
+            }
+        )
     next_cursor = encode_cursor(page[-1].invited_at, page[-1].id) if more else None
     return CallPage(rows, next_cursor)
 
 
-def list_findings(session: Session, where: CallFilter, zone: ZoneInfo, unmasked: bool,
-                  limit: int) -> tuple[list[dict[str, Any]], bool]:
+def list_findings(
+    session: Session, where: CallFilter, zone: ZoneInfo, unmasked: bool, limit: int
+) -> tuple[list[dict[str, Any]], bool]:
     """The automatic findings (violations, missed required phrases) of the filtered calls, newest call
     first; and whether ``limit`` cut the list short."""
-    query = (select(RuleHit.call_id, RuleHit.rule_id, RuleHit.kind, RuleHit.severity, RuleHit.leg, RuleHit.at_s,
-                    RuleHit.matched_text, RuleHit.live, Call.invited_at, Agent.extension)
-             .join(Call, Call.id == RuleHit.call_id).outerjoin(Agent, Agent.id == Call.agent_id)
-             .where(*_conditions(where, zone), RuleHit.kind.in_(FAILED_KINDS))
-             .order_by(Call.invited_at.desc(), Call.id.desc(), RuleHit.at_s, RuleHit.id).limit(limit + 1))
+    query = (
+        select(
+            RuleHit.call_id,
+            RuleHit.rule_id,
+            RuleHit.kind,
+            RuleHit.severity,
+            RuleHit.leg,
+            RuleHit.at_s,
+            RuleHit.matched_text,
+            RuleHit.live,
+            Call.invited_at,
+            Agent.extension,
+        )
+        .join(Call, Call.id == RuleHit.call_id)
+        .outerjoin(Agent, Agent.id == Call.agent_id)
+        .where(*_conditions(where, zone), RuleHit.kind.in_(FAILED_KINDS))
+        .order_by(Call.invited_at.desc(), Call.id.desc(), RuleHit.at_s, RuleHit.id)
+        .limit(limit + 1)
+    )
     found = session.execute(query).all()
-    rows = [{"call_id": r.call_id, "invited_at": local_time(r.invited_at, zone),
-             "agent": r.extension or "", "rule_id": r.rule_id, "kind": r.kind, "severity": r.severity,
-             "leg": r.leg or "", "at_s": r.at_s, "live": r.live,
-             "matched_text": r.matched_text if unmasked else redact_numbers(r.matched_text)}
-            for r in found[:limit]]
+    rows = [
+        {
+            "call_id": r.call_id,
+            "invited_at": local_time(r.invited_at, zone),
+            "agent": r.extension or "",
+            "rule_id": r.rule_id,
+            "kind": r.kind,
+            "severity": r.severity,
+            "leg": r.leg or "",
+            "at_s": r.at_s,
+            "live": r.live,
+            "matched_text": r.matched_text if unmasked else redact_numbers(r.matched_text),
+        }
+        for r in found[:limit]
+    ]
     return rows, len(found) > limit
 
 
@@ -202,33 +264,82 @@ def call_detail(session: Session, call_id: int, zone: ZoneInfo, unmasked: bool) 
         return text if unmasked else redact_numbers(text)
 
     phone = call.remote_number if unmasked else mask_phone(call.remote_number)
-    detail = CallDetail(call={
-        "id": call.id, "sip_call_id": call.sip_call_id, "direction": call.direction, "customer_phone": phone,
-        "agent": call.agent.extension if call.agent else "", "invited_at": local(call.invited_at),
-        "answered_at": local(call.answered_at), "ended_at": local(call.ended_at),
-        "rings": call.rings_before_answer, "disposition": call.disposition, "hung_up_first": call.hung_up_first,
-        "category": call.category or "", "purpose": shown(call.purpose), "score": call.compliance_score},
-        recording=call.recording_path)
-    hits: list[dict[str, Any]] = [{"id": h.id, "rule_id": h.rule_id, "kind": h.kind, "severity": h.severity, "leg": h.leg,
-             "at_s": h.at_s, "matched_text": shown(h.matched_text), "live": h.live}
-            for h in sorted(call.rule_hits, key=lambda h: (h.at_s is None, h.at_s or 0))]
+    detail = CallDetail(
+        call={
+            "id": call.id,
+            "sip_call_id": call.sip_call_id,
+            "direction": call.direction,
+            "customer_phone": phone,
+            "agent": call.agent.extension if call.agent else "",
+            "invited_at": local(call.invited_at),
+            "answered_at": local(call.answered_at),
+            "ended_at": local(call.ended_at),
+            "rings": call.rings_before_answer,
+            "disposition": call.disposition,
+            "hung_up_first": call.hung_up_first,
+            "category": call.category or "",
+            "purpose": shown(call.purpose),
+            "score": call.compliance_score,
+        },
+        recording=call.recording_path,
+    )
+    hits: list[dict[str, Any]] = [
+        {
+            "id": h.id,
+            "rule_id": h.rule_id,
+            "kind": h.kind,
+            "severity": h.severity,
+            "leg": h.leg,
+            "at_s": h.at_s,
+            "matched_text": shown(h.matched_text),
+            "live": h.live,
+        }
+        for h in sorted(call.rule_hits, key=lambda h: (h.at_s is None, h.at_s or 0))
+    ]
     detail.findings = hits
     for u in call.utterances:
-        own = [h for h in hits if h["leg"] == u.leg and h["at_s"] is not None
-               and u.start_s - 0.5 <= h["at_s"] <= u.end_s + 0.5 and h["kind"] != "missing"]
+        own = [
+            h
+            for h in hits
+            if h["leg"] == u.leg
+            and h["at_s"] is not None
+            and u.start_s - 0.5 <= h["at_s"] <= u.end_s + 0.5
+            and h["kind"] != "missing"
+        ]
         text = shown(u.text)
-        detail.utterances.append({"leg": u.leg, "start_s": u.start_s, "end_s": u.end_s, "text": text,
-                                  "segments": highlight(text, own)})
-    detail.tickets = [{"id": t.id, "category": t.category, "priority": t.priority, "status": t.status,
-                       "purpose": shown(t.purpose), "due_at": local(t.due_at),
-                       "caller_phone": t.caller_phone if unmasked else mask_phone(t.caller_phone)}
-                      for t in session.scalars(select(Ticket).where(Ticket.call_id == call_id))]
-    detail.callbacks = [{"id": c.id, "kind": c.kind, "state": c.state, "due_at": local(c.due_at),
-                         "attempts": c.attempts, "reason": c.reason}
-                        for c in session.scalars(select(Callback).where(Callback.call_id == call_id))]
-    detail.reviews = [{"id": r.id, "reviewer": name, "verdicts": r.verdicts, "comment": r.comment,
-                       "created_at": local(r.created_at)}
-                      for r, name in session.execute(select(Review, WebUser.username)
-                                                     .join(WebUser, WebUser.id == Review.reviewer_id)
-                                                     .where(Review.call_id == call_id).order_by(Review.id))]
+        detail.utterances.append(
+            {"leg": u.leg, "start_s": u.start_s, "end_s": u.end_s, "text": text, "segments": highlight(text, own)}
+        )
+    detail.tickets = [
+        {
+            "id": t.id,
+            "category": t.category,
+            "priority": t.priority,
+            "status": t.status,
+            "purpose": shown(t.purpose),
+            "due_at": local(t.due_at),
+            "caller_phone": t.caller_phone if unmasked else mask_phone(t.caller_phone),
+        }
+        for t in session.scalars(select(Ticket).where(Ticket.call_id == call_id))
+    ]
+    detail.callbacks = [
+        {
+            "id": c.id,
+            "kind": c.kind,
+            "state": c.state,
+            "due_at": local(c.due_at),
+            "attempts": c.attempts,
+            "reason": c.reason,
+        }
+        for c in session.scalars(select(Callback).where(Callback.call_id == call_id))
+    ]
+    detail.reviews = [
+        {"id": r.id, "reviewer": name, "verdicts": r.verdicts, "comment": r.comment, "created_at": local(r.created_at)}
+        for r, name in session.execute(
+            select(Review, WebUser.username)
+            .join(WebUser, WebUser.id == Review.reviewer_id)
+            .where(Review.call_id == call_id)
+            .order_by(Review.id)
+        )
+    ]
     return detail

@@ -21,10 +21,31 @@ from contactcenter.web.guards import TEMPLATES, Blank, Guards
 from contactcenter.web.queries import CallFilter, list_calls, list_findings
 from contactcenter.web.scorecards import GroupBy, Period, Scorecard, scorecard
 
-CALL_COLUMNS = ["id", "invited_at", "agent", "customer_phone", "disposition", "rings", "duration_s", "score",
-                "category", "hung_up_first", "failed_rules"]
-FINDING_COLUMNS = ["call_id", "invited_at", "agent", "rule_id", "kind", "severity", "leg", "at_s", "matched_text",
-                   "live"]
+CALL_COLUMNS = [
+    "id",
+    "invited_at",
+    "agent",
+    "customer_phone",
+    "disposition",
+    "rings",
+    "duration_s",
+    "score",
+    "category",
+    "hung_up_first",
+    "failed_rules",
+]
+FINDING_COLUMNS = [
+    "call_id",
+    "invited_at",
+    "agent",
+    "rule_id",
+    "kind",
+    "severity",
+    "leg",
+    "at_s",
+    "matched_text",
+    "live",
+]
 SUMMARY_COLUMNS = ["calls", "answered", "average_score", "pass_rate", "answered_within_3_rings"]
 SCORECARD_PARTS: dict[str, tuple[str, list[str]]] = {  # part -> (sheet title, columns)
     "groups": ("坐席", ["agent", "name", "team", *SUMMARY_COLUMNS]),
@@ -47,8 +68,9 @@ def scorecard_table(card: Scorecard, part: str) -> Table:
     return columns, getattr(card, part)
 
 
-def add_report_routes(app: FastAPI, guards: Guards, settings: Settings, database: Database,
-                      call_filter: Callable[..., CallFilter]) -> None:
+def add_report_routes(
+    app: FastAPI, guards: Guards, settings: Settings, database: Database, call_filter: Callable[..., CallFilter]
+) -> None:
     zone = ZoneInfo(settings.general.timezone)
     Reviewer = Annotated[SignedIn, Depends(guards.role("reviewer"))]
     Filter = Annotated[CallFilter, Depends(call_filter)]
@@ -73,31 +95,62 @@ def add_report_routes(app: FastAPI, guards: Guards, settings: Settings, database
     # -------------------------------------------------------------------------------------------- pages
 
     @app.get("/scorecards", response_class=HTMLResponse, include_in_schema=False)
-    def scorecards_page(request: Request, user: Reviewer, days: Days, group_by: GroupBy = "agent",
-                        agent: str | None = None, team: str | None = None) -> Response:
+    def scorecards_page(
+        request: Request,
+        user: Reviewer,
+        days: Days,
+        group_by: GroupBy = "agent",
+        agent: str | None = None,
+        team: str | None = None,
+    ) -> Response:
         found = card(days, group_by, agent, team)
-        query = {"since": days.since.isoformat(), "until": days.until.isoformat(), "group_by": group_by,
-                 **({"agent": agent} if agent else {}), **({"team": team} if team else {})}
+        query = {
+            "since": days.since.isoformat(),
+            "until": days.until.isoformat(),
+            "group_by": group_by,
+            **({"agent": agent} if agent else {}),
+            **({"team": team} if team else {}),
+        }
         charts = {
-            "trend": line_chart("每日平均质检得分", [t["day"] for t in found.trend],
-                                [t["average_score"] for t in found.trend]),
+            "trend": line_chart(
+                "每日平均质检得分", [t["day"] for t in found.trend], [t["average_score"] for t in found.trend]
+            ),
             "rings": bar_chart("接听前振铃次数", [r["rings"] for r in found.rings], [r["calls"] for r in found.rings]),
         }
-        return TEMPLATES.TemplateResponse(request, "scorecards.html", {
-            "user": user, "card": found, "charts": charts, "query": query, "export_query": urlencode(query),
-            "agent": agent or "", "team": team or ""})
+        return TEMPLATES.TemplateResponse(
+            request,
+            "scorecards.html",
+            {
+                "user": user,
+                "card": found,
+                "charts": charts,
+                "query": query,
+                "export_query": urlencode(query),
+                "agent": agent or "",
+                "team": team or "",
+            },
+        )
 
     # ---------------------------------------------------------------------------------------------- API
 
     @app.get("/api/scorecards", tags=["scorecards"])
-    def api_scorecards(user: Reviewer, days: Days, group_by: GroupBy = "agent", agent: str | None = None,
-                       team: str | None = None) -> dict[str, Any]:
+    def api_scorecards(
+        user: Reviewer, days: Days, group_by: GroupBy = "agent", agent: str | None = None, team: str | None = None
+    ) -> dict[str, Any]:
         """Per agent (or team) over local days: calls, average score, QA pass rate, answered within three
         rings; pass rate per rule; the daily trend; rings before answer; survey results."""
         found = card(days, group_by, agent, team)
-        return {"since": days.since.isoformat(), "until": days.until.isoformat(), "group_by": group_by,
-                "totals": found.totals, "groups": found.groups, "rules": found.rules, "trend": found.trend,
-                "rings": found.rings, "survey": found.survey}
+        return {
+            "since": days.since.isoformat(),
+            "until": days.until.isoformat(),
+            "group_by": group_by,
+            "totals": found.totals,
+            "groups": found.groups,
+            "rules": found.rules,
+            "trend": found.trend,
+            "rings": found.rings,
+            "survey": found.survey,
+        }
 
     # ------------------------------------------------------------------------------------------ exports
 
@@ -135,21 +188,28 @@ def add_report_routes(app: FastAPI, guards: Guards, settings: Settings, database
         return xlsx_response("findings.xlsx", {"违规": (FINDING_COLUMNS, rows)}, truncated)
 
     @app.get("/api/export/scorecards.csv", tags=["exports"])
-    def export_scorecards_csv(user: Reviewer, days: Days, group_by: GroupBy = "agent", agent: str | None = None,
-                              team: str | None = None,
-                              part: Literal["groups", "rules", "trend", "rings", "survey"] = "groups") -> Response:
+    def export_scorecards_csv(
+        user: Reviewer,
+        days: Days,
+        group_by: GroupBy = "agent",
+        agent: str | None = None,
+        team: str | None = None,
+        part: Literal["groups", "rules", "trend", "rings", "survey"] = "groups",
+    ) -> Response:
         """One table of the scorecard as CSV: per agent/team (``groups``), ``rules``, ``trend``, ``rings`` or
         ``survey``."""
         found = card(days, group_by, agent, team)
         return csv_response(f"scorecard-{part}-{days.since}-{days.until}.csv", scorecard_table(found, part))
 
     @app.get("/api/export/scorecards.xlsx", tags=["exports"])
-    def export_scorecards_xlsx(user: Reviewer, days: Days, group_by: GroupBy = "agent", agent: str | None = None,
-                               team: str | None = None) -> Response:
+    def export_scorecards_xlsx(
+        user: Reviewer, days: Days, group_by: GroupBy = "agent", agent: str | None = None, team: str | None = None
+    ) -> Response:
         """The whole scorecard as one workbook, a sheet per table."""
         found = card(days, group_by, agent, team)
         groups_title = SCORECARD_PARTS["groups" if group_by == "agent" else "teams"][0]
         sheets = {groups_title: scorecard_table(found, "groups")}
-        sheets.update({SCORECARD_PARTS[part][0]: scorecard_table(found, part)
-                       for part in ("rules", "trend", "rings", "survey")})
+        sheets.update(
+            {SCORECARD_PARTS[part][0]: scorecard_table(found, part) for part in ("rules", "trend", "rings", "survey")}
+        )
         return xlsx_response(f"scorecard-{days.since}-{days.until}.xlsx", sheets)

@@ -37,8 +37,10 @@ class Period:
         return cls(today - timedelta(days=days - 1), today)
 
     def bounds(self, zone: ZoneInfo) -> tuple[datetime, datetime]:
-        return (datetime.combine(self.since, time(), zone),
-                datetime.combine(self.until + timedelta(days=1), time(), zone))
+        return (
+            datetime.combine(self.since, time(), zone),
+            datetime.combine(self.until + timedelta(days=1), time(), zone),
+        )
 
     @property
     def days(self) -> list[date]:
@@ -60,10 +62,14 @@ class Tally:
     def columns(pass_score: float) -> list[Any]:
         """The aggregate columns a Tally is made from, in its field order."""
         answered = Call.answered_at.is_not(None)
-        return [func.count(), func.count(Call.answered_at), func.count(Call.compliance_score),
-                func.coalesce(func.sum(Call.compliance_score), 0.0),
-                func.sum(case((Call.compliance_score >= pass_score, 1), else_=0)),
-                func.sum(case((and_(answered, Call.rings_before_answer <= 3), 1), else_=0))]
+        return [
+            func.count(),
+            func.count(Call.answered_at),
+            func.count(Call.compliance_score),
+            func.coalesce(func.sum(Call.compliance_score), 0.0),
+            func.sum(case((Call.compliance_score >= pass_score, 1), else_=0)),
+            func.sum(case((and_(answered, Call.rings_before_answer <= 3), 1), else_=0)),
+        ]
 
     @classmethod
     def of(cls, values: Any) -> Tally:
@@ -74,10 +80,13 @@ class Tally:
         return Tally(*(getattr(self, f) + getattr(other, f) for f in self.__dataclass_fields__))
 
     def summary(self) -> dict[str, Any]:
-        return {"calls": self.calls, "answered": self.answered,
-                "average_score": round(self.score_sum / self.scored, 1) if self.scored else None,
-                "pass_rate": _rate(self.passed, self.scored),
-                "answered_within_3_rings": _rate(self.within_three_rings, self.answered)}
+        return {
+            "calls": self.calls,
+            "answered": self.answered,
+            "average_score": round(self.score_sum / self.scored, 1) if self.scored else None,
+            "pass_rate": _rate(self.passed, self.scored),
+            "answered_within_3_rings": _rate(self.within_three_rings, self.answered),
+        }
 
 
 def _rate(part: int, whole: int) -> float | None:
@@ -96,8 +105,15 @@ class Scorecard:
     survey: list[dict[str, Any]] = field(default_factory=list)
 
 
-def scorecard(session: Session, period: Period, zone: ZoneInfo, group_by: GroupBy = "agent",
-              agent: str | None = None, team: str | None = None, pass_score: float = 80.0) -> Scorecard:
+def scorecard(
+    session: Session,
+    period: Period,
+    zone: ZoneInfo,
+    group_by: GroupBy = "agent",
+    agent: str | None = None,
+    team: str | None = None,
+    pass_score: float = 80.0,
+) -> Scorecard:
     """Everything the scorecard page shows, for calls invited within ``period`` (local days)."""
     start, end = period.bounds(zone)
     where = [Call.invited_at >= start, Call.invited_at < end]
@@ -117,34 +133,51 @@ def scorecard(session: Session, period: Period, zone: ZoneInfo, group_by: GroupB
             key, name, team_name = row[0] or NO_TEAM, "", row[0] or NO_TEAM
         else:
             key, name, team_name = row[0] or "?", row[1] or "", row[2] or NO_TEAM
-        found = Tally.of(row[len(keys):])
+        found = Tally.of(row[len(keys) :])
         groups[key] = (groups[key][0] + found if key in groups else found, (name, team_name))
     totals = sum((t for t, _ in groups.values()), Tally())
 
     days = period.days
     boundaries = [datetime.combine(day + timedelta(days=1), time(), zone) for day in days[:-1]]
-    day_of = case(*[(Call.invited_at < boundary, n) for n, boundary in enumerate(boundaries)],
-                  else_=len(days) - 1) if boundaries else literal(0)
+    day_of = (
+        case(*[(Call.invited_at < boundary, n) for n, boundary in enumerate(boundaries)], else_=len(days) - 1)
+        if boundaries
+        else literal(0)
+    )
     by_day = {int(row[0]): Tally.of(row[1:]) for row in session.execute(calls(day_of, *tally).group_by(day_of))}
 
-    bucket = case((Call.answered_at.is_(None), "未接"), (Call.rings_before_answer <= 1, "1"),
-                  (Call.rings_before_answer == 2, "2"), (Call.rings_before_answer == 3, "3"), else_="4+")
+    bucket = case(
+        (Call.answered_at.is_(None), "未接"),
+        (Call.rings_before_answer <= 1, "1"),
+        (Call.rings_before_answer == 2, "2"),
+        (Call.rings_before_answer == 3, "3"),
+        else_="4+",
+    )
     rings = {b: n for b, n in session.execute(calls(bucket, func.count()).group_by(bucket))}
 
     rule_rows = session.execute(
         calls(RuleHit.rule_id, func.min(RuleHit.severity), func.count(distinct(RuleHit.call_id)))
-        .join(RuleHit, RuleHit.call_id == Call.id).where(RuleHit.kind.in_(FAILED_KINDS))
-        .group_by(RuleHit.rule_id))
-    rules = [{"rule_id": rule_id, "severity": severity, "failed_calls": failed,
-              "pass_rate": _rate(totals.scored - failed, totals.scored)}
-             for rule_id, severity, failed in sorted(rule_rows, key=lambda r: (-r[2], r[0]))]
+        .join(RuleHit, RuleHit.call_id == Call.id)
+        .where(RuleHit.kind.in_(FAILED_KINDS))
+        .group_by(RuleHit.rule_id)
+    )
+    rules = [
+        {
+            "rule_id": rule_id,
+            "severity": severity,
+            "failed_calls": failed,
+            "pass_rate": _rate(totals.scored - failed, totals.scored),
+        }
+        for rule_id, severity, failed in sorted(rule_rows, key=lambda r: (-r[2], r[0]))
+    ]
 
     answers: dict[str, Counter[int]] = defaultdict(Counter)
     asked: Counter[str] = Counter()
     for question, answer, count in session.execute(
-            calls(SurveyResponse.question_key, SurveyResponse.answer, func.count())
-            .join(SurveyResponse, SurveyResponse.call_id == Call.id)
-            .group_by(SurveyResponse.question_key, SurveyResponse.answer)):
+        calls(SurveyResponse.question_key, SurveyResponse.answer, func.count())
+        .join(SurveyResponse, SurveyResponse.call_id == Call.id)
+        .group_by(SurveyResponse.question_key, SurveyResponse.answer)
+    ):
         asked[question] += count
         if answer is not None:
             answers[question][answer] += count
@@ -152,9 +185,15 @@ def scorecard(session: Session, period: Period, zone: ZoneInfo, group_by: GroupB
     for question in sorted(asked):
         given = answers[question]
         answered = sum(given.values())
-        survey.append({"question": question, "asked": asked[question], "answered": answered,
-                       "average": round(sum(k * v for k, v in given.items()) / answered, 2) if answered else None,
-                       "distribution": {str(k): given.get(k, 0) for k in range(1, 6)}})
+        survey.append(
+            {
+                "question": question,
+                "asked": asked[question],
+                "answered": answered,
+                "average": round(sum(k * v for k, v in given.items()) / answered, 2) if answered else None,
+                "distribution": {str(k): given.get(k, 0) for k in range(1, 6)},
+            }
+        )
 
     group_rows = []
     for key in sorted(groups, key=lambda k: (-groups[k][0].calls, k)):
@@ -162,6 +201,12 @@ def scorecard(session: Session, period: Period, zone: ZoneInfo, group_by: GroupB
         label = {"agent": key, "name": name, "team": team_name} if group_by == "agent" else {"team": key}
         group_rows.append({**label, **found.summary()})
     return Scorecard(
-        period=period, group_by=group_by, totals=totals.summary(), groups=group_rows, rules=rules,
+        period=period,
+        group_by=group_by,
+        totals=totals.summary(),
+        groups=group_rows,
+        rules=rules,
         trend=[{"day": day.isoformat(), **by_day.get(n, Tally()).summary()} for n, day in enumerate(days)],
-        rings=[{"rings": b, "calls": rings.get(b, 0)} for b in RING_BUCKETS], survey=survey)
+        rings=[{"rings": b, "calls": rings.get(b, 0)} for b in RING_BUCKETS],
+        survey=survey,
+    )

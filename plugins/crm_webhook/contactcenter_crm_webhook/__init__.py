@@ -86,12 +86,15 @@ def _enqueue(api: PluginAPI, event: Event, key: str, data: dict[str, Any]) -> No
 
 
 @hookimpl
-def call_ended(call: CallRecord, transcript: list[UtteranceRecord], report: ComplianceReport,
-               api: PluginAPI) -> None:
-    data = {"call": call.model_dump(mode="json"),
-            "compliance": {"score": report.score,
-                           "failed": [{"rule_id": r.rule_id, "severity": r.severity} for r in report.failed]},
-            "utterances": len(transcript)}
+def call_ended(call: CallRecord, transcript: list[UtteranceRecord], report: ComplianceReport, api: PluginAPI) -> None:
+    data = {
+        "call": call.model_dump(mode="json"),
+        "compliance": {
+            "score": report.score,
+            "failed": [{"rule_id": r.rule_id, "severity": r.severity} for r in report.failed],
+        },
+        "utterances": len(transcript),
+    }
     _enqueue(api, "call.ended", f"call:{call.id}", data)
 
 
@@ -123,8 +126,11 @@ def register_commands(cli: click.Group) -> None:
         """Messages not yet delivered to the CRM, with attempts and the last error."""
         api = app.plugins.api_for(NAME)
         for m in api.outbox_items(include_delivered=show_all):
-            state = f"delivered {m.delivered_at:%Y-%m-%d %H:%M:%S}" if m.delivered_at else (
-                f"next try {m.next_attempt_at:%Y-%m-%d %H:%M:%S}")
+            state = (
+                f"delivered {m.delivered_at:%Y-%m-%d %H:%M:%S}"
+                if m.delivered_at
+                else (f"next try {m.next_attempt_at:%Y-%m-%d %H:%M:%S}")
+            )
             click.echo(f"{m.id} {m.topic} {m.key} attempts={m.attempts} {state} {m.last_error}".rstrip())
 
     @crm.command("deliver")
@@ -197,32 +203,36 @@ class Sender:
         sent = failed = 0
         with httpx.Client(timeout=opts.timeout_seconds) as client:
             # held past the request's timeout, so no other desk process sends them at the same time
-            for message in self.api.outbox_claim(opts.batch, hold_seconds=opts.timeout_seconds + 30,
-                                                 ignore_backoff=ignore_backoff):
+            for message in self.api.outbox_claim(
+                opts.batch, hold_seconds=opts.timeout_seconds + 30, ignore_backoff=ignore_backoff
+            ):
                 error = "" if secret else f"no secret: set the environment variable {opts.secret_env}"
                 if not error:
-                    error = self._post(client, opts.url, secret.encode(), message.id, message.topic,
-                                       message.payload)
+                    error = self._post(client, opts.url, secret.encode(), message.id, message.topic, message.payload)
                 if error:
                     failed += 1
                     log.warning("CRM webhook %s (%s) not delivered: %s", message.id, message.key, error)
                     delay = retry_delay(message.attempts + 1, opts.first_retry_seconds, opts.max_retry_seconds)
-                    self.api.outbox_retry_later(message.id, error, datetime.now(UTC)
-                                                + timedelta(seconds=delay))
+                    self.api.outbox_retry_later(message.id, error, datetime.now(UTC) + timedelta(seconds=delay))
                 else:
                     sent += 1
                     self.api.outbox_complete(message.id)
         return sent, failed
 
     @staticmethod
-    def _post(client: httpx.Client, url: str, secret: bytes, message_id: int, topic: str,
-              payload: dict[str, Any]) -> str:
+    def _post(
+        client: httpx.Client, url: str, secret: bytes, message_id: int, topic: str, payload: dict[str, Any]
+    ) -> str:
         document = {"schema": SCHEMA, "event": topic, "delivery_id": message_id, **payload}
         body = json.dumps(document, ensure_ascii=False, sort_keys=True).encode("utf-8")
         timestamp = str(int(time.time()))
-        headers = {"Content-Type": "application/json; charset=utf-8", "X-Contactcenter-Event": topic,
-                   "X-Contactcenter-Delivery": str(message_id), "X-Contactcenter-Timestamp": timestamp,
-                   SIGNATURE_HEADER: sign(secret, timestamp, body)}
+        headers = {
+            "Content-Type": "application/json; charset=utf-8",
+            "X-Contactcenter-Event": topic,
+            "X-Contactcenter-Delivery": str(message_id),
+            "X-Contactcenter-Timestamp": timestamp,
+            SIGNATURE_HEADER: sign(secret, timestamp, body),
+        }
         try:
             response = client.post(url, content=body, headers=headers)
         except httpx.TimeoutException:

@@ -71,16 +71,26 @@ def crm() -> Iterator[Crm]:
 
 def start_app(desk: Path, database_url: str, port: int, monkeypatch: pytest.MonkeyPatch) -> App:
     monkeypatch.setenv("CONTACTCENTER_CRM_SECRET", SECRET)
-    return open_app(desk, database_url, monkeypatch, plugins__enabled='["crm_webhook"]',
-                    plugins__crm_webhook__url=f"http://127.0.0.1:{port}/hooks",
-                    plugins__crm_webhook__timeout_seconds="0.5", plugins__crm_webhook__first_retry_seconds="0.2",
-                    plugins__crm_webhook__max_retry_seconds="0.5")
+    return open_app(
+        desk,
+        database_url,
+        monkeypatch,
+        plugins__enabled='["crm_webhook"]',
+        plugins__crm_webhook__url=f"http://127.0.0.1:{port}/hooks",
+        plugins__crm_webhook__timeout_seconds="0.5",
+        plugins__crm_webhook__first_retry_seconds="0.2",
+        plugins__crm_webhook__max_retry_seconds="0.5",
+    )
 
 
 def verified(request: dict) -> dict:
     headers, body = request["headers"], request["body"]
-    expected = "sha256=" + hmac.new(SECRET.encode(), headers["X-Contactcenter-Timestamp"].encode() + b"." + body,
-                                    hashlib.sha256).hexdigest()
+    expected = (
+        "sha256="
+        + hmac.new(
+            SECRET.encode(), headers["X-Contactcenter-Timestamp"].encode() + b"." + body, hashlib.sha256
+        ).hexdigest()
+    )
     assert hmac.compare_digest(headers[SIGNATURE_HEADER], expected)
     document = json.loads(body)
     assert document["schema"] == SCHEMA and document["event"] == headers["X-Contactcenter-Event"]
@@ -95,7 +105,8 @@ def pending(app: App) -> int:
 
 
 def test_a_failing_then_hanging_crm_gets_every_message_once_it_recovers(
-        crm: Crm, desk: Path, database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    crm: Crm, desk: Path, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     app = start_app(desk, database_url, crm.server.server_port, monkeypatch)
     try:
         api = app.plugins.api_for("tickets")
@@ -109,9 +120,12 @@ def test_a_failing_then_hanging_crm_gets_every_message_once_it_recovers(
         crm.mode = "hang"
         before = len(crm.received)
         assert wait_until(lambda: len(crm.received) >= before + 3, 10)
-        time.sleep(0.6)
-        with app.database.session() as session:
-            assert any(m.last_error == "timed out" for m in session.query(OutboxMessage))
+
+        def timed_out() -> bool:
+            with app.database.session() as session:
+                return any(m.last_error == "timed out" for m in session.query(OutboxMessage))
+
+        assert wait_until(timed_out, 10)
         assert pending(app) == 3
         crm.mode = "ok"
         assert wait_until(lambda: pending(app) == 0, 15)
@@ -125,7 +139,8 @@ def test_a_failing_then_hanging_crm_gets_every_message_once_it_recovers(
 
 
 def test_messages_waiting_when_the_desk_stops_are_delivered_after_a_restart(
-        desk: Path, database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    desk: Path, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     port = free_port(1)
     app = start_app(desk, database_url, port, monkeypatch)  # nothing listens on the port: refused
     try:
@@ -155,7 +170,8 @@ def test_messages_waiting_when_the_desk_stops_are_delivered_after_a_restart(
 
 
 def test_without_its_secret_nothing_is_sent_and_nothing_is_lost(
-        crm: Crm, desk: Path, database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    crm: Crm, desk: Path, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     app = start_app(desk, database_url, crm.server.server_port, monkeypatch)
     monkeypatch.delenv("CONTACTCENTER_CRM_SECRET")
     try:
@@ -166,8 +182,9 @@ def test_without_its_secret_nothing_is_sent_and_nothing_is_lost(
         def refused() -> bool:
             with app.database.session() as session:
                 return "CONTACTCENTER_CRM_SECRET" in session.query(OutboxMessage).one().last_error
+
         assert wait_until(refused, 5)
-        time.sleep(0.5)
+        time.sleep(0.5)  # a negative: half a second (several delivery rounds) in which nothing may be sent
         assert crm.received == [] and pending(app) == 1
     finally:
         app.close()

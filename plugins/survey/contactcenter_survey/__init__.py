@@ -67,11 +67,15 @@ def register_commands(cli: click.Group) -> None:
 
 
 @hookimpl
-def call_ended(call: CallRecord, transcript: list[UtteranceRecord], report: ComplianceReport,
-               api: PluginAPI) -> None:
+def call_ended(call: CallRecord, transcript: list[UtteranceRecord], report: ComplianceReport, api: PluginAPI) -> None:
     opts = options(api)
-    if not (opts.after_calls and call.disposition == "completed" and call.direction == "inbound"
-            and call.remote_number and call.ended_at):
+    if not (
+        opts.after_calls
+        and call.disposition == "completed"
+        and call.direction == "inbound"
+        and call.remote_number
+        and call.ended_at
+    ):
         return
     calendar = WorkCalendar(api.settings.callbacks, api.settings.general.timezone)
     due = calendar.next_working_moment(call.ended_at + timedelta(minutes=opts.delay_minutes))
@@ -83,8 +87,11 @@ def callback_due(callback: CallbackRecord, api: PluginAPI) -> None:
     if callback.kind != "survey":
         return
     if not api.has_phone:
-        log.info("survey callback %s is due, but this process has no phone: it waits for a desk with "
-                 "[callbacks] scheduler_in_desk = true", callback.id)
+        log.info(
+            "survey callback %s is due, but this process has no phone: it waits for a desk with "
+            "[callbacks] scheduler_in_desk = true",
+            callback.id,
+        )
         return
     threading.Thread(target=_survey_thread, args=(callback, api), name=f"survey-{callback.id}", daemon=True).start()
 
@@ -116,5 +123,6 @@ def survey_call(callback: CallbackRecord, api: PluginAPI) -> None:
     answers = [(a.question, a.value, a.outcome) for a in run.answers]
     api.record_survey(callback.call_id, answers, callback_id=callback.id)
     outcome = "answered" if run.responded else "no_response"
-    api.close_callback(callback.id, outcome, note="; ".join(f"{a.question}={a.value or a.outcome}"
-                                                             for a in run.answers))
+    api.close_callback(
+        callback.id, outcome, note="; ".join(f"{a.question}={a.value or a.outcome}" for a in run.answers)
+    )

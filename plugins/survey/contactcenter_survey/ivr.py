@@ -116,10 +116,10 @@ class SurveyRun:
             result.answers.append(answer)
             if answer.outcome == "hung_up":
                 result.hung_up = True
-                result.answers += [Answer(q.key, None, "hung_up", 0) for q in self.script.questions[number + 1:]]
+                result.answers += [Answer(q.key, None, "hung_up", 0) for q in self.script.questions[number + 1 :]]
                 return result
             if answer.outcome != "answered":  # tries used up: skip the rest, thank and go
-                result.answers += [Answer(q.key, None, "skipped", 0) for q in self.script.questions[number + 1:]]
+                result.answers += [Answer(q.key, None, "skipped", 0) for q in self.script.questions[number + 1 :]]
                 break
         self._play(self.script.thanks)
         self._wait_played()

@@ -46,8 +46,10 @@ def period_of(moment: datetime, zone: ZoneInfo, by: GroupBy) -> str:
 
 def day_bounds(since: date | None, until: date | None, zone: ZoneInfo) -> tuple[datetime | None, datetime | None]:
     """``[since, until]`` in days of the desk's time zone as ``[start, end)`` moments."""
-    return (datetime.combine(since, time(), zone) if since is not None else None,
-            datetime.combine(until + timedelta(days=1), time(), zone) if until is not None else None)
+    return (
+        datetime.combine(since, time(), zone) if since is not None else None,
+        datetime.combine(until + timedelta(days=1), time(), zone) if until is not None else None,
+    )
 
 
 def survey_groups(surveys: Iterable[SurveyInvitation], zone: ZoneInfo, by: GroupBy) -> dict[str, Group]:
@@ -55,8 +57,13 @@ def survey_groups(surveys: Iterable[SurveyInvitation], zone: ZoneInfo, by: Group
     groups: dict[str, Group] = defaultdict(Group)
     for survey in surveys:
         extension = survey.agent_extension
-        name = ("all" if by == "none" else (extension or "(none)") if by == "agent"
-                else period_of(survey.invited_at, zone, by))
+        name = (
+            "all"
+            if by == "none"
+            else (extension or "(none)")
+            if by == "agent"
+            else period_of(survey.invited_at, zone, by)
+        )
         group = groups[name]
         group.invited += 1
         responded = False
@@ -77,8 +84,13 @@ def report_rows(groups: dict[str, Group], target: float) -> tuple[list[dict[str,
     questions = sorted({q for g in groups.values() for q in g.totals})
     rows = []
     for name, group in groups.items():
-        row: dict[str, Any] = {"group": name, "invited": group.invited, "responded": group.responded,
-                               "response_rate": round(group.rate, 3), "meets_target": group.rate >= target}
+        row: dict[str, Any] = {
+            "group": name,
+            "invited": group.invited,
+            "responded": group.responded,
+            "response_rate": round(group.rate, 3),
+            "meets_target": group.rate >= target,
+        }
         for question in questions:
             values = group.totals.get(question, [])
             row[f"avg_{question}"] = round(sum(values) / len(values), 2) if values else None
@@ -94,13 +106,19 @@ def register_report_command(cli: click.Group) -> None:
     @survey.command("report")
     @click.option("--since", type=click.DateTime(["%Y-%m-%d"]), help="From this day (desk's time zone).")
     @click.option("--until", type=click.DateTime(["%Y-%m-%d"]), help="To this day, inclusive.")
-    @click.option("--by", type=click.Choice(["none", "agent", "day", "week", "month"]), default="none",
-                  show_default=True, help="One row per agent or per period.")
+    @click.option(
+        "--by",
+        type=click.Choice(["none", "agent", "day", "week", "month"]),
+        default="none",
+        show_default=True,
+        help="One row per agent or per period.",
+    )
     @click.option("--json", "as_json", is_flag=True, help="JSON on standard output.")
     @click.option("--csv", "as_csv", is_flag=True, help="CSV on standard output.")
     @click.pass_obj
-    def report(app: Any, since: datetime | None, until: datetime | None, by: GroupBy, as_json: bool,
-               as_csv: bool) -> None:
+    def report(
+        app: Any, since: datetime | None, until: datetime | None, by: GroupBy, as_json: bool, as_csv: bool
+    ) -> None:
         """Response rate (target: [plugins.survey] target_response_rate, 80 %) and average answers."""
         from contactcenter_survey import NAME, options
 

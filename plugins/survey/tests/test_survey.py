@@ -26,8 +26,15 @@ from tests.helpers.paths import REPO
 from tests.helpers.sip import dialler, sipp_scenario, start_callee, start_sipp
 
 pytestmark = pytest.mark.sip
-PROMPTS = ["survey_intro", "survey_q_attitude", "survey_q_solved", "survey_q_speed", "survey_invalid",
-           "survey_timeout", "survey_thanks"]
+PROMPTS = [
+    "survey_intro",
+    "survey_q_attitude",
+    "survey_q_solved",
+    "survey_q_speed",
+    "survey_invalid",
+    "survey_timeout",
+    "survey_thanks",
+]
 
 
 def keys_pcap(path: Path, presses: list[tuple[float, str]], seconds: float) -> Path:
@@ -40,8 +47,12 @@ def keys_pcap(path: Path, presses: list[tuple[float, str]], seconds: float) -> P
     def rtp(payload_type: int, marker: bool, timestamp: int, payload: bytes) -> bytes:
         nonlocal sequence
         sequence += 1
-        return struct.pack("!BBHII", 0x80, (0x80 if marker else 0) | payload_type, sequence & 0xFFFF,
-                           timestamp & 0xFFFFFFFF, ssrc) + payload
+        return (
+            struct.pack(
+                "!BBHII", 0x80, (0x80 if marker else 0) | payload_type, sequence & 0xFFFF, timestamp & 0xFFFFFFFF, ssrc
+            )
+            + payload
+        )
 
     pending = sorted(presses)
     frame = 0
@@ -61,8 +72,19 @@ def keys_pcap(path: Path, presses: list[tuple[float, str]], seconds: float) -> P
         out.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
         for at, data in packets:
             udp = struct.pack("!HHHH", 6000, 6000, 8 + len(data), 0) + data
-            header = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0x4000, 64, 17, 0,
-                                 bytes([127, 0, 0, 1]), bytes([127, 0, 0, 1]))
+            header = struct.pack(
+                "!BBHHHBBH4s4s",
+                0x45,
+                0,
+                20 + len(udp),
+                0,
+                0x4000,
+                64,
+                17,
+                0,
+                bytes([127, 0, 0, 1]),
+                bytes([127, 0, 0, 1]),
+            )
             checksum = sum(struct.unpack("!10H", header))
             checksum = ~((checksum >> 16) + (checksum & 0xFFFF)) & 0xFFFF
             ethernet = b"\x00" * 12 + b"\x08\x00" + header[:10] + struct.pack("!H", checksum) + header[12:] + udp
@@ -84,8 +106,12 @@ def survey_app(desk: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> A
         tone = 0.3 * np.sin(2 * np.pi * (400 + 50 * n) * np.arange(4000) / 8000)
         soundfile.write(prompts / f"{key}.wav", tone, 8000)
     script = desk.parent / "scripts_zh" / "survey.toml"
-    script.write_text(script.read_text(encoding="utf-8").replace("answer_seconds = 6", "answer_seconds = 3")
-                      .replace("retries = 2", "retries = 1"), encoding="utf-8")
+    script.write_text(
+        script.read_text(encoding="utf-8")
+        .replace("answer_seconds = 6", "answer_seconds = 3")
+        .replace("retries = 2", "retries = 1"),
+        encoding="utf-8",
+    )
     app = open_app(desk, f"sqlite:///{tmp_path / 'store.db'}", monkeypatch, plugins__enabled='["survey"]')
     yield app
     app.close()
@@ -95,8 +121,15 @@ def a_surveyed_call(app: App, extension: str = "1001", ended: datetime | None = 
     ended = ended or datetime.now(UTC)
     with app.database.session() as session:
         agent = session.query(Agent).filter_by(extension=extension).one_or_none() or Agent(extension=extension)
-        call = Call(sip_call_id=f"c-{time.monotonic_ns()}", direction="inbound", remote_number="9001",
-                    agent=agent, invited_at=ended - timedelta(minutes=5), ended_at=ended, disposition="completed")
+        call = Call(
+            sip_call_id=f"c-{time.monotonic_ns()}",
+            direction="inbound",
+            remote_number="9001",
+            agent=agent,
+            invited_at=ended - timedelta(minutes=5),
+            ended_at=ended,
+            disposition="completed",
+        )
         session.add(call)
         session.flush()
         return call.id
@@ -130,8 +163,9 @@ def test_a_survey_call_collects_keys_handles_an_invalid_key_and_silence(outside:
 def test_a_busy_customer_is_tried_again_later(outside: dict, survey_app: App) -> None:
     api = survey_app.plugins.api_for("survey")
     book = CallbackBook(survey_app.database, survey_app.settings)
-    callback = api.add_callback(phone="9002", due_at=datetime.now(UTC), kind="survey",
-                                call_id=a_surveyed_call(survey_app))
+    callback = api.add_callback(
+        phone="9002", due_at=datetime.now(UTC), kind="survey", call_id=a_surveyed_call(survey_app)
+    )
     callee = start_callee(outside, "uas_busy.xml", timeout=30)
     phone = dialler(outside)
     try:
@@ -149,8 +183,14 @@ def test_the_report_gives_the_response_rate_against_the_target_per_agent_and_per
     api = survey_app.plugins.api_for("survey")
     monday = datetime(2026, 11, 16, 3, 0, tzinfo=UTC)
     plan = [  # agent, week offset, answers (None: no key at all)
-        ("1001", 0, [5, 4, 5]), ("1001", 0, [4, 4, 3]), ("1001", 0, None), ("1001", 1, [5, 5, 5]),
-        ("1002", 0, [2, 3, None]), ("1002", 1, None), ("1002", 1, None), ("1002", 1, [3, 3, 3]),
+        ("1001", 0, [5, 4, 5]),
+        ("1001", 0, [4, 4, 3]),
+        ("1001", 0, None),
+        ("1001", 1, [5, 5, 5]),
+        ("1002", 0, [2, 3, None]),
+        ("1002", 1, None),
+        ("1002", 1, None),
+        ("1002", 1, [3, 3, 3]),
     ]
     for extension, week, answers in plan:
         call_id = a_surveyed_call(survey_app, extension, monday + timedelta(weeks=week))
@@ -160,11 +200,18 @@ def test_the_report_gives_the_response_rate_against_the_target_per_agent_and_per
         from contactcenter.storage.models import Callback
 
         with survey_app.database.session() as session:
-            session.execute(update(Callback).where(Callback.id == callback.id)
-                            .values(created_at=monday + timedelta(weeks=week)))
+            session.execute(
+                update(Callback).where(Callback.id == callback.id).values(created_at=monday + timedelta(weeks=week))
+            )
         values = answers or [None, None, None]
-        api.record_survey(call_id, [(q, v, "answered" if v else "timeout")
-                                    for q, v in zip(["attitude", "solved", "speed"], values)], callback.id)
+        api.record_survey(
+            call_id,
+            [
+                (q, v, "answered" if v else "timeout")
+                for q, v in zip(["attitude", "solved", "speed"], values, strict=True)
+            ],
+            callback.id,
+        )
     from zoneinfo import ZoneInfo
 
     zone = ZoneInfo("Asia/Shanghai")
@@ -173,12 +220,13 @@ def test_the_report_gives_the_response_rate_against_the_target_per_agent_and_per
     overall = survey_groups(surveys, zone, "none")
     by_agent = survey_groups(surveys, zone, "agent")
     by_week = survey_groups(surveys, zone, "week")
-    first_week = survey_groups(surveys_between(api, monday.date(), (monday + timedelta(days=6)).date()), zone,
-                               "none")
+    first_week = survey_groups(surveys_between(api, monday.date(), (monday + timedelta(days=6)).date()), zone, "none")
     rows, columns = report_rows(by_agent, 0.8)
     assert columns[:5] == ["group", "invited", "responded", "response_rate", "meets_target"]
     assert [(r["group"], r["invited"], r["responded"], r["meets_target"]) for r in rows] == [
-        ("1001", 4, 3, False), ("1002", 4, 2, False)]
+        ("1001", 4, 3, False),
+        ("1002", 4, 2, False),
+    ]
     assert rows[0]["avg_attitude"] == round((5 + 4 + 5) / 3, 2) and rows[1]["avg_speed"] == 3.0
     assert overall["all"].rate == pytest.approx(5 / 8)
     assert list(by_week) == ["2026-W47", "2026-W48"]
@@ -187,7 +235,13 @@ def test_the_report_gives_the_response_rate_against_the_target_per_agent_and_per
     # The command line, as a supervisor runs it.
     env = {k: v for k, v in os.environ.items()}
     env["PYTHONPATH"] = str(REPO)
-    result = subprocess.run([sys.executable, "-m", "contactcenter", "survey", "report", "--by", "agent", "--json"],
-                            capture_output=True, text=True, env=env, timeout=60, check=False)
+    result = subprocess.run(
+        [sys.executable, "-m", "contactcenter", "survey", "report", "--by", "agent", "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
     assert [(r["group"], r["response_rate"]) for r in json.loads(result.stdout)] == [("1001", 0.75), ("1002", 0.5)]

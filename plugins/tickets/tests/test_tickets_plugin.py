@@ -41,17 +41,25 @@ def stored_call(host: PluginHost, **changes) -> CallRecord:
     with host.database.session() as session:
         agent = session.scalar(select(Agent).where(Agent.extension == record.agent_extension))
         agent = agent or Agent(extension=record.agent_extension, name="王芳")
-        call = Call(sip_call_id=record.sip_call_id, direction=record.direction,
-                    remote_number=record.remote_number, agent=agent, invited_at=record.invited_at,
-                    answered_at=record.answered_at, ended_at=record.ended_at, disposition=record.disposition)
+        call = Call(
+            sip_call_id=record.sip_call_id,
+            direction=record.direction,
+            remote_number=record.remote_number,
+            agent=agent,
+            invited_at=record.invited_at,
+            answered_at=record.answered_at,
+            ended_at=record.ended_at,
+            disposition=record.disposition,
+        )
         session.add(call)
         session.flush()
         return record.model_copy(update={"id": call.id})
 
 
 def end_call(host: PluginHost, call: CallRecord, *customer_lines: str, report=None) -> Ticket:
-    delivery = host.dispatcher.notify("call_ended", call=call, transcript=transcript(*customer_lines),
-                                      report=report or a_report())
+    delivery = host.dispatcher.notify(
+        "call_ended", call=call, transcript=transcript(*customer_lines), report=report or a_report()
+    )
     assert delivery.delivered == ["tickets"], delivery.failed
     with host.database.session() as session:
         return session.scalars(select(Ticket).where(Ticket.call_id == call.id)).one()
