@@ -84,10 +84,6 @@ class Desk:
         self.finished: collections.deque[DeskCall] = collections.deque(maxlen=FINISHED_KEPT)
         self._lock = threading.Condition()
 
-    @property
-    def headset(self) -> Headset | None:
-        return self.services.headset
-
     # --------------------------------------------------------------------------------- calls taken
 
     def handle(self, call: Call) -> None:

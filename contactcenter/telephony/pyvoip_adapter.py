@@ -743,10 +743,6 @@ class DeskVoIPCall(VoIPCall):
         for client in self.RTPClients:
             client.write(data)
 
-    def read_frame(self, flush: bool = False) -> bytes | None:
-        """20 ms of the caller's audio (16-bit, 8 kHz), or None if it has not arrived yet."""
-        return self.media_streams[0].read_frame(flush) if self.RTPClients else None
-
 
 class DeskVoIPPhone(VoIPPhone):
     """pyVoIP's phone with the corrected SIP client and calls."""

@@ -69,7 +69,8 @@ def recording_path(data_dir: Path, sip_call_id: str) -> Path:
 
 
 class CallSession:
-    """One answered call's media and wrap-up. :meth:`run` returns when the call is over and stored."""
+    """One answered call's media and wrap-up: :meth:`start` at the answer, :meth:`finish` (which returns when
+    the call is over and stored) on the thread that waits for the end."""
 
     def __init__(
         self, services: DeskServices, call: Call, control: CallControl, record: CallRecord, facts: CallFacts
@@ -83,11 +84,6 @@ class CallSession:
         self.recording: Path | None = None
         self._bridge: HeadsetBridge | None = None
         self._speech: CallSpeech | None = None
-
-    def run(self, bridge: HeadsetBridge | None, opening: str | None) -> CallRecord:
-        """From the answer to the store: :meth:`start`, then :meth:`finish`."""
-        self.start(bridge, opening)
-        return self.finish()
 
     def start(self, bridge: HeadsetBridge | None, opening: str | None) -> None:
         """The call is answered: its media (recording, speech) fed by the RTP threads from now on, the headset
