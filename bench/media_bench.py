@@ -37,18 +37,11 @@ from contactcenter.speech.live import CallSpeech
 from contactcenter.speech.monitor import SpeechMonitor
 from contactcenter.speech.rules import load_rules
 from contactcenter.speech.vosk_model import SpeechModel
+from tests.helpers.memory import rss_mb
 
 SPEECH = REPO.parent / "shared" / "speech" / "real8k"
 PERIOD_S = 30.0
 SPEECH_S = 3.0
-
-
-def rss_mb() -> float:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def speech_frames() -> list[bytes]:

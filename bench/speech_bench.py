@@ -32,6 +32,7 @@ from contactcenter.speech.monitor import SpeechMonitor
 from contactcenter.speech.recognizer import LegRecognizer
 from contactcenter.speech.rules import load_rules
 from contactcenter.speech.vosk_model import SpeechModel
+from tests.helpers.memory import rss_mb
 
 RATE = 8000
 FRAME = int(RATE * 0.02)
@@ -49,14 +50,6 @@ def call_audio(seconds: float, seed: int = 0) -> np.ndarray:
         parts += [clip, pause]
         total += len(clip) + len(pause)
     return np.concatenate(parts)[: int(seconds * RATE)]
-
-
-def rss_mb() -> float:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def real_time_factor(model: SpeechModel, seconds: float) -> dict[str, float]:

@@ -7,10 +7,8 @@ import subprocess
 import pytest
 
 from contactcenter.telephony.desk import Desk
-from contactcenter.telephony.softphone import SipAccount, Softphone
-from tests.helpers.ports import free_port
 from tests.helpers.settings import desk_settings
-from tests.helpers.sip import sipp_command, sipp_scenario
+from tests.helpers.sip import extension_phone, sipp_command, sipp_scenario
 from tests.helpers.waiting import wait_until
 
 pytestmark = pytest.mark.sip
@@ -24,18 +22,7 @@ def test_the_agent_answers_before_the_policys_ring_and_hangs_up(line: dict) -> N
     )
     published: list[str] = []
     desk = Desk(settings, line["database"], lambda hook, **arguments: published.append(hook), None, None)
-    account = SipAccount(
-        server="127.0.0.1",
-        port=line["registrar"].port,
-        user="1001",
-        password="",
-        local_ip="127.0.0.1",
-        local_port=free_port(),
-        rtp_low=30000,
-        rtp_high=30999,
-    )
-    phone = Softphone(account, desk.handle)
-    phone.start()
+    phone = extension_phone(line["registrar"].port, desk.handle)
     scenario = sipp_scenario("uac_wait_bye.xml", line["tmp"])
     caller = subprocess.Popen(
         sipp_command(scenario, remote=f"127.0.0.1:{line['registrar'].port}", timeout=40),

@@ -25,7 +25,7 @@ from tests.helpers.paths import speech_clip
 from tests.helpers.ports import free_port
 from tests.helpers.settings import desk_settings, make_desk
 from tests.helpers.signals import best_correlation
-from tests.helpers.sip import dialler, sipp_call, start_callee
+from tests.helpers.sip import dialler, extension_phone, sipp_call, start_callee
 from tests.helpers.waiting import wait_until
 
 pytestmark = pytest.mark.sip
@@ -79,19 +79,7 @@ def start_desk(line: dict, rings: int, apology_after: int = 3) -> tuple[Desk, So
     )
     published: list[tuple[str, dict]] = []
     desk = Desk(settings, line["database"], lambda hook, **a: published.append((hook, a)), None, None)
-    account = SipAccount(
-        server="127.0.0.1",
-        port=line["registrar"].port,
-        user="1001",
-        password="",
-        local_ip="127.0.0.1",
-        local_port=free_port(),
-        rtp_low=30000,
-        rtp_high=30999,
-    )
-    phone = Softphone(account, desk.handle)
-    phone.start()
-    return desk, phone, published
+    return desk, extension_phone(line["registrar"].port, desk.handle), published
 
 
 def invite_to_200_seconds(line: dict, scenario: str) -> float:

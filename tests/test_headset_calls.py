@@ -13,11 +13,9 @@ from contactcenter.audio.headset import Headset
 from contactcenter.speech.monitor import SpeechMonitor
 from contactcenter.speech.rules import load_rules
 from contactcenter.telephony.desk import Desk
-from contactcenter.telephony.softphone import SipAccount, Softphone
-from tests.helpers.ports import free_port
 from tests.helpers.settings import desk_settings
 from tests.helpers.signals import dominant_frequency, rms_dbfs, tone
-from tests.helpers.sip import sipp_call
+from tests.helpers.sip import extension_phone, sipp_call
 from tests.helpers.sound import EARS, MIC, RATE, SoundServer
 from tests.helpers.waiting import wait_until
 
@@ -43,18 +41,7 @@ def test_a_call_on_the_headset_with_hold(line: dict, sound_server: SoundServer, 
         rules,
         headset=headset,
     )
-    account = SipAccount(
-        server="127.0.0.1",
-        port=line["registrar"].port,
-        user="1001",
-        password="",
-        local_ip="127.0.0.1",
-        local_port=free_port(),
-        rtp_low=31000,
-        rtp_high=31999,
-    )
-    phone = Softphone(account, desk.handle)
-    phone.start()
+    phone = extension_phone(line["registrar"].port, desk.handle, rtp_low=31000, rtp_high=31999)
     recorder = sound_server.record(f"{EARS}.monitor")
     microphone = sound_server.play(MIC, tone(1000, 20, RATE, level=0.3))
     results: list = []

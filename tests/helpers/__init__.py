@@ -11,6 +11,7 @@ what two of them share lives here.
     factories  records as the telephony and speech layers hand them to plugins; installing test plugins
     signals    test tones and their analysis (frequency, level, correlation)
     sound      a PulseAudio server with null sinks standing in for the agent's headset
-    sip        SIPp callers and callees, and a softphone that dials out, against Kamailio on loopback
+    sip        SIPp callers and callees, and extension 1001's softphone, against Kamailio on loopback
     web        the reviewer console's seeded store, signed-in clients, and `contactcenter` processes
+    memory     the process's resident memory, as the benchmarks report it
 """

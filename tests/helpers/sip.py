@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import re
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
+from contactcenter.telephony.call import Call
 from contactcenter.telephony.softphone import SipAccount, Softphone
 from tests.helpers.paths import REPO
 from tests.helpers.ports import free_port, udp_port_bound
@@ -130,18 +132,26 @@ def start_callee(outside: dict, scenario: str, *, pcap: Path = CALLER_PCAP, time
     return start_sipp(path, outside["callee_port"], timeout=timeout)
 
 
-def dialler(outside: dict) -> Softphone:
-    """Extension 1001's softphone, registered with ``outside``'s registrar, for dialling out."""
+def extension_phone(
+    registrar_port: int, on_call: Callable[[Call], None], *, rtp_low: int = 30000, rtp_high: int = 30999
+) -> Softphone:
+    """Extension 1001's softphone on a free port, registered with the loopback registrar on ``registrar_port``,
+    handing each incoming call to ``on_call`` (a desk's ``handle``)."""
     account = SipAccount(
         server="127.0.0.1",
-        port=outside["registrar"].port,
+        port=registrar_port,
         user="1001",
         password="",
         local_ip="127.0.0.1",
         local_port=free_port(),
-        rtp_low=31200,
-        rtp_high=31299,
+        rtp_low=rtp_low,
+        rtp_high=rtp_high,
     )
-    phone = Softphone(account, lambda call: None)
+    phone = Softphone(account, on_call)
     phone.start()
     return phone
+
+
+def dialler(outside: dict) -> Softphone:
+    """Extension 1001's softphone, registered with ``outside``'s registrar, for dialling out."""
+    return extension_phone(outside["registrar"].port, lambda call: None, rtp_low=31200, rtp_high=31299)
