@@ -18,6 +18,11 @@ import soundfile
 from contactcenter.audio.line import FRAME_SAMPLES, RATE
 from contactcenter.media.call_media import CallMedia
 from contactcenter.media.recorder import StreamingRecorder
+from contactcenter.telephony.pyvoip_adapter import DeskRTPClient
+
+# isort: split
+# After the adapter, which imports pyVoIP in the order 1.6.8 needs.
+from pyVoIP import RTP
 
 
 def frames_of(value: int, count: int) -> list[bytes]:
@@ -59,6 +64,42 @@ def test_a_silent_far_end_is_padded_and_its_late_audio_does_not_shift_the_channe
     assert audio.shape == (75 * FRAME_SAMPLES, 2)
     assert (audio[second:, 1] == -700).all()  # the customer's speech sits where it was said, beside the agent's
     assert (audio[:second, 1] == 0).all()
+
+
+def test_sound_that_comes_instead_of_the_gaps_silence_is_kept(tmp_path: Path) -> None:
+    """A sender that restarts its timeline delivers no silence for the gap: its speech must not be skipped."""
+    recorder = StreamingRecorder(tmp_path / "call.wav", flush_seconds=3600, max_skew_seconds=0.2)
+    for frame in frames_of(500, 50):
+        recorder.write("agent", frame)
+    recorder._flush(final=False)  # the customer's leg padded by 1 s
+    for frame in frames_of(-700, 25):  # speech at once, no gap filled
+        recorder.write("customer", frame)
+    for frame in frames_of(500, 25):
+        recorder.write("agent", frame)
+    recorder.close()
+    audio, _ = soundfile.read(str(tmp_path / "call.wav"), dtype="int16")
+    assert (audio[:, 1] == -700).sum() == 25 * FRAME_SAMPLES  # all of it, after the padding
+
+
+def test_a_timestamp_leap_does_not_fill_gigabytes_of_silence() -> None:
+    """A hostile or restarted RTP sender: a jump of 2^30 samples is followed, not filled."""
+    client = DeskRTPClient({0: RTP.PayloadType.PCMU}, "127.0.0.1", 0, "127.0.0.1", 9, RTP.TransmitType.SENDRECV)
+    received: list[bytes] = []
+    client.on_received = received.append
+
+    def packet(timestamp: int, code: int) -> RTP.RTPMessage:
+        header = b"\x80\x00" + (1).to_bytes(2, "big") + timestamp.to_bytes(4, "big") + (7).to_bytes(4, "big")
+        return RTP.RTPMessage(header + bytes([code]) * FRAME_SAMPLES, {0: RTP.PayloadType.PCMU})
+
+    for k in range(5):
+        client.parse_pcmu(packet(1000 + k * FRAME_SAMPLES, 0x80))
+    for k in range(5):
+        client.parse_pcmu(packet(1000 + (1 << 30) + k * FRAME_SAMPLES, 0x00))
+    client.push_received(flush=True)
+    assert client.timestamp_jumps == 1 and len(client._in) == 0
+    assert len(received) == 10  # 200 ms in, 200 ms out: nothing invented in between
+    loud = [np.abs(np.frombuffer(frame, dtype="<i2")).max() for frame in received]
+    assert all(level > 30000 for level in loud[5:])  # the second stretch, right after the first
 
 
 def test_memory_stays_flat_and_the_file_is_valid_between_flushes(tmp_path: Path) -> None:

@@ -11,8 +11,9 @@ the file is closed, so a killed desk left a header that claims no audio.
 
 The legs are aligned by position: each leg's audio is continuous (the receiver fills lost packets with
 silence by RTP timestamp). When one leg falls more than ``max_skew_seconds`` behind (the far end stopped
-sending), it is padded with silence, and the same amount of that leg's late audio is skipped when it comes,
-so the two channels never drift apart.
+sending), it is padded with silence, and as much of that leg's late silence is skipped when the receiver
+delivers the gap, so the two channels never drift apart. Only digital silence is skipped: sound that
+arrives instead (the sender restarted its timeline) is kept, a little later than it was said.
 """
 
 from __future__ import annotations
@@ -64,9 +65,12 @@ class StreamingRecorder:
         with self._lock:
             skip = self._skip[leg]
             if skip:
-                dropped = min(skip, len(frame))
-                self._skip[leg] -= dropped
-                frame = frame[dropped:]
+                if frame.count(0) == len(frame):  # the gap's silence, already padded
+                    dropped = min(skip, len(frame))
+                    self._skip[leg] -= dropped
+                    frame = frame[dropped:]
+                else:  # sound, not the gap: never dropped
+                    self._skip[leg] = 0
             self._pending[leg] += frame
 
     def close(self) -> Path | None:

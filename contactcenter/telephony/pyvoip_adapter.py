@@ -463,6 +463,7 @@ class DeskRTPClient(RTP.RTPClient):
     drift-free pacing, and a hook for every frame sent and received."""
 
     JITTER_FRAMES = 3  # frames held back so late packets still fall into place
+    MAX_GAP_SAMPLES = 60 * RATE  # a longer jump of the timestamp is a new timeline, not a minute of silence
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -476,6 +477,7 @@ class DeskRTPClient(RTP.RTPClient):
         self.on_sent: Callable[[bytes], None] | None = None
         self.live_source: Callable[[], bytes] | None = None  # 20 ms of live audio (the headset) to mix in
         self.packets_sent = 0
+        self.timestamp_jumps = 0  # packets whose timestamp leapt past MAX_GAP_SAMPLES (re-based, not filled)
 
     # ---------------------------------------------------------------------------------------------- receive
 
@@ -494,6 +496,18 @@ class DeskRTPClient(RTP.RTPClient):
             offset = (timestamp - self._in_origin) % (1 << 32)
             if offset >= 1 << 31:
                 return  # older than what was already read
+            if offset - self._in_highest > self.MAX_GAP_SAMPLES:
+                # a sender's restart, or a hostile packet: filling the gap could ask for gigabytes
+                self.timestamp_jumps += 1
+                if self.timestamp_jumps == 1:
+                    log.warning(
+                        "RTP timestamp from %s:%s leapt %.0f s ahead; following it without filling the gap",
+                        self.outIP,
+                        self.outPort,
+                        (offset - self._in_highest) / RATE,
+                    )
+                self._in_origin = (timestamp - self._in_highest) % (1 << 32)
+                offset = self._in_highest
             end = (offset + len(codes)) * SAMPLE_WIDTH
             if end > len(self._in):
                 self._in.extend(bytes(end - len(self._in)))  # gaps are silence: zeros in 16-bit PCM
