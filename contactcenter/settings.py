@@ -250,6 +250,29 @@ class WebSettings(Section):
     live_keep_hours: int = Field(default=24, ge=1, le=24 * 30)  # how long the live view's events are kept
 
 
+class AgentSettings(Section):
+    """The agent's desktop (坐席工作台), served by `contactcenter run` itself: it holds the call."""
+
+    enabled: bool = True
+    listen_ip: str = "127.0.0.1"  # loopback: the agent's own machine
+    port: Port = 8090
+    wrap_up_seconds: int = Field(default=60, ge=0, le=3600)  # 话后处理: then back to ready on its own
+    not_ready_reasons: list[str] = Field(default_factory=lambda: ["休息", "培训", "会议", "用餐"], min_length=1)
+    categories: list[str] = Field(default_factory=lambda: ["咨询", "投诉", "报修", "建议", "其他"], min_length=1)
+    required_fields: list[Literal["caller_name", "company", "phone", "purpose"]] = Field(
+        default_factory=lambda: ["caller_name", "phone", "purpose"]
+    )
+    start_ready: bool = True  # the desk starts 就绪; false: 小休 until the agent says ready
+
+    @model_validator(mode="after")
+    def _distinct(self) -> AgentSettings:
+        for name in ("not_ready_reasons", "categories"):
+            values = getattr(self, name)
+            if len(set(values)) != len(values) or any(not value.strip() for value in values):
+                raise ValueError(f"{name} must be distinct and not blank")
+        return self
+
+
 class CallbackSettings(Section):
     after_service_call: bool = True
     service_categories: list[str] = Field(default_factory=lambda: ["报修"])
@@ -295,6 +318,7 @@ class Settings(Section):
     headset: HeadsetSettings = HeadsetSettings()
     callbacks: CallbackSettings = CallbackSettings()
     web: WebSettings = WebSettings()
+    agent: AgentSettings = AgentSettings()
     source: Path = Path(DEFAULT_SETTINGS_FILE)
 
     @property

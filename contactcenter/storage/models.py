@@ -83,9 +83,45 @@ class Customer(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(100), default="")
     company: Mapped[str] = mapped_column(String(200), default="")
-    phone: Mapped[str] = mapped_column(String(32), index=True)
+    phone: Mapped[str] = mapped_column(String(32), index=True)  # as written by whoever entered it
+    phone_key: Mapped[str] = mapped_column(String(32), default="", index=True)  # phones.phone_key(): the lookup
+    salutation: Mapped[str] = mapped_column(String(16), default="")  # 先生 | 女士 | "" (张先生 / 李女士)
+    vip: Mapped[bool] = mapped_column(Boolean, default=False)
+    notes: Mapped[str] = mapped_column(Text, default="")
     timezone: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class CustomerChange(Base):
+    """The history of one customer's record: who changed which field when (the desktop, an import)."""
+
+    __tablename__ = "customer_changes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"), index=True)
+    changed_by: Mapped[str] = mapped_column(String(100))
+    changed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    change: Mapped[dict[str, Any]] = mapped_column(JSON)  # field -> [before, after]
+
+
+AGENT_STATES = ("ready", "not_ready", "ringing", "on_call", "wrap_up", "offline")
+
+
+class AgentStateSpan(Base):
+    """One stretch of time an agent spent in one state (就绪 / 小休 with its reason / 振铃 / 通话中 / 话后处理);
+    ``ended_at`` is empty while it lasts. The scorecards' ready, talk, wrap-up and not-ready times come from
+    these rows."""
+
+    __tablename__ = "agent_states"
+    __table_args__ = (Index("ix_agent_states_extension_started", "agent_extension", "started_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    agent_extension: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(String(32), default="")
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class Call(Base):
@@ -96,7 +132,7 @@ class Call(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     sip_call_id: Mapped[str] = mapped_column(String(255), unique=True)
     direction: Mapped[str] = mapped_column(String(16))  # inbound | outbound
-    remote_number: Mapped[str] = mapped_column(String(64), default="")
+    remote_number: Mapped[str] = mapped_column(String(64), default="", index=True)
     agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id"), index=True)
     customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"), index=True)
     invited_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
@@ -108,6 +144,11 @@ class Call(Base):
     disposition: Mapped[str] = mapped_column(String(32), default="in_progress")
     purpose: Mapped[str] = mapped_column(Text, default="")
     category: Mapped[str | None] = mapped_column(String(32))
+    notes: Mapped[str] = mapped_column(Text, default="")  # the agent's wrap-up (话后处理)
+    resolution: Mapped[str] = mapped_column(Text, default="")
+    complaint: Mapped[bool] = mapped_column(Boolean, default=False)
+    wrapped_up_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    wrapped_up_by: Mapped[str] = mapped_column(String(100), default="")
     compliance_score: Mapped[float | None] = mapped_column(Float)
     recording_path: Mapped[str] = mapped_column(String(500), default="")  # under [general] data_dir
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -174,6 +215,8 @@ class Ticket(Base):
     purpose: Mapped[str] = mapped_column(Text, default="")
     summary: Mapped[str] = mapped_column(Text, default="")
     compliance_summary: Mapped[str] = mapped_column(Text, default="")
+    resolution: Mapped[str] = mapped_column(Text, default="")
+    wrapped_up: Mapped[bool] = mapped_column(Boolean, default=False)  # False: made by machine, never wrapped up
     status: Mapped[str] = mapped_column(String(16), default="open", index=True)  # open|in_progress|resolved|closed
     priority: Mapped[str] = mapped_column(String(16), default="normal")  # low | normal | high | urgent
     due_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
