@@ -139,6 +139,20 @@ def console(desk: Path, database_url: str, tmp_path: Path):
     database.dispose()
 
 
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator:
+    """Headless Chromium (Selenium), downloading into ``tmp_path/downloads``."""
+    from tests.helpers.browser import start_chromium
+
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    driver = start_chromium(downloads)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
 # ------------------------------------------------------------------------------------------------ SIP
 
 

@@ -14,6 +14,7 @@ from contactcenter.commands import (
     agents,
     audit,
     callbacks,
+    customers,
     db,
     demo,
     devices,
@@ -74,6 +75,7 @@ for module in (run, demo, devices, agents, audit, rules, prompts, plugins, db, t
     cli.add_command(module.command)
 cli.add_command(callbacks.scheduler_command)
 cli.add_command(web.users_command)
+cli.add_command(customers.command)
 
 
 def _settings_argument(argv: list[str]) -> str | None:

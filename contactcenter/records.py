@@ -173,3 +173,37 @@ class SurveyRecord(Record):
     agent_extension: str = ""
     answers: dict[str, int | None] = Field(default_factory=dict)
     completed: bool = True
+
+
+class WrapUpRecord(Record):
+    """The agent's wrap-up (话后处理) of one call, as saved: what the agent typed, the customer it was filed
+    under, and what it did to the call's callbacks.
+
+    ``callbacks`` are the callbacks the wrap-up promised (次日回访, complaint follow-up) as stored after the
+    save: made by it, or the desk's automatic ones it took over and updated. ``cancelled_callback_ids`` are
+    automatic ones it called off (the agent unticked 次日回访, or said it was no complaint).
+    ``closed_callback_id`` is the callback this call was made for, closed ``done`` or counted ``missed``
+    (then retried per the policy). ``corrected`` is true when the call had been wrapped up before and the
+    agent saved it again: plugins update what they made the first time.
+    """
+
+    call_id: int
+    sip_call_id: str
+    agent_extension: str = ""  # whose call it was
+    caller_name: str = ""
+    company: str = ""
+    phone: str = ""
+    salutation: Literal["", "先生", "女士"] = ""
+    customer_id: int | None = None
+    category: str
+    purpose: str = ""
+    notes: str = ""
+    resolution: str = ""
+    complaint: bool = False
+    callbacks: tuple[CallbackRecord, ...] = ()
+    cancelled_callback_ids: tuple[int, ...] = ()
+    closed_callback_id: int | None = None
+    closed_callback_outcome: Literal["done", "missed"] | None = None
+    wrapped_up_at: datetime
+    wrapped_up_by: str  # who saved it (the agent's extension)
+    corrected: bool = False

@@ -250,6 +250,13 @@ class WebSettings(Section):
     live_keep_hours: int = Field(default=24, ge=1, le=24 * 30)  # how long the live view's events are kept
 
 
+WrapUpField = Literal["caller_name", "company", "phone", "purpose"]
+
+
+def _usual_required_fields() -> list[WrapUpField]:
+    return ["caller_name", "phone", "purpose"]
+
+
 class AgentSettings(Section):
     """The agent's desktop (坐席工作台), served by `contactcenter run` itself: it holds the call."""
 
@@ -259,9 +266,7 @@ class AgentSettings(Section):
     wrap_up_seconds: int = Field(default=60, ge=0, le=3600)  # 话后处理: then back to ready on its own
     not_ready_reasons: list[str] = Field(default_factory=lambda: ["休息", "培训", "会议", "用餐"], min_length=1)
     categories: list[str] = Field(default_factory=lambda: ["咨询", "投诉", "报修", "建议", "其他"], min_length=1)
-    required_fields: list[Literal["caller_name", "company", "phone", "purpose"]] = Field(
-        default_factory=lambda: ["caller_name", "phone", "purpose"]
-    )
+    required_fields: list[WrapUpField] = Field(default_factory=_usual_required_fields)
     start_ready: bool = True  # the desk starts 就绪; false: 小休 until the agent says ready
 
     @model_validator(mode="after")
@@ -270,6 +275,8 @@ class AgentSettings(Section):
             values = getattr(self, name)
             if len(set(values)) != len(values) or any(not value.strip() for value in values):
                 raise ValueError(f"{name} must be distinct and not blank")
+            if any(len(value) > 32 for value in values):  # agent_states.reason and calls.category hold 32
+                raise ValueError(f"{name}: each at most 32 characters")
         return self
 
 

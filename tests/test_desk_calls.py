@@ -22,7 +22,7 @@ from contactcenter.telephony.desk import Desk
 from contactcenter.telephony.registrar import LocalRegistrar, sip_options_ping
 from contactcenter.telephony.softphone import RegistrationError, SipAccount, Softphone
 from tests.helpers.paths import speech_clip
-from tests.helpers.ports import free_port
+from tests.helpers.ports import free_port, free_tcp_port
 from tests.helpers.settings import desk_settings, make_desk
 from tests.helpers.signals import best_correlation
 from tests.helpers.sip import dialler, extension_phone, sipp_call, start_callee
@@ -203,6 +203,8 @@ def test_the_phone_end_to_end_a_call_becomes_a_stored_call_and_a_ticket(tmp_path
             "CONTACTCENTER_SETTINGS": str(desk_file),
             "CONTACTCENTER_LOCAL_REGISTRAR__PORT": str(port),
             "CONTACTCENTER_SIP__LOCAL_PORT": str(free_port()),
+            "CONTACTCENTER_AGENT__PORT": str(free_tcp_port()),  # the agent desktop, when the machine has sound
+            "CONTACTCENTER_AGENT__WRAP_UP_SECONDS": "0",
             "CONTACTCENTER_RING__RING_PERIOD_SECONDS": "0.5",
             "CONTACTCENTER_RING__ANSWER_AFTER_RINGS": "1",
         }

@@ -145,6 +145,12 @@ def test_hook_call_ended(recorder: PluginHost) -> None:
     assert received["transcript"][0].leg == "agent"
 
 
+def test_hook_call_wrapped_up(recorder: PluginHost) -> None:
+    received = deliver(recorder, "call_wrapped_up")
+    assert received["wrap_up"].category == received["call"].category == "报修"
+    assert [c.kind for c in received["wrap_up"].callbacks] == ["next_day"]
+
+
 def test_hook_ticket_created(recorder: PluginHost) -> None:
     assert deliver(recorder, "ticket_created")["ticket"].category == "投诉"
 

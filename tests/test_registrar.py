@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from contactcenter.telephony.registrar import LocalRegistrar, RegistrarError, sip_options_ping
-from tests.helpers.ports import free_port
+from tests.helpers.ports import free_port, free_tcp_port
 
 pytestmark = pytest.mark.sip
 
@@ -69,6 +69,8 @@ def test_contactcenter_run_starts_and_stops_the_registrar(desk: Path, tmp_path: 
             "CONTACTCENTER_SETTINGS": str(desk),
             "CONTACTCENTER_LOCAL_REGISTRAR__PORT": str(port),
             "CONTACTCENTER_SIP__LOCAL_PORT": str(free_port()),
+            "CONTACTCENTER_AGENT__PORT": str(free_tcp_port()),  # the agent desktop, when the machine has sound
+            "CONTACTCENTER_AGENT__WRAP_UP_SECONDS": "0",
         }
     )
     process = subprocess.Popen(

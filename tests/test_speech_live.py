@@ -16,24 +16,22 @@ import numpy as np
 import pytest
 import soundfile
 
-from contactcenter.audio.silence import SilenceGate
 from contactcenter.hooks.host import PluginHost
 from contactcenter.records import CallRecord, UtteranceRecord
 from contactcenter.speech.compliance import CallFacts
 from contactcenter.speech.live import CallSpeech
 from contactcenter.speech.monitor import SpeechMonitor
-from contactcenter.speech.recognizer import LegRecognizer
 from contactcenter.speech.rules import RuleSet, load_rules
 from contactcenter.speech.vosk_model import SpeechModel
 from contactcenter.storage import Database
 from contactcenter.storage.calls import save_call
 from contactcenter.storage.models import Call
 from tests.helpers.factories import RECORDER, install_plugin
+from tests.helpers.korean import HANGOVER_MS, THRESHOLD_DBFS, words_recognised
 from tests.helpers.paths import speech_clip
 from tests.helpers.settings import desk_settings
 
 RATE = 8000
-THRESHOLD_DBFS, HANGOVER_MS = -45.0, 300  # the monitor's and the fixture's silence gate, the same
 
 
 def samples(name: str) -> np.ndarray:
@@ -48,13 +46,8 @@ def agent_audio() -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def recognised_words(korean_model: SpeechModel) -> list[str]:
-    """Words the model recognises in the agent's audio, to write a rule that really fires. Same audio and
-    silence gate as the monitor uses; a pooled recogniser may still vary a word, so several are banned."""
-    finals: list[UtteranceRecord] = []
-    leg = LegRecognizer(korean_model, "agent", RATE, finals.append, gate=SilenceGate(THRESHOLD_DBFS, HANGOVER_MS // 20))
-    leg.feed(agent_audio().tobytes())
-    leg.finish()
-    return sorted({w.word for u in finals for w in u.words if len(w.word) >= 2})
+    """Words the model recognises in the agent's audio, to write a rule that really fires."""
+    return words_recognised(korean_model, agent_audio(), RATE)
 
 
 def rules_banning(tmp_path: Path, *words: str) -> RuleSet:

@@ -14,6 +14,7 @@ import sys
 from fastapi.testclient import TestClient
 from openpyxl import load_workbook
 
+from contactcenter.storage.customers import upsert_customer
 from contactcenter.storage.models import Agent, SurveyResponse
 from tests.helpers.settings import desk_environment
 from tests.helpers.web import client_as
@@ -121,7 +122,7 @@ def test_findings_and_scorecards_export_as_csv_and_excel(console: dict) -> None:
     assert len(rows) == 10 and header[:4] == ("call_id", "invited_at", "agent", "rule_id")
 
     scorecard = load_workbook(io.BytesIO(client.get("/api/export/scorecards.xlsx", params=PERIOD).content))
-    assert scorecard.sheetnames == ["坐席", "规则", "趋势", "振铃", "满意度"]
+    assert scorecard.sheetnames == ["坐席", "规则", "趋势", "振铃", "满意度", "坐席状态"]
     header, *agents = list(scorecard["坐席"].values)
     assert [row[:3] for row in agents] == [("1001", "李娜", "售后一组"), ("1002", "王强", "未分组")]
     assert len(list(scorecard["趋势"].values)) == 10  # header and nine days
@@ -140,7 +141,14 @@ def test_every_api_route_answers_each_role_as_it_should(console: dict) -> None:
     everything but the live view and the admin routes; supervisors also the live view; admins everything."""
     schema = TestClient(console["app"]).get("/api/openapi.json").json()
     call_id = console["ids"][0]
-    gets = sorted(path.replace("{call_id}", str(call_id)) for path, ops in schema["paths"].items() if "get" in ops)
+    with console["database"].session() as session:
+        customer_id = upsert_customer(session, phone="13800130001", values={}, changed_by="test")[0].id
+        session.commit()
+    gets = sorted(
+        path.replace("{call_id}", str(call_id)).replace("{customer_id}", str(customer_id))
+        for path, ops in schema["paths"].items()
+        if "get" in ops
+    )
     assert {
         "/api/scorecards",
         "/api/live/calls",

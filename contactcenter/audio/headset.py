@@ -199,6 +199,15 @@ class Headset:
             self.bridge = HeadsetBridge(self.settings, self.input_device, self.output_device, self._hold_music)
             return self.bridge
 
+    def try_claim(self) -> HeadsetBridge | None:
+        """Take the headset if it is free now (a call the agent places); None if a call has it."""
+        with self._free:
+            if self.bridge is not None:
+                return None
+            assert self.input_device is not None and self.output_device is not None, "check() first"
+            self.bridge = HeadsetBridge(self.settings, self.input_device, self.output_device, self._hold_music)
+            return self.bridge
+
     def release(self, bridge: HeadsetBridge) -> None:
         """Close ``bridge`` and free the headset for the next call (again is harmless)."""
         bridge.close()

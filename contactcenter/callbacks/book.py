@@ -269,6 +269,18 @@ class CallbackBook:
             )
             return callback_record(_updated_row(session, callback_id)) if changed == 1 else None
 
+    def start_by_agent(self, callback_id: int) -> CallbackRecord | None:
+        """pending or due → in_progress: an agent dials it from the desktop now, before or after it came due;
+        None if it is not open or someone else is calling it."""
+        with self.database.session() as session:
+            changed = rows_changed(
+                session,
+                update(Callback)
+                .where(Callback.id == callback_id, Callback.state.in_(("pending", "due")))
+                .values(state="in_progress", updated_at=utcnow()),
+            )
+            return callback_record(_updated_row(session, callback_id)) if changed == 1 else None
+
     def done(self, callback_id: int, note: str = "", outcome: str = REACHED) -> CallbackRecord:
         """The customer was reached: closed."""
         return self._close(callback_id, "done", outcome, note, count_attempt=True)

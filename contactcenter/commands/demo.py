@@ -2,7 +2,9 @@
 
 So a newcomer sees the whole path at once: the phone rings and answers, the greeting plays, the caller
 talks (speech, a tone, DTMF 1 2 #) and hangs up, and the call shows up in the store with its findings
-and its ticket.
+and its ticket. The demo then wraps the call up (话后处理) as an agent would, through the same
+``save_wrap_up`` the agent's desktop uses, so the ticket shows what a person wrote rather than the
+machine's guesses.
 """
 
 from __future__ import annotations
@@ -20,8 +22,18 @@ from sqlalchemy import func, select
 
 from contactcenter.app import App
 from contactcenter.storage.models import Call, Ticket
+from contactcenter.wrap_up import WrapUpError, save_wrap_up, wrap_up_defaults
 
 STORE_WAIT_SECONDS = 15.0
+#: What the demo's agent types; the category stays the one the desk gave the call.
+DEMO_WRAP_UP = {
+    "caller_name": "张伟",
+    "salutation": "先生",
+    "company": "示例客户有限公司",
+    "purpose": "咨询空调保修期和上门服务",
+    "notes": "客户去年购买的空调，询问保修是否包含上门服务；已告知整机保修六年，上门免费。",
+    "resolution": "已解答，客户满意",
+}
 
 
 def _free_port() -> int:
@@ -111,11 +123,13 @@ def command(app: App, talk_seconds: int, extension: str | None) -> None:
             if done or time.monotonic() > deadline:
                 break
         time.sleep(0.2)
+    if call is None:
+        click.echo("  no call stored yet (the desk may still be saving it; run `contactcenter tickets list`)")
+        return
+    wrapped_up = _wrap_up(app, call.id)
     with app.store.session() as session:
-        call = session.get(Call, call.id) if call is not None else None
-        if call is None:
-            click.echo("  no call stored yet (the desk may still be saving it; run `contactcenter tickets list`)")
-            return
+        call = session.get(Call, call.id)
+        assert call is not None
         click.echo(
             f"  call {call.id}: {call.disposition}, answered at ring {call.rings_before_answer}, "
             f"hung up first: {call.hung_up_first}, score {call.compliance_score}"
@@ -124,5 +138,32 @@ def command(app: App, talk_seconds: int, extension: str | None) -> None:
             click.echo(f"  [{utterance.leg} {utterance.start_s:5.1f}s] {utterance.text}")
         for hit in call.rule_hits:
             click.echo(f"  rule {hit.rule_id}: {hit.kind} {hit.matched_text}")
+        click.echo(f"  {wrapped_up}")
         for ticket in session.scalars(select(Ticket).where(Ticket.call_id == call.id)):
             click.echo(f"  ticket {ticket.id}: {ticket.category}, {ticket.priority}, due {ticket.due_at}")
+            click.echo(f"    {ticket.caller_name} {ticket.caller_phone}: {ticket.purpose}")
+            click.echo(f"    {ticket.summary} → {ticket.resolution or '-'}")
+
+
+def _wrap_up(app: App, call_id: int) -> str:
+    """Wrap the demo call up as its agent (``[sip] user``) would: the prefilled form, completed. What
+    happened, in a line."""
+    with app.store.session() as session:
+        prefilled = wrap_up_defaults(session, app.settings, call_id)
+    category = prefilled.category or app.settings.agent.categories[0]
+    form = prefilled.model_copy(update={**DEMO_WRAP_UP, "category": category})
+    try:
+        record = save_wrap_up(
+            app.store,
+            app.settings,
+            call_id=call_id,
+            form=form,
+            agent=app.settings.sip.user,
+            publish=app.plugins.publish,
+        )
+    except WrapUpError as exc:  # settings that ask for more than the demo types ([agent] required_fields)
+        return f"not wrapped up: {exc}"
+    app.plugins.bus.drain(STORE_WAIT_SECONDS)  # the ticket plugin fills the ticket from it
+    return (
+        f"wrapped up (话后处理) by {record.wrapped_up_by}: {record.caller_name}{record.salutation}, {record.category}"
+    )

@@ -18,6 +18,7 @@ from contactcenter.app import App
 from contactcenter.audio.devices import HeadsetError
 from contactcenter.audio.headset import Headset
 from contactcenter.commands.agent_keys import start_agent_keys
+from contactcenter.desktop import runner as desktop_runner
 from contactcenter.records import CallbackRecord
 from contactcenter.scheduling.dialer import CallbackDialer
 from contactcenter.scheduling.scheduler import CallbackScheduler
@@ -36,7 +37,9 @@ def show(what: str, desk_call: DeskCall) -> None:
         click.echo(f"{now} ringing   {who}")
     elif what == "answered":
         click.echo(f"{now} answered  {who} at ring {desk_call.rings}")
-    elif what in ("muted", "unmuted", "held", "resumed"):
+    elif what == "refused":
+        click.echo(f"{now} refused   {who} (486: agent not ready or in wrap-up)")
+    elif what in ("muted", "unmuted", "held", "resumed", "transferred", "transfer_failed"):
         click.echo(f"{now} {what:<9} {who}")
     elif what in ("ended", "abandoned"):
         record = desk_call.record
@@ -44,16 +47,20 @@ def show(what: str, desk_call: DeskCall) -> None:
         click.echo(f"{now} {what:<9} {who}{score}")
 
 
-def _start_scheduler(app: App, stop: threading.Event) -> threading.Thread:
-    """[callbacks] scheduler_in_desk: this desk fires the callbacks too (and dials them with auto_dial)."""
+def _start_scheduler(app: App, stop: threading.Event, desktop: desktop_runner.Desktop | None) -> threading.Thread:
+    """[callbacks] scheduler_in_desk: this desk fires the callbacks too (and dials them with auto_dial: to the
+    agent's headset when the agent is ready, else as before, with the prompt)."""
     settings = app.settings
     dialer = CallbackDialer(app.plugins.api_for("callbacks")) if settings.callbacks.auto_dial else None
 
     def on_due(callback: CallbackRecord) -> None:
         owner = f" for {callback.owner_extension}" if callback.owner_extension else ""
         click.echo(f"{datetime.now():%H:%M:%S} DUE callback {callback.id}{owner}: {callback.phone} {callback.reason}")
-        if dialer is not None:
-            dialer(callback)
+        if dialer is None:
+            return
+        if desktop is not None and desktop.service is not None and desktop.service.dial_for_agent(callback):
+            return
+        dialer(callback)
 
     scheduler = CallbackScheduler(app.database, settings, app.plugins.bus.publish, on_due=on_due)
     thread = threading.Thread(target=scheduler.run, args=(stop,), name="callback-scheduler", daemon=True)
@@ -78,11 +85,13 @@ def command(app: App) -> None:
         f"rules: {len(rules.rules)} from {settings.scripts.rules}, {len(in_force.rules)} in force "
         "(admins' changes in the console apply from the next call)"
     )
+    speech_off = ""
     try:
         monitor = app.speech_monitor
         click.echo(f"speech model: {settings.speech.model_path}")
     except SpeechModelError as exc:
         monitor = None
+        speech_off = str(exc)
         click.echo(f"speech model: not usable, live transcription is off ({exc})")
     headset = Headset(settings.headset)
     try:
@@ -113,8 +122,30 @@ def command(app: App) -> None:
             f"registrar: Kamailio on udp:{registrar.address} (loopback only); "
             f"call {sip.user} from a softphone registered at {registrar.address}"
         )
+    desktop = None
+    publish = app.plugins.bus.publish
+    if settings.agent.enabled and headset.available:
+        desktop = desktop_runner.prepare(
+            settings, app.rule_book.current, speech_on=monitor is not None, speech_off_reason=speech_off
+        )
+        publish = desktop.publish_through(publish)
+    elif settings.agent.enabled:
+        click.echo("agent desktop: off (no headset: this desk answers unattended)")
+
+    def on_change(what: str, desk_call: DeskCall) -> None:
+        show(what, desk_call)
+        if desktop is not None:
+            desktop.hub.desk_changed(what, desk_call)
+
     desk = Desk(
-        settings, app.database, app.plugins.bus.publish, monitor, app.rule_book, on_change=show, headset=headset
+        settings,
+        app.database,
+        publish,
+        monitor,
+        app.rule_book,
+        on_change=on_change,
+        headset=headset,
+        agent=desktop.agent if desktop is not None else None,
     )
     account = SipAccount(
         server=server,
@@ -138,7 +169,13 @@ def command(app: App) -> None:
         )
         desk.phone = phone
         app.plugins.attach_phone(desk)  # calls plugins place run through the desk: recorded, checked, stored
-        scheduler_thread = _start_scheduler(app, stop) if settings.callbacks.scheduler_in_desk else None
+        if desktop is not None:
+            try:
+                desktop_runner.serve(desktop, settings, app.database, desk, app.plugins.bus.publish)
+            except OSError as exc:
+                raise click.ClickException(f"agent desktop: {exc}; set [agent] port to a free port") from None
+            click.echo(f"agent desktop (坐席工作台): {desktop.url}")
+        scheduler_thread = _start_scheduler(app, stop, desktop) if settings.callbacks.scheduler_in_desk else None
         app.plugins.bus.publish("desk_started", role="desk")
         click.echo("ready")
         keys = start_agent_keys(desk, stop) if headset.available else None
@@ -149,6 +186,8 @@ def command(app: App) -> None:
             scheduler_thread.join(timeout=10)
     finally:
         click.echo("stopping: hanging up calls in progress")
+        if desktop is not None:
+            desktop.stop()
         phone.stop()
         if not desk.wait_until_idle(timeout=5):
             click.echo("waiting for speech recognition to finish the last calls (Ctrl-C again to abandon it)")

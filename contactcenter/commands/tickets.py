@@ -12,9 +12,9 @@ import click
 from contactcenter.app import App
 from contactcenter.output import Format, emit_rows
 from contactcenter.storage.models import Ticket
-from contactcenter.storage.tickets import TicketFilter, find_tickets
+from contactcenter.storage.tickets import TicketFilter, ticket_query
 
-COLUMNS = ["id", "created", "category", "status", "priority", "due", "caller_phone", "agent", "summary"]
+COLUMNS = ["id", "created", "category", "status", "wrap_up", "priority", "due", "caller_phone", "agent", "summary"]
 DETAIL = [
     "id",
     "created",
@@ -31,10 +31,13 @@ DETAIL = [
     "source",
     "purpose",
     "summary",
+    "resolution",
+    "wrapped_up",
     "compliance_summary",
     "escalated",
     "escalation_note",
 ]
+NOT_WRAPPED_UP = "未话后处理"  # a call's ticket no agent has wrapped up: the machine's guesses only
 
 
 def _local(value: datetime | None, zone: ZoneInfo) -> str | None:
@@ -59,6 +62,9 @@ def ticket_row(ticket: Ticket, zone: ZoneInfo, now: datetime) -> dict[str, Any]:
         "source": ticket.source,
         "purpose": ticket.purpose,
         "summary": ticket.summary,
+        "resolution": ticket.resolution,
+        "wrapped_up": ticket.wrapped_up,
+        "wrap_up": NOT_WRAPPED_UP if ticket.call_id is not None and not ticket.wrapped_up else "",
         "compliance_summary": ticket.compliance_summary,
         "escalated": ticket.escalated,
         "escalation_note": ticket.escalation_note,
@@ -80,6 +86,7 @@ def command() -> None:
 @click.option("--agent", help="Extension of the call's agent or of the assignee.")
 @click.option("--status", type=click.Choice(["open", "in_progress", "resolved", "closed"]))
 @click.option("--category", help="Category, e.g. 投诉.")
+@click.option("--unwrapped", is_flag=True, help="Only calls' tickets no agent has wrapped up (未话后处理).")
 @click.option("--limit", type=click.IntRange(1, 100_000), default=100, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="JSON on standard output.")
 @click.option("--csv", "as_csv", is_flag=True, help="CSV on standard output.")
@@ -91,11 +98,12 @@ def list_tickets(
     agent: str | None,
     status: str | None,
     category: str | None,
+    unwrapped: bool,
     limit: int,
     as_json: bool,
     as_csv: bool,
 ) -> None:
-    """List tickets, newest first."""
+    """List tickets, newest first. A call's ticket no agent has wrapped up is marked 未话后处理."""
     if as_json and as_csv:
         raise click.UsageError("choose one of --json and --csv")
     zone = ZoneInfo(app.settings.general.timezone)
@@ -109,8 +117,11 @@ def list_tickets(
         limit=limit,
     )
     now = datetime.now(zone)
+    query = ticket_query(filters)
+    if unwrapped:
+        query = query.where(Ticket.call_id.is_not(None), Ticket.wrapped_up.is_(False))
     with app.store.session() as session:
-        rows = [ticket_row(t, zone, now) for t in find_tickets(session, filters)]
+        rows = [ticket_row(t, zone, now) for t in session.scalars(query)]
     fmt: Format = "json" if as_json else "csv" if as_csv else "table"
     emit_rows(rows, DETAIL if fmt != "table" else COLUMNS, fmt, title="tickets")
 

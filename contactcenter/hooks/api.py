@@ -6,8 +6,9 @@ plugin, ``ticket_created`` published, an outbox message claimed by one process a
 and can change its storage without breaking them.
 
 - settings: ``api.settings``, ``api.options``, ``api.timezone``, ``api.now()``, ``api.stopping``;
-- tickets: ``find_ticket``, ``create_ticket``;
-- callbacks: ``add_callback``, ``start_callback_attempt``, ``close_callback``;
+- tickets: ``find_ticket``, ``create_ticket``, ``update_ticket``;
+- callbacks: ``add_callback``, ``add_callback_unless_wrapped_up``, ``start_callback_attempt``,
+  ``close_callback``;
 - surveys: ``record_survey``, ``survey_invitations``;
 - the persistent outbox to outside systems: ``outbox_put``, ``outbox_claim``, ``outbox_complete``,
   ``outbox_retry_later``, ``outbox_next_due``, ``outbox_items``;
@@ -30,15 +31,16 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import CursorResult, delete, select, update
+from sqlalchemy import CursorResult, delete, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from contactcenter.callbacks.book import REACHED, CallbackBook
+from contactcenter.callbacks.book import REACHED, CallbackBook, CallbackError, callback_record
 from contactcenter.records import CallbackRecord, CallRecord, SurveyRecord, TicketRecord
 from contactcenter.settings import Settings
 from contactcenter.storage.database import Database
 from contactcenter.storage.models import (
+    CALLBACK_KINDS,
     Agent,
     Call,
     Callback,
@@ -63,6 +65,8 @@ TICKET_FIELDS = (
     "assignee_id",
     "escalated",
     "escalation_note",
+    "resolution",
+    "wrapped_up",
 )
 
 
@@ -198,6 +202,10 @@ class SurveyInvitation:
 # --------------------------------------------------------------------------------------------------- API
 
 
+class _WrappedUpMeanwhile(Exception):
+    """A wrap-up committed while a callback for its call was being made: that callback is rolled back."""
+
+
 class PluginServices(Protocol):
     """What the API needs of the process it runs in (the plugin host)."""
 
@@ -307,6 +315,26 @@ class PluginAPI:
         self._host.publish("ticket_created", ticket=record)
         return record
 
+    def update_ticket(self, call_id: int, **fields: Any) -> TicketRecord | None:
+        """Change the ticket this plugin made for a call (the agent's wrap-up fills it in); None when this
+        plugin has made none for the call. Fields: any of ``TICKET_FIELDS`` but ``call_id``.
+
+        Publishes nothing: ``ticket_created`` is for new tickets only, so a plugin that reacts to it (the
+        desk's callbacks, a CRM) never takes a corrected ticket for a second one."""
+        unknown = set(fields) - (set(TICKET_FIELDS) - {"call_id"})
+        if unknown:
+            raise TypeError(f"unknown or fixed ticket field(s): {', '.join(sorted(unknown))}")
+        if "category" in fields and not fields["category"]:
+            raise ValueError("a ticket needs a category")
+        with self._database().session() as session:
+            ticket = session.scalar(select(Ticket).where(Ticket.call_id == call_id, Ticket.source == self.plugin_name))
+            if ticket is None:
+                return None
+            for name, value in fields.items():
+                setattr(ticket, name, value)
+            session.flush()
+            return ticket_record(ticket)
+
     # ------------------------------------------------------------------------------------------ callbacks
 
     def _book(self) -> CallbackBook:
@@ -338,6 +366,72 @@ class PluginAPI:
             owner_extension=owner_extension,
             owner_only=owner_only,
         )
+
+    def add_callback_unless_wrapped_up(
+        self,
+        *,
+        call_id: int,
+        phone: str,
+        due_at: datetime,
+        kind: str,
+        reason: str = "",
+        ticket_id: int | None = None,
+        deadline_at: datetime | None = None,
+        owner_extension: str = "",
+        owner_only: bool = False,
+    ) -> CallbackRecord | None:
+        """A callback the desk's own rules promise for a call, unless the agent has wrapped the call up:
+        then the wrap-up has decided which callbacks the call gets (and made them), and this returns None.
+        One per call (or ticket) and kind, as :meth:`add_callback`.
+
+        Atomic with the wrap-up: it first locks the call's row (PostgreSQL), as the wrap-up does, and reads
+        the call again after its own write (SQLite, where that write waits for the wrap-up's), so a wrap-up
+        saved at the same moment either sees this callback and takes it over, or is seen here."""
+        if kind not in CALLBACK_KINDS:
+            raise CallbackError(f"unknown kind {kind!r}; one of {', '.join(CALLBACK_KINDS)}")
+        if not phone.strip():
+            raise CallbackError("a callback needs a phone number")
+        if due_at.tzinfo is None:
+            raise CallbackError("due time without a time zone")
+        policy = self.settings.callbacks
+        same = Callback.call_id == call_id
+        if ticket_id is not None:
+            same = or_(same, Callback.ticket_id == ticket_id)
+        try:
+            with self._database().session() as session:
+                locked = session.scalar(select(Call.wrapped_up_at).where(Call.id == call_id).with_for_update())
+                if locked is not None:
+                    return None
+                existing = session.scalar(select(Callback).where(same, Callback.kind == kind).limit(1))
+                if existing is not None:
+                    return callback_record(existing)
+                row = Callback(
+                    phone=phone.strip(),
+                    due_at=due_at,
+                    reason=reason,
+                    kind=kind,
+                    owner_extension=owner_extension,
+                    owner_only=owner_only and bool(owner_extension),
+                    call_id=call_id,
+                    ticket_id=ticket_id,
+                    deadline_at=deadline_at,
+                    timezone=self.settings.general.timezone,
+                    max_attempts=policy.max_attempts,
+                    spacing_minutes=policy.retry_spacing_minutes,
+                    state="pending",
+                )
+                session.add(row)
+                session.flush()
+                if session.scalar(select(Call.wrapped_up_at).where(Call.id == call_id)) is not None:
+                    raise _WrappedUpMeanwhile
+                return callback_record(row)
+        except _WrappedUpMeanwhile:
+            return None
+        except IntegrityError:
+            existing_record = self._book().made_for(call_id, ticket_id, kind)
+            if existing_record is None:
+                raise
+            return existing_record
 
     def start_callback_attempt(self, callback_id: int) -> CallbackRecord | None:
         """Take a due callback to dial it (due → in_progress); None if it is not due any more (an agent or

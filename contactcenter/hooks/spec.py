@@ -37,6 +37,7 @@ from contactcenter.records import (
     SurveyRecord,
     TicketRecord,
     UtteranceRecord,
+    WrapUpRecord,
 )
 
 if TYPE_CHECKING:
@@ -55,6 +56,7 @@ EVENT_HOOKS = (
     "utterance",
     "rule_hit",
     "call_ended",
+    "call_wrapped_up",
     "ticket_created",
     "callback_closed",
     "callback_due",
@@ -167,6 +169,32 @@ def call_ended(call: CallRecord, transcript: list[UtteranceRecord], report: Comp
     :param api: the plugin API.
 
     This is where a call becomes a ticket, a CRM record or a survey invitation.
+    """
+
+
+@hookspec
+def call_wrapped_up(call: CallRecord, wrap_up: WrapUpRecord, api: PluginAPI) -> None:
+    """The agent saved the wrap-up (话后处理) of a stored call: what the call was about, in their words.
+
+    Published by the process where the agent saved it (the desk, ``contactcenter run``, which serves the
+    agent's desktop), once the wrap-up is committed: the call, the customer record and the callbacks it
+    promised are already in the database. Published again each time the agent corrects the wrap-up
+    (``wrap_up.corrected`` is then true): update what you made the first time rather than add to it.
+
+    :param call: the call as stored after the wrap-up: ``purpose`` and ``category`` are the agent's,
+        ``caller_name`` the name the agent typed.
+    :param wrap_up: everything typed (caller name, company, phone, salutation, category, purpose, notes,
+        resolution, complaint) with the customer it was filed under, the callbacks it promised (次日回访,
+        complaint follow-up), the automatic ones it cancelled and the callback it closed, if the call was a
+        callback; when and by which agent.
+    :param api: the plugin API.
+
+    Use it to put the agent's words where the machine's guesses were: the ticket (the ticket plugin fills
+    the call's ticket with it), the CRM. Ordering: a plugin gets the events one process publishes in the
+    order they were published, so from the desk that took the call ``call_ended`` comes before
+    ``call_wrapped_up``. Do not rely on it: a ``call_ended`` the plugin failed to take is replayed later,
+    and a wrap-up saved in another process is published there; handle ``call_wrapped_up`` for a call whose
+    ``call_ended`` you have not seen yet (and the late ``call_ended`` after it).
     """
 
 

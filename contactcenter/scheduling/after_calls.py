@@ -9,9 +9,16 @@ already made (one per call and kind).
   ``complaint_within_hours``;
 - with ``after_failed_compliance``: a call that failed a critical rule, the next working day, for a
   supervisor's follow-up.
+
+The first two are guesses from the category the machine gave the call. Once the agent has wrapped the call
+up (``contactcenter.wrap_up``), the wrap-up decides its next-day and complaint callbacks: it takes over or
+cancels what was made here, and a ticket event that arrives later (a replay, a slow worker, another
+process) makes none for that call (``api.add_callback_unless_wrapped_up``).
 """
 
 from __future__ import annotations
+
+from datetime import datetime
 
 from contactcenter import hookimpl
 from contactcenter.callbacks.workdays import WorkCalendar
@@ -30,6 +37,26 @@ def _calendar(api: PluginAPI) -> WorkCalendar:
     return WorkCalendar(api.settings.callbacks, api.settings.general.timezone)
 
 
+def _promise(
+    api: PluginAPI, ticket: TicketRecord, kind: str, due: datetime, deadline: datetime | None, reason: str
+) -> None:
+    """A callback for the ticket; for a call's ticket, only while the call is not wrapped up."""
+    if ticket.call_id is None:
+        api.add_callback(
+            phone=ticket.caller_phone, due_at=due, deadline_at=deadline, kind=kind, reason=reason, ticket_id=ticket.id
+        )
+        return
+    api.add_callback_unless_wrapped_up(
+        call_id=ticket.call_id,
+        phone=ticket.caller_phone,
+        due_at=due,
+        deadline_at=deadline,
+        kind=kind,
+        reason=reason,
+        ticket_id=ticket.id,
+    )
+
+
 @hookimpl
 def ticket_created(ticket: TicketRecord, api: PluginAPI) -> None:
     policy = api.settings.callbacks
@@ -39,24 +66,9 @@ def ticket_created(ticket: TicketRecord, api: PluginAPI) -> None:
     calendar = _calendar(api)
     if policy.after_complaint and ticket.category in policy.complaint_categories:
         due, deadline = calendar.complaint_callback(created, policy.complaint_within_hours)
-        api.add_callback(
-            phone=ticket.caller_phone,
-            due_at=due,
-            deadline_at=deadline,
-            kind="complaint",
-            reason=f"投诉回访 工单{ticket.id}",
-            call_id=ticket.call_id,
-            ticket_id=ticket.id,
-        )
+        _promise(api, ticket, "complaint", due, deadline, f"投诉回访 工单{ticket.id}")
     elif policy.after_service_call and ticket.category in policy.service_categories:
-        api.add_callback(
-            phone=ticket.caller_phone,
-            due_at=calendar.next_day_callback(created),
-            kind="next_day",
-            reason=f"次日回访 工单{ticket.id}",
-            call_id=ticket.call_id,
-            ticket_id=ticket.id,
-        )
+        _promise(api, ticket, "next_day", calendar.next_day_callback(created), None, f"次日回访 工单{ticket.id}")
 
 
 @hookimpl

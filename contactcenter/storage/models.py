@@ -128,6 +128,10 @@ class Call(Base):
     """One phone call, inbound or outbound, with the timestamps the service standard is judged on."""
 
     __tablename__ = "calls"
+    __table_args__ = (  # a number's / a customer's newest calls, read straight off the index (screen pop)
+        Index("ix_calls_remote_number_invited_at", "remote_number", "invited_at"),
+        Index("ix_calls_customer_id_invited_at", "customer_id", "invited_at"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     sip_call_id: Mapped[str] = mapped_column(String(255), unique=True)
@@ -203,7 +207,11 @@ class Ticket(Base):
     """工单: what the customer needed and what the desk owes them (R5, R8, R9)."""
 
     __tablename__ = "tickets"
-    __table_args__ = (UniqueConstraint("call_id", "source", name="uq_tickets_call_source"),)
+    __table_args__ = (
+        UniqueConstraint("call_id", "source", name="uq_tickets_call_source"),
+        Index("ix_tickets_caller_phone_status", "caller_phone", "status"),  # a number's open tickets (screen pop)
+        Index("ix_tickets_customer_id_status", "customer_id", "status"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     call_id: Mapped[int | None] = mapped_column(ForeignKey("calls.id"), index=True)
@@ -246,7 +254,12 @@ class Callback(Base):
     """
 
     __tablename__ = "callbacks"
-    __table_args__ = (UniqueConstraint("call_id", "kind"), UniqueConstraint("ticket_id", "kind"))
+    __table_args__ = (
+        UniqueConstraint("call_id", "kind"),
+        UniqueConstraint("ticket_id", "kind"),
+        Index("ix_callbacks_phone_state", "phone", "state"),  # a number's open callbacks (screen pop)
+        Index("ix_callbacks_customer_id_state", "customer_id", "state"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"), index=True)

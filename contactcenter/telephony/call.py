@@ -3,6 +3,10 @@
 Only the telephony layer knows pyVoIP; everything above talks to :class:`Call`. Audio does not go through
 here frame by frame: :meth:`Call.attach_media` has the RTP threads push both legs (and DTMF) straight into
 the call's :class:`~contactcenter.media.call_media.CallMedia`.
+
+A blind transfer (:meth:`Call.transfer`) ends the call with ``hung_up_by == "transfer"`` and
+``transferred_to`` set; the stored record has no such value (``hung_up_first`` is customer, agent or
+system), so it counts there as the agent's hang-up, which it is.
 """
 
 from __future__ import annotations
@@ -14,9 +18,40 @@ from datetime import datetime
 
 from contactcenter.media.call_media import CallMedia
 from contactcenter.records import Direction
-from contactcenter.telephony.pyvoip_adapter import CallState, DeskVoIPCall, InvalidStateError
+from contactcenter.telephony.pyvoip_adapter import (
+    CallState,
+    DeskVoIPCall,
+    InvalidStateError,
+    check_dtmf,
+    check_extension,
+)
+from contactcenter.telephony.pyvoip_adapter import (
+    DTMFUnavailable as DTMFUnavailable,  # re-exported: what send_dtmf raises
+)
 
 CallNotRinging = InvalidStateError  # what answer() raises when the caller hung up in the same instant
+CallNotAnswered = InvalidStateError  # what send_dtmf() raises on a call that is not (or no longer) answered
+
+
+def transfer_target(target: str) -> str:
+    """The extension to transfer to, from what the agent typed (surrounding spaces dropped); ValueError unless
+    it is a plain extension: 1 to 32 of digits, letters and ``* + _ . -``. Checked before anything is sent,
+    because it goes into the REFER's Refer-To header as it is."""
+    if not isinstance(target, str):
+        raise ValueError(f"not an extension: {target!r}")
+    return check_extension(target.strip())
+
+
+@dataclass(frozen=True)
+class TransferResult:
+    """How a blind transfer went. ``ok``: the transferee reached the target and our leg is hung up.
+    ``status``: the SIP status that decided it (the REFER's refusal, or the target's final answer as the
+    transferee reported it), None if none came in time (the reason then says what was last heard).
+    ``reason``: for the agent, in words."""
+
+    ok: bool
+    status: int | None
+    reason: str
 
 
 class Call:
@@ -48,8 +83,13 @@ class Call:
 
     @property
     def hung_up_by(self) -> str | None:
-        """``customer``, ``agent`` or ``system`` once the call has ended."""
+        """``customer``, ``agent``, ``system`` or ``transfer`` (the agent handed the caller on) once it ended."""
         return self._call.hung_up_by
+
+    @property
+    def transferred_to(self) -> str | None:
+        """The extension a completed blind transfer handed the caller to (None: not transferred)."""
+        return self._call.transferred_to
 
     # ------------------------------------------------------------------------------------------- signalling
 
@@ -62,6 +102,26 @@ class Call:
     def hangup(self) -> None:
         if self._call.state == CallState.ANSWERED:
             self._call.hangup()
+
+    def transfer(self, target: str, timeout: float = 10.0) -> TransferResult:
+        """Blind transfer (REFER) to extension ``target`` at our registrar; blocks until the outcome, at most
+        ``timeout`` seconds. On success the far end is talking to ``target`` and this call has ended
+        (``hung_up_by == "transfer"``); on any failure the call stays up as it was. ValueError for a target
+        that is not a plain extension (nothing is sent)."""
+        extension = transfer_target(target)
+        try:
+            referral = self._call.transfer(extension, timeout)
+        except InvalidStateError as exc:
+            return TransferResult(False, None, str(exc))
+        return TransferResult(referral.ok, referral.status, referral.reason)
+
+    def send_dtmf(self, digits: str) -> float:
+        """Send ``digits`` (0-9 * # A-D) to the far end as RFC 4733 telephone-events, after any still being
+        sent; returns at once with the seconds until the last is out (about 0.18 s a digit).
+
+        ValueError for other characters (nothing is sent); :class:`DTMFUnavailable` if the far end did not
+        offer telephone-event (no in-band tones are sent instead); :data:`CallNotAnswered` if not answered."""
+        return self._call.send_dtmf(check_dtmf(digits))
 
     # ------------------------------------------------------------------------------------------------ audio
 

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from contactcenter.audio.headset import HeadsetBridge
 from contactcenter.media.call_media import CallMedia
-from contactcenter.telephony.call import Call
+from contactcenter.telephony.call import Call, CallNotAnswered, DTMFUnavailable, TransferResult, transfer_target
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +72,31 @@ class CallControl:
         if not self.call.answered:
             return False
         self.call.hangup()
+        return True
+
+    def transfer(self, target: str) -> TransferResult:
+        """Blind transfer to extension ``target`` (REFER); blocks until the outcome (at most about 10 s), so
+        call it off any event loop. The ``transfer`` event is marked before the REFER goes out: the R6 rule
+        (explain the reason before a transfer) is timed from it. On success the call ends (``transferred``);
+        on failure it stays up as it was (``transfer_failed``). ValueError for a target that is not a plain
+        extension: nothing is marked or sent."""
+        extension = transfer_target(target)
+        media = self.media
+        if media is not None and self.call.answered:
+            media.mark_event("transfer")
+        result = self.call.transfer(extension)
+        self._changed("transferred" if result.ok else "transfer_failed")
+        return result
+
+    def send_dtmf(self, digits: str) -> bool:
+        """Send keypad digits (0-9 * # A-D) to the far end as RFC 4733 events: an IVR or an extension behind
+        it. False if the call is not answered or the far end did not offer telephone-event (nothing is sent,
+        and no in-band tones either); ValueError for other characters."""
+        try:
+            self.call.send_dtmf(digits)
+        except (CallNotAnswered, DTMFUnavailable) as exc:
+            log.info("call %s: digits not sent: %s", self.call.sip_call_id, exc)
+            return False
         return True
 
     # -------------------------------------------------------------------------- for the call's own session

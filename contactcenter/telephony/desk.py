@@ -31,12 +31,17 @@ from contactcenter.speech.monitor import SpeechMonitor
 from contactcenter.speech.rule_book import RuleBook
 from contactcenter.speech.rules import RuleSet
 from contactcenter.storage.database import Database
+from contactcenter.telephony.agent_state import AgentState
 from contactcenter.telephony.call import Call, CallNotRinging, DialResult
 from contactcenter.telephony.control import CallControl
 from contactcenter.telephony.session import CallSession, DeskServices, Publish
 
 log = logging.getLogger(__name__)
 FINISHED_KEPT = 1000  # recent calls kept in memory for the display; the store has them all
+
+
+class HeadsetBusy(RuntimeError):
+    """The agent asked to place a call while another call has the headset (or there is no headset)."""
 
 
 class Dialer(Protocol):
@@ -56,6 +61,10 @@ class DeskCall:
     record: CallRecord | None = None
     recording: Path | None = None
     media: CallMedia | None = None
+    attended: bool = False  # on the agent's headset (the agent works it from the desktop)
+    callback_id: int | None = None  # the callback this call was placed for
+    hung_up: bool = False  # the conversation is over (the store may still be catching up)
+    claimed: HeadsetBridge | None = None  # the headset a call the agent placed took
 
     @property
     def dtmf(self) -> list[str]:
@@ -75,9 +84,12 @@ class Desk:
         rules: RuleSet | RuleBook | None,
         on_change: Callable[[str, DeskCall], None] | None = None,
         headset: Headset | None = None,
+        agent: AgentState | None = None,
     ) -> None:
         self.settings = settings
         self.services = DeskServices(settings, database, publish, monitor, rules, headset)
+        # The agent's state gates calls only where there is an agent: a desk with a headset.
+        self.agent = agent if self.services.headset is not None else None
         self.on_change = on_change
         self.phone: Dialer | None = None  # the softphone, once registered: calls placed go through it
         self.active: dict[str, DeskCall] = {}
@@ -88,13 +100,40 @@ class Desk:
 
     def handle(self, call: Call) -> None:
         """A call has come in (the softphone's call thread, for as long as the call lasts)."""
+        if self.agent is not None and not self.agent.accepts_calls:
+            self._refuse(call)
+            return
         desk_call = self._track(call)
+        desk_call.attended = self.agent is not None
         try:
             self._take(desk_call)
         finally:
             self._untrack(desk_call)
 
+    def _refuse(self, call: Call) -> None:
+        """Not ready or in wrap-up: 486 Busy Here, so the PBX's queue or hunt group rings another agent."""
+        try:
+            call.reject(486, "Busy Here")
+        except Exception:
+            log.exception("call %s could not be refused", call.sip_call_id)
+        status = self.agent.status if self.agent is not None else None
+        log.info("call %s from %s refused (agent %s)", call.sip_call_id, call.remote_number, status and status.state)
+        self._changed("refused", DeskCall(call, CallControl(call)))
+
     def _take(self, desk_call: DeskCall) -> None:
+        agent = self.agent
+        if agent is None:
+            self._take_call(desk_call)
+            return
+        agent.call_ringing()
+        try:
+            self._take_call(desk_call)
+        finally:
+            if not desk_call.hung_up:  # abandoned, refused the headset, or failed before the hang-up was seen
+                desk_call.hung_up = True
+                agent.call_over(answered=desk_call.answered_at is not None)
+
+    def _take_call(self, desk_call: DeskCall) -> None:
         call, ring, services = desk_call.call, self.settings.ring, self.services
         services.emit("call_ringing", call=self._record(call))
         self._changed("ringing", desk_call)
@@ -138,6 +177,8 @@ class Desk:
             1, math.ceil((answered - call.invited_at).total_seconds() / ring.ring_period_seconds - 0.05)
         )
         desk_call.answered_at = answered
+        if self.agent is not None and claimed is not None:
+            self.agent.call_answered()
         record = self._record(call, answered_at=answered, rings_before_answer=desk_call.rings)
         self.services.emit("call_answered", call=record)
         self._changed("answered", desk_call)
@@ -154,29 +195,56 @@ class Desk:
 
     # -------------------------------------------------------------------------------- calls placed
 
-    def dial(self, number: str, timeout: float = 30.0) -> DialResult:
+    def dial(
+        self, number: str, timeout: float = 30.0, *, attended: bool = False, callback_id: int | None = None
+    ) -> DialResult:
         """Place a call (a callback, a survey): ring ``number`` at most ``timeout`` s. Once it is answered it
         runs like a call taken (recorded, transcribed, checked against the rules for calls placed, stored,
-        ``call_ended`` published) while the caller of this method drives it: prompts, keys, hang-up. Never
-        waits for the headset: a placed call is unattended."""
+        ``call_ended`` published). Unattended (the default) the caller of this method drives it: prompts,
+        keys, hang-up; it never waits for the headset. ``attended``: the agent placed it from the desktop, so
+        it goes on the agent's headset (:class:`HeadsetBusy` at once if another call has it) and the agent's
+        state follows it; ``callback_id`` is the callback it is for (the wrap-up closes it)."""
         if self.phone is None:
             raise RuntimeError("the desk has no phone yet")
-        result = self.phone.dial(number, timeout=timeout)
+        claimed: HeadsetBridge | None = None
+        headset, agent = self.services.headset, self.agent
+        if attended:
+            claimed = headset.try_claim() if headset is not None else None
+            if claimed is None or headset is None:
+                raise HeadsetBusy("耳机正在通话中" if headset is not None else "本机没有耳机")
+            if agent is not None:
+                agent.call_ringing()
+        try:
+            result = self.phone.dial(number, timeout=timeout)
+        except BaseException:
+            self._placed_over(claimed, answered=False)
+            raise
         if result.call is None:
+            self._placed_over(claimed, answered=False)
             return result
         desk_call = self._track(result.call)
+        desk_call.attended, desk_call.callback_id, desk_call.claimed = attended, callback_id, claimed
         try:
             answered = datetime.now(UTC)
             desk_call.answered_at = answered
+            if claimed is not None and agent is not None:
+                agent.call_answered()
             record = self._record(result.call, answered_at=answered)
             self.services.emit("call_answered", call=record)
             self._changed("answered", desk_call)
             session = CallSession(
-                self.services, desk_call.call, desk_call.control, record, CallFacts(direction="outbound")
+                self.services,
+                desk_call.call,
+                desk_call.control,
+                record,
+                CallFacts(direction="outbound"),
+                on_hung_up=lambda: self._hung_up(desk_call),
             )
-            session.start(None, None)  # media attached before the caller plays anything
+            session.start(claimed, None)  # media attached before the caller plays anything
         except BaseException:
             result.call.hangup()
+            desk_call.hung_up = True
+            self._placed_over(claimed, answered=False)
             self._untrack(desk_call)
             raise
         threading.Thread(
@@ -190,7 +258,15 @@ class Desk:
         except Exception:
             log.exception("placed call %s could not be finished", desk_call.call.sip_call_id)
         finally:
+            self._hung_up(desk_call)  # if finishing failed before the hang-up was seen
             self._untrack(desk_call)
+
+    def _placed_over(self, claimed: HeadsetBridge | None, answered: bool) -> None:
+        """A call the agent placed is over (or never connected): free the headset, move the agent on."""
+        if claimed is not None and self.services.headset is not None:
+            self.services.headset.release(claimed)
+        if claimed is not None and self.agent is not None:
+            self.agent.call_over(answered=answered)
 
     # ------------------------------------------------------------------------------------ common
 
@@ -202,7 +278,9 @@ class Desk:
         claimed: HeadsetBridge | None,
         opening: str | None,
     ) -> None:
-        session = CallSession(self.services, desk_call.call, desk_call.control, record, facts)
+        session = CallSession(
+            self.services, desk_call.call, desk_call.control, record, facts, on_hung_up=lambda: self._hung_up(desk_call)
+        )
         session.start(claimed, opening)
         self._finish_session(desk_call, session)
 
@@ -213,6 +291,18 @@ class Desk:
         finally:
             desk_call.recording = session.recording
         self._changed("ended", desk_call)
+
+    def _hung_up(self, desk_call: DeskCall) -> None:
+        """The conversation is over (once per call): the agent's wrap-up starts now, not when the store has
+        caught up with recognition."""
+        if desk_call.hung_up:
+            return
+        desk_call.hung_up = True
+        self._changed("hung_up", desk_call)
+        if desk_call.claimed is not None:  # a call the agent placed: its headset goes back now
+            self._placed_over(desk_call.claimed, answered=True)
+        elif desk_call.attended and self.agent is not None:
+            self.agent.call_over(answered=True)
 
     def _track(self, call: Call) -> DeskCall:
         desk_call = DeskCall(call, CallControl(call))
@@ -253,6 +343,11 @@ class Desk:
                 log.exception("display of call %s failed", desk_call.call.sip_call_id)
 
     # ------------------------------------------------------------------------- the agent's controls
+
+    def active_calls(self) -> list[DeskCall]:
+        """The calls in progress (ringing or answered), oldest first."""
+        with self._lock:
+            return list(self.active.values())
 
     def headset_call(self) -> DeskCall | None:
         """The call on the agent's headset, if any."""

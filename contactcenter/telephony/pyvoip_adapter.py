@@ -20,6 +20,17 @@ its finding and has a regression test in tests/test_pyvoip_fixes.py that fails o
   the call), and is not tracked by pyVoIP's janitor, which deleted calls whose thread had returned.
 * Send pacing against an absolute clock: 20.00 ms per packet (stock drifted to 20.1 ms).
 * pyVoIP's debug prints go to logging.
+
+Added (pyVoIP 1.6.8 has neither):
+
+* Blind transfer (REFER, RFC 3515) inside an answered call's dialog: ``Refer-To`` the extension at the
+  desk's registrar, ``Referred-By`` the desk, retransmitted until answered (5 s), then the transferee's
+  ``NOTIFY`` (Event: refer, message/sipfrag) answered 200 and followed to its final status; on 2xx the desk
+  sends BYE and the call ends ``hung_up_by == "transfer"``. A NOTIFY for a dialog we do not have is 481.
+* DTMF sent as RFC 4733 telephone-events (the payload type the SDP negotiated) in place of voice packets, on
+  the voice stream's SSRC, sequence numbers and clock.
+* In-dialog requests (REFER, BYE) number their CSeq per dialog, above the INVITE's for calls we placed (the
+  shared counter pyVoIP's BYE used could fall below it).
 """
 
 from __future__ import annotations
@@ -31,8 +42,9 @@ import socket
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, ClassVar, TypeGuard, TypeVar
 
@@ -60,6 +72,9 @@ COMPACT_HEADERS = {
     "k": "Supported",
     "s": "Subject",
     "e": "Content-Encoding",
+    "o": "Event",
+    "r": "Refer-To",
+    "b": "Referred-By",
 }
 CANONICAL_HEADERS = {
     name.lower(): name
@@ -102,6 +117,24 @@ KNOWN_METHODS = [
 ]
 ALLOWED = "INVITE, ACK, BYE, CANCEL, OPTIONS, NOTIFY, INFO"
 
+REFER_TIMEOUT = 5.0  # seconds for the transferee to answer a REFER at all (RFC 3261 would wait 32 s)
+T1, T2 = 0.5, 4.0  # RFC 3261 retransmission timers for a non-INVITE request over UDP
+EXTENSION = re.compile(r"[A-Za-z0-9+*][A-Za-z0-9_.*+-]{0,31}")  # what may stand in a Refer-To's user part
+SIPFRAG_STATUS = re.compile(r"SIP/2\.0\s+(\d{3})\s*([^\r\n]*)")
+
+DTMF_EVENTS = "0123456789*#ABCD"  # RFC 4733 event codes 0-15, in order
+DTMF_TONES = {  # (row, column) frequencies in Hz, for the agent leg's copy of what the far end plays
+    digit: (row, column)
+    for row, keys in zip((697, 770, 852, 941), ("123A", "456B", "789C", "*0#D"), strict=True)
+    for column, digit in zip((1209, 1336, 1477, 1633), keys, strict=True)
+}
+DTMF_TONE_FRAMES = 5  # 100 ms of tone per digit (ITU-T Q.24 asks at least 40 ms)
+DTMF_END_REPEATS = 3  # RFC 4733 2.5.1.4: the end packet is sent three times
+DTMF_PAUSE_FRAMES = 2  # voice packets between digits: with the end repeats, 80 ms between tones
+DTMF_VOLUME = 10  # -10 dBm0, the usual level
+DTMF_TONE_AMPLITUDE = 7000  # each of the two sines at about -10 dBm0 in 16-bit PCM
+DTMF_MAX_DIGITS = 64
+
 
 T = TypeVar("T")
 
@@ -136,6 +169,33 @@ def _request_uri(request: SIP.SIPMessage) -> str:
     return request.heading.decode("utf8", errors="replace").split(" ")[1]
 
 
+def check_extension(extension: str) -> str:
+    """``extension`` if it is a plain extension (digits, letters, ``* + _ . -``, at most 32), else ValueError.
+
+    It is put into a SIP header verbatim: anything else (``>``, ``;``, ``@``, spaces, line breaks) could
+    change where the call goes or inject headers."""
+    if not isinstance(extension, str) or EXTENSION.fullmatch(extension) is None:
+        raise ValueError(
+            f"not an extension: {extension!r} (1 to 32 of digits, letters and * + _ . -, starting with a digit, "
+            "a letter, + or *)"
+        )
+    return extension
+
+
+def check_dtmf(digits: str) -> str:
+    """``digits`` if each is a DTMF key (0-9, *, #, A-D) and there are 1 to 64 of them, else ValueError."""
+    if not isinstance(digits, str) or not 0 < len(digits) <= DTMF_MAX_DIGITS or set(digits) - set(DTMF_EVENTS):
+        raise ValueError(f"not DTMF digits: {digits!r} (1 to {DTMF_MAX_DIGITS} of 0-9 * # A-D)")
+    return digits
+
+
+def _sipfrag_status(message: SIP.SIPMessage) -> tuple[int, str] | None:
+    """The status line a message/sipfrag body carries (a NOTIFY for a REFER), or None if it has none."""
+    body = message.raw.partition(b"\r\n\r\n")[2].decode("utf-8", errors="replace").lstrip()
+    match = SIPFRAG_STATUS.match(body)
+    return (int(match.group(1)), match.group(2).strip()) if match else None
+
+
 @dataclass(frozen=True)
 class Dialog:
     """What in-dialog requests (ACK for 2xx, BYE) need: both ends with tags, the remote target, the route set."""
@@ -147,6 +207,44 @@ class Dialog:
 
     def next_hop(self) -> tuple[str, int]:
         return _host_port(_uri_of(self.routes[0]) if self.routes else self.target)
+
+
+@dataclass
+class Referral:
+    """One blind transfer (REFER) of a call, as the transferee reports it: the REFER's answer, then each
+    sipfrag status of its call to the target. ``done`` is set once, with ``ok``, ``status`` and ``reason``."""
+
+    extension: str
+    uri: str  # the Refer-To
+    cseq: int  # the REFER's; a NOTIFY's ``Event: refer;id=`` names it
+    text: bytes  # the REFER as sent, for retransmissions (same branch)
+    next_hop: tuple[str, int]
+    sent_at: float = field(default_factory=time.monotonic)
+    responded: threading.Event = field(default_factory=threading.Event)  # an answer, a NOTIFY or the end: no resending
+    done: threading.Event = field(default_factory=threading.Event)
+    refer_status: int | None = None  # 202, or the refusal
+    progress: list[tuple[int, str, float]] = field(default_factory=list)  # sipfrags: status, phrase, s after REFER
+    ok: bool = False
+    status: int | None = None
+    reason: str = ""
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def conclude(self, ok: bool, status: int | None, reason: str) -> bool:
+        """Record the outcome unless one already was; whether this call recorded it."""
+        with self._lock:
+            if self.done.is_set():
+                return False
+            self.ok, self.status, self.reason = ok, status, reason
+            self.done.set()
+            self.responded.set()
+            return True
+
+    def last_heard(self) -> str:
+        """What the transferee last reported, for a reason given up on (" (last heard: 180 Ringing)")."""
+        if not self.progress:
+            return ""
+        status, phrase, _ = self.progress[-1]
+        return f" (last heard: {f'{status} {phrase}'.strip()})"
 
 
 class DeskSIPMessage(SIP.SIPMessage):
@@ -227,14 +325,16 @@ class DeskSIPClient(SIP.SIPClient):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._cseq = SIP.Counter(1)
         self._answers: dict[tuple[str, str], bytes] = {}  # (Call-ID, CSeq) → 200 OK, for retransmitted re-INVITEs
         self.dialogs: dict[str, Dialog] = {}  # outbound calls' dialogs, by Call-ID
+        self._local_cseq: dict[str, int] = {}  # the CSeq of our last request in each call's dialog
+        self._cseq_lock = threading.Lock()
 
     def forget(self, call_id: str) -> None:
         """Drop what was kept for a finished call (pyVoIP kept every call's tag for the life of the process)."""
         self.dialogs.pop(call_id, None)
         self.tagLibrary.pop(call_id, None)
+        self._local_cseq.pop(call_id, None)
         for key in [key for key in self._answers if key[0] == call_id]:
             del self._answers[key]
 
@@ -274,6 +374,10 @@ class DeskSIPClient(SIP.SIPClient):
         if message.type == SIP.SIPMessageType.RESPONSE:
             call_id = message.headers.get("Call-ID")
             call = self.phone.calls.get(call_id) if call_id is not None else None
+            if message.headers["CSeq"]["method"] == "REFER":
+                if isinstance(call, DeskVoIPCall):
+                    call.refer_answered(message)
+                return
             if isinstance(call, DeskVoIPCall) and call.outbound:
                 if message.headers["CSeq"]["method"] == "INVITE":
                     call.invite_response(message)
@@ -283,7 +387,10 @@ class DeskSIPClient(SIP.SIPClient):
             if method == "OPTIONS":
                 self.respond(message, 200, "OK", f"Allow: {ALLOWED}\r\nAccept: application/sdp\r\n")
                 return
-            if method in ("NOTIFY", "INFO"):
+            if method == "NOTIFY":
+                self._notify_received(message)
+                return
+            if method == "INFO":
                 self.respond(message, 200, "OK")
                 return
             if method == "CANCEL":
@@ -317,6 +424,24 @@ class DeskSIPClient(SIP.SIPClient):
             return
         self.respond(message, 200, "OK")
         call.remote_hangup()
+
+    def _notify_received(self, message: SIP.SIPMessage) -> None:
+        """A NOTIFY: 200 (a REFER's progress goes to its call; any other event is acknowledged and ignored),
+        481 if it names a dialog (has a To-tag) that is not a call of ours, e.g. one the transfer just ended."""
+        call = self.phone.desk_call(message.headers["Call-ID"])
+        if call is None and message.headers.get("To", {}).get("tag"):
+            self.respond(message, 481, "Subscription Does Not Exist")
+            return
+        self.respond(message, 200, "OK")
+        event, _, params = str(message.headers.get("Event", "")).partition(";")
+        if call is None or event.strip().lower() != "refer":
+            return
+        event_id = re.search(r"(?:^|;)\s*id\s*=\s*([^;\s]+)", params)
+        status = _sipfrag_status(message)
+        if status is None:
+            log.warning("call %s: NOTIFY for the REFER without a sipfrag status line; ignored", call.call_id)
+            return
+        call.refer_notified(*status, event_id.group(1) if event_id else None)
 
     def _reinvite(self, message: SIP.SIPMessage) -> None:
         call = self.phone.desk_call(message.headers["Call-ID"])
@@ -380,7 +505,8 @@ class DeskSIPClient(SIP.SIPClient):
             routes=list(getattr(request, "record_route", [])),
         )
 
-    def in_dialog_request(self, method: str, dialog: Dialog, call_id: str, cseq: int) -> str:
+    def in_dialog_request(self, method: str, dialog: Dialog, call_id: str, cseq: int, extra: str = "") -> str:
+        """A request inside ``dialog``; ``extra`` is more header lines, each ending in CRLF."""
         routes = "".join(f"Route: {route}\r\n" for route in dialog.routes)
         return (
             f"{method} {dialog.target} SIP/2.0\r\n"
@@ -388,12 +514,37 @@ class DeskSIPClient(SIP.SIPClient):
             f"{routes}Max-Forwards: 70\r\nFrom: {dialog.local}\r\nTo: {dialog.remote}\r\n"
             f"Call-ID: {call_id}\r\nCSeq: {cseq} {method}\r\n"
             f"Contact: <sip:{self.username}@{self.myIP}:{self.myPort}>\r\n"
-            f"User-Agent: {USER_AGENT}\r\nContent-Length: 0\r\n\r\n"
+            f"{extra}User-Agent: {USER_AGENT}\r\nContent-Length: 0\r\n\r\n"
         )
+
+    def next_cseq(self, request: SIP.SIPMessage) -> int:
+        """The CSeq of our next request in this call's dialog: one more than our last, and above the INVITE's
+        for a call we placed (RFC 3261 12.2.1.1; a peer may refuse a request numbered lower than an earlier one)."""
+        call_id = request.headers["Call-ID"]
+        with self._cseq_lock:
+            floor = int(request.headers["CSeq"]["check"]) if call_id in self.dialogs else 0
+            cseq = self._local_cseq[call_id] = self._local_cseq.get(call_id, floor) + 1
+        return cseq
 
     def gen_bye(self, request: SIP.SIPMessage) -> str:
         """F5: our own single Via, our own CSeq, the route set; for calls taken and placed alike."""
-        return self.in_dialog_request("BYE", self.dialog_of(request), request.headers["Call-ID"], self._cseq.next())
+        return self.in_dialog_request(
+            "BYE", self.dialog_of(request), request.headers["Call-ID"], self.next_cseq(request)
+        )
+
+    def build_refer(self, request: SIP.SIPMessage, extension: str) -> Referral:
+        """A REFER (RFC 3515) in the call's dialog, not sent yet: the far end is to call ``extension`` at our
+        registrar. (The call keeps it before it is sent: on loopback the 202 can beat the next line.)"""
+        uri = f"sip:{check_extension(extension)}@{self.server}:{self.port}"
+        dialog = self.dialog_of(request)
+        cseq = self.next_cseq(request)
+        extra = f"Refer-To: <{uri}>\r\nReferred-By: <sip:{self.username}@{self.server}:{self.port}>\r\n"
+        text = self.in_dialog_request("REFER", dialog, request.headers["Call-ID"], cseq, extra).encode("utf8")
+        return Referral(extension=extension, uri=uri, cseq=cseq, text=text, next_hop=dialog.next_hop())
+
+    def send_refer(self, referral: Referral) -> None:
+        """Send a REFER, or retransmit it while nobody has answered (the same bytes: the same transaction)."""
+        self.s.sendto(referral.text, referral.next_hop)
 
     def bye(self, request: SIP.SIPMessage) -> None:
         dialog = self.dialog_of(request)
@@ -458,6 +609,50 @@ def _with_record_route(response: str, request: SIP.SIPMessage) -> str:
     return head + "".join(f"Record-Route: {rr}\r\n" for rr in record_route) + "From: " + rest
 
 
+class DTMFUnavailable(RuntimeError):
+    """The far end did not offer telephone-event (RFC 4733) in its SDP, so digits cannot be sent as events
+    (and in-band tones through G.711 are not sent in their place: a PBX may well not detect them)."""
+
+
+@dataclass(frozen=True)
+class _DtmfPacket:
+    """One RFC 4733 event packet to send in place of a voice packet."""
+
+    digit: str
+    duration: int  # timestamp units from the event's start to the end of this packet
+    end: bool
+    first: bool  # the marker bit; the event's timestamp is taken here
+    sounding: bool  # the tone plays during this packet (not a repeat of the end packet)
+
+    def payload(self) -> bytes:
+        return bytes(
+            [DTMF_EVENTS.index(self.digit), (0x80 if self.end else 0) | DTMF_VOLUME, *self.duration.to_bytes(2, "big")]
+        )
+
+    def tone(self) -> bytes:
+        """The 20 ms of the two-tone the far end plays for it: what the agent leg records."""
+        if not self.sounding:
+            return bytes(FRAME_BYTES)
+        low, high = DTMF_TONES[self.digit]
+        t = np.arange(self.duration - FRAME_SAMPLES, self.duration) / RATE
+        wave = DTMF_TONE_AMPLITUDE * (np.sin(2 * np.pi * low * t) + np.sin(2 * np.pi * high * t))
+        return wave.astype("<i2").tobytes()
+
+
+def dtmf_packets(digits: str) -> list[_DtmfPacket | None]:
+    """The packets that send ``digits``, one per 20 ms, None for a voice packet (the pause between digits)."""
+    packets: list[_DtmfPacket | None] = []
+    for digit in check_dtmf(digits):
+        if packets:
+            packets += [None] * DTMF_PAUSE_FRAMES
+        for index in range(1, DTMF_TONE_FRAMES + 1):
+            end = index == DTMF_TONE_FRAMES
+            packets.append(_DtmfPacket(digit, index * FRAME_SAMPLES, end, index == 1, True))
+        total = DTMF_TONE_FRAMES * FRAME_SAMPLES
+        packets += [_DtmfPacket(digit, total, True, False, False)] * (DTMF_END_REPEATS - 1)
+    return packets
+
+
 class DeskRTPClient(RTP.RTPClient):
     """One RTP stream in 16-bit PCM: F8 (A-law sent as A-law), F9 (ordered, silence-filled receive path),
     drift-free pacing, and a hook for every frame sent and received."""
@@ -478,6 +673,9 @@ class DeskRTPClient(RTP.RTPClient):
         self.live_source: Callable[[], bytes] | None = None  # 20 ms of live audio (the headset) to mix in
         self.packets_sent = 0
         self.timestamp_jumps = 0  # packets whose timestamp leapt past MAX_GAP_SAMPLES (re-based, not filled)
+        self._dtmf: deque[_DtmfPacket | None] = deque()  # under _out_lock; one is taken per 20 ms packet
+        self._dtmf_timestamp = 0  # the RTP timestamp of the event being sent (all its packets carry it)
+        self.dtmf_packets_sent = 0
 
     # ---------------------------------------------------------------------------------------------- receive
 
@@ -564,6 +762,55 @@ class DeskRTPClient(RTP.RTPClient):
         with self._out_lock:
             self._out.clear()
 
+    @property
+    def dtmf_payload_type(self) -> int | None:
+        """The payload type negotiated for telephone-event (typically 101), None if the far end has none."""
+        return next((int(number) for number, kind in self.assoc.items() if kind == RTP.PayloadType.EVENT), None)
+
+    def send_dtmf(self, digits: str) -> float:
+        """Queue ``digits`` as RFC 4733 events (after any still queued); the seconds until the last is sent.
+
+        Each digit is 100 ms of event packets (marker bit on the first, the duration growing by 160 per packet,
+        the end packet three times), each in place of a voice packet: the same SSRC, sequence numbers and
+        clock, so the far end's jitter buffer sees no gap. The voice they displace is dropped (the queued
+        prompt and the microphone move on in real time); the agent leg records the tone instead."""
+        packets = dtmf_packets(digits)
+        if self.dtmf_payload_type is None:
+            raise DTMFUnavailable(
+                f"the far end ({self.outIP}:{self.outPort}) did not offer telephone-event (RFC 4733) in its SDP"
+            )
+        with self._out_lock:
+            if self._dtmf:
+                self._dtmf.extend([None] * DTMF_PAUSE_FRAMES)
+            self._dtmf.extend(packets)
+            return len(self._dtmf) * FRAME_SECONDS
+
+    def _next_packet(self) -> tuple[bytes, bytes]:
+        """The next RTP packet, and the 20 ms of audio it stands for (what the agent leg records)."""
+        with self._out_lock:
+            frame = bytes(self._out[:FRAME_BYTES]).ljust(FRAME_BYTES, b"\x00")
+            del self._out[:FRAME_BYTES]
+            event = self._dtmf.popleft() if self._dtmf else None
+        if self.live_source is not None:
+            frame = self._mix_live(frame)  # consumed even under an event: the microphone runs in real time
+        event_type = self.dtmf_payload_type
+        if event is None or event_type is None:
+            return self._rtp_header(int(self.preference), self.outTimestamp) + self.encode_packet(frame), frame
+        if event.first:
+            self._dtmf_timestamp = self.outTimestamp  # every packet of the event carries its start
+        self.dtmf_packets_sent += 1
+        marked = (0x80 if event.first else 0) | event_type
+        return self._rtp_header(marked, self._dtmf_timestamp) + event.payload(), event.tone()
+
+    def _rtp_header(self, marker_and_type: int, timestamp: int) -> bytes:
+        return (
+            b"\x80"
+            + bytes([marker_and_type])
+            + (self.outSequence % 65536).to_bytes(2, "big")
+            + (timestamp % (1 << 32)).to_bytes(4, "big")
+            + self.outSSRC.to_bytes(4, "big")
+        )
+
     def _mix_live(self, frame: bytes) -> bytes:
         """Queued prompt audio plus the live source (the agent may talk over a prompt), clipped to 16 bits."""
         try:
@@ -586,20 +833,9 @@ class DeskRTPClient(RTP.RTPClient):
         """Send a packet every 20 ms against an absolute clock, so the pace never drifts."""
         started = time.monotonic()
         while self.NSD:
-            with self._out_lock:
-                frame = bytes(self._out[:FRAME_BYTES]).ljust(FRAME_BYTES, b"\x00")
-                del self._out[:FRAME_BYTES]
-            if self.live_source is not None:
-                frame = self._mix_live(frame)
-            header = (
-                b"\x80"
-                + bytes([int(self.preference)])
-                + (self.outSequence % 65536).to_bytes(2, "big")
-                + (self.outTimestamp % (1 << 32)).to_bytes(4, "big")
-                + self.outSSRC.to_bytes(4, "big")
-            )
+            packet, frame = self._next_packet()
             try:
-                self.sout.sendto(header + self.encode_packet(frame), (self.outIP, self.outPort))
+                self.sout.sendto(packet, (self.outIP, self.outPort))
             except OSError:
                 if self.NSD:
                     log.debug("RTP packet to %s:%s not sent", self.outIP, self.outPort)
@@ -630,8 +866,11 @@ class DeskVoIPCall(VoIPCall):
         self.settled = threading.Event()  # a placed call got its final answer
         self.remote_ringing = threading.Event()
         self.ended = threading.Event()
-        self.hung_up_by: str | None = None
+        self.hung_up_by: str | None = None  # customer | agent | system | transfer
         self.end_reason = ""
+        self.transferred_to: str | None = None  # the extension a completed blind transfer handed the caller to
+        self.referral: Referral | None = None  # the latest transfer attempt
+        self._referral_lock = threading.Lock()
         self.on_dtmf: Callable[[str], None] | None = None  # each digit as it arrives, pushed
         super().__init__(phone, *args, **kwargs)
 
@@ -678,6 +917,9 @@ class DeskVoIPCall(VoIPCall):
         self.phone.release_ports(call=self)
         self.assignedPorts = {}  # released: pyVoIP's __del__ must not release them again
         self.sip.forget(self.call_id)
+        referral = self.referral
+        if referral is not None and by != "transfer":  # wakes a transfer still waiting: the call ended under it
+            referral.conclude(False, None, f"the call ended before the transfer completed ({reason})")
         self.ended.set()
 
     def cancelled(self) -> None:
@@ -756,6 +998,93 @@ class DeskVoIPCall(VoIPCall):
         """Queue 16-bit, 8 kHz PCM for the caller."""
         for client in self.RTPClients:
             client.write(data)
+
+    def send_dtmf(self, digits: str) -> float:
+        """Send ``digits`` to the far end as RFC 4733 events; the seconds until the last is sent.
+        DTMFUnavailable if the far end's SDP did not offer telephone-event."""
+        check_dtmf(digits)
+        if self.state != CallState.ANSWERED:
+            raise InvalidStateError("Call is not answered")
+        streams = self.media_streams
+        if not streams:
+            raise DTMFUnavailable(f"call {self.call_id} has no media stream")
+        return streams[0].send_dtmf(digits)
+
+    # ------------------------------------------------------------------------------------ blind transfer
+
+    def transfer(self, extension: str, timeout: float, refer_timeout: float = REFER_TIMEOUT) -> Referral:
+        """Blind transfer (RFC 3515): REFER the far end to ``extension`` and wait, at most ``timeout`` s, for
+        the outcome: the final sipfrag of its call to the target (2xx: we hang up and the call ends with
+        ``hung_up_by == "transfer"``), a refused REFER, or silence (no answer to the REFER in
+        ``refer_timeout`` s). Whatever fails leaves the call up. InvalidStateError if it is not answered or a
+        transfer is already under way."""
+        check_extension(extension)
+        refer_timeout = min(refer_timeout, timeout)
+        with self._referral_lock:
+            if self.state != CallState.ANSWERED:
+                raise InvalidStateError("Call is not answered")
+            if self.referral is not None and not self.referral.done.is_set():
+                raise InvalidStateError("a transfer of this call is already under way")
+            referral = self.referral = self.sip.build_refer(self.request, extension)
+            referral.sent_at = time.monotonic()
+            self.sip.send_refer(referral)
+        log.info("call %s: REFER to %s", self.call_id, referral.uri)
+        interval, deadline = T1, referral.sent_at + refer_timeout
+        resend_at = referral.sent_at + interval
+        while not referral.responded.is_set():
+            now = time.monotonic()
+            if now >= deadline:
+                referral.conclude(False, None, f"no answer to the REFER within {refer_timeout:g} s")
+                break
+            if now >= resend_at:
+                self.sip.send_refer(referral)
+                interval = min(interval * 2, T2)
+                resend_at = now + interval
+            referral.responded.wait(min(resend_at, deadline) - now)
+        if not referral.done.wait(max(0.0, referral.sent_at + timeout - time.monotonic())):
+            reason = f"the transfer did not complete within {timeout:g} s{referral.last_heard()}"
+            referral.conclude(False, None, reason)
+        log.info(
+            "call %s: transfer to %s %s (%s)",
+            self.call_id,
+            extension,
+            "done" if referral.ok else "failed",
+            referral.reason,
+        )
+        return referral
+
+    def refer_answered(self, response: SIP.SIPMessage) -> None:
+        """The final answer to our REFER: 2xx (202 Accepted) means wait for NOTIFYs; anything else refuses."""
+        referral, code = self.referral, int(response.status)
+        if referral is None or response.headers["CSeq"]["check"] != str(referral.cseq) or code < 200:
+            return
+        referral.refer_status = code
+        referral.responded.set()
+        if code >= 300:
+            referral.conclude(False, code, f"the REFER was refused: {code} {response.status.phrase}")
+
+    def refer_notified(self, status: int, phrase: str, event_id: str | None) -> None:
+        """A sipfrag status of the transferee's call to the target (its NOTIFY is already answered 200)."""
+        referral = self.referral
+        if referral is None or (event_id is not None and event_id != str(referral.cseq)):
+            return
+        if referral.done.is_set() and referral.status is not None:
+            return  # decided already by a final status (a refusal, a failed sipfrag): nothing can undo that
+        referral.responded.set()  # a NOTIFY may overtake the 202
+        referral.progress.append((status, phrase, time.monotonic() - referral.sent_at))
+        if status < 200:
+            return
+        if status >= 300:
+            referral.conclude(False, status, f"the transfer target answered {status} {phrase}".strip())
+            return
+        with self._referral_lock:  # our leg is hung up before transfer() returns ok
+            if self.state == CallState.ANSWERED:
+                # even if we gave up waiting: the caller is talking to the target now, our leg is of no use
+                self.transferred_to = referral.extension
+                self.sip.bye(self.request)
+                self._finish("transfer", f"transferred to {referral.extension}")
+        if not referral.conclude(True, status, f"{status} {phrase}".strip()):
+            log.warning("call %s: the transfer to %s completed after it was given up", self.call_id, referral.uri)
 
 
 class DeskVoIPPhone(VoIPPhone):

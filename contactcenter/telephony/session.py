@@ -73,9 +73,16 @@ class CallSession:
     the call is over and stored) on the thread that waits for the end."""
 
     def __init__(
-        self, services: DeskServices, call: Call, control: CallControl, record: CallRecord, facts: CallFacts
+        self,
+        services: DeskServices,
+        call: Call,
+        control: CallControl,
+        record: CallRecord,
+        facts: CallFacts,
+        on_hung_up: Callable[[], None] | None = None,
     ) -> None:
         self.services = services
+        self.on_hung_up = on_hung_up  # the conversation is over (before recognition catches up and the store)
         self.call = call
         self.control = control
         self.record = record
@@ -107,6 +114,11 @@ class CallSession:
         call.detach_media()
         self._release_headset(self._bridge)
         ended = datetime.now(UTC)
+        if self.on_hung_up is not None:
+            try:
+                self.on_hung_up()
+            except Exception:
+                log.exception("hang-up listener of call %s failed", call.sip_call_id)
         by = call.hung_up_by
         hung_up_first = "customer" if by == "customer" else ("agent" if by else "system")
         outcome = self._finish_speech(self._speech, (ended - answered).total_seconds(), hung_up_first)

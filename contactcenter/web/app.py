@@ -24,6 +24,7 @@ from contactcenter.storage.database import Database
 from contactcenter.storage.models import Call, Review
 from contactcenter.web.admin import add_admin_routes
 from contactcenter.web.auth import Accounts, SignedIn
+from contactcenter.web.customers import add_customer_routes
 from contactcenter.web.guards import COOKIE, TEMPLATES, Blank, Guards, NotSignedIn
 from contactcenter.web.live import add_live_routes
 from contactcenter.web.queries import CallFilter, call_detail, list_calls
@@ -254,5 +255,6 @@ def create_app(settings: Settings, database: Database) -> FastAPI:
     add_report_routes(app, guards, settings, database, call_filter)
     add_live_routes(app, guards, settings, database)
     add_admin_routes(app, guards, settings, database, accounts)
+    add_customer_routes(app, guards, settings, database)
 
     return app

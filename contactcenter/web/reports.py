@@ -4,7 +4,7 @@ No `from __future__ import annotations`: FastAPI reads the route signatures.
 """
 
 from collections.abc import Callable
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Annotated, Any, Literal
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
@@ -19,7 +19,7 @@ from contactcenter.web.charts import bar_chart, line_chart
 from contactcenter.web.exports import EXPORT_LIMIT, Table, csv_response, xlsx_response
 from contactcenter.web.guards import TEMPLATES, Blank, Guards
 from contactcenter.web.queries import CallFilter, list_calls, list_findings
-from contactcenter.web.scorecards import GroupBy, Period, Scorecard, scorecard
+from contactcenter.web.scorecards import GroupBy, Period, Scorecard, hms, not_ready_column, scorecard
 
 CALL_COLUMNS = [
     "id",
@@ -55,12 +55,54 @@ SCORECARD_PARTS: dict[str, tuple[str, list[str]]] = {  # part -> (sheet title, c
     "rings": ("振铃", ["rings", "calls"]),
     "survey": ("满意度", ["question", "asked", "answered", "average", "distribution"]),
 }
+AGENT_STATES_SHEET = "坐席状态"
 DEFAULT_DAYS = 30
 MAX_DAYS = 366
 
 
+def agent_state_table(card: Scorecard, *, excel: bool = False) -> Table:
+    """The agents' state times with Chinese headings, a 小休 column per reason. Excel gets real durations
+    (cells it can add up, shown as [h]:mm:ss); CSV the same figures as h:mm:ss text. An occupancy that does
+    not exist (the agent was never available) is "—", not an empty cell that could be read as 0."""
+    reasons = [(reason, not_ready_column(reason)) for reason in card.not_ready_reasons]
+    columns = [
+        "分机",
+        "坐席",
+        "班组",
+        "就绪",
+        "振铃",
+        "通话",
+        "话后处理",
+        *(c for _, c in reasons),
+        "在线时长",
+        "占用率(%)",
+    ]
+
+    def duration(seconds: int) -> Any:
+        return timedelta(seconds=seconds) if excel else hms(seconds)
+
+    rows = [
+        {
+            "分机": row["agent"],
+            "坐席": row["name"] or row["agent"],
+            "班组": row["team"],
+            "就绪": duration(row["ready_s"]),
+            "振铃": duration(row["ringing_s"]),
+            "通话": duration(row["talk_s"]),
+            "话后处理": duration(row["wrap_up_s"]),
+            **{column: duration(row["not_ready_s"][reason]) for reason, column in reasons},
+            "在线时长": duration(row["logged_in_s"]),
+            "占用率(%)": "—" if row["occupancy"] is None else row["occupancy"],
+        }
+        for row in card.agent_states
+    ]
+    return columns, rows
+
+
 def scorecard_table(card: Scorecard, part: str) -> Table:
     """One part of a scorecard as columns and rows (the group table's columns follow ``group_by``)."""
+    if part == "agent_states":
+        return agent_state_table(card)
     if part in ("groups", "teams"):
         _, columns = SCORECARD_PARTS["groups" if card.group_by == "agent" else "teams"]
         return columns, card.groups
@@ -90,7 +132,16 @@ def add_report_routes(
 
     def card(days: Period, group_by: GroupBy, agent: str | None, team: str | None) -> Scorecard:
         with database.session() as session:
-            return scorecard(session, days, zone, group_by, agent or None, team or None, settings.web.pass_score)
+            return scorecard(
+                session,
+                days,
+                zone,
+                group_by,
+                agent or None,
+                team or None,
+                settings.web.pass_score,
+                not_ready_reasons=settings.agent.not_ready_reasons,
+            )
 
     # -------------------------------------------------------------------------------------------- pages
 
@@ -128,6 +179,8 @@ def add_report_routes(
                 "export_query": urlencode(query),
                 "agent": agent or "",
                 "team": team or "",
+                "hms": hms,
+                "not_ready_column": not_ready_column,
             },
         )
 
@@ -138,7 +191,9 @@ def add_report_routes(
         user: Reviewer, days: Days, group_by: GroupBy = "agent", agent: str | None = None, team: str | None = None
     ) -> dict[str, Any]:
         """Per agent (or team) over local days: calls, average score, QA pass rate, answered within three
-        rings; pass rate per rule; the daily trend; rings before answer; survey results."""
+        rings; pass rate per rule; the daily trend; rings before answer; survey results; and per agent the
+        seconds in each state (``agent_states``: ready, ringing, talk, wrap-up, 小休 per reason in
+        ``not_ready_reasons``, logged in) with the occupancy in percent, null when it does not exist."""
         found = card(days, group_by, agent, team)
         return {
             "since": days.since.isoformat(),
@@ -150,6 +205,8 @@ def add_report_routes(
             "trend": found.trend,
             "rings": found.rings,
             "survey": found.survey,
+            "not_ready_reasons": found.not_ready_reasons,
+            "agent_states": found.agent_states,
         }
 
     # ------------------------------------------------------------------------------------------ exports
@@ -194,10 +251,10 @@ def add_report_routes(
         group_by: GroupBy = "agent",
         agent: str | None = None,
         team: str | None = None,
-        part: Literal["groups", "rules", "trend", "rings", "survey"] = "groups",
+        part: Literal["groups", "rules", "trend", "rings", "survey", "agent_states"] = "groups",
     ) -> Response:
-        """One table of the scorecard as CSV: per agent/team (``groups``), ``rules``, ``trend``, ``rings`` or
-        ``survey``."""
+        """One table of the scorecard as CSV: per agent/team (``groups``), ``rules``, ``trend``, ``rings``,
+        ``survey`` or the agents' state times (``agent_states``, Chinese headings, durations as h:mm:ss)."""
         found = card(days, group_by, agent, team)
         return csv_response(f"scorecard-{part}-{days.since}-{days.until}.csv", scorecard_table(found, part))
 
@@ -205,11 +262,12 @@ def add_report_routes(
     def export_scorecards_xlsx(
         user: Reviewer, days: Days, group_by: GroupBy = "agent", agent: str | None = None, team: str | None = None
     ) -> Response:
-        """The whole scorecard as one workbook, a sheet per table."""
+        """The whole scorecard as one workbook, a sheet per table (the agents' state times last, 坐席状态)."""
         found = card(days, group_by, agent, team)
         groups_title = SCORECARD_PARTS["groups" if group_by == "agent" else "teams"][0]
         sheets = {groups_title: scorecard_table(found, "groups")}
         sheets.update(
             {SCORECARD_PARTS[part][0]: scorecard_table(found, part) for part in ("rules", "trend", "rings", "survey")}
         )
+        sheets[AGENT_STATES_SHEET] = agent_state_table(found, excel=True)
         return xlsx_response(f"scorecard-{days.since}-{days.until}.xlsx", sheets)

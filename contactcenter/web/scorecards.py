@@ -3,12 +3,14 @@
 Everything is summed by the database (GROUP BY), so a month of a busy desk costs a few small queries, not
 a pass over its rows in Python. Days follow the desk's time zone: each call is put in its local day by
 comparing it with the days' boundaries (exact across daylight-saving changes, and the same SQL on SQLite
-and PostgreSQL).
+and PostgreSQL). The agents' state times (就绪, 小休, 通话, ...) are summed from the spans the desk records
+(storage.agent_states) over the same days.
 """
 
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from typing import Any, Literal
@@ -17,12 +19,14 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import and_, case, distinct, func, literal, select
 from sqlalchemy.orm import Session
 
+from contactcenter.storage.agent_states import AgentTimes, state_durations
 from contactcenter.storage.models import Agent, Call, RuleHit, SurveyResponse
 
 FAILED_KINDS = ("violation", "missing")
 NO_TEAM = "未分组"
 RING_BUCKETS = ("1", "2", "3", "4+", "未接")
 GroupBy = Literal["agent", "team"]
+UNSTATED_REASON = "未注明"  # a 小休 the desk recorded without a reason
 
 
 @dataclass(frozen=True)
@@ -103,6 +107,70 @@ class Scorecard:
     trend: list[dict[str, Any]] = field(default_factory=list)
     rings: list[dict[str, Any]] = field(default_factory=list)
     survey: list[dict[str, Any]] = field(default_factory=list)
+    agent_states: list[dict[str, Any]] = field(default_factory=list)
+    not_ready_reasons: list[str] = field(default_factory=list)  # the 小休 columns of agent_states, in order
+
+
+def hms(seconds: float) -> str:
+    """A duration as h:mm:ss (hours past 24 stay hours: a month's ready time reads 186:00:00)."""
+    whole = round(seconds)
+    return f"{whole // 3600}:{whole % 3600 // 60:02d}:{whole % 60:02d}"
+
+
+def not_ready_column(reason: str) -> str:
+    """The heading of one 小休 reason's column: 小休(休息); 小休(未注明) for a 小休 with no reason."""
+    return f"小休({reason or UNSTATED_REASON})"
+
+
+def agent_state_rows(
+    session: Session,
+    start: datetime,
+    end: datetime,
+    agent: str | None,
+    team: str | None,
+    not_ready_reasons: Sequence[str],
+    now: datetime | None,
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """Per agent, whole seconds in each state over [start, end) and the occupancy in percent (None where the
+    agent was never available: no figure rather than a fake 0 % or 100 %); and the 小休 reasons, one column
+    each: the settings' reasons, then any other found in the spans (reasons since removed from the settings
+    still show), a reason-less 小休 last."""
+    times = state_durations(session, start=start, end=end, extensions=[agent] if agent else None, now=now)
+    known = {
+        extension: (name or "", team_name or "")
+        for extension, name, team_name in session.execute(
+            select(Agent.extension, Agent.name, Agent.team).where(Agent.extension.in_(list(times)))
+        )
+    }
+    if team:
+        wanted = "" if team == NO_TEAM else team
+        times = {ext: found for ext, found in times.items() if known.get(ext, ("", ""))[1] == wanted}
+    found_reasons = {reason for found in times.values() for reason in found.not_ready_s}
+    reasons = list(dict.fromkeys(not_ready_reasons))
+    reasons += sorted(found_reasons - set(reasons) - {""})
+    if "" in found_reasons:
+        reasons.append("")
+    return [_state_row(found, *known.get(ext, ("", "")), reasons) for ext, found in sorted(times.items())], reasons
+
+
+def _state_row(found: AgentTimes, name: str, team: str, reasons: list[str]) -> dict[str, Any]:
+    parts = {
+        "ready_s": round(found.ready_s),
+        "ringing_s": round(found.ringing_s),
+        "talk_s": round(found.talk_s),
+        "wrap_up_s": round(found.wrap_up_s),
+    }
+    not_ready = {reason: round(found.not_ready_s.get(reason, 0.0)) for reason in reasons}
+    occupancy = found.occupancy
+    return {
+        "agent": found.extension,
+        "name": name,
+        "team": team or NO_TEAM,
+        **parts,
+        "not_ready_s": not_ready,
+        "logged_in_s": sum(parts.values()) + sum(not_ready.values()),  # the sum of the figures shown
+        "occupancy": round(100.0 * occupancy, 1) if occupancy is not None else None,
+    }
 
 
 def scorecard(
@@ -113,8 +181,11 @@ def scorecard(
     agent: str | None = None,
     team: str | None = None,
     pass_score: float = 80.0,
+    not_ready_reasons: Sequence[str] = (),
+    now: datetime | None = None,
 ) -> Scorecard:
-    """Everything the scorecard page shows, for calls invited within ``period`` (local days)."""
+    """Everything the scorecard page shows, for calls invited within ``period`` (local days), and the
+    agents' state times over the same days (open spans counted up to ``now``, default the present)."""
     start, end = period.bounds(zone)
     where = [Call.invited_at >= start, Call.invited_at < end]
     if agent:
@@ -200,6 +271,7 @@ def scorecard(
         found, (name, team_name) = groups[key]
         label = {"agent": key, "name": name, "team": team_name} if group_by == "agent" else {"team": key}
         group_rows.append({**label, **found.summary()})
+    state_rows, reasons = agent_state_rows(session, start, end, agent, team, not_ready_reasons, now)
     return Scorecard(
         period=period,
         group_by=group_by,
@@ -209,4 +281,6 @@ def scorecard(
         trend=[{"day": day.isoformat(), **by_day.get(n, Tally()).summary()} for n, day in enumerate(days)],
         rings=[{"rings": b, "calls": rings.get(b, 0)} for b in RING_BUCKETS],
         survey=survey,
+        agent_states=state_rows,
+        not_ready_reasons=reasons,
     )

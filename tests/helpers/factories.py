@@ -21,6 +21,7 @@ from contactcenter.records import (
     SurveyRecord,
     TicketRecord,
     UtteranceRecord,
+    WrapUpRecord,
 )
 from tests.helpers.settings import desk_environment
 
@@ -91,6 +92,28 @@ def event_arguments(hook: str) -> dict[str, Any]:
             "call": call,
             "transcript": transcript("我要投诉"),
             "report": a_report(80, (("closing", "major"),)),
+        },
+        "call_wrapped_up": {
+            "call": call.model_copy(update={"purpose": "空调不制冷", "category": "报修"}),
+            "wrap_up": WrapUpRecord(
+                call_id=7,
+                sip_call_id=call.sip_call_id,
+                agent_extension="1001",
+                caller_name="张伟",
+                phone="13800138000",
+                salutation="先生",
+                customer_id=3,
+                category="报修",
+                purpose="空调不制冷",
+                notes="型号 KFR-35GW",
+                callbacks=(
+                    CallbackRecord(
+                        id=9, phone="13800138000", kind="next_day", due_at=INVITED + timedelta(days=1), call_id=7
+                    ),
+                ),
+                wrapped_up_at=INVITED + timedelta(minutes=6),
+                wrapped_up_by="1001",
+            ),
         },
         "ticket_created": {"ticket": TicketRecord(id=3, call_id=7, category="投诉", created_at=INVITED)},
         "callback_due": {

@@ -13,6 +13,11 @@ def free_port(kind: int = socket.SOCK_DGRAM) -> int:
         return sock.getsockname()[1]
 
 
+def free_tcp_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now (a web server's)."""
+    return free_port(socket.SOCK_STREAM)
+
+
 def udp_port_bound(port: int) -> bool:
     """Whether some process has a UDP socket bound to ``port`` (from the kernel's socket tables: looking does
     not disturb the process that binds it, as a test bind would)."""

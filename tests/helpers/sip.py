@@ -3,19 +3,26 @@ and a softphone that dials out.
 
 ``line`` and ``outside`` (conftest.py) are the two set-ups these take: a registrar with a desk folder and a
 store behind it, and a registrar whose 9xxx numbers go to a SIPp callee ("the outside line").
+
+For transfers and DTMF: a softphone for any extension, a trace of everything a softphone sends and receives,
+and baresip as a real softphone peer (it carries out a REFER).
 """
 
 from __future__ import annotations
 
+import json
 import re
+import shutil
+import socket
 import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 from contactcenter.telephony.call import Call
 from contactcenter.telephony.softphone import SipAccount, Softphone
 from tests.helpers.paths import REPO
-from tests.helpers.ports import free_port, udp_port_bound
+from tests.helpers.ports import accepts_connections, free_port, udp_port_bound
 from tests.helpers.waiting import wait_until
 
 SIP_DIR = REPO / "tests" / "sip"
@@ -155,3 +162,129 @@ def extension_phone(
 def dialler(outside: dict) -> Softphone:
     """Extension 1001's softphone, registered with ``outside``'s registrar, for dialling out."""
     return extension_phone(outside["registrar"].port, lambda call: None, rtp_low=31200, rtp_high=31299)
+
+
+# ------------------------------------------------------------------------------------------------ transfer, DTMF
+
+
+def extension(
+    registrar_port: int, user: str, on_call: Callable[[Call], None], *, rtp_low: int, rtp_high: int
+) -> Softphone:
+    """Extension ``user``'s softphone on a free port, registered with the loopback registrar on
+    ``registrar_port`` (``extension_phone`` is always 1001; a transfer needs a second extension)."""
+    account = SipAccount(
+        server="127.0.0.1",
+        port=registrar_port,
+        user=user,
+        password="",
+        local_ip="127.0.0.1",
+        local_port=free_port(),
+        rtp_low=rtp_low,
+        rtp_high=rtp_high,
+    )
+    phone = Softphone(account, on_call)
+    phone.start()
+    return phone
+
+
+class SipTrace:
+    """Every SIP message a registered softphone sends and receives from now on, with its time.
+
+    It stands in for the phone's UDP socket (everything else is passed through), so a test can check what
+    went on the wire: that a REFER was sent, or was not, and that each NOTIFY was answered."""
+
+    def __init__(self, phone: Softphone) -> None:
+        client = phone.phone.sip
+        self._socket = client.s
+        self.sent: list[tuple[float, str]] = []
+        self.received: list[tuple[float, str]] = []
+        client.s = client.out = self
+
+    def sendto(self, data: bytes, address: tuple[str, int]) -> int:
+        self.sent.append((time.monotonic(), bytes(data).decode("utf-8", errors="replace")))
+        return self._socket.sendto(data, address)
+
+    def recv(self, size: int) -> bytes:
+        data = self._socket.recv(size)
+        self.received.append((time.monotonic(), data.decode("utf-8", errors="replace")))
+        return data
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._socket, name)
+
+    @staticmethod
+    def _matching(messages: list[tuple[float, str]], start: str, cseq_method: str | None) -> list[tuple[float, str]]:
+        return [
+            (at, text)
+            for at, text in messages
+            if text.startswith(start)
+            and (cseq_method is None or re.search(rf"^CSeq:\s*\d+\s+{cseq_method}\s*$", text, re.M | re.I))
+        ]
+
+    def requests_sent(self, method: str) -> list[tuple[float, str]]:
+        return self._matching(self.sent, f"{method} ", None)
+
+    def requests_received(self, method: str) -> list[tuple[float, str]]:
+        return self._matching(self.received, f"{method} ", None)
+
+    def responses_sent(self, status: int, method: str) -> list[tuple[float, str]]:
+        return self._matching(self.sent, f"SIP/2.0 {status} ", method)
+
+    def responses_received(self, status: int, method: str) -> list[tuple[float, str]]:
+        return self._matching(self.received, f"SIP/2.0 {status} ", method)
+
+
+class Baresip:
+    """baresip (Debian's baresip-core) registered as ``user`` at the loopback registrar, with no sound card:
+    it speaks ``voice`` (16-bit 8 kHz WAV, longer than the test: baresip hangs up at its end), auto-answers,
+    obeys ctrl_tcp commands ("dial", "hangup"), and carries out a REFER it is sent by calling the target."""
+
+    def __init__(
+        self, folder: Path, registrar_port: int, voice: Path, *, user: str = "2000", rtp_ports: str = "32400-32499"
+    ) -> None:
+        if shutil.which("baresip") is None:
+            raise AssertionError("baresip is not installed: run ./setup.sh (Debian package baresip-core)")
+        folder.mkdir(parents=True, exist_ok=True)
+        self.folder = folder
+        self.ctrl_port = free_port(socket.SOCK_STREAM)
+        (folder / "config").write_text(
+            f"poll_method\tepoll\nsip_listen\t127.0.0.1:{free_port()}\nnet_interface\t127.0.0.1\n"
+            f"audio_player\taufile,{folder / 'heard.wav'}\naudio_source\taufile,{voice}\n"
+            f"audio_alert\taufile,/dev/null\nrtp_ports\t{rtp_ports}\nmodule_path\t/usr/lib/baresip/modules\n"
+            "module\tg711.so\nmodule\taufile.so\nmodule\tctrl_tcp.so\nmodule_app\taccount.so\nmodule_app\tmenu.so\n"
+            f"ctrl_tcp_listen\t127.0.0.1:{self.ctrl_port}\n",
+            encoding="utf-8",
+        )
+        (folder / "accounts").write_text(
+            f"<sip:{user}@127.0.0.1:{registrar_port}>;regint=60;audio_codecs=PCMU;answermode=auto\n", encoding="utf-8"
+        )
+        self._log = (folder / "baresip.log").open("w")
+        self.process = subprocess.Popen(
+            ["baresip", "-f", str(folder)], stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+        )
+        if not wait_until(lambda: self.registered() and accepts_connections(self.ctrl_port), 10, step=0.1):
+            self.stop()
+            raise AssertionError("baresip did not register and listen within 10 s:\n" + self.log_text()[-3000:])
+
+    def registered(self) -> bool:
+        """Kamailio has accepted its REGISTER (baresip logs ``... 200 OK (...) [1 binding]``)."""
+        return any(" 200 OK " in line and "binding]" in line for line in self.log_text().splitlines())
+
+    def command(self, command: str, params: str = "") -> None:
+        body = json.dumps({"command": command, "params": params, "token": "t"}).encode()
+        with socket.create_connection(("127.0.0.1", self.ctrl_port), timeout=3) as connection:
+            connection.sendall(str(len(body)).encode() + b":" + body + b",")
+            connection.recv(4096)
+
+    def log_text(self) -> str:
+        self._log.flush()
+        return (self.folder / "baresip.log").read_text(errors="replace")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self._log.close()

@@ -25,7 +25,7 @@ from contactcenter.storage import Database
 from contactcenter.storage.calls import save_call
 from contactcenter.web.auth import Accounts
 from tests.helpers.paths import speech_clip
-from tests.helpers.ports import free_port
+from tests.helpers.ports import free_port, free_tcp_port
 from tests.helpers.settings import make_desk
 from tests.helpers.waiting import wait_until
 
@@ -141,7 +141,8 @@ def start_command(args: list[str], env: dict[str, str], cwd: Path, ready: str) -
         env=env,
         cwd=cwd,
     )
-    seen = []
+    seen: list[str] = []
+    process.printed = seen  # type: ignore[attr-defined]  # what it printed up to ``ready``
     for line in process.stdout:
         seen.append(line)
         if line.startswith(ready):
@@ -178,6 +179,8 @@ def desk_for_processes(tmp_path: Path, users: dict[str, str], **settings: str) -
             "CONTACTCENTER_DATABASE__URL": url,
             "CONTACTCENTER_LOCAL_REGISTRAR__PORT": str(free_port()),
             "CONTACTCENTER_SIP__LOCAL_PORT": str(free_port()),
+            "CONTACTCENTER_AGENT__PORT": str(free_tcp_port()),  # the agent desktop, when the machine has sound
+            "CONTACTCENTER_AGENT__WRAP_UP_SECONDS": "0",
             "CONTACTCENTER_RING__RING_PERIOD_SECONDS": "0.5",
         }
     )

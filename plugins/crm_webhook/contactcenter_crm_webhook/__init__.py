@@ -1,4 +1,5 @@
-"""contactcenter plugin: ended calls, new tickets and closed callbacks to a CRM as signed JSON webhooks.
+"""contactcenter plugin: ended calls, agents' wrap-ups, new tickets and closed callbacks to a CRM as signed
+JSON webhooks.
 
 Every event is first written to the desk's persistent outbox (``api.outbox_put``), then POSTed by a
 background sender with an HMAC-SHA256 signature and a timeout. A CRM that fails, hangs or is down gets the
@@ -33,13 +34,14 @@ from contactcenter.records import (
     ComplianceReport,
     TicketRecord,
     UtteranceRecord,
+    WrapUpRecord,
 )
 
 NAME = "crm_webhook"
 SCHEMA = "contactcenter.crm/v1"
 SIGNATURE_HEADER = "X-Contactcenter-Signature"
 log = logging.getLogger(__name__)
-Event = Literal["call.ended", "ticket.created", "callback.closed"]
+Event = Literal["call.ended", "call.wrapped_up", "ticket.created", "callback.closed"]
 
 
 class CrmOptions(BaseModel):
@@ -49,7 +51,12 @@ class CrmOptions(BaseModel):
 
     url: str = ""  # where to POST; empty: events are kept in the outbox until a URL is set
     secret_env: str = "CONTACTCENTER_CRM_SECRET"  # the environment variable holding the HMAC secret
-    events: list[Event] = ["call.ended", "ticket.created", "callback.closed"]  # pydantic copies it per instance
+    events: list[Event] = [  # pydantic copies it per instance
+        "call.ended",
+        "call.wrapped_up",
+        "ticket.created",
+        "callback.closed",
+    ]
     timeout_seconds: float = Field(default=5.0, gt=0, le=120)
     first_retry_seconds: float = Field(default=5.0, gt=0)
     max_retry_seconds: float = Field(default=600.0, gt=0)
@@ -96,6 +103,14 @@ def call_ended(call: CallRecord, transcript: list[UtteranceRecord], report: Comp
         "utterances": len(transcript),
     }
     _enqueue(api, "call.ended", f"call:{call.id}", data)
+
+
+@hookimpl
+def call_wrapped_up(call: CallRecord, wrap_up: WrapUpRecord, api: PluginAPI) -> None:
+    """The agent's wrap-up, each time it is saved (``wrap_up.corrected`` on a correction): the CRM's record
+    of the call should hold what the agent typed rather than what the machine guessed."""
+    data = {"call": call.model_dump(mode="json"), "wrap_up": wrap_up.model_dump(mode="json")}
+    _enqueue(api, "call.wrapped_up", f"wrap_up:{call.id}", data)
 
 
 @hookimpl

@@ -9,6 +9,7 @@ import json
 import threading
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -16,8 +17,10 @@ import pytest
 from contactcenter_crm_webhook import SCHEMA, SIGNATURE_HEADER
 
 from contactcenter.app import App
+from contactcenter.storage.calls import save_call
 from contactcenter.storage.models import OutboxMessage
-from tests.helpers.factories import open_app
+from contactcenter.wrap_up import WrapUpForm, save_wrap_up
+from tests.helpers.factories import a_call, open_app
 from tests.helpers.ports import free_port
 from tests.helpers.waiting import wait_until
 
@@ -69,7 +72,7 @@ def crm() -> Iterator[Crm]:
     server.stop()
 
 
-def start_app(desk: Path, database_url: str, port: int, monkeypatch: pytest.MonkeyPatch) -> App:
+def start_app(desk: Path, database_url: str, port: int, monkeypatch: pytest.MonkeyPatch, **overrides: str) -> App:
     monkeypatch.setenv("CONTACTCENTER_CRM_SECRET", SECRET)
     return open_app(
         desk,
@@ -80,6 +83,7 @@ def start_app(desk: Path, database_url: str, port: int, monkeypatch: pytest.Monk
         plugins__crm_webhook__timeout_seconds="0.5",
         plugins__crm_webhook__first_retry_seconds="0.2",
         plugins__crm_webhook__max_retry_seconds="0.5",
+        **overrides,
     )
 
 
@@ -188,3 +192,63 @@ def test_without_its_secret_nothing_is_sent_and_nothing_is_lost(
         assert crm.received == [] and pending(app) == 1
     finally:
         app.close()
+
+
+def wrapped_up_call(app: App):
+    """A stored call the agent wraps up (a complaint: it promises a follow-up); the wrap-up record."""
+    call = a_call()
+    with app.database.session() as session:
+        call_id = save_call(session, call)
+    form = WrapUpForm(
+        caller_name="张伟",
+        company="示例客户有限公司",
+        phone="13800138000",
+        salutation="先生",
+        category="投诉",
+        purpose="安装师傅迟到两小时",
+        notes="客户要求道歉并说明原因",
+        resolution="已致歉，转售后主管",
+    )
+    assert call.ended_at is not None
+    return save_wrap_up(
+        app.database,
+        app.settings,
+        call_id=call_id,
+        form=form,
+        agent="1001",
+        publish=app.plugins.publish,
+        now=call.ended_at + timedelta(minutes=2),
+    )
+
+
+def test_the_crm_receives_the_agents_wrap_up(crm: Crm, desk: Path, database_url: str, monkeypatch) -> None:
+    app = start_app(desk, database_url, crm.server.server_port, monkeypatch)
+    try:
+        record = wrapped_up_call(app)
+        app.plugins.bus.drain()
+        assert wait_until(lambda: pending(app) == 0 and crm.accepted, 10)
+    finally:
+        app.close()
+    [document] = [verified(r) for r in crm.accepted]
+    assert document["event"] == "call.wrapped_up"
+    assert document["data"]["wrap_up"] == record.model_dump(mode="json")
+    wrap_up = document["data"]["wrap_up"]
+    assert (wrap_up["caller_name"], wrap_up["phone"], wrap_up["category"]) == ("张伟", "13800138000", "投诉")
+    assert wrap_up["notes"] == "客户要求道歉并说明原因" and wrap_up["complaint"] is True
+    assert [c["kind"] for c in wrap_up["callbacks"]] == ["complaint"] and wrap_up["wrapped_up_by"] == "1001"
+    call = document["data"]["call"]
+    assert call["id"] == record.call_id and call["purpose"] == "安装师傅迟到两小时" and call["category"] == "投诉"
+
+
+def test_a_crm_that_did_not_ask_for_wrap_ups_gets_none(crm: Crm, desk: Path, database_url: str, monkeypatch) -> None:
+    app = start_app(
+        desk, database_url, crm.server.server_port, monkeypatch, plugins__crm_webhook__events='["call.ended"]'
+    )
+    try:
+        wrapped_up_call(app)
+        assert app.plugins.bus.drain(10)
+        with app.database.session() as session:
+            assert session.query(OutboxMessage).count() == 0
+    finally:
+        app.close()
+    assert crm.received == []

@@ -1,4 +1,10 @@
-"""contactcenter plugin: every ended call becomes a ticket (工单)."""
+"""contactcenter plugin: every ended call becomes a ticket (工单), filled with the agent's words when the
+agent wraps the call up (话后处理).
+
+Until then the ticket holds the machine's guesses (a category from keywords, the caller's first words as the
+purpose) and is marked not wrapped up (``wrapped_up`` false, "未话后处理" in ``contactcenter tickets list``);
+a call nobody wraps up keeps it that way, so the list shows which tickets no person has looked at.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from contactcenter import hookimpl
 from contactcenter.hooks.api import PluginAPI
-from contactcenter.records import CallRecord, ComplianceReport, UtteranceRecord
+from contactcenter.records import CallRecord, ComplianceReport, UtteranceRecord, WrapUpRecord
 
 
 class TicketOptions(BaseModel):
@@ -54,17 +60,33 @@ def register_settings() -> type[BaseModel]:
     return TicketOptions
 
 
+def priority_of(category: str, options: TicketOptions) -> str:
+    return "high" if category in options.high_priority_categories else "normal"
+
+
 @hookimpl
 def call_ended(call: CallRecord, transcript: list[UtteranceRecord], report: ComplianceReport, api: PluginAPI) -> None:
     """Make the call's ticket (once: a replayed event finds the ticket already there). Calls the desk placed
-    (callbacks, surveys) follow up a case that already has its ticket: they get none."""
-    if call.direction != "inbound" or call.id is None or api.find_ticket(call.id) is not None:
+    (callbacks, surveys) follow up a case that already has its ticket: they get none.
+
+    When the agent's wrap-up came first (``call_wrapped_up`` made the ticket), the ticket keeps what the
+    agent typed and gets only what this event alone knows: the compliance summary and escalation."""
+    if call.direction != "inbound" or call.id is None:
         return
     options: TicketOptions = api.options
+    critical_failed = any(r.severity == "critical" for r in report.failed)
+    existing = api.find_ticket(call.id)
+    if existing is not None:
+        if not existing.compliance_summary:  # made by the wrap-up; a ticket made here always has one
+            api.update_ticket(
+                call.id,
+                compliance_summary=compliance_summary(report, options),
+                escalated=existing.escalated or (options.escalate_on_critical and critical_failed),
+            )
+        return
     category = classify(call, transcript, options)
     opened = call.ended_at or api.now()
     hours = options.due_hours.get(category)
-    critical_failed = any(r.severity == "critical" for r in report.failed)
     purpose = purpose_of(call, transcript, options.summary_max_chars)
     api.create_ticket(
         call_id=call.id,
@@ -74,7 +96,39 @@ def call_ended(call: CallRecord, transcript: list[UtteranceRecord], report: Comp
         purpose=purpose,
         summary=f"{call.direction} {call.disposition}: {purpose}",
         compliance_summary=compliance_summary(report, options),
-        priority="high" if category in options.high_priority_categories else "normal",
+        priority=priority_of(category, options),
         due_at=opened + timedelta(hours=hours) if hours is not None else None,
         escalated=options.escalate_on_critical and critical_failed,
+        wrapped_up=False,
     )
+
+
+@hookimpl
+def call_wrapped_up(call: CallRecord, wrap_up: WrapUpRecord, api: PluginAPI) -> None:
+    """Fill the call's ticket with what the agent typed and mark it wrapped up; priority and due time follow
+    the agent's category as they follow the guessed one. Made now if ``call_ended`` has not made it yet (it
+    then finds it). Saved again, the same ticket is updated: ``ticket_created`` is published only when a
+    ticket is made. Calls the desk placed get no ticket, as in ``call_ended``."""
+    if call.direction != "inbound" or call.id is None:
+        return
+    options: TicketOptions = api.options
+    opened = call.ended_at or wrap_up.wrapped_up_at
+    hours = options.due_hours.get(wrap_up.category)
+    fields = dict(
+        customer_id=wrap_up.customer_id,
+        caller_name=wrap_up.caller_name,
+        caller_phone=wrap_up.phone or call.remote_number,
+        category=wrap_up.category,
+        purpose=wrap_up.purpose,
+        summary=wrap_up.notes or wrap_up.purpose,
+        resolution=wrap_up.resolution,
+        wrapped_up=True,
+        priority=priority_of(wrap_up.category, options),
+        due_at=opened + timedelta(hours=hours) if hours is not None else None,
+    )
+    if api.update_ticket(call.id, **fields) is not None:
+        return
+    api.create_ticket(call_id=call.id, **fields)
+    # If call_ended made the ticket in another process at this very moment, create_ticket returned that one,
+    # with the machine's guesses: fill it. (Same values again otherwise; cheaper than telling them apart.)
+    api.update_ticket(call.id, **fields)

@@ -1,5 +1,5 @@
 """The ticket plugin end to end: installed through its entry point, driven by real hook calls, on SQLite
-and PostgreSQL, listed by the CLI."""
+and PostgreSQL, listed by the CLI; filled by the agent's wrap-up, and marked where no agent wrapped up."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from contactcenter.hooks.host import PluginHost
 from contactcenter.records import CallRecord
 from contactcenter.storage import Database
 from contactcenter.storage.models import Agent, Call, Ticket
+from contactcenter.wrap_up import WrapUpForm, save_wrap_up
 from tests.helpers.factories import a_call, a_report, transcript
 from tests.helpers.settings import desk_settings
 
@@ -151,3 +152,108 @@ def test_tickets_list_and_show_on_the_command_line(host: PluginHost, desk: Path,
     assert shown["id"] == complaint.id and shown["priority"] == "high" and shown["caller_name"] == "李先生"
     missing = runner.invoke(cli, ["tickets", "show", "99999"], env=env)
     assert missing.exit_code == 1 and "no ticket 99999" in missing.output
+
+
+# ---------------------------------------------------------------------------------------- the agent's wrap-up
+
+
+def wrap_up(host: PluginHost, call: CallRecord, **changes) -> None:
+    """The agent saves the wrap-up; the event goes through the host's delivery workers."""
+    values = dict(
+        caller_name="张伟",
+        phone="13800138000",
+        salutation="先生",
+        category="咨询",
+        purpose="询问保修期",
+        notes="空调保修六年，客户已知晓",
+        resolution="已解答",
+    )
+    values.update(changes)
+    assert call.id is not None and call.ended_at is not None
+    save_wrap_up(
+        host.database,
+        host.settings,
+        call_id=call.id,
+        form=WrapUpForm(**values),
+        agent="1001",
+        publish=host.publish,
+        now=call.ended_at + timedelta(minutes=3),
+    )
+    assert host.bus.drain(30)
+
+
+def the_ticket(host: PluginHost, call: CallRecord) -> Ticket:
+    with host.database.session() as session:
+        return session.scalars(select(Ticket).where(Ticket.call_id == call.id)).one()
+
+
+@pytest.fixture
+def created(host: PluginHost, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The ids of the tickets ``ticket_created`` was published for (events still delivered)."""
+    seen: list[int] = []
+    publish = host.bus.publish
+
+    def spy(hook: str, **arguments) -> None:
+        if hook == "ticket_created":
+            seen.append(arguments["ticket"].id)
+        publish(hook, **arguments)
+
+    monkeypatch.setattr(host.bus, "publish", spy)
+    return seen
+
+
+def test_a_wrap_up_fills_the_calls_ticket_and_ticket_created_stays_once(host: PluginHost, created: list[int]) -> None:
+    call = stored_call(host)
+    guessed = end_call(host, call, "你们的服务太差了,我要投诉", report=a_report(40, (("banned_phrases", "critical"),)))
+    assert (guessed.category, guessed.priority, guessed.wrapped_up) == ("投诉", "high", False)
+
+    wrap_up(host, call)  # the agent: it was a question, not a complaint
+    ticket = the_ticket(host, call)
+    assert ticket.id == guessed.id and created == [guessed.id]
+    assert (ticket.caller_name, ticket.caller_phone, ticket.category) == ("张伟", "13800138000", "咨询")
+    assert (ticket.purpose, ticket.summary, ticket.resolution) == ("询问保修期", "空调保修六年，客户已知晓", "已解答")
+    assert ticket.wrapped_up is True and ticket.priority == "normal"  # priority and due follow the category
+    assert ticket.due_at == call.ended_at + timedelta(hours=72) and ticket.customer_id is not None
+    assert ticket.compliance_summary == "40/100; banned_phrases(critical)" and ticket.escalated  # kept
+
+    wrap_up(host, call, category="投诉", purpose="投诉安装延误", notes="")  # corrected: the same ticket, updated
+    ticket = the_ticket(host, call)
+    assert (ticket.category, ticket.priority, ticket.summary) == ("投诉", "high", "投诉安装延误")
+    assert created == [guessed.id]
+
+
+def test_a_wrap_up_before_call_ended_makes_the_ticket_once(host: PluginHost, created: list[int]) -> None:
+    call = stored_call(host)
+    wrap_up(host, call, category="报修", purpose="热水器漏水")
+    first = the_ticket(host, call)
+    assert first.wrapped_up and first.category == "报修" and first.compliance_summary == ""
+    late = end_call(host, call, "请问你们几点下班", report=a_report(70, (("closing", "major"),)))
+    assert late.id == first.id and created == [first.id]
+    assert (late.category, late.purpose, late.wrapped_up) == ("报修", "热水器漏水", True)  # the agent's words stay
+    assert late.compliance_summary == "70/100; closing(major)"  # what only call_ended knows is added
+
+
+def test_a_call_nobody_wrapped_up_keeps_its_machine_ticket_marked_in_the_list(
+    host: PluginHost, desk: Path, database_url: str
+) -> None:
+    done = stored_call(host, sip_call_id="done@x")
+    end_call(host, done, "请问营业时间")
+    wrap_up(host, done)
+    forgotten = end_call(host, stored_call(host, sip_call_id="forgotten@x"), "我家的空调坏了")
+    assert forgotten.wrapped_up is False and forgotten.resolution == ""
+    env = {"CONTACTCENTER_SETTINGS": str(desk), "CONTACTCENTER_DATABASE__URL": database_url}
+    runner = CliRunner()
+
+    rows = json.loads(runner.invoke(cli, ["tickets", "list", "--json"], env=env).output)
+    assert {row["id"]: (row["wrapped_up"], row["wrap_up"]) for row in rows} == {
+        forgotten.id: (False, "未话后处理"),
+        the_ticket(host, done).id: (True, ""),
+    }
+    unwrapped = json.loads(runner.invoke(cli, ["tickets", "list", "--json", "--unwrapped"], env=env).output)
+    assert [row["id"] for row in unwrapped] == [forgotten.id]
+    table = runner.invoke(cli, ["tickets", "list"], env={**env, "COLUMNS": "200"})  # a terminal wide enough
+    assert table.exit_code == 0 and table.output.count("未话后处理") == 1
+    as_csv = list(csv.DictReader(io.StringIO(runner.invoke(cli, ["tickets", "list", "--csv"], env=env).output)))
+    assert {row["wrapped_up"] for row in as_csv} == {"True", "False"} and "resolution" in as_csv[0]
+    shown = json.loads(runner.invoke(cli, ["tickets", "show", str(forgotten.id), "--json"], env=env).output)
+    assert shown["wrapped_up"] is False and shown["wrap_up"] == "未话后处理"

@@ -62,6 +62,8 @@ def upgrade() -> None:
         )
         batch_op.add_column(sa.Column("wrapped_up_by", sa.String(length=100), nullable=False, server_default=EMPTY))
         batch_op.create_index(batch_op.f("ix_calls_remote_number"), ["remote_number"], unique=False)
+        batch_op.create_index("ix_calls_remote_number_invited_at", ["remote_number", "invited_at"], unique=False)
+        batch_op.create_index("ix_calls_customer_id_invited_at", ["customer_id", "invited_at"], unique=False)
 
     with op.batch_alter_table("customers", schema=None) as batch_op:
         batch_op.add_column(sa.Column("phone_key", sa.String(length=32), nullable=False, server_default=EMPTY))
@@ -76,6 +78,13 @@ def upgrade() -> None:
     with op.batch_alter_table("tickets", schema=None) as batch_op:
         batch_op.add_column(sa.Column("resolution", sa.Text(), nullable=False, server_default=EMPTY))
         batch_op.add_column(sa.Column("wrapped_up", sa.Boolean(), nullable=False, server_default=sa.false()))
+        batch_op.create_index("ix_tickets_caller_phone_status", ["caller_phone", "status"], unique=False)
+        batch_op.create_index("ix_tickets_customer_id_status", ["customer_id", "status"], unique=False)
+
+    # the screen pop's probes: a number's / a customer's newest calls, open tickets (above), open callbacks
+    with op.batch_alter_table("callbacks", schema=None) as batch_op:
+        batch_op.create_index("ix_callbacks_phone_state", ["phone", "state"], unique=False)
+        batch_op.create_index("ix_callbacks_customer_id_state", ["customer_id", "state"], unique=False)
 
     customers = sa.table(
         "customers", sa.column("id", sa.Integer), sa.column("phone", sa.String), sa.column("phone_key")
@@ -88,7 +97,13 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("callbacks", schema=None) as batch_op:
+        batch_op.drop_index("ix_callbacks_customer_id_state")
+        batch_op.drop_index("ix_callbacks_phone_state")
+
     with op.batch_alter_table("tickets", schema=None) as batch_op:
+        batch_op.drop_index("ix_tickets_customer_id_status")
+        batch_op.drop_index("ix_tickets_caller_phone_status")
         batch_op.drop_column("wrapped_up")
         batch_op.drop_column("resolution")
 
@@ -101,6 +116,8 @@ def downgrade() -> None:
         batch_op.drop_column("phone_key")
 
     with op.batch_alter_table("calls", schema=None) as batch_op:
+        batch_op.drop_index("ix_calls_customer_id_invited_at")
+        batch_op.drop_index("ix_calls_remote_number_invited_at")
         batch_op.drop_index(batch_op.f("ix_calls_remote_number"))
         batch_op.drop_column("wrapped_up_by")
         batch_op.drop_column("wrapped_up_at")

@@ -1,0 +1,369 @@
+"""What the agent can do from the desktop, in one place: the page's routes call these and nothing else.
+
+Each action either does what it says or raises :class:`DesktopError` with a one-line reason in Chinese that
+the page shows; none of them can drop a call: the desk owns the calls, this only asks it. Database work
+(screen-pop, wrap-up, callbacks, customers, the agent's state history) never runs on a telephony thread, and
+the state history is written by its own thread so a slow or lost database never holds up the agent.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import re
+import threading
+from collections.abc import Callable
+from dataclasses import asdict, is_dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pydantic import BaseModel
+
+from contactcenter.callbacks.book import CallbackBook, CallbackError, CallbackFilter
+from contactcenter.desktop.hub import DeskHub
+from contactcenter.phones import phone_key
+from contactcenter.records import CallbackRecord
+from contactcenter.settings import Settings
+from contactcenter.storage.agent_states import close_open_spans, record_state
+from contactcenter.storage.customers import EDITABLE, find_customer, upsert_customer
+from contactcenter.storage.database import Database
+from contactcenter.storage.models import CustomerChange
+from contactcenter.storage.screen_pop import screen_pop
+from contactcenter.telephony.agent_state import AgentState, AgentStateError, AgentStatus
+from contactcenter.telephony.control import CallControl
+from contactcenter.telephony.desk import Desk, DeskCall, HeadsetBusy
+from contactcenter.wrap_up.form import WrapUpError, WrapUpForm, WrapUpNotSaved, wrap_up_defaults
+from contactcenter.wrap_up.save import save_wrap_up
+
+log = logging.getLogger(__name__)
+DIGITS = re.compile(r"^[0-9*#A-D]{1,32}$")
+Publish = Callable[..., None]
+
+
+class DesktopError(Exception):
+    """An action the agent asked for that cannot be done; ``message`` is for the page."""
+
+    def __init__(self, message: str, status: int = 409, errors: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.message, self.status, self.errors = message, status, errors or {}
+
+
+def jsonable(value: Any) -> Any:
+    """Records, dataclasses and datetimes as the page's JSON."""
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if is_dataclass(value) and not isinstance(value, type):
+        return jsonable(asdict(value))
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return value
+
+
+class AgentDesktop:
+    """The agent's actions on the desk, the state history writer and the page's data."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        database: Database | None,
+        desk: Desk,
+        agent: AgentState,
+        hub: DeskHub,
+        publish: Publish,
+    ) -> None:
+        self.settings = settings
+        self.database = database
+        self.desk = desk
+        self.agent = agent
+        self.hub = hub
+        self.publish = publish
+        self.extension = settings.sip.user
+        self._states: queue.Queue[AgentStatus | None] = queue.Queue()
+        self._writer: threading.Thread | None = None
+        agent.add_listener(hub.agent_changed)
+        agent.add_listener(self._states.put)
+
+    # ------------------------------------------------------------------------------------- life
+
+    def start(self) -> None:
+        """Close what a killed desk left open, store the state it starts in, and start the history writer."""
+        if self.database is not None:
+            try:
+                with self.database.session() as session:
+                    close_open_spans(session, self.extension, datetime.now(UTC))
+                    session.commit()
+            except Exception:
+                log.exception("agent state history: open spans could not be closed")
+        self._states.put(self.agent.status)
+        self._writer = threading.Thread(target=self._write_states, name="agent-states", daemon=True)
+        self._writer.start()
+
+    def stop(self) -> None:
+        self.agent.go_offline()
+        self._states.put(None)
+        if self._writer is not None:
+            self._writer.join(timeout=5)
+
+    def _write_states(self) -> None:
+        """Store each state change; a database that fails is retried with the next change, never blocking."""
+        pending: list[AgentStatus] = []
+        while True:
+            status = self._states.get()
+            if status is not None:
+                pending.append(status)
+            if self.database is not None and pending:
+                try:
+                    with self.database.session() as session:
+                        for item in list(pending):
+                            try:
+                                record_state(session, self.extension, item.state, item.reason, at=item.since)
+                            except ValueError as exc:  # cannot ever be stored: said once, not retried forever
+                                log.error("agent state %s not stored: %s", item.state, exc)
+                                pending.remove(item)
+                        session.commit()
+                    pending.clear()
+                except Exception as exc:
+                    log.error("agent state history not stored yet (%d changes kept): %s", len(pending), exc)
+                    del pending[:-1000]
+            if status is None:
+                return
+
+    # ------------------------------------------------------------------------------------ the agent
+
+    def set_ready(self) -> None:
+        self.agent.set_ready()
+
+    def set_not_ready(self, reason: str) -> None:
+        try:
+            self.agent.set_not_ready(reason)
+        except AgentStateError as exc:
+            raise DesktopError(str(exc), 422) from None
+
+    # ------------------------------------------------------------------------------------ the call
+
+    def _desk_call(self, sip_call_id: str | None) -> DeskCall:
+        calls = self.desk.active_calls()
+        if sip_call_id:
+            found = next((c for c in calls if c.call.sip_call_id == sip_call_id), None)
+            if found is None:
+                raise DesktopError("该通话已结束", 404)
+            return found
+        on_headset = [c for c in calls if c.control.on_headset]
+        if on_headset:
+            return on_headset[0]
+        ringing = [c for c in calls if c.call.ringing and c.attended]
+        if ringing:
+            return ringing[0]
+        raise DesktopError("当前没有通话", 404)
+
+    def _control(self, sip_call_id: str | None) -> CallControl:
+        desk_call = self._desk_call(sip_call_id)
+        if not desk_call.control.on_headset:
+            raise DesktopError("该通话不在您的耳机上", 409)
+        return desk_call.control
+
+    def answer(self, sip_call_id: str | None) -> None:
+        desk_call = self._desk_call(sip_call_id)
+        if not desk_call.control.answer_now():
+            raise DesktopError("该来电已接听或已挂断", 409)
+
+    def mute(self, on: bool) -> None:
+        if not self._control(None).mute(on):
+            raise DesktopError("已经是该状态", 409)
+
+    def hold(self, on: bool) -> None:
+        if not self._control(None).hold(on):
+            raise DesktopError("已经是该状态", 409)
+
+    def hang_up(self) -> None:
+        if not self._control(None).hang_up():
+            raise DesktopError("通话未接通", 409)
+
+    def send_dtmf(self, digits: str) -> None:
+        if not DIGITS.match(digits):
+            raise DesktopError("按键只能是 0-9、*、#", 422)
+        if not self._control(None).send_dtmf(digits):
+            raise DesktopError("对方不支持按键信号,未发送", 409)
+
+    def transfer(self, target: str) -> None:
+        """Blind transfer (REFER); blocks until the transferee's outcome, so call it off the event loop."""
+        target = target.strip()
+        if not re.fullmatch(r"[0-9A-Za-z_.+-]{1,32}", target):
+            raise DesktopError("转接号码只能是分机号或电话号码", 422)
+        control = self._control(None)
+        try:
+            result = control.transfer(target)
+        except ValueError as exc:
+            raise DesktopError(f"转接号码无效: {exc}", 422) from None
+        if not result.ok:
+            self.hub.say(f"转接到 {target} 失败({result.reason}),通话仍在继续")
+            raise DesktopError(f"转接失败: {result.reason}", 502)
+        self.hub.say(f"已转接到 {target}")
+
+    # --------------------------------------------------------------------------------- screen-pop
+
+    def lookup(self, number: str) -> dict[str, Any] | None:
+        """The screen-pop for a ringing call (the hub's lookup thread)."""
+        if self.database is None:
+            return None
+        with self.database.session() as session:
+            return jsonable(screen_pop(session, number))
+
+    # ---------------------------------------------------------------------------------- wrap-up
+
+    def _database(self) -> Database:
+        if self.database is None:
+            raise DesktopError("没有数据库,无法保存", 503)
+        return self.database
+
+    def _wrap_up_view(self, sip_call_id: str) -> Any:
+        view = self.hub.view(sip_call_id)
+        if view is None:
+            raise DesktopError("找不到该通话", 404)
+        if view.call_id is None:
+            raise DesktopError("通话仍在保存中,请稍候几秒再保存", 409)
+        return view
+
+    def wrap_up_form(self, sip_call_id: str) -> dict[str, Any]:
+        view = self._wrap_up_view(sip_call_id)
+        with self._database().session() as session:
+            form = wrap_up_defaults(session, self.settings, view.call_id)
+        data = form.model_dump(mode="json")
+        if view.callback_id is not None:
+            data["closes_callback_id"] = view.callback_id
+            data["callback_outcome"] = data.get("callback_outcome") or "done"
+        return data
+
+    def save_wrap_up(self, sip_call_id: str, fields: dict[str, Any]) -> dict[str, Any]:
+        view = self._wrap_up_view(sip_call_id)
+        try:
+            form = WrapUpForm.from_input(fields)
+            record = save_wrap_up(
+                self._database(),
+                self.settings,
+                call_id=view.call_id,
+                form=form,
+                agent=self.extension,
+                publish=self.publish,
+            )
+        except WrapUpNotSaved as exc:  # the database failed: nothing kept, the agent may try again
+            raise DesktopError(exc.errors.get("form", "未保存,请重试"), 503, exc.errors) from None
+        except WrapUpError as exc:
+            raise DesktopError("请检查标红的字段", 422, exc.errors) from None
+        self.hub.mark_wrapped_up(sip_call_id)
+        self.agent.wrap_up_done()
+        return jsonable(record)
+
+    # -------------------------------------------------------------------------------- callbacks
+
+    def callbacks(self, now: datetime | None = None) -> dict[str, list[dict[str, Any]]]:
+        """Mine (due soon, overdue) and anyone's that are due: what the agent should call next."""
+        now = now or datetime.now(UTC)
+        book = CallbackBook(self._database(), self.settings)
+        open_states = ("pending", "due")
+        mine = book.list(CallbackFilter(states=open_states, owner=self.extension, due_before=now + timedelta(days=1)))
+        anyone = [
+            c
+            for c in book.list(CallbackFilter(states=open_states, due_before=now + timedelta(hours=1)))
+            if not c.owner_only or c.owner_extension == self.extension
+        ]
+        shown: dict[str, list[dict[str, Any]]] = {"overdue": [], "mine": [], "anyone": []}
+        seen: set[int] = set()
+        for callback in sorted([*mine, *anyone], key=lambda c: c.due_at):
+            if callback.id in seen:
+                continue
+            seen.add(callback.id)
+            data = jsonable(callback)
+            data["overdue"] = callback.due_at <= now
+            if callback.due_at <= now:
+                shown["overdue"].append(data)
+            elif callback.owner_extension == self.extension:
+                shown["mine"].append(data)
+            else:
+                shown["anyone"].append(data)
+        return shown
+
+    def dial_callback(self, callback_id: int) -> None:
+        """Click-to-dial: the desk calls the customer and puts the call on the agent's headset (in a thread:
+        ringing can take 30 s). The wrap-up then closes the callback as done or missed."""
+        book = CallbackBook(self._database(), self.settings)
+        if self.desk.headset_call() is not None:
+            raise DesktopError("您正在通话中", 409)
+        callback = book.start_by_agent(callback_id)
+        if callback is None:
+            raise DesktopError("该回访已在处理或已关闭", 409)
+        threading.Thread(
+            target=self._dial_callback, args=(book, callback), name=f"callback {callback_id}", daemon=True
+        ).start()
+
+    def _dial_callback(self, book: CallbackBook, callback: CallbackRecord) -> None:
+        self.hub.set_dialling(callback.phone)
+        try:
+            result = self.desk.dial(callback.phone, timeout=30.0, attended=True, callback_id=callback.id)
+        except HeadsetBusy as exc:
+            self._missed(book, callback, "agent_busy", f"未拨出: {exc}")
+            return
+        except Exception as exc:
+            log.exception("callback %s could not be dialled", callback.id)
+            self._missed(book, callback, "failed", f"拨号失败: {exc}")
+            return
+        if result.call is None:
+            self._missed(book, callback, result.outcome, f"未接通 ({result.reason}),稍后重试")
+
+    def _missed(self, book: CallbackBook, callback: CallbackRecord, outcome: str, notice: str) -> None:
+        try:
+            book.missed(callback.id, outcome)
+        except (CallbackError, Exception):
+            log.exception("callback %s could not be put back", callback.id)
+        self.hub.set_dialling(None, notice)
+
+    def dial_for_agent(self, callback: CallbackRecord) -> bool:
+        """The scheduler's due callback (auto_dial): to the agent's headset when the agent is ready."""
+        if self.agent.status.state != "ready" or self.desk.headset_call() is not None:
+            return False
+        book = CallbackBook(self._database(), self.settings)
+        threading.Thread(target=self._dial_callback, args=(book, callback), daemon=True).start()
+        return True
+
+    # -------------------------------------------------------------------------------- customers
+
+    def customer(self, number: str) -> dict[str, Any]:
+        if not phone_key(number):
+            raise DesktopError("请输入电话号码", 422)
+        with self._database().session() as session:
+            found = find_customer(session, number)
+            if found is None:
+                return {"customer": None, "history": []}
+            history = session.query(CustomerChange).filter_by(customer_id=found.id).order_by(CustomerChange.id.desc())
+            return {
+                "customer": {field: getattr(found, field) for field in ("id", *EDITABLE)},
+                "history": [
+                    {"changed_by": h.changed_by, "changed_at": h.changed_at.isoformat(), "change": h.change}
+                    for h in history.limit(50)
+                ],
+            }
+
+    def save_customer(self, number: str, values: dict[str, Any]) -> dict[str, Any]:
+        limits = {"name": 100, "company": 200, "salutation": 16, "notes": 2000}
+        errors = {}
+        for field, limit in limits.items():
+            value = values.get(field, "")
+            if not isinstance(value, str):
+                errors[field] = "须为文字"
+            elif len(value) > limit:
+                errors[field] = f"不能超过 {limit} 个字"
+        if not phone_key(number) or len(number) > 32:
+            errors["phone"] = "请输入有效的电话号码"
+        if not isinstance(values.get("vip", False), bool):
+            errors["vip"] = "须为是/否"
+        if errors:
+            raise DesktopError("请检查标红的字段", 422, errors)
+        clean = {k: values[k] for k in EDITABLE if k in values and k != "phone"}
+        with self._database().session() as session:
+            upsert_customer(session, phone=number, values=clean, changed_by=f"agent:{self.extension}")
+            session.commit()
+        return self.customer(number)
