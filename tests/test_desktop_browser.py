@@ -247,7 +247,7 @@ def test_an_agent_works_a_call_from_the_desktop(
             assert call.wrapped_up_at is not None and call.wrapped_up_by == "1001" and call.rings_before_answer == 1
             customer = session.get(Customer, call.customer_id)
             assert (customer.name, customer.company, customer.salutation) == ("张三", "示例公司北京分公司", "先生")
-            change = session.scalars(select(CustomerChange).where(CustomerChange.customer_id == customer.id)).one()
+            [change] = session.scalars(select(CustomerChange).where(CustomerChange.customer_id == customer.id)).all()
             assert change.change["company"] == ["示例公司", "示例公司北京分公司"] and change.changed_by == "agent:1001"
             [callback] = session.scalars(select(Callback).where(Callback.call_id == call.id)).all()
             assert callback.kind == "next_day" and callback.phone.endswith("8000")
@@ -266,6 +266,18 @@ def test_an_agent_works_a_call_from_the_desktop(
         assert wait_until(lambda: crm.events("call.wrapped_up"), 20)
         document = json.dumps(crm.events("call.wrapped_up")[-1], ensure_ascii=False)
         assert "空调不制冷" in document and "张三" in document
+
+        # ------------------------------------------------- the customer record: its history, edited from the page
+        wait_for(browser, lambda d: "示例公司 → 示例公司北京分公司" in d.find_element(By.ID, "customer-history").text)
+        browser.find_element(By.ID, "c-vip").click()
+        browser.find_element(By.ID, "c-notes").send_keys("老客户,报修请优先")
+        browser.find_element(By.ID, "btn-save-customer").click()
+        wait_for(browser, lambda d: d.find_element(By.ID, "customer-result").text == "已保存")
+        with database.session() as session:
+            edited = session.get(Customer, customer.id)
+            assert edited.vip and edited.notes == "老客户,报修请优先"
+            last = session.scalars(select(CustomerChange).order_by(CustomerChange.id.desc()).limit(1)).one()
+            assert last.change == {"vip": [False, True], "notes": ["", "老客户,报修请优先"]}
 
         # --------------------------------------------------------------------- a break: the next caller gets 486
         Select(browser.find_element(By.ID, "reason")).select_by_visible_text("会议")

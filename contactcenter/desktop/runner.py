@@ -6,6 +6,8 @@ hub the desk reports to; once the desk exists, :func:`serve` starts the page on 
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +21,7 @@ from contactcenter.storage.database import Database
 from contactcenter.telephony.agent_state import AgentState
 from contactcenter.telephony.desk import Desk
 
+log = logging.getLogger(__name__)
 Publish = Callable[..., None]
 
 
@@ -57,6 +60,13 @@ class Desktop:
         self.hub.close()
 
 
+def _warm_up(service: AgentDesktop) -> None:
+    try:
+        service.lookup("10000000000")
+    except Exception:
+        log.warning("screen-pop warm-up failed; the first call's lookup will tell", exc_info=True)
+
+
 def prepare(
     settings: Settings, rules: Callable[[], RuleSet | None], *, speech_on: bool, speech_off_reason: str = ""
 ) -> Desktop:
@@ -83,5 +93,7 @@ def serve(
     server = DesktopServer(create_desktop_app(service, tokens), settings.agent.listen_ip, settings.agent.port)
     server.start()
     service.start()
+    if database is not None:  # the first screen-pop of a process prepares its queries (~30 ms): not on a caller
+        threading.Thread(target=_warm_up, args=(service,), name="screen-pop warm-up", daemon=True).start()
     desktop.service, desktop.server, desktop.tokens = service, server, tokens
     return desktop

@@ -84,6 +84,10 @@ class AgentDesktop:
         self.extension = settings.sip.user
         self._states: queue.Queue[AgentStatus | None] = queue.Queue()
         self._writer: threading.Thread | None = None
+        # A call the agent places holds the headset from the click, but is on it (``desk.headset_call()``) only
+        # once answered: while it rings, this says the headset is taken, so a second click is refused.
+        self._dialling = False
+        self._dial_lock = threading.Lock()
         agent.add_listener(hub.agent_changed)
         agent.add_listener(self._states.put)
 
@@ -287,18 +291,50 @@ class AgentDesktop:
                 shown["anyone"].append(data)
         return shown
 
+    def _reserve_headset(self) -> str | None:
+        """Hold the headset for a call the agent places, or say why not: the check and the hold are one step,
+        so two clicks at once (or a click and the scheduler's auto-dial) cannot both dial; the loser would
+        otherwise count a missed attempt against a customer nobody called. Free it with ``_dial_over``."""
+        with self._dial_lock:
+            if self._dialling:
+                return "正在拨号,请等接通或结束后再拨"
+            if self.desk.headset_call() is not None:
+                return "您正在通话中"
+            if self.agent.status.state == "ringing":  # a customer's call: they would ring until this one ends
+                return "有来电正在振铃,请先接听"
+            self._dialling = True
+            return None
+
+    def _dial_over(self) -> None:
+        with self._dial_lock:
+            self._dialling = False
+
     def dial_callback(self, callback_id: int) -> None:
         """Click-to-dial: the desk calls the customer and puts the call on the agent's headset (in a thread:
         ringing can take 30 s). The wrap-up then closes the callback as done or missed."""
         book = CallbackBook(self._database(), self.settings)
-        if self.desk.headset_call() is not None:
-            raise DesktopError("您正在通话中", 409)
-        callback = book.start_by_agent(callback_id)
+        refused = self._reserve_headset()
+        if refused is not None:
+            raise DesktopError(refused, 409)
+        try:
+            callback = book.start_by_agent(callback_id)
+        except BaseException:
+            self._dial_over()
+            raise
         if callback is None:
+            self._dial_over()
             raise DesktopError("该回访已在处理或已关闭", 409)
         threading.Thread(
-            target=self._dial_callback, args=(book, callback), name=f"callback {callback_id}", daemon=True
+            target=self._dial_reserved, args=(book, callback), name=f"callback {callback_id}", daemon=True
         ).start()
+
+    def _dial_reserved(self, book: CallbackBook, callback: CallbackRecord) -> None:
+        """Dial a callback the headset was reserved for (``_reserve_headset``); the reservation ends once the
+        call is on the headset (answered) or did not connect."""
+        try:
+            self._dial_callback(book, callback)
+        finally:
+            self._dial_over()
 
     def _dial_callback(self, book: CallbackBook, callback: CallbackRecord) -> None:
         self.hub.set_dialling(callback.phone)
@@ -322,11 +358,26 @@ class AgentDesktop:
         self.hub.set_dialling(None, notice)
 
     def dial_for_agent(self, callback: CallbackRecord) -> bool:
-        """The scheduler's due callback (auto_dial): to the agent's headset when the agent is ready."""
-        if self.agent.status.state != "ready" or self.desk.headset_call() is not None:
+        """The scheduler's due callback (auto_dial): to the agent's headset when the agent is ready. False
+        leaves it to run's own dialer: the agent is not ready or busy, or it is a survey (the survey plugin
+        calls those itself; the dialer skips them). The callback is taken first (due → in_progress), as the
+        dialer takes it, so no other agent or desk calls the same customer meanwhile."""
+        if callback.kind == "survey" or self.agent.status.state != "ready":
             return False
-        book = CallbackBook(self._database(), self.settings)
-        threading.Thread(target=self._dial_callback, args=(book, callback), daemon=True).start()
+        if self._reserve_headset() is not None:
+            return False
+        try:
+            book = CallbackBook(self._database(), self.settings)
+            taken = book.start_attempt(callback.id)
+        except BaseException:
+            self._dial_over()
+            raise
+        if taken is None:  # someone else took it first: nothing to dial, and nothing for the dialer either
+            self._dial_over()
+            return True
+        threading.Thread(
+            target=self._dial_reserved, args=(book, taken), name=f"callback {callback.id}", daemon=True
+        ).start()
         return True
 
     # -------------------------------------------------------------------------------- customers

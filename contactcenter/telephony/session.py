@@ -120,8 +120,11 @@ class CallSession:
             except Exception:
                 log.exception("hang-up listener of call %s failed", call.sip_call_id)
         by = call.hung_up_by
-        hung_up_first = "customer" if by == "customer" else ("agent" if by else "system")
-        outcome = self._finish_speech(self._speech, (ended - answered).total_seconds(), hung_up_first)
+        # who ended it: a blind transfer is the agent's act, but the hang-up order rule (R7) cannot judge a call
+        # handed to a colleague, so it gets no verdict rather than a failure
+        hung_up_first = {"customer": "customer", "agent": "agent", "transfer": "agent"}.get(by or "", "system")
+        judged_order = None if by == "transfer" else hung_up_first
+        outcome = self._finish_speech(self._speech, (ended - answered).total_seconds(), judged_order)
         self.recording = media.close()
         update: dict[str, object] = {"ended_at": ended, "hung_up_first": hung_up_first, "disposition": "completed"}
         if self.recording is not None:
@@ -182,7 +185,7 @@ class CallSession:
         self.services.headset.release(claimed)
 
     @staticmethod
-    def _finish_speech(speech: CallSpeech | None, duration: float, hung_up_first: str) -> CallSpeechOutcome:
+    def _finish_speech(speech: CallSpeech | None, duration: float, hung_up_first: str | None) -> CallSpeechOutcome:
         """The call is over (its media and port are released); wait for recognition to catch up, however
         far behind an overloaded machine is, so the transcript is not lost."""
         if speech is None:

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from contactcenter.media.call_media import CallMedia
 from contactcenter.telephony.call import Call
 from contactcenter.telephony.softphone import SipAccount, Softphone
 from tests.helpers.paths import REPO
@@ -288,3 +289,18 @@ class Baresip:
             self.process.kill()
             self.process.wait()
         self._log.close()
+
+
+class Answerer:
+    """An extension's ``on_call`` that answers at once, with a CallMedia attached, and holds the call until it
+    ends: a colleague's phone (a transfer's target) or a far end that reads the digits it is sent."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[Call, CallMedia]] = []
+
+    def __call__(self, call: Call) -> None:
+        media = CallMedia()
+        call.attach_media(media)
+        self.calls.append((call, media))
+        call.answer()
+        call.ended.wait()
