@@ -135,3 +135,14 @@ def test_two_threads_changing_it_at_once_leave_one_consistent_state() -> None:
     assert agent.status.state == "ready"
     for before, after in itertools.pairwise(seen):
         assert before != after  # every change reported is a change
+
+
+def test_a_call_the_agent_places_from_wrap_up_or_a_break_makes_them_busy_then_wrap_up() -> None:
+    agent, _ = machine()
+    agent.set_not_ready("培训")
+    agent.placing_call()
+    assert agent.status.state == "ringing" and not agent.status.reason and agent.accepts_calls is True
+    agent.call_answered()
+    assert agent.status.state == "on_call"
+    agent.call_over(answered=True)
+    assert agent.status.state == "wrap_up"

@@ -348,7 +348,7 @@ def test_the_page_needs_the_token_and_each_change_its_csrf_value_and_refuses_bad
                 ("post", "/api/call/dtmf", json.dumps({"digits": "12<script>"})): 422,
                 ("post", "/api/call/hangup", ""): 404,
                 ("get", "/api/wrap-up/no-such-call", ""): 404,
-                ("put", "/api/customer", json.dumps({"phone": "13800138000", "values": {"notes": "x" * 10000}})): 422,
+                ("put", "/api/customer", json.dumps({"phone": "13800138000", "values": {"notes": "x" * 30000}})): 422,
                 ("put", "/api/customer", json.dumps({"phone": "abc", "values": {}})): 422,
                 ("post", "/api/agent/not-ready", "{not json"): 422,
             }

@@ -69,6 +69,12 @@ class Suggestions:
             key: str(text).format(company=company.name, department=company.department)
             for key, text in data.get("lines", {}).items()
         }
+        self.labels: dict[str, str] = {key: str(label) for key, label in data.get("labels", {}).items()}
+
+    def panel(self) -> list[tuple[str, str, str]]:
+        """The script panel's lines, (key, label, text), in the script's order; the survey's recorded prompts
+        are the machine's, not the agent's, and lines without a label are shown under their key."""
+        return [(key, self.labels.get(key, key), text) for key, text in self.lines.items() if key in self.labels]
 
     def for_hit(self, rule_id: str, matched_text: str) -> str:
         """The wording for a banned phrase heard: the phrase's own, else the rule's, else ""."""

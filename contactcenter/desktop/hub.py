@@ -3,8 +3,10 @@
 The desk tells the hub about each call (ringing, answered, held, hung up, stored), the speech side about
 each utterance and finding (the same ``utterance`` / ``rule_hit`` events plugins get, handed over before the
 plugin queues), and the agent's state about each change. The hub keeps one view per call and pushes a fresh
-snapshot to every open page (server-sent events) on each change. Everything here runs on the telephony and
-speech threads, so nothing blocks: the screen-pop lookup runs on its own small pool.
+snapshot to every open page (server-sent events) on each change. The telephony and speech threads only
+update the view and wake the hub's own notifier thread, which builds the snapshot (changes in a burst make
+one) and hands it to the pages: a long transcript costs those threads nothing. The screen-pop lookup runs on
+its own small pool.
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
 from typing import Any
 
 from contactcenter.desktop.assist import MISSED, SAID, CheckItem, Suggestions, checklist
@@ -119,6 +120,10 @@ class DeskHub:
         self._lock = threading.RLock()
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="screen-pop")
         self._subscribers: set[tuple[asyncio.AbstractEventLoop, asyncio.Queue[dict[str, Any]]]] = set()
+        self._wake = threading.Event()
+        self._closed = False
+        self._notifier = threading.Thread(target=self._notify_pages, name="desk-hub", daemon=True)
+        self._notifier.start()
 
     # ------------------------------------------------------------------------------------- from the desk
 
@@ -150,6 +155,7 @@ class DeskHub:
 
     def _new_view(self, desk_call: DeskCall) -> CallView:
         call, ring = desk_call.call, self.settings.ring
+        self.notice = ""  # a new call: what was said about the last one is old news
         view = CallView(
             sip_call_id=call.sip_call_id,
             direction=call.direction,
@@ -328,15 +334,29 @@ class DeskHub:
     def _changed(self) -> None:
         with self._lock:
             self.version += 1
-            snapshot = self.snapshot()
-            subscribers = list(self._subscribers)
-        for loop, queue in subscribers:
-            try:
-                loop.call_soon_threadsafe(_offer, queue, snapshot)
-            except RuntimeError:  # the page's loop is closed
-                self.unsubscribe(queue)
+        self._wake.set()
+
+    def _notify_pages(self) -> None:
+        """The notifier thread: one snapshot per wake-up (a burst of changes makes one), to every open page."""
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            if self._closed:
+                return
+            with self._lock:
+                subscribers = list(self._subscribers)
+                if not subscribers:
+                    continue
+                snapshot = self.snapshot()
+            for loop, queue in subscribers:
+                try:
+                    loop.call_soon_threadsafe(_offer, queue, snapshot)
+                except RuntimeError:  # the page's loop is closed
+                    self.unsubscribe(queue)
 
     def close(self) -> None:
+        self._closed = True
+        self._wake.set()
         self._pool.shutdown(wait=False, cancel_futures=True)
 
 
@@ -345,7 +365,3 @@ def _offer(queue: asyncio.Queue[dict[str, Any]], snapshot: dict[str, Any]) -> No
     while queue.full():
         queue.get_nowait()
     queue.put_nowait(snapshot)
-
-
-def iso(moment: datetime | None) -> str | None:
-    return moment.isoformat() if moment is not None else None

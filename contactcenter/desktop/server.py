@@ -122,6 +122,8 @@ def create_desktop_app(desktop: AgentDesktop, tokens: DeskTokens) -> FastAPI:
                 "categories": settings.agent.categories,
                 "required": settings.agent.required_fields,
                 "script": desktop.hub.suggestions.lines,
+                "script_panel": desktop.hub.suggestions.panel(),
+                "apology_after_rings": settings.ring.apology_after_rings,
                 "service_categories": settings.callbacks.service_categories,
                 "complaint_categories": settings.callbacks.complaint_categories,
             },

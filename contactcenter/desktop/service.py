@@ -25,9 +25,15 @@ from contactcenter.phones import phone_key
 from contactcenter.records import CallbackRecord
 from contactcenter.settings import Settings
 from contactcenter.storage.agent_states import close_open_spans, record_state
-from contactcenter.storage.customers import EDITABLE, find_customer, upsert_customer
+from contactcenter.storage.customers import (
+    EDITABLE,
+    LIMITS,
+    SALUTATIONS,
+    customer_history,
+    find_customer,
+    upsert_customer,
+)
 from contactcenter.storage.database import Database
-from contactcenter.storage.models import CustomerChange
 from contactcenter.storage.screen_pop import screen_pop
 from contactcenter.telephony.agent_state import AgentState, AgentStateError, AgentStatus
 from contactcenter.telephony.control import CallControl
@@ -389,25 +395,26 @@ class AgentDesktop:
             found = find_customer(session, number)
             if found is None:
                 return {"customer": None, "history": []}
-            history = session.query(CustomerChange).filter_by(customer_id=found.id).order_by(CustomerChange.id.desc())
             return {
                 "customer": {field: getattr(found, field) for field in ("id", *EDITABLE)},
                 "history": [
                     {"changed_by": h.changed_by, "changed_at": h.changed_at.isoformat(), "change": h.change}
-                    for h in history.limit(50)
+                    for h in customer_history(session, found.id, limit=50)
                 ],
             }
 
     def save_customer(self, number: str, values: dict[str, Any]) -> dict[str, Any]:
-        limits = {"name": 100, "company": 200, "salutation": 16, "notes": 2000}
+        """The record as the agent edited it on the page (its change kept in the history)."""
         errors = {}
-        for field, limit in limits.items():
+        for field in ("name", "company", "salutation", "notes"):
             value = values.get(field, "")
             if not isinstance(value, str):
                 errors[field] = "须为文字"
-            elif len(value) > limit:
-                errors[field] = f"不能超过 {limit} 个字"
-        if not phone_key(number) or len(number) > 32:
+            elif len(value) > LIMITS[field]:
+                errors[field] = f"不能超过 {LIMITS[field]} 个字"
+        if values.get("salutation") and values.get("salutation") not in SALUTATIONS:
+            errors["salutation"] = f"称呼须为 {' / '.join(SALUTATIONS)} 或留空"
+        if not phone_key(number) or len(number) > LIMITS["phone"]:
             errors["phone"] = "请输入有效的电话号码"
         if not isinstance(values.get("vip", False), bool):
             errors["vip"] = "须为是/否"

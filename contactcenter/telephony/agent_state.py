@@ -119,6 +119,15 @@ class AgentState:
             if self._status.state == "ready":
                 self._set("ringing", "")
 
+    def placing_call(self) -> None:
+        """The agent dials (a callback) from any state but a call: they are working from now on, so an incoming
+        call does not ring them meanwhile, and the call ends in wrap-up like any other."""
+        with self._lock:
+            self._calls += 1
+            if self._status.state in ("ready", "not_ready", "wrap_up"):
+                self._after_call = None
+                self._set("ringing", "")
+
     def call_answered(self) -> None:
         with self._lock:
             if self._status.state in ("ready", "ringing"):

@@ -213,7 +213,7 @@ class Desk:
             if claimed is None or headset is None:
                 raise HeadsetBusy("耳机正在通话中" if headset is not None else "本机没有耳机")
             if agent is not None:
-                agent.call_ringing()
+                agent.placing_call()
         try:
             result = self.phone.dial(number, timeout=timeout)
         except BaseException:
