@@ -343,6 +343,26 @@ def test_a_second_dial_while_one_rings_or_talks_is_refused_and_changes_nothing(a
     finished(peer)
 
 
+def test_hanging_up_while_it_rings_cancels_the_dial_and_counts_no_attempt(agent_desk: AgentDesk) -> None:
+    d = agent_desk
+    callback = d.add_callback()
+    peer = d.callee("uas_noanswer.xml")  # rings until CANCEL, then 487
+    assert d.post(f"/api/callbacks/{callback.id}/dial").status_code == 200
+    assert wait_until(lambda: d.trace.responses_received(180, "INVITE"), 10, step=0.005)
+    assert d.snapshot()["dialling"] == callback.phone
+    assert d.post("/api/call/hangup").json() == {"ok": True}  # the page's 取消拨号 (and the X key)
+    finished(peer)  # the customer's phone saw CANCEL and stopped ringing
+    assert wait_until(lambda: d.snapshot()["dialling"] is None, 10)
+    snapshot = d.snapshot()
+    assert snapshot["notice"] == "已取消拨号,回访仍在待办" and snapshot["agent"]["state"] == "ready"
+    after = d.book.get(callback.id)
+    assert (after.state, after.attempts, after.due_at) == ("pending", 0, callback.due_at)  # nobody was called
+    assert d.desk.headset_call() is None and d.desk.services.headset.bridge is None
+    assert d.post(f"/api/callbacks/{callback.id}/dial").status_code == 200  # and it can be dialled again
+    d.service.hang_up()
+    assert wait_until(lambda: d.snapshot()["dialling"] is None, 10)
+
+
 # ---------------------------------------------------------------------------------- the scheduler's auto-dial
 
 

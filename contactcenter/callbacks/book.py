@@ -281,6 +281,18 @@ class CallbackBook:
             )
             return callback_record(_updated_row(session, callback_id)) if changed == 1 else None
 
+    def give_back(self, callback_id: int) -> CallbackRecord | None:
+        """in_progress → pending, due as before and no attempt counted: the agent stopped the dial before
+        the customer answered, so nobody was called. None if it is not in progress."""
+        with self.database.session() as session:
+            changed = rows_changed(
+                session,
+                update(Callback)
+                .where(Callback.id == callback_id, Callback.state == "in_progress")
+                .values(state="pending", job_due_at=None, updated_at=utcnow()),
+            )
+            return callback_record(_updated_row(session, callback_id)) if changed == 1 else None
+
     def done(self, callback_id: int, note: str = "", outcome: str = REACHED) -> CallbackRecord:
         """The customer was reached: closed."""
         return self._close(callback_id, "done", outcome, note, count_attempt=True)

@@ -94,6 +94,7 @@ class AgentDesktop:
         # once answered: while it rings, this says the headset is taken, so a second click is refused.
         self._dialling = False
         self._dial_lock = threading.Lock()
+        self._cancel = threading.Event()  # set to stop the call the agent is dialling (a fresh one per dial)
         agent.add_listener(hub.agent_changed)
         agent.add_listener(self._states.put)
 
@@ -190,6 +191,12 @@ class AgentDesktop:
             raise DesktopError("已经是该状态", 409)
 
     def hang_up(self) -> None:
+        """Hang up the call on the headset; while a call the agent placed still rings, stop dialling it."""
+        with self._dial_lock:
+            cancel = self._cancel if self._dialling and self.desk.headset_call() is None else None
+        if cancel is not None:
+            cancel.set()
+            return
         if not self._control(None).hang_up():
             raise DesktopError("通话未接通", 409)
 
@@ -309,6 +316,7 @@ class AgentDesktop:
             if self.agent.status.state == "ringing":  # a customer's call: they would ring until this one ends
                 return "有来电正在振铃,请先接听"
             self._dialling = True
+            self._cancel = threading.Event()  # from the click on: a hang-up before the INVITE goes still counts
             return None
 
     def _dial_over(self) -> None:
@@ -344,8 +352,10 @@ class AgentDesktop:
 
     def _dial_callback(self, book: CallbackBook, callback: CallbackRecord) -> None:
         self.hub.set_dialling(callback.phone)
+        with self._dial_lock:
+            cancel = self._cancel
         try:
-            result = self.desk.dial(callback.phone, timeout=30.0, attended=True, callback_id=callback.id)
+            result = self.desk.dial(callback.phone, timeout=30.0, attended=True, callback_id=callback.id, cancel=cancel)
         except HeadsetBusy as exc:
             self._missed(book, callback, "agent_busy", f"未拨出: {exc}")
             return
@@ -353,7 +363,13 @@ class AgentDesktop:
             log.exception("callback %s could not be dialled", callback.id)
             self._missed(book, callback, "failed", f"拨号失败: {exc}")
             return
-        if result.call is None:
+        if result.outcome == "cancelled":  # the agent stopped it while it rang: nobody was called
+            try:
+                book.give_back(callback.id)
+            except Exception:
+                log.exception("callback %s could not be put back", callback.id)
+            self.hub.set_dialling(None, "已取消拨号,回访仍在待办")
+        elif result.call is None:
             self._missed(book, callback, result.outcome, f"未接通 ({result.reason}),稍后重试")
 
     def _missed(self, book: CallbackBook, callback: CallbackRecord, outcome: str, notice: str) -> None:

@@ -47,7 +47,7 @@ class HeadsetBusy(RuntimeError):
 class Dialer(Protocol):
     """What places calls for the desk (the softphone)."""
 
-    def dial(self, number: str, timeout: float = 30.0) -> DialResult: ...
+    def dial(self, number: str, timeout: float = 30.0, cancel: threading.Event | None = None) -> DialResult: ...
 
 
 @dataclass
@@ -196,14 +196,21 @@ class Desk:
     # -------------------------------------------------------------------------------- calls placed
 
     def dial(
-        self, number: str, timeout: float = 30.0, *, attended: bool = False, callback_id: int | None = None
+        self,
+        number: str,
+        timeout: float = 30.0,
+        *,
+        attended: bool = False,
+        callback_id: int | None = None,
+        cancel: threading.Event | None = None,
     ) -> DialResult:
         """Place a call (a callback, a survey): ring ``number`` at most ``timeout`` s. Once it is answered it
         runs like a call taken (recorded, transcribed, checked against the rules for calls placed, stored,
         ``call_ended`` published). Unattended (the default) the caller of this method drives it: prompts,
         keys, hang-up; it never waits for the headset. ``attended``: the agent placed it from the desktop, so
         it goes on the agent's headset (:class:`HeadsetBusy` at once if another call has it) and the agent's
-        state follows it; ``callback_id`` is the callback it is for (the wrap-up closes it)."""
+        state follows it; ``callback_id`` is the callback it is for (the wrap-up closes it). Setting ``cancel``
+        while it rings stops it (outcome ``cancelled``)."""
         if self.phone is None:
             raise RuntimeError("the desk has no phone yet")
         claimed: HeadsetBridge | None = None
@@ -215,7 +222,7 @@ class Desk:
             if agent is not None:
                 agent.placing_call()
         try:
-            result = self.phone.dial(number, timeout=timeout)
+            result = self.phone.dial(number, timeout=timeout, cancel=cancel)
         except BaseException:
             self._placed_over(claimed, answered=False)
             raise

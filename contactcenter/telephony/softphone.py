@@ -8,6 +8,7 @@ registrar and does not report a wrong password), and retried with back-off.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -101,16 +102,24 @@ class Softphone:
             f"in the environment variable)"
         )
 
-    def dial(self, number: str, timeout: float = 30.0) -> DialResult:
-        """Call ``number``; wait at most ``timeout`` seconds for an answer (then CANCEL: no_answer).
+    def dial(self, number: str, timeout: float = 30.0, cancel: threading.Event | None = None) -> DialResult:
+        """Call ``number``; wait at most ``timeout`` seconds for an answer (then CANCEL: no_answer), or until
+        ``cancel`` is set (the agent stopped it: CANCEL, outcome ``cancelled``).
 
         Never blocks signalling: the INVITE is sent and the answer awaited on an event."""
         call = self.phone.place_call(number)
-        if not call.settled.wait(timeout):
-            call.give_up(f"no answer within {timeout:g} s")
+        deadline = time.monotonic() + timeout
+        settled = call.settled.wait(timeout if cancel is None else 0)
+        while not settled and cancel is not None and not cancel.is_set() and time.monotonic() < deadline:
+            settled = call.settled.wait(min(0.05, max(0.0, deadline - time.monotonic())))
+        cancelled = not settled and cancel is not None and cancel.is_set()
+        if not settled:
+            call.give_up("cancelled by the agent" if cancelled else f"no answer within {timeout:g} s")
             call.ended.wait(5)
             if call.state == CallState.DIALING:  # the far end never confirmed the CANCEL
                 call.abandon("no answer")
+        if cancelled and call.outcome != "answered":
+            return DialResult("cancelled", "cancelled by the agent")
         if call.outcome == "answered":
             return DialResult("answered", call.outcome_reason, Call(call, "outbound"))
         return DialResult(call.outcome or "failed", call.outcome_reason or "no final response")
