@@ -343,6 +343,29 @@ def test_a_second_dial_while_one_rings_or_talks_is_refused_and_changes_nothing(a
     finished(peer)
 
 
+def test_a_callback_that_connected_is_closed_as_reached_when_its_wrap_up_is_never_saved(
+    agent_desk: AgentDesk,
+) -> None:
+    """Otherwise the scheduler reopens an in-progress callback after a while and calls the customer again."""
+    d = agent_desk
+    callback = d.add_callback()
+    peer = d.callee("uas_callee.xml")
+    assert d.post(f"/api/callbacks/{callback.id}/dial").status_code == 200
+    desk_call = d.on_headset()
+    assert d.post("/api/call/hangup").json() == {"ok": True}
+    finished(peer)
+    wrap_up = d.wrap_up_ready()
+    assert d.book.get(callback.id).state == "in_progress"  # wrap-up open: the agent may still say "missed"
+    assert d.post("/api/agent/ready").status_code == 200  # leaves wrap-up without saving it
+    assert wait_until(lambda: d.book.get(callback.id).state == "done", 10)
+    closed = d.book.get(callback.id)
+    assert closed.attempts == 1 and "坐席未做话后处理" in closed.note
+    # saving the wrap-up afterwards is still accepted, and counts nothing twice
+    d.save_wrap_up(desk_call.call.sip_call_id)
+    assert d.book.get(callback.id) == closed
+    assert wrap_up["call_id"] is not None
+
+
 def test_hanging_up_while_it_rings_cancels_the_dial_and_counts_no_attempt(agent_desk: AgentDesk) -> None:
     d = agent_desk
     callback = d.add_callback()

@@ -302,6 +302,10 @@ class DeskHub:
                 ][:10],
             }
 
+    def views(self) -> list[CallView]:
+        with self._lock:
+            return list(self.calls.values())
+
     def view(self, sip_call_id: str) -> CallView | None:
         with self._lock:
             return self.calls.get(sip_call_id)

@@ -39,7 +39,7 @@ from contactcenter.telephony.agent_state import AgentState, AgentStateError, Age
 from contactcenter.telephony.control import CallControl
 from contactcenter.telephony.desk import Desk, DeskCall, HeadsetBusy
 from contactcenter.wrap_up.form import WrapUpError, WrapUpForm, WrapUpNotSaved, wrap_up_defaults
-from contactcenter.wrap_up.save import save_wrap_up
+from contactcenter.wrap_up.save import closing_marker, save_wrap_up
 
 log = logging.getLogger(__name__)
 DIGITS = re.compile(r"^[0-9*#A-D]{1,32}$")
@@ -95,8 +95,10 @@ class AgentDesktop:
         self._dialling = False
         self._dial_lock = threading.Lock()
         self._cancel = threading.Event()  # set to stop the call the agent is dialling (a fresh one per dial)
+        self._last_state = agent.status.state
         agent.add_listener(hub.agent_changed)
         agent.add_listener(self._states.put)
+        agent.add_listener(self._left_wrap_up)
 
     # ------------------------------------------------------------------------------------- life
 
@@ -142,6 +144,30 @@ class AgentDesktop:
                     del pending[:-1000]
             if status is None:
                 return
+
+    def _left_wrap_up(self, status: AgentStatus) -> None:
+        """Wrap-up ended without a save (its timer ran out, or the agent clicked 就绪): a callback whose call
+        connected is closed as reached, else the scheduler would reopen it and call the customer again."""
+        left = self._last_state == "wrap_up" and status.state != "wrap_up"
+        self._last_state = status.state
+        if not left or self.database is None:
+            return
+        unsaved = [
+            (view.callback_id, view.call_id)
+            for view in self.hub.views()
+            if view.attended and view.callback_id is not None and view.call_id is not None and not view.wrapped_up
+        ]
+        if unsaved:
+            threading.Thread(target=self._close_reached, args=(unsaved,), name="callbacks reached", daemon=True).start()
+
+    def _close_reached(self, unsaved: list[tuple[int, int]]) -> None:
+        book = CallbackBook(self._database(), self.settings)
+        for callback_id, call_id in unsaved:
+            try:
+                if book.get(callback_id).state == "in_progress":
+                    book.done(callback_id, note=f"{closing_marker(call_id)} 已接通,坐席未做话后处理")
+            except Exception:
+                log.exception("callback %s could not be closed after its call", callback_id)
 
     # ------------------------------------------------------------------------------------ the agent
 

@@ -192,10 +192,10 @@ def _file_customer(session: Session, form: WrapUpForm, agent: str) -> Customer |
     return customer
 
 
-def _marker(call: Call) -> str:
-    """Written into the note of the callback a wrap-up closed, so that saving the wrap-up again does not
-    count the same attempt twice."""
-    return f"[话后处理 通话{call.id}]"
+def closing_marker(call_id: int) -> str:
+    """Written into the note of the callback a wrap-up closed (or the desk closed for a wrap-up never
+    saved), so that saving the wrap-up again does not count the same attempt twice."""
+    return f"[话后处理 通话{call_id}]"
 
 
 def _close_callback(
@@ -207,7 +207,7 @@ def _close_callback(
     row = session.get(Callback, callback_id, with_for_update=True)
     if row is None:
         raise WrapUpError({"closes_callback_id": message("callback_unknown", value=callback_id)})
-    marker = _marker(call)
+    marker = closing_marker(call.id)
     closed_before = marker in row.note
     try:
         if form.callback_outcome == "done":
