@@ -239,7 +239,10 @@ class DesktopServer:
     def __init__(self, app: FastAPI, host: str, port: int) -> None:
         import uvicorn
 
-        self.config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off")
+        # an open page's event stream never ends by itself: on stop, give it a second, then close it
+        self.config = uvicorn.Config(
+            app, host=host, port=port, log_level="warning", lifespan="off", timeout_graceful_shutdown=1
+        )
         self.server = uvicorn.Server(self.config)
         self.thread = threading.Thread(target=self.server.run, name="agent-desktop", daemon=True)
 
