@@ -96,7 +96,8 @@ def test_a_banned_word_reaches_plugins_as_a_live_rule_hit(
         monitor, rules_banning(tmp_path, *recognised_words), call, CallFacts(), rate=RATE, publish=host.bus.publish
     )
     agent = agent_audio()
-    customer = np.concatenate([samples("real8k/r02.wav"), np.zeros(RATE * 2, dtype=np.int16)])
+    # r01 is at -31 dBFS, well above the silence gate (r02, at -40, once went unrecognised on a loaded machine)
+    customer = np.concatenate([samples("real8k/r01.wav"), np.zeros(RATE * 2, dtype=np.int16)])
     push_in_frames(speech, "agent", agent)
     push_in_frames(speech, "customer", customer)
     outcome = speech.finish(call_end_s=len(agent) / RATE, hung_up_first="customer", timeout=60)
