@@ -53,7 +53,13 @@ def test_the_scorecard_per_agent_rule_day_ring_and_survey(console: dict) -> None
         (g["agent"], g["name"], g["team"], g["calls"], g["average_score"], g["pass_rate"]) for g in card["groups"]
     ] == [("1001", "李娜", "售后一组", 15, 76.7, 66.7), ("1002", "王强", "未分组", 15, 76.7, 66.7)]
     assert card["rules"] == [
-        {"rule_id": "banned_phrases", "severity": "critical", "failed_calls": 10, "pass_rate": 66.7}
+        {
+            "rule_id": "banned_phrases",
+            "severity": "critical",
+            "failed_calls": 10,
+            "applied_calls": 30,
+            "pass_rate": 66.7,
+        }
     ]
     assert len(card["trend"]) == 9  # one row per local day, 2 to 10 November
     assert card["trend"][0] == {
@@ -129,7 +135,13 @@ def test_findings_and_scorecards_export_as_csv_and_excel(console: dict) -> None:
     rules = client.get("/api/export/scorecards.csv", params={**PERIOD, "part": "rules"})
     assert "filename*=UTF-8" in rules.headers["content-disposition"]
     assert list(csv.DictReader(io.StringIO(rules.text.lstrip("\ufeff")))) == [
-        {"rule_id": "banned_phrases", "severity": "critical", "failed_calls": "10", "pass_rate": "66.7"}
+        {
+            "rule_id": "banned_phrases",
+            "severity": "critical",
+            "failed_calls": "10",
+            "applied_calls": "30",
+            "pass_rate": "66.7",
+        }
     ]
     teams = client.get("/api/export/scorecards.csv", params={**PERIOD, "group_by": "team"}).text
     assert teams.lstrip("\ufeff").splitlines()[0].startswith("team,calls")

@@ -12,7 +12,8 @@ from zoneinfo import ZoneInfo
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, Response
 
-from contactcenter.settings import Settings
+from contactcenter.settings import Settings, SettingsError
+from contactcenter.speech.rules import RuleSet, load_rules
 from contactcenter.storage.database import Database
 from contactcenter.web.auth import SignedIn
 from contactcenter.web.charts import bar_chart, line_chart
@@ -50,7 +51,7 @@ SUMMARY_COLUMNS = ["calls", "answered", "average_score", "pass_rate", "answered_
 SCORECARD_PARTS: dict[str, tuple[str, list[str]]] = {  # part -> (sheet title, columns)
     "groups": ("坐席", ["agent", "name", "team", *SUMMARY_COLUMNS]),
     "teams": ("班组", ["team", *SUMMARY_COLUMNS]),
-    "rules": ("规则", ["rule_id", "severity", "failed_calls", "pass_rate"]),
+    "rules": ("规则", ["rule_id", "severity", "failed_calls", "applied_calls", "pass_rate"]),
     "trend": ("趋势", ["day", *SUMMARY_COLUMNS]),
     "rings": ("振铃", ["rings", "calls"]),
     "survey": ("满意度", ["question", "asked", "answered", "average", "distribution"]),
@@ -106,6 +107,11 @@ def scorecard_table(card: Scorecard, part: str) -> Table:
     if part in ("groups", "teams"):
         _, columns = SCORECARD_PARTS["groups" if card.group_by == "agent" else "teams"]
         return columns, card.groups
+    if part == "rules":  # a rule that applied to no call has no pass rate: "—", not an empty cell read as 0
+        _, columns = SCORECARD_PARTS[part]
+        return columns, [
+            {**row, "pass_rate": "—" if row["pass_rate"] is None else row["pass_rate"]} for row in card.rules
+        ]
     _, columns = SCORECARD_PARTS[part]
     return columns, getattr(card, part)
 
@@ -130,7 +136,17 @@ def add_report_routes(
 
     Days = Annotated[Period, Depends(period)]
 
+    def rules_in_file() -> RuleSet | None:
+        """The rules file as it is now, to tell which calls each rule applied to (which calls a rule applies
+        to is the file's: the console's changes do not touch it). None if it cannot be read: each rule is
+        then judged by its findings."""
+        try:
+            return load_rules(settings.scripts.rules, settings.company.names_said)
+        except SettingsError:
+            return None
+
     def card(days: Period, group_by: GroupBy, agent: str | None, team: str | None) -> Scorecard:
+        rules = rules_in_file()
         with database.session() as session:
             return scorecard(
                 session,
@@ -141,6 +157,8 @@ def add_report_routes(
                 team or None,
                 settings.web.pass_score,
                 not_ready_reasons=settings.agent.not_ready_reasons,
+                rules=rules,
+                apology_after_rings=settings.ring.apology_after_rings,
             )
 
     # -------------------------------------------------------------------------------------------- pages
@@ -191,8 +209,8 @@ def add_report_routes(
         user: Reviewer, days: Days, group_by: GroupBy = "agent", agent: str | None = None, team: str | None = None
     ) -> dict[str, Any]:
         """Per agent (or team) over local days: calls, average score, QA pass rate, answered within three
-        rings; pass rate per rule; the daily trend; rings before answer; survey results; and per agent the
-        seconds in each state (``agent_states``: ready, ringing, talk, wrap-up, 小休 per reason in
+        rings; pass rate per rule over the calls it applied to (``applied_calls``; null when none); the daily
+        trend; rings before answer; survey results; and per agent the seconds in each state (``agent_states``: ready, ringing, talk, wrap-up, 小休 per reason in
         ``not_ready_reasons``, logged in) with the occupancy in percent, null when it does not exist."""
         found = card(days, group_by, agent, team)
         return {

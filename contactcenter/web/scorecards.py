@@ -5,6 +5,13 @@ a pass over its rows in Python. Days follow the desk's time zone: each call is p
 comparing it with the days' boundaries (exact across daylight-saving changes, and the same SQL on SQLite
 and PostgreSQL). The agents' state times (就绪, 小休, 通话, ...) are summed from the spans the desk records
 (storage.agent_states) over the same days.
+
+A rule's pass rate is taken over the calls the rule applied to, not over every call: a late-answer rule
+applies only to the calls answered late, a hold rule only to calls with a hold. What "applied" means
+depends on the rule (:func:`applies_everywhere`): a required phrase leaves a finding on every call it
+applied to (satisfied or missing), so its calls are those with a finding; a banned phrase or a hang-up
+order leaves none when passed, so its calls are the scored calls its ``when`` picks (with any call that has
+a finding for it). A rule that applied to no call has no pass rate (None), not 100 %.
 """
 
 from __future__ import annotations
@@ -16,13 +23,15 @@ from datetime import date, datetime, time, timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, case, distinct, func, literal, select
+from sqlalchemy import ColumnElement, and_, case, distinct, exists, func, literal, or_, select
 from sqlalchemy.orm import Session
 
+from contactcenter.speech.rules import Rule, RuleSet
 from contactcenter.storage.agent_states import AgentTimes, state_durations
 from contactcenter.storage.models import Agent, Call, RuleHit, SurveyResponse
 
 FAILED_KINDS = ("violation", "missing")
+REQUIRED_KINDS = ("satisfied", "missing")  # what a required phrase leaves on every call it applied to
 NO_TEAM = "未分组"
 RING_BUCKETS = ("1", "2", "3", "4+", "未接")
 GroupBy = Literal["agent", "team"]
@@ -95,6 +104,28 @@ class Tally:
 
 def _rate(part: int, whole: int) -> float | None:
     return round(100.0 * part / whole, 1) if whole else None
+
+
+def applies_everywhere(rule: Rule | None, has_required_findings: bool) -> bool:
+    """Whether a rule applies to every scored call its ``when`` picks (a banned phrase, a hang-up order: a
+    pass leaves no finding) rather than to the calls with a satisfied or missing finding for it (a required
+    phrase). A rule no longer in the rules is judged by its findings: required if it left any such."""
+    if rule is None:
+        return not has_required_findings
+    return rule.type != "required"
+
+
+def _applies_to(rule: Rule | None, apology_after_rings: int) -> ColumnElement[bool]:
+    """The scored calls a rule that :func:`applies_everywhere` was checked on (compliance._verdict)."""
+    conditions: list[ColumnElement[bool]] = [Call.compliance_score.is_not(None)]
+    when = rule.spec.when if rule is not None else "always"
+    if when in ("inbound", "outbound"):
+        conditions.append(Call.direction == when)
+    elif when == "late_answer":
+        conditions.append(Call.rings_before_answer > apology_after_rings)
+    if rule is not None and rule.spec.kind == "hangup_order":
+        conditions.append(Call.hung_up_first.is_not(None))  # no verdict when nobody is known to have hung up
+    return and_(*conditions)
 
 
 @dataclass
@@ -183,9 +214,13 @@ def scorecard(
     pass_score: float = 80.0,
     not_ready_reasons: Sequence[str] = (),
     now: datetime | None = None,
+    rules: RuleSet | None = None,
+    apology_after_rings: int = 3,
 ) -> Scorecard:
     """Everything the scorecard page shows, for calls invited within ``period`` (local days), and the
-    agents' state times over the same days (open spans counted up to ``now``, default the present)."""
+    agents' state times over the same days (open spans counted up to ``now``, default the present).
+    ``rules`` (the rules in force) and ``apology_after_rings`` tell which calls each rule applied to; without
+    them a rule is judged by its findings (see :func:`applies_everywhere`)."""
     start, end = period.bounds(zone)
     where = [Call.invited_at >= start, Call.invited_at < end]
     if agent:
@@ -226,21 +261,47 @@ def scorecard(
     )
     rings = {b: n for b, n in session.execute(calls(bucket, func.count()).group_by(bucket))}
 
+    failed_kind = RuleHit.kind.in_(FAILED_KINDS)
     rule_rows = session.execute(
-        calls(RuleHit.rule_id, func.min(RuleHit.severity), func.count(distinct(RuleHit.call_id)))
+        calls(
+            RuleHit.rule_id,
+            func.min(case((failed_kind, RuleHit.severity))),
+            func.count(distinct(case((failed_kind, RuleHit.call_id)))),
+            func.count(distinct(case((RuleHit.kind.in_(REQUIRED_KINDS), RuleHit.call_id)))),
+        )
         .join(RuleHit, RuleHit.call_id == Call.id)
-        .where(RuleHit.kind.in_(FAILED_KINDS))
         .group_by(RuleHit.rule_id)
     )
-    rules = [
-        {
-            "rule_id": rule_id,
-            "severity": severity,
-            "failed_calls": failed,
-            "pass_rate": _rate(totals.scored - failed, totals.scored),
-        }
-        for rule_id, severity, failed in sorted(rule_rows, key=lambda r: (-r[2], r[0]))
-    ]
+    by_id = {rule.id: rule for rule in rules.rules} if rules is not None else {}
+    rules_found = []
+    for rule_id, severity, failed, required_calls in rule_rows:
+        if not failed:
+            continue  # the table lists the rules that failed somewhere
+        rule = by_id.get(rule_id)
+        if applies_everywhere(rule, bool(required_calls)):
+            has_finding = exists().where(RuleHit.call_id == Call.id, RuleHit.rule_id == rule_id)
+            applied = int(
+                session.scalar(calls(func.count()).where(or_(_applies_to(rule, apology_after_rings), has_finding))) or 0
+            )
+        else:
+            applied = int(
+                session.scalar(
+                    calls(func.count(distinct(RuleHit.call_id)))
+                    .join(RuleHit, RuleHit.call_id == Call.id)
+                    .where(RuleHit.rule_id == rule_id)
+                )
+                or 0
+            )  # every call with a finding for it: satisfied, missing (and any violation)
+        rules_found.append(
+            {
+                "rule_id": rule_id,
+                "severity": severity,
+                "failed_calls": int(failed),
+                "applied_calls": applied,
+                "pass_rate": _rate(applied - int(failed), applied),
+            }
+        )
+    rules_found.sort(key=lambda r: (-r["failed_calls"], r["rule_id"]))
 
     answers: dict[str, Counter[int]] = defaultdict(Counter)
     asked: Counter[str] = Counter()
@@ -277,7 +338,7 @@ def scorecard(
         group_by=group_by,
         totals=totals.summary(),
         groups=group_rows,
-        rules=rules,
+        rules=rules_found,
         trend=[{"day": day.isoformat(), **by_day.get(n, Tally()).summary()} for n, day in enumerate(days)],
         rings=[{"rings": b, "calls": rings.get(b, 0)} for b in RING_BUCKETS],
         survey=survey,
