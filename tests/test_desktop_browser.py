@@ -166,8 +166,8 @@ def test_an_agent_works_a_call_from_the_desktop(
 
         # ------------------------------------------- the agent says the stand-in banned phrase: alert, checklist
         microphone = sound_server.play(MIC, speech16k, rate=16000)
-        alert = wait_for(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#alerts .alert"), 40)[0]
-        assert "服务禁语" in alert.text and "建议" in alert.text, alert.text
+        alert = wait_for(browser, lambda d: d.find_element(By.CSS_SELECTOR, "#alerts .alert").text, 40)
+        assert "服务禁语" in alert and "建议" in alert, alert
         wait_for(
             browser, lambda d: "[已说]" in d.find_element(By.CSS_SELECTOR, '#checklist li[data-rule="greeting"]').text
         )

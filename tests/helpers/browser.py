@@ -39,6 +39,10 @@ def start_chromium(downloads: Path) -> Any:
 
 
 def wait_for(driver, condition, timeout: float = 15):
+    """Wait until ``condition(driver)`` is truthy; return it. A page that re-renders a list replaces its
+    elements, so an element found a moment ago may be gone: that only means "look again"."""
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    return WebDriverWait(driver, timeout).until(condition)
+    ignored = (NoSuchElementException, StaleElementReferenceException)
+    return WebDriverWait(driver, timeout, ignored_exceptions=ignored).until(condition)
