@@ -13,8 +13,10 @@ import soundfile
 
 from contactcenter.audio.prompts import to_line_audio
 from tests.helpers.paths import speech_clip
+from tests.helpers.ports import udp_port_bound
 from tests.helpers.signals import best_correlation
 from tests.helpers.sip import sipp_command, sipp_scenario
+from tests.helpers.waiting import wait_until
 from tests.helpers.web import desk_for_processes, start_command
 
 pytestmark = pytest.mark.sip
@@ -43,6 +45,9 @@ def test_a_desk_killed_mid_call_leaves_a_recording_that_plays(tmp_path: Path) ->
         assert time.monotonic() - answered >= 10.0
         desk.send_signal(signal.SIGKILL)
         desk.wait(timeout=10)
+        # its loopback Kamailio goes with it: a restarted desk finds the port free
+        port = int(env["CONTACTCENTER_LOCAL_REGISTRAR__PORT"])
+        assert wait_until(lambda: not udp_port_bound(port), 10, step=0.05), "the desk's Kamailio outlived it"
     finally:
         if desk.poll() is None:
             desk.kill()

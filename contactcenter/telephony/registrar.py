@@ -6,6 +6,7 @@ extension are routed to the desk. It listens on loopback only.
 
 from __future__ import annotations
 
+import ctypes
 import glob
 import shutil
 import signal
@@ -19,6 +20,15 @@ from pathlib import Path
 from types import TracebackType
 
 MODULE_DIRS = ("/usr/lib/*/kamailio/modules", "/usr/lib/kamailio/modules", "/usr/local/lib*/kamailio/modules")
+
+
+def _end_with_parent() -> None:
+    """In the child before Kamailio starts: have the kernel stop it when the desk dies, even by ``kill -9``
+    (PR_SET_PDEATHSIG), so a crashed desk does not leave the registrar holding its port and the next `run`
+    unable to start. One system call and nothing else, as the child of a threaded process may do. (The kernel
+    watches the thread that started it: :meth:`LocalRegistrar.start` is called from the main thread.)"""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG = 1
 
 
 class RegistrarError(Exception):
@@ -111,6 +121,7 @@ class LocalRegistrar:
             stdout=log_file,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=_end_with_parent,
         )
         deadline = time.monotonic() + self.start_timeout
         while time.monotonic() < deadline:
