@@ -124,6 +124,7 @@ def create_desktop_app(desktop: AgentDesktop, tokens: DeskTokens) -> FastAPI:
                 "script": desktop.hub.suggestions.lines,
                 "script_panel": desktop.hub.suggestions.panel(),
                 "apology_after_rings": settings.ring.apology_after_rings,
+                "timezone": settings.general.timezone,
                 "service_categories": settings.callbacks.service_categories,
                 "complaint_categories": settings.callbacks.complaint_categories,
             },

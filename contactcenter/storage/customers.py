@@ -78,7 +78,10 @@ def upsert_customer(
         customer.vip = False
         session.add(customer)
     change: dict[str, list[Any]] = {}
-    for field, value in {"phone": phone, **values}.items():
+    # the same number written another way (138-0013-8000 / 13800138000) is not a change to the record
+    same_number = not created and phone_key(phone) == customer.phone_key
+    given = ({} if same_number else {"phone": phone}) | dict(values)
+    for field, value in given.items():
         before = None if created else getattr(customer, field)
         if created or before != value:
             setattr(customer, field, value)
