@@ -19,10 +19,14 @@ from sqlalchemy.orm import Session
 from contactcenter.records import CallbackRecord
 from contactcenter.settings import Settings
 from contactcenter.storage.database import Database, rows_changed
-from contactcenter.storage.models import CALLBACK_KINDS, CALLBACK_STATES, Callback
+from contactcenter.storage.models import CALLBACK_KINDS, CALLBACK_STATES, Call, Callback
 
 OPEN_STATES = ("pending", "due", "in_progress")
 REACHED = "answered"
+
+
+class _WrappedUpMeanwhile(Exception):
+    """A wrap-up committed while a callback for its call was being made: that callback is rolled back."""
 
 
 class CallbackError(Exception):
@@ -103,30 +107,9 @@ class CallbackBook:
     ) -> CallbackRecord:
         """Store a pending callback. One per call (or ticket) and kind: adding the same again (a replayed
         event) returns the one already there."""
-        if kind not in CALLBACK_KINDS:
-            raise CallbackError(f"unknown kind {kind!r}; one of {', '.join(CALLBACK_KINDS)}")
-        if not phone.strip():
-            raise CallbackError("a callback needs a phone number")
-        if due_at.tzinfo is None:
-            raise CallbackError("due time without a time zone")
-        policy = self.settings.callbacks
+        row = self._new_row(phone, due_at, reason, kind, owner_extension, owner_only, call_id, ticket_id, deadline_at)
         try:
             with self.database.session() as session:
-                row = Callback(
-                    phone=phone.strip(),
-                    due_at=due_at,
-                    reason=reason,
-                    kind=kind,
-                    owner_extension=owner_extension,
-                    owner_only=owner_only and bool(owner_extension),
-                    call_id=call_id,
-                    ticket_id=ticket_id,
-                    deadline_at=deadline_at,
-                    timezone=self.settings.general.timezone,
-                    max_attempts=policy.max_attempts,
-                    spacing_minutes=policy.retry_spacing_minutes,
-                    state="pending",
-                )
                 session.add(row)
                 session.flush()
                 return callback_record(row)
@@ -135,6 +118,85 @@ class CallbackBook:
             if existing is None:
                 raise
             return existing
+
+    def add_unless_wrapped_up(
+        self,
+        *,
+        call_id: int,
+        phone: str,
+        due_at: datetime,
+        kind: str,
+        reason: str = "",
+        ticket_id: int | None = None,
+        deadline_at: datetime | None = None,
+        owner_extension: str = "",
+        owner_only: bool = False,
+    ) -> CallbackRecord | None:
+        """:meth:`add` for a callback the desk's own rules promise for a call, unless the agent has wrapped
+        the call up: the wrap-up has then decided which callbacks the call gets (and made them): None.
+
+        Atomic with the wrap-up: it first locks the call's row (PostgreSQL), as the wrap-up does, and reads
+        the call again after its own write (SQLite, where that write waits for the wrap-up's), so a wrap-up
+        saved at the same moment either sees this callback and takes it over, or is seen here."""
+        row = self._new_row(phone, due_at, reason, kind, owner_extension, owner_only, call_id, ticket_id, deadline_at)
+        same = Callback.call_id == call_id
+        if ticket_id is not None:
+            same = or_(same, Callback.ticket_id == ticket_id)
+        try:
+            with self.database.session() as session:
+                if session.scalar(select(Call.wrapped_up_at).where(Call.id == call_id).with_for_update()):
+                    return None
+                existing = session.scalar(select(Callback).where(same, Callback.kind == kind).limit(1))
+                if existing is not None:
+                    return callback_record(existing)
+                session.add(row)
+                session.flush()
+                if session.scalar(select(Call.wrapped_up_at).where(Call.id == call_id)) is not None:
+                    raise _WrappedUpMeanwhile  # rolls this callback back: the wrap-up's callbacks stand
+                return callback_record(row)
+        except _WrappedUpMeanwhile:
+            return None
+        except IntegrityError:
+            existing_record = self.made_for(call_id, ticket_id, kind)
+            if existing_record is None:
+                raise
+            return existing_record
+
+    def _new_row(
+        self,
+        phone: str,
+        due_at: datetime,
+        reason: str,
+        kind: str,
+        owner_extension: str,
+        owner_only: bool,
+        call_id: int | None,
+        ticket_id: int | None,
+        deadline_at: datetime | None,
+    ) -> Callback:
+        """A pending callback checked and filled with the company's policy (attempts, spacing, time zone)."""
+        if kind not in CALLBACK_KINDS:
+            raise CallbackError(f"unknown kind {kind!r}; one of {', '.join(CALLBACK_KINDS)}")
+        if not phone.strip():
+            raise CallbackError("a callback needs a phone number")
+        if due_at.tzinfo is None:
+            raise CallbackError("due time without a time zone")
+        policy = self.settings.callbacks
+        return Callback(
+            phone=phone.strip(),
+            due_at=due_at,
+            reason=reason,
+            kind=kind,
+            owner_extension=owner_extension,
+            owner_only=owner_only and bool(owner_extension),
+            call_id=call_id,
+            ticket_id=ticket_id,
+            deadline_at=deadline_at,
+            timezone=self.settings.general.timezone,
+            max_attempts=policy.max_attempts,
+            spacing_minutes=policy.retry_spacing_minutes,
+            state="pending",
+        )
 
     def made_for(self, call_id: int | None, ticket_id: int | None, kind: str) -> CallbackRecord | None:
         """The callback of this kind already made for the call or the ticket, if any."""

@@ -31,16 +31,15 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import CursorResult, delete, or_, select, update
+from sqlalchemy import CursorResult, delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from contactcenter.callbacks.book import REACHED, CallbackBook, CallbackError, callback_record
+from contactcenter.callbacks.book import REACHED, CallbackBook
 from contactcenter.records import CallbackRecord, CallRecord, SurveyRecord, TicketRecord
 from contactcenter.settings import Settings
 from contactcenter.storage.database import Database
 from contactcenter.storage.models import (
-    CALLBACK_KINDS,
     Agent,
     Call,
     Callback,
@@ -200,10 +199,6 @@ class SurveyInvitation:
 
 
 # --------------------------------------------------------------------------------------------------- API
-
-
-class _WrappedUpMeanwhile(Exception):
-    """A wrap-up committed while a callback for its call was being made: that callback is rolled back."""
 
 
 class PluginServices(Protocol):
@@ -380,58 +375,21 @@ class PluginAPI:
         owner_extension: str = "",
         owner_only: bool = False,
     ) -> CallbackRecord | None:
-        """A callback the desk's own rules promise for a call, unless the agent has wrapped the call up:
-        then the wrap-up has decided which callbacks the call gets (and made them), and this returns None.
-        One per call (or ticket) and kind, as :meth:`add_callback`.
-
-        Atomic with the wrap-up: it first locks the call's row (PostgreSQL), as the wrap-up does, and reads
-        the call again after its own write (SQLite, where that write waits for the wrap-up's), so a wrap-up
-        saved at the same moment either sees this callback and takes it over, or is seen here."""
-        if kind not in CALLBACK_KINDS:
-            raise CallbackError(f"unknown kind {kind!r}; one of {', '.join(CALLBACK_KINDS)}")
-        if not phone.strip():
-            raise CallbackError("a callback needs a phone number")
-        if due_at.tzinfo is None:
-            raise CallbackError("due time without a time zone")
-        policy = self.settings.callbacks
-        same = Callback.call_id == call_id
-        if ticket_id is not None:
-            same = or_(same, Callback.ticket_id == ticket_id)
-        try:
-            with self._database().session() as session:
-                locked = session.scalar(select(Call.wrapped_up_at).where(Call.id == call_id).with_for_update())
-                if locked is not None:
-                    return None
-                existing = session.scalar(select(Callback).where(same, Callback.kind == kind).limit(1))
-                if existing is not None:
-                    return callback_record(existing)
-                row = Callback(
-                    phone=phone.strip(),
-                    due_at=due_at,
-                    reason=reason,
-                    kind=kind,
-                    owner_extension=owner_extension,
-                    owner_only=owner_only and bool(owner_extension),
-                    call_id=call_id,
-                    ticket_id=ticket_id,
-                    deadline_at=deadline_at,
-                    timezone=self.settings.general.timezone,
-                    max_attempts=policy.max_attempts,
-                    spacing_minutes=policy.retry_spacing_minutes,
-                    state="pending",
-                )
-                session.add(row)
-                session.flush()
-                if session.scalar(select(Call.wrapped_up_at).where(Call.id == call_id)) is not None:
-                    raise _WrappedUpMeanwhile
-                return callback_record(row)
-        except _WrappedUpMeanwhile:
-            return None
-        except IntegrityError:
-            existing_record = self._book().made_for(call_id, ticket_id, kind)
-            if existing_record is None:
-                raise
-            return existing_record
+        """A callback the desk's own rules promise for a call, unless the agent has wrapped the call up: then
+        the wrap-up has decided which callbacks the call gets (and made them), and this returns None. One per
+        call (or ticket) and kind, as :meth:`add_callback`; atomic with the wrap-up
+        (:meth:`CallbackBook.add_unless_wrapped_up`)."""
+        return self._book().add_unless_wrapped_up(
+            call_id=call_id,
+            phone=phone,
+            due_at=due_at,
+            kind=kind,
+            reason=reason,
+            ticket_id=ticket_id,
+            deadline_at=deadline_at,
+            owner_extension=owner_extension,
+            owner_only=owner_only,
+        )
 
     def start_callback_attempt(self, callback_id: int) -> CallbackRecord | None:
         """Take a due callback to dial it (due → in_progress); None if it is not due any more (an agent or
