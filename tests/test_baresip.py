@@ -3,10 +3,6 @@ Kamailio on loopback. baresip found the parser and ACK bugs that SIPp's hand-wri
 
 from __future__ import annotations
 
-import json
-import shutil
-import socket
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,76 +16,13 @@ from contactcenter.telephony.desk import Desk
 from contactcenter.telephony.registrar import LocalRegistrar
 from contactcenter.telephony.softphone import SipAccount, Softphone
 from tests.helpers.paths import speech_clip
-from tests.helpers.ports import accepts_connections, free_port
+from tests.helpers.ports import free_port
 from tests.helpers.settings import desk_settings, make_desk
 from tests.helpers.signals import best_correlation
+from tests.helpers.sip import Baresip
 from tests.helpers.waiting import wait_until
 
 pytestmark = pytest.mark.sip
-
-
-class Baresip:
-    """baresip with no sound card: it speaks a WAV file, records what it hears, obeys ctrl_tcp."""
-
-    def __init__(self, folder: Path, registrar_port: int) -> None:
-        if shutil.which("baresip") is None:
-            pytest.fail("baresip is not installed: run ./setup.sh (Debian package baresip-core)")
-        self.folder = folder
-        self.ctrl_port = free_port(socket.SOCK_STREAM)
-        self.sip_port = free_port()
-        (folder / "rec").mkdir(parents=True)
-        clips = [soundfile.read(str(speech_clip(f"real8k/r0{i}.wav")), dtype="int16")[0] for i in range(1, 10)]
-        speech = np.concatenate(clips * 4)  # longer than any call here: baresip hangs up at the file's end
-        soundfile.write(folder / "voice.wav", speech, 8000, subtype="PCM_16")
-        (folder / "config").write_text(
-            f"poll_method\tepoll\nsip_listen\t127.0.0.1:{self.sip_port}\nnet_interface\t127.0.0.1\n"
-            f"audio_player\taufile,{folder / 'heard.wav'}\naudio_source\taufile,{folder / 'voice.wav'}\n"
-            "audio_alert\taufile,/dev/null\nrtp_ports\t30200-30300\nmodule_path\t/usr/lib/baresip/modules\n"
-            "module\tg711.so\nmodule\taufile.so\nmodule\tsndfile.so\nmodule\tctrl_tcp.so\n"
-            "module_app\taccount.so\nmodule_app\tmenu.so\n"
-            f"ctrl_tcp_listen\t127.0.0.1:{self.ctrl_port}\nsnd_path\t{folder / 'rec'}\n",
-            encoding="utf-8",
-        )
-        (folder / "accounts").write_text(
-            f"<sip:2000@127.0.0.1:{registrar_port}>;regint=60;audio_codecs=PCMU;answermode=auto\n", encoding="utf-8"
-        )
-        self.log = (folder / "baresip.log").open("w")
-        self.process = subprocess.Popen(
-            ["baresip", "-f", str(folder)], stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
-        )
-        if not wait_until(lambda: self.registered() and accepts_connections(self.ctrl_port), 10, step=0.1):
-            self.stop()
-            pytest.fail(
-                "baresip did not start, register and listen for commands within 10 s:\n" + self.log_text()[-3000:]
-            )
-
-    def registered(self) -> bool:
-        """Kamailio has accepted its REGISTER: it logs ``2000@127.0.0.1: {0/UDP/v4} 200 OK (...) [1 binding]``."""
-        return any(" 200 OK " in line and "binding]" in line for line in self.log_text().splitlines())
-
-    def command(self, command: str, params: str = "") -> None:
-        body = json.dumps({"command": command, "params": params, "token": "t"}).encode()
-        with socket.create_connection(("127.0.0.1", self.ctrl_port), timeout=3) as connection:
-            connection.sendall(str(len(body)).encode() + b":" + body + b",")
-            connection.recv(4096)
-
-    def heard(self) -> np.ndarray:
-        """What baresip received from the desk (its sndfile dump of decoded audio)."""
-        [dump] = sorted((self.folder / "rec").glob("*dec*.wav"))
-        audio, _ = soundfile.read(str(dump), dtype="int16")
-        return audio if audio.ndim == 1 else audio[:, 0]
-
-    def log_text(self) -> str:
-        self.log.flush()
-        return (self.folder / "baresip.log").read_text(errors="replace")
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-        self.log.close()
 
 
 @pytest.fixture
@@ -122,7 +55,7 @@ def peers(tmp_path: Path) -> Iterator[dict]:
         desk.handle,
     )
     phone.start()
-    baresip = Baresip(tmp_path / "baresip", registrar.port)
+    baresip = Baresip(tmp_path / "baresip", registrar.port, rtp_ports="30200-30300", record=True)
     yield {"desk": desk, "phone": phone, "baresip": baresip, "registrar": registrar, "greeting": greeting}
     baresip.stop()
     phone.stop()

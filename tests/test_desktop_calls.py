@@ -27,9 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import numpy as np
 import pytest
-import soundfile
 from sqlalchemy import select
 
 from contactcenter.app import App
@@ -43,7 +41,6 @@ from contactcenter.storage.models import Call
 from contactcenter.telephony.desk import Desk, DeskCall
 from contactcenter.telephony.softphone import Softphone
 from tests.helpers.factories import open_app
-from tests.helpers.paths import speech_clip
 from tests.helpers.ports import free_tcp_port
 from tests.helpers.sip import Answerer, Baresip, SipTrace, extension, sipp_scenario, start_sipp
 from tests.helpers.sound import EARS, MIC, SoundServer
@@ -433,10 +430,7 @@ def test_a_blind_transfer_from_the_page_reaches_the_colleague(agent_desk: AgentD
     d = agent_desk
     colleague = Answerer()
     target = extension(d.registrar_port, "1002", colleague, rtp_low=COLLEAGUE_RTP[0], rtp_high=COLLEAGUE_RTP[1])
-    clips = [soundfile.read(str(speech_clip(f"real8k/r0{i}.wav")), dtype="int16")[0] for i in range(1, 10)]
-    voice = tmp_path / "voice.wav"  # longer than the call: baresip hangs up at the file's end
-    soundfile.write(voice, np.concatenate(clips * 3), 8000, subtype="PCM_16")
-    baresip = Baresip(tmp_path / "baresip", d.registrar_port, voice, rtp_ports=BARESIP_RTP)
+    baresip = Baresip(tmp_path / "baresip", d.registrar_port, rtp_ports=BARESIP_RTP)
     waiting = d.add_callback()
     try:
         baresip.command("dial", f"sip:1001@127.0.0.1:{d.registrar_port}")  # the customer (2000) calls the agent

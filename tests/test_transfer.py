@@ -21,7 +21,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import soundfile
 
 from contactcenter.media.call_media import CallMedia
 from contactcenter.telephony.call import Call, DTMFUnavailable
@@ -29,7 +28,6 @@ from contactcenter.telephony.control import CallControl
 from contactcenter.telephony.desk import Desk
 from contactcenter.telephony.pyvoip_adapter import RTP, DeskRTPClient
 from contactcenter.telephony.softphone import Softphone
-from tests.helpers.paths import speech_clip
 from tests.helpers.ports import free_port
 from tests.helpers.settings import desk_settings
 from tests.helpers.sip import Baresip, SipTrace, dialler, extension, extension_phone, start_callee
@@ -82,9 +80,6 @@ def customer_call(line: dict, tmp_path: Path) -> Iterator[dict]:
     port = line["registrar"].port
     answerer = Answerer()
     rung: list[Call] = []
-    clips = [soundfile.read(str(speech_clip(f"real8k/r0{i}.wav")), dtype="int16")[0] for i in range(1, 10)]
-    voice = tmp_path / "voice.wav"  # longer than any call here: baresip hangs up at the file's end
-    soundfile.write(voice, np.concatenate(clips * 3), 8000, subtype="PCM_16")
     with ExitStack() as stack:
         desk_phone = extension_phone(port, desk.handle)
         stack.callback(desk_phone.stop)
@@ -92,7 +87,7 @@ def customer_call(line: dict, tmp_path: Path) -> Iterator[dict]:
         stack.callback(target.stop)
         ringer = extension(port, "1003", lambda c: rung.append(c) or c.ended.wait(), rtp_low=31800, rtp_high=31899)
         stack.callback(ringer.stop)
-        baresip = Baresip(tmp_path / "baresip", port, voice)
+        baresip = Baresip(tmp_path / "baresip", port)
         stack.callback(baresip.stop)
         desk_trace, target_trace = SipTrace(desk_phone), SipTrace(target)
         baresip.command("dial", f"sip:1001@127.0.0.1:{port}")

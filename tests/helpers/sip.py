@@ -19,10 +19,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
+import soundfile
+
 from contactcenter.media.call_media import CallMedia
 from contactcenter.telephony.call import Call
 from contactcenter.telephony.softphone import SipAccount, Softphone
-from tests.helpers.paths import REPO
+from tests.helpers.paths import REPO, speech_clip
 from tests.helpers.ports import accepts_connections, free_port, udp_port_bound
 from tests.helpers.waiting import wait_until
 
@@ -237,23 +240,39 @@ class SipTrace:
 
 class Baresip:
     """baresip (Debian's baresip-core) registered as ``user`` at the loopback registrar, with no sound card:
-    it speaks ``voice`` (16-bit 8 kHz WAV, longer than the test: baresip hangs up at its end), auto-answers,
-    obeys ctrl_tcp commands ("dial", "hangup"), and carries out a REFER it is sent by calling the target."""
+    it speaks ``voice`` (16-bit 8 kHz WAV, longer than the test: baresip hangs up at its end; by default the
+    real Mandarin clips, 2.5 minutes), auto-answers, obeys ctrl_tcp commands ("dial", "hangup"), carries out a
+    REFER it is sent by calling the target, and with ``record`` keeps what it heard (:meth:`heard`)."""
 
     def __init__(
-        self, folder: Path, registrar_port: int, voice: Path, *, user: str = "2000", rtp_ports: str = "32400-32499"
+        self,
+        folder: Path,
+        registrar_port: int,
+        voice: Path | None = None,
+        *,
+        user: str = "2000",
+        rtp_ports: str = "32400-32499",
+        record: bool = False,
     ) -> None:
         if shutil.which("baresip") is None:
             raise AssertionError("baresip is not installed: run ./setup.sh (Debian package baresip-core)")
         folder.mkdir(parents=True, exist_ok=True)
         self.folder = folder
         self.ctrl_port = free_port(socket.SOCK_STREAM)
+        if voice is None:
+            voice = folder / "voice.wav"
+            clips = [soundfile.read(str(speech_clip(f"real8k/r0{i}.wav")), dtype="int16")[0] for i in range(1, 10)]
+            soundfile.write(voice, np.concatenate(clips * 4), 8000, subtype="PCM_16")
+        recording = ""
+        if record:
+            (folder / "rec").mkdir(exist_ok=True)
+            recording = f"module\tsndfile.so\nsnd_path\t{folder / 'rec'}\n"
         (folder / "config").write_text(
             f"poll_method\tepoll\nsip_listen\t127.0.0.1:{free_port()}\nnet_interface\t127.0.0.1\n"
             f"audio_player\taufile,{folder / 'heard.wav'}\naudio_source\taufile,{voice}\n"
             f"audio_alert\taufile,/dev/null\nrtp_ports\t{rtp_ports}\nmodule_path\t/usr/lib/baresip/modules\n"
             "module\tg711.so\nmodule\taufile.so\nmodule\tctrl_tcp.so\nmodule_app\taccount.so\nmodule_app\tmenu.so\n"
-            f"ctrl_tcp_listen\t127.0.0.1:{self.ctrl_port}\n",
+            f"ctrl_tcp_listen\t127.0.0.1:{self.ctrl_port}\n{recording}",
             encoding="utf-8",
         )
         (folder / "accounts").write_text(
@@ -266,6 +285,12 @@ class Baresip:
         if not wait_until(lambda: self.registered() and accepts_connections(self.ctrl_port), 10, step=0.1):
             self.stop()
             raise AssertionError("baresip did not register and listen within 10 s:\n" + self.log_text()[-3000:])
+
+    def heard(self) -> np.ndarray:
+        """What baresip received (its sndfile dump of the decoded audio; needs ``record``)."""
+        [dump] = sorted((self.folder / "rec").glob("*dec*.wav"))
+        audio, _ = soundfile.read(str(dump), dtype="int16")
+        return audio if audio.ndim == 1 else audio[:, 0]
 
     def registered(self) -> bool:
         """Kamailio has accepted its REGISTER (baresip logs ``... 200 OK (...) [1 binding]``)."""
