@@ -46,7 +46,6 @@ import sys
 import tempfile
 import threading
 import time
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -54,23 +53,21 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from contactcenter.desktop import runner as desktop_runner
-from contactcenter.phones import phone_key
 from contactcenter.records import CallRecord, RuleHitRecord
 from contactcenter.settings import Settings
 from contactcenter.speech.rule_book import RuleBook
 from contactcenter.speech.rules import load_rules
 from contactcenter.storage.database import Database
-from contactcenter.storage.models import Call as StoredCall
-from contactcenter.storage.models import Customer
 from contactcenter.telephony.desk import Desk, DeskCall
 from contactcenter.telephony.registrar import LocalRegistrar
 from tests.helpers.browser import start_chromium
+from tests.helpers.factories import KNOWN_CALLER, seed_known_caller
 from tests.helpers.ports import free_port, free_tcp_port
 from tests.helpers.settings import desk_settings, make_desk
 from tests.helpers.sip import CALLER_PCAP, DEMO_DIR, SIP_DIR, extension_phone, sipp_command
 from tests.helpers.waiting import wait_until
 
-CALLER = "13800138000"  # the demo caller's From (contactcenter/telephony/demo/uac_call.xml)
+CALLER = KNOWN_CALLER  # the demo caller's From (contactcenter/telephony/demo/uac_call.xml)
 CUSTOMER = "张三"
 TOKEN = "desktop-bench-token"
 BANNED = "我不知道"
@@ -118,32 +115,6 @@ return true;
 
 
 # ------------------------------------------------------------------------------------------------ set-up
-
-
-def seed_customer(database: Database) -> None:
-    """张先生 of 示例公司, who called about a repair ten days ago (what the screen-pop finds)."""
-    with database.session() as session:
-        customer = Customer(
-            name=CUSTOMER, company="示例公司", phone="138-0013-8000", phone_key=phone_key(CALLER), salutation="先生"
-        )
-        session.add(customer)
-        session.flush()
-        before = datetime.now(UTC) - timedelta(days=10)
-        session.add(
-            StoredCall(
-                sip_call_id="earlier-call",
-                direction="inbound",
-                remote_number=CALLER,
-                customer_id=customer.id,
-                invited_at=before,
-                answered_at=before,
-                ended_at=before + timedelta(minutes=3),
-                disposition="completed",
-                category="报修",
-                compliance_score=92.5,
-            )
-        )
-        session.commit()
 
 
 def caller_scenario(folder: Path, name: str, wait_ms: int) -> Path:
@@ -217,7 +188,7 @@ class Rig:
         )
         self.database = Database(url)
         self.database.upgrade()
-        seed_customer(self.database)
+        seed_known_caller(self.database)
         self.registrar = LocalRegistrar("127.0.0.1", free_port())
         self.registrar.start()
 

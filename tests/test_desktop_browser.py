@@ -30,6 +30,7 @@ from sqlalchemy import func, select
 from contactcenter.storage.agent_states import state_durations
 from contactcenter.storage.models import AgentStateSpan, Call, Callback, Customer, CustomerChange, Ticket
 from tests.helpers.browser import wait_for
+from tests.helpers.factories import KNOWN_CALLER, seed_known_caller
 from tests.helpers.korean import COMMON_WORDS, stand_in_rules, words_recognised
 from tests.helpers.paths import speech_clip
 from tests.helpers.ports import free_tcp_port
@@ -41,7 +42,7 @@ from tests.helpers.web import desk_for_processes, start_command, stop_command
 pytestmark = pytest.mark.sip
 ARTEFACTS = Path(__file__).parent / "artefacts"
 RING_PERIOD = 3.0  # long enough that a loaded machine still shows the screen-pop and takes the click in ring 1
-CALLER = "13800138000"  # uac_call.xml's From
+CALLER = KNOWN_CALLER
 
 
 class CrmReceiver:
@@ -70,30 +71,6 @@ class CrmReceiver:
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
-
-
-def seed_customer(database) -> None:
-    """张先生 of 示例公司, who called about a repair ten days ago."""
-    with database.session() as session:
-        customer = Customer(name="张三", company="示例公司", phone="138-0013-8000", phone_key=CALLER, salutation="先生")
-        session.add(customer)
-        session.flush()
-        before = datetime.now(UTC) - timedelta(days=10)
-        session.add(
-            Call(
-                sip_call_id="earlier-call",
-                direction="inbound",
-                remote_number=CALLER,
-                customer_id=customer.id,
-                invited_at=before,
-                answered_at=before,
-                ended_at=before + timedelta(minutes=3),
-                disposition="completed",
-                category="报修",
-                compliance_score=92.5,
-            )
-        )
-        session.commit()
 
 
 def counts(database) -> dict[str, int]:
@@ -138,7 +115,7 @@ def test_an_agent_works_a_call_from_the_desktop(
         plugins__crm_webhook__events='["call.ended", "call.wrapped_up"]',
     )
     env["CONTACTCENTER_CRM_SECRET"] = "desk-test-secret"
-    seed_customer(database)
+    seed_known_caller(database)
     desk, url, output = start_desk(env, desk_file.parent)
     registrar = f"127.0.0.1:{env['CONTACTCENTER_LOCAL_REGISTRAR__PORT']}"
     caller_result: list = []

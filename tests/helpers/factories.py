@@ -6,7 +6,7 @@ from __future__ import annotations
 import inspect
 import textwrap
 import uuid
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -167,3 +167,36 @@ def open_app(desk: Path, database_url: str, monkeypatch: Any, **overrides: str) 
     app = App(desk)
     app.database.upgrade()
     return app
+
+
+KNOWN_CALLER = "13800138000"  # the From of the demo caller and uac_call.xml
+
+
+def seed_known_caller(database: Any) -> int:
+    """张三 (张先生) of 示例公司, stored with the number written 138-0013-8000, who called about a repair ten
+    days ago: what the agent desktop's screen-pop should find for a call from ``KNOWN_CALLER``. Their id."""
+    from contactcenter.phones import phone_key
+    from contactcenter.storage.models import Call, Customer
+
+    with database.session() as session:
+        customer = Customer(
+            name="张三", company="示例公司", phone="138-0013-8000", phone_key=phone_key(KNOWN_CALLER), salutation="先生"
+        )
+        session.add(customer)
+        session.flush()
+        before = datetime.now(UTC) - timedelta(days=10)
+        session.add(
+            Call(
+                sip_call_id="earlier-call",
+                direction="inbound",
+                remote_number=KNOWN_CALLER,
+                customer_id=customer.id,
+                invited_at=before,
+                answered_at=before,
+                ended_at=before + timedelta(minutes=3),
+                disposition="completed",
+                category="报修",
+                compliance_score=92.5,
+            )
+        )
+        return int(customer.id)
