@@ -42,7 +42,7 @@ from contactcenter.telephony.desk import Desk, DeskCall
 from contactcenter.telephony.softphone import Softphone
 from tests.helpers.factories import open_app
 from tests.helpers.ports import free_tcp_port
-from tests.helpers.sip import Answerer, Baresip, SipTrace, extension, sipp_scenario, start_sipp
+from tests.helpers.sip import Answerer, Baresip, SipTrace, extension_phone, sipp_scenario, start_sipp
 from tests.helpers.sound import EARS, MIC, SoundServer
 from tests.helpers.waiting import wait_until
 
@@ -167,8 +167,8 @@ def agent_desk(
         headset=headset,
         agent=desktop.agent,
     )
-    phone = extension(
-        outside["registrar"].port, settings.sip.user, the_desk.handle, rtp_low=DESK_RTP[0], rtp_high=DESK_RTP[1]
+    phone = extension_phone(
+        outside["registrar"].port, the_desk.handle, user=settings.sip.user, rtp_low=DESK_RTP[0], rtp_high=DESK_RTP[1]
     )
     trace = SipTrace(phone)
     the_desk.phone = phone
@@ -429,7 +429,9 @@ def test_auto_dial_goes_to_the_headset_of_a_ready_agent_only(agent_desk: AgentDe
 def test_a_blind_transfer_from_the_page_reaches_the_colleague(agent_desk: AgentDesk, tmp_path: Path) -> None:
     d = agent_desk
     colleague = Answerer()
-    target = extension(d.registrar_port, "1002", colleague, rtp_low=COLLEAGUE_RTP[0], rtp_high=COLLEAGUE_RTP[1])
+    target = extension_phone(
+        d.registrar_port, colleague, user="1002", rtp_low=COLLEAGUE_RTP[0], rtp_high=COLLEAGUE_RTP[1]
+    )
     baresip = Baresip(tmp_path / "baresip", d.registrar_port, rtp_ports=BARESIP_RTP)
     waiting = d.add_callback()
     try:
@@ -481,7 +483,7 @@ def test_a_blind_transfer_from_the_page_reaches_the_colleague(agent_desk: AgentD
 def test_digits_keyed_on_the_page_reach_the_far_end(agent_desk: AgentDesk) -> None:
     d = agent_desk
     far_end = Answerer()  # an extension behind the PBX that reads the digits (RFC 4733 events) it is sent
-    phone = extension(d.registrar_port, "1002", far_end, rtp_low=COLLEAGUE_RTP[0], rtp_high=COLLEAGUE_RTP[1])
+    phone = extension_phone(d.registrar_port, far_end, user="1002", rtp_low=COLLEAGUE_RTP[0], rtp_high=COLLEAGUE_RTP[1])
     try:
         callback = d.add_callback(phone="1002")
         assert d.post(f"/api/callbacks/{callback.id}/dial").status_code == 200

@@ -30,24 +30,10 @@ from contactcenter.telephony.pyvoip_adapter import RTP, DeskRTPClient
 from contactcenter.telephony.softphone import Softphone
 from tests.helpers.ports import free_port
 from tests.helpers.settings import desk_settings
-from tests.helpers.sip import Baresip, SipTrace, dialler, extension, extension_phone, start_callee
+from tests.helpers.sip import Answerer, Baresip, SipTrace, dialler, extension_phone, start_callee
 from tests.helpers.waiting import wait_until
 
 pytestmark = pytest.mark.sip
-
-
-class Answerer:
-    """An extension's ``on_call``: answer at once, with a CallMedia attached, and hold the call until it ends."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[Call, CallMedia]] = []
-
-    def __call__(self, call: Call) -> None:
-        media = CallMedia()
-        call.attach_media(media)
-        self.calls.append((call, media))
-        call.answer()
-        call.ended.wait()
 
 
 def cseq(message: str) -> int:
@@ -83,9 +69,11 @@ def customer_call(line: dict, tmp_path: Path) -> Iterator[dict]:
     with ExitStack() as stack:
         desk_phone = extension_phone(port, desk.handle)
         stack.callback(desk_phone.stop)
-        target = extension(port, "1002", answerer, rtp_low=31700, rtp_high=31799)
+        target = extension_phone(port, answerer, user="1002", rtp_low=31700, rtp_high=31799)
         stack.callback(target.stop)
-        ringer = extension(port, "1003", lambda c: rung.append(c) or c.ended.wait(), rtp_low=31800, rtp_high=31899)
+        ringer = extension_phone(
+            port, lambda c: rung.append(c) or c.ended.wait(), user="1003", rtp_low=31800, rtp_high=31899
+        )
         stack.callback(ringer.stop)
         baresip = Baresip(tmp_path / "baresip", port)
         stack.callback(baresip.stop)
@@ -346,7 +334,7 @@ def test_dtmf_from_one_extension_reaches_the_other(line: dict) -> None:
     port = line["registrar"].port
     answerer = Answerer()
     caller: Softphone = extension_phone(port, lambda call: None)
-    callee = extension(port, "1002", answerer, rtp_low=31700, rtp_high=31799)
+    callee = extension_phone(port, answerer, user="1002", rtp_low=31700, rtp_high=31799)
     try:
         result = caller.dial("1002", timeout=10)
         assert result.outcome == "answered" and result.call is not None, result

@@ -144,14 +144,20 @@ def start_callee(outside: dict, scenario: str, *, pcap: Path = CALLER_PCAP, time
 
 
 def extension_phone(
-    registrar_port: int, on_call: Callable[[Call], None], *, rtp_low: int = 30000, rtp_high: int = 30999
+    registrar_port: int,
+    on_call: Callable[[Call], None],
+    *,
+    user: str = "1001",
+    rtp_low: int = 30000,
+    rtp_high: int = 30999,
 ) -> Softphone:
-    """Extension 1001's softphone on a free port, registered with the loopback registrar on ``registrar_port``,
-    handing each incoming call to ``on_call`` (a desk's ``handle``)."""
+    """Extension ``user``'s softphone (the desk's 1001 unless told: a transfer needs a colleague) on a free
+    port, registered with the loopback registrar on ``registrar_port``, handing each incoming call to
+    ``on_call`` (a desk's ``handle``)."""
     account = SipAccount(
         server="127.0.0.1",
         port=registrar_port,
-        user="1001",
+        user=user,
         password="",
         local_ip="127.0.0.1",
         local_port=free_port(),
@@ -169,26 +175,6 @@ def dialler(outside: dict) -> Softphone:
 
 
 # ------------------------------------------------------------------------------------------------ transfer, DTMF
-
-
-def extension(
-    registrar_port: int, user: str, on_call: Callable[[Call], None], *, rtp_low: int, rtp_high: int
-) -> Softphone:
-    """Extension ``user``'s softphone on a free port, registered with the loopback registrar on
-    ``registrar_port`` (``extension_phone`` is always 1001; a transfer needs a second extension)."""
-    account = SipAccount(
-        server="127.0.0.1",
-        port=registrar_port,
-        user=user,
-        password="",
-        local_ip="127.0.0.1",
-        local_port=free_port(),
-        rtp_low=rtp_low,
-        rtp_high=rtp_high,
-    )
-    phone = Softphone(account, on_call)
-    phone.start()
-    return phone
 
 
 class SipTrace:
