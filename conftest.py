@@ -17,6 +17,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -65,6 +66,17 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'store.db'}"
     return request.getfixturevalue("postgres_server").new_database()
+
+
+@pytest.fixture
+def database(database_url: str) -> Iterator[Any]:
+    """The store on ``database_url``, at the newest schema."""
+    from contactcenter.storage import Database
+
+    db = Database(database_url)
+    db.upgrade()
+    yield db
+    db.dispose()
 
 
 # ------------------------------------------------------------------------------------------------ sound

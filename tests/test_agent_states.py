@@ -46,14 +46,6 @@ def seconds(hours: int = 0, minutes: int = 0, secs: int = 0) -> float:
     return float(hours * 3600 + minutes * 60 + secs)
 
 
-@pytest.fixture
-def database(database_url: str) -> Database:
-    db = Database(database_url)
-    db.upgrade()
-    yield db
-    db.dispose()
-
-
 def record(database: Database, extension: str, *changes: tuple[str, str] | tuple[str, str, str]) -> None:
     """Each change (clock, state[, reason]) in its own transaction, as the desk records them."""
     for clock, state, *reason in changes:

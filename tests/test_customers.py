@@ -7,12 +7,10 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import pytest
 from click.testing import CliRunner, Result
 from sqlalchemy import event, func, select
 
@@ -30,14 +28,6 @@ from contactcenter.storage.screen_pop import screen_pop
 from tests.helpers.web import client_as
 
 NOW = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)  # 10:00 in Shanghai
-
-
-@pytest.fixture
-def database(database_url: str) -> Iterator[Database]:
-    db = Database(database_url)
-    db.upgrade()
-    yield db
-    db.dispose()
 
 
 def customers(database: Database) -> list[Customer]:

@@ -27,14 +27,6 @@ from contactcenter.storage.models import (
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 
-@pytest.fixture
-def database(database_url: str) -> Database:
-    db = Database(database_url)
-    db.upgrade()
-    yield db
-    db.dispose()
-
-
 def test_upgrade_creates_every_table_and_is_repeatable(database: Database) -> None:
     expected = set(Base.metadata.tables) | {"alembic_version"}
     assert set(database.table_names()) == expected
