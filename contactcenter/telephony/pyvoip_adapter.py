@@ -793,7 +793,7 @@ class DeskRTPClient(RTP.RTPClient):
             event = self._dtmf.popleft() if self._dtmf else None
         if self.live_source is not None:
             frame = self._mix_live(frame)  # consumed even under an event: the microphone runs in real time
-        event_type = self.dtmf_payload_type
+        event_type = self.dtmf_payload_type if event is not None else None  # looked up only under an event
         if event is None or event_type is None:
             return self._rtp_header(int(self.preference), self.outTimestamp) + self.encode_packet(frame), frame
         if event.first:
