@@ -26,7 +26,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
 
-from contactcenter.desktop.service import AgentDesktop, DesktopError, jsonable
+from contactcenter.desktop.service import AgentDesktop, DesktopError
 
 log = logging.getLogger(__name__)
 COOKIE = "cc_desk"
@@ -225,11 +225,11 @@ def create_desktop_app(desktop: AgentDesktop, tokens: DeskTokens) -> FastAPI:
 
     @app.get("/api/customer")
     def customer(phone: str, _: Annotated[str, Signed]) -> dict[str, Any]:
-        return jsonable(desktop.customer(phone[:64]))
+        return desktop.customer(phone[:64])
 
     @app.put("/api/customer", dependencies=[Change])
     def save_customer(phone: Annotated[str, Body(max_length=64)], values: Annotated[dict[str, Any], Body()]) -> Any:
-        return jsonable(desktop.save_customer(phone, values))
+        return desktop.save_customer(phone, values)
 
     return app
 

@@ -13,11 +13,10 @@ import queue
 import re
 import threading
 from collections.abc import Callable
-from dataclasses import asdict, is_dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pydantic import BaseModel
+from fastapi.encoders import jsonable_encoder
 
 from contactcenter.callbacks.book import CallbackBook, CallbackError, CallbackFilter
 from contactcenter.desktop.hub import DeskHub
@@ -52,21 +51,6 @@ class DesktopError(Exception):
     def __init__(self, message: str, status: int = 409, errors: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.message, self.status, self.errors = message, status, errors or {}
-
-
-def jsonable(value: Any) -> Any:
-    """Records, dataclasses and datetimes as the page's JSON."""
-    if isinstance(value, BaseModel):
-        return value.model_dump(mode="json")
-    if is_dataclass(value) and not isinstance(value, type):
-        return jsonable(asdict(value))
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [jsonable(v) for v in value]
-    if isinstance(value, datetime):
-        return value.isoformat()
-    return value
 
 
 class AgentDesktop:
@@ -254,7 +238,7 @@ class AgentDesktop:
         if self.database is None:
             return None
         with self.database.session() as session:
-            return jsonable(screen_pop(session, number))
+            return jsonable_encoder(screen_pop(session, number))
 
     # ---------------------------------------------------------------------------------- wrap-up
 
@@ -299,7 +283,7 @@ class AgentDesktop:
             raise DesktopError("请检查标红的字段", 422, exc.errors) from None
         self.hub.mark_wrapped_up(sip_call_id)
         self.agent.wrap_up_done()
-        return jsonable(record)
+        return jsonable_encoder(record)
 
     # -------------------------------------------------------------------------------- callbacks
 
@@ -320,7 +304,7 @@ class AgentDesktop:
             if callback.id in seen:
                 continue
             seen.add(callback.id)
-            data = jsonable(callback)
+            data = jsonable_encoder(callback)
             data["overdue"] = callback.due_at <= now
             if callback.due_at <= now:
                 shown["overdue"].append(data)
