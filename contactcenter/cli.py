@@ -21,6 +21,7 @@ from contactcenter.commands import (
     models,
     plugins,
     prompts,
+    registrar,
     rules,
     run,
     tickets,
@@ -71,7 +72,22 @@ def cli(ctx: click.Context, settings_file: str | None) -> None:
     ctx.call_on_close(ctx.obj.close)
 
 
-for module in (run, demo, devices, agents, audit, rules, prompts, plugins, db, tickets, callbacks, models, web):
+for module in (
+    run,
+    demo,
+    devices,
+    agents,
+    audit,
+    rules,
+    prompts,
+    plugins,
+    db,
+    tickets,
+    callbacks,
+    models,
+    web,
+    registrar,
+):
     cli.add_command(module.command)
 cli.add_command(callbacks.scheduler_command)
 cli.add_command(web.users_command)

@@ -24,6 +24,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -83,6 +84,15 @@ TimeZoneName = Annotated[str, AfterValidator(_timezone)]
 Port = Annotated[int, Field(ge=1, le=65535)]
 
 
+def _digits_as_text(value: object) -> object:
+    """``user = 1001`` in the file, or CONTACTCENTER_SIP__USER=1001 (read as TOML, so a number), means the
+    digits 1001: an extension is text, and a leading zero would matter."""
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else value
+
+
+PhoneNumberText = Annotated[str, BeforeValidator(_digits_as_text)]
+
+
 class Section(BaseModel):
     """A settings table: unknown keys are errors, values are immutable once loaded."""
 
@@ -110,7 +120,7 @@ class CompanySettings(Section):
 class SipSettings(Section):
     server: str = ""
     port: Port = 5060
-    user: str = Field(default="1001", min_length=1)
+    user: PhoneNumberText = Field(default="1001", min_length=1)
     password_env: str = "CONTACTCENTER_SIP_PASSWORD"
     local_ip: str = "127.0.0.1"
     local_port: Port = 5062
@@ -280,6 +290,26 @@ class AgentSettings(Section):
         return self
 
 
+class TeamSettings(Section):
+    """A service number many desks share (热线): the embedded Kamailio forks its calls to the ready agents and
+    sends what nobody answers to an overflow desk, so the three-ring promise is kept for the caller."""
+
+    number: PhoneNumberText = Field(default="", pattern=r"^[0-9]{0,16}$")  # "" = no team line
+    role: Literal["agent", "overflow"] = "agent"  # overflow: answers at once, offers a callback; no headset
+    strategy: Literal["ring_all", "longest_idle"] = "ring_all"
+    ring_seconds: float | None = Field(default=None, gt=0, le=90)  # agents ring this long, then overflow
+    hunt_seconds: float = Field(default=5.0, gt=0, le=60)  # longest_idle: how long each agent rings in turn
+    overflow_number: PhoneNumberText = Field(
+        default="1999", pattern=r"^[0-9]{1,16}$"
+    )  # what overflow desks register as
+    registration_seconds: int = Field(default=60, ge=10, le=3600)  # a dead desk's team contact lapses this fast
+    keys_wait_seconds: float = Field(default=8.0, gt=0, le=60)  # overflow: time given to press a key
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.number)
+
+
 class CallbackSettings(Section):
     after_service_call: bool = True
     service_categories: list[str] = Field(default_factory=lambda: ["报修"])
@@ -326,11 +356,35 @@ class Settings(Section):
     callbacks: CallbackSettings = CallbackSettings()
     web: WebSettings = WebSettings()
     agent: AgentSettings = AgentSettings()
+    team: TeamSettings = TeamSettings()
     source: Path = Path(DEFAULT_SETTINGS_FILE)
 
     @property
     def database_url(self) -> str:
         return self.database.resolved_url(self.general.data_dir)
+
+    @property
+    def team_ring_seconds(self) -> float:
+        """How long a team call rings the agents before it overflows: ``[team] ring_seconds``, else half a
+        ring after the ring at which desks answer, so a desk that can answer does, and the overflow desk still
+        answers within three rings."""
+        ring = self.ring
+        return self.team.ring_seconds or (ring.answer_after_rings + 0.5) * ring.ring_period_seconds
+
+    @model_validator(mode="after")
+    def _team_within_three_rings(self) -> Settings:
+        team, ring = self.team, self.ring
+        if not team.enabled:
+            return self
+        if team.number in (self.sip.user, team.overflow_number):
+            raise ValueError("[team] number must differ from [sip] user and [team] overflow_number")
+        promise = 3 * ring.ring_period_seconds
+        if self.team_ring_seconds >= promise:
+            raise ValueError(
+                f"[team] ring_seconds ({self.team_ring_seconds:g} s) must be under three rings ({promise:g} s), "
+                "or callers wait past three rings before the overflow desk answers"
+            )
+        return self
 
 
 def settings_path(explicit: str | os.PathLike[str] | None = None) -> Path:
@@ -379,7 +433,7 @@ def _describe(error: Mapping[str, Any], origin: str, allowed: Mapping[tuple[str,
     message = str(error["msg"]).removeprefix("Value error, ")
     got = error.get("input")
     suffix = "" if isinstance(got, (Mapping, list)) or got is None else f" (got {got!r})"
-    return f"{origin}: {where}: {message}{suffix}"
+    return f"{origin}: {where}: {message}{suffix}" if where else f"{origin}: {message}{suffix}"
 
 
 def _allowed_keys() -> dict[tuple[str, ...], list[str]]:

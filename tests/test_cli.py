@@ -65,7 +65,7 @@ def test_the_commands_the_readme_promises(desk: Path, tmp_path: Path) -> None:
 
     listed = run("tickets", "list", "--json")
     assert listed.returncode == 0 and json.loads(listed.stdout) == []
-    assert run("db", "current").stdout.strip() == "0006"
+    assert run("db", "current").stdout.strip() == "0007"
 
 
 def test_a_database_that_is_down_exits_with_a_message(desk: Path) -> None:

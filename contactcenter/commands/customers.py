@@ -34,7 +34,13 @@ from contactcenter.storage.screen_pop import ScreenPop, screen_pop
 
 #: Display names for the screen pop's tables (the web page's template keeps its own copy).
 DIRECTIONS = {"inbound": "呼入", "outbound": "呼出"}
-DISPOSITIONS = {"completed": "已接通", "abandoned": "未接", "in_progress": "进行中", "recording": "录音质检"}
+DISPOSITIONS = {
+    "completed": "已接通",
+    "abandoned": "未接",
+    "in_progress": "进行中",
+    "recording": "录音质检",
+    "overflow": "溢出接听",
+}
 TICKET_STATES = {"open": "待处理", "in_progress": "处理中"}
 CALLBACK_STATES = {"pending": "待回访", "due": "已到期", "in_progress": "回访中"}
 CALLBACK_KINDS = {
@@ -43,6 +49,7 @@ CALLBACK_KINDS = {
     "compliance": "质检跟进",
     "survey": "满意度",
     "manual": "手动",
+    "overflow": "溢出回电",
 }
 
 

@@ -23,9 +23,12 @@ from contactcenter.records import CallbackRecord
 from contactcenter.scheduling.dialer import CallbackDialer
 from contactcenter.scheduling.scheduler import CallbackScheduler
 from contactcenter.speech.vosk_model import SpeechModelError
+from contactcenter.telephony.agent_history import AgentHistory
+from contactcenter.telephony.agent_state import AgentState
 from contactcenter.telephony.desk import Desk, DeskCall
-from contactcenter.telephony.registrar import LocalRegistrar, RegistrarError
+from contactcenter.telephony.registrar import LocalRegistrar, RegistrarError, TeamRouting
 from contactcenter.telephony.softphone import RegistrationError, SipAccount, Softphone
+from contactcenter.telephony.team import ContactAccount, TeamMembership, follow_agent
 
 
 def show(what: str, desk_call: DeskCall) -> None:
@@ -38,7 +41,11 @@ def show(what: str, desk_call: DeskCall) -> None:
     elif what == "answered":
         click.echo(f"{now} answered  {who} at ring {desk_call.rings}")
     elif what == "refused":
-        click.echo(f"{now} refused   {who} (486: agent not ready or in wrap-up)")
+        click.echo(f"{now} refused   {who} (486: agent not ready, busy or in wrap-up)")
+    elif what == "answered_elsewhere":
+        click.echo(f"{now} elsewhere {who} (team call answered at another desk)")
+    elif what == "ring_ended":
+        click.echo(f"{now} unanswered {who} (team call: the caller hung up or it went to the overflow desk)")
     elif what in ("muted", "unmuted", "held", "resumed", "transferred", "transfer_failed"):
         click.echo(f"{now} {what:<9} {who}")
     elif what in ("ended", "abandoned"):
@@ -60,13 +67,28 @@ def _start_scheduler(app: App, stop: threading.Event, desktop: desktop_runner.De
             return
         if desktop is not None and desktop.service is not None and desktop.service.dial_for_agent(callback):
             return
-        dialer(callback)
+        dialer(callback)  # not an overflow callback: the caller wants an agent, offered to the next one ready
 
     scheduler = CallbackScheduler(app.database, settings, app.plugins.bus.publish, on_due=on_due)
     thread = threading.Thread(target=scheduler.run, args=(stop,), name="callback-scheduler", daemon=True)
     thread.start()
     click.echo("callbacks: this desk runs the scheduler" + (" and dials due callbacks" if dialer else ""))
     return thread
+
+
+def team_routing(app: App) -> TeamRouting | None:
+    """How the registrar routes the team number ([team] in settings.toml), or None without a team line."""
+    settings = app.settings
+    team = settings.team
+    if not team.enabled:
+        return None
+    return TeamRouting(
+        number=team.number,
+        overflow_number=team.overflow_number,
+        ring_ms=round(settings.team_ring_seconds * 1000),
+        longest_idle=team.strategy == "longest_idle",
+        hunt_ms=round(team.hunt_seconds * 1000),
+    )
 
 
 @click.command("run")
@@ -112,7 +134,7 @@ def command(app: App) -> None:
     server, port = sip.server, sip.port
     if sip.uses_local_registrar:
         reg = settings.local_registrar
-        registrar = LocalRegistrar(reg.listen_ip, reg.port, reg.kamailio)
+        registrar = LocalRegistrar(reg.listen_ip, reg.port, reg.kamailio, team=team_routing(app))
         try:
             registrar.start()
         except RegistrarError as exc:
@@ -131,6 +153,15 @@ def command(app: App) -> None:
         publish = desktop.publish_through(publish)
     elif settings.agent.enabled:
         click.echo("agent desktop: off (no headset: this desk answers unattended)")
+    team = settings.team
+    agent = desktop.agent if desktop is not None else None
+    history = None
+    if agent is None and team.enabled and team.role == "agent":  # an agent without a page: ready unless busy
+        agent_settings = settings.agent
+        agent = AgentState(
+            agent_settings.not_ready_reasons, agent_settings.wrap_up_seconds, start_ready=agent_settings.start_ready
+        )
+        history = AgentHistory(app.database, sip.user, agent)
 
     def on_change(what: str, desk_call: DeskCall) -> None:
         show(what, desk_call)
@@ -145,7 +176,7 @@ def command(app: App) -> None:
         app.rule_book,
         on_change=on_change,
         headset=headset,
-        agent=desktop.agent if desktop is not None else None,
+        agent=agent,
     )
     account = SipAccount(
         server=server,
@@ -158,6 +189,11 @@ def command(app: App) -> None:
         rtp_high=sip.rtp_port_high,
     )
     phone = Softphone(account, desk.handle)
+    membership = None
+    if team.enabled:
+        contact = ContactAccount(server, port, sip.user, sip.password or "", sip.local_ip, sip.local_port)
+        aor = team.overflow_number if team.role == "overflow" else team.number
+        membership = TeamMembership(contact, aor, team.registration_seconds)
     try:
         try:
             phone.start(attempts=5)
@@ -168,6 +204,16 @@ def command(app: App) -> None:
             f"{settings.ring.answer_after_rings}. Ctrl-C stops."
         )
         desk.phone = phone
+        if history is not None:
+            history.start()
+        if membership is not None and agent is not None:
+            follow_agent(agent, membership, longest_idle=team.strategy == "longest_idle")
+            membership.start()
+            click.echo(f"team line {team.number}: this desk is rung while its agent is ready ({team.strategy})")
+        elif membership is not None:
+            membership.want(True)
+            membership.start()
+            click.echo(f"team line {team.number}: overflow desk, registered as {team.overflow_number}")
         app.plugins.attach_phone(desk)  # calls plugins place run through the desk: recorded, checked, stored
         if desktop is not None:
             try:
@@ -186,8 +232,12 @@ def command(app: App) -> None:
             scheduler_thread.join(timeout=10)
     finally:
         click.echo("stopping: hanging up calls in progress")
+        if membership is not None:
+            membership.stop()  # no team call is sent here any more
         if desktop is not None:
             desktop.stop()
+        if history is not None:
+            history.stop()
         phone.stop()
         if not desk.wait_until_idle(timeout=5):
             click.echo("waiting for speech recognition to finish the last calls (Ctrl-C again to abandon it)")

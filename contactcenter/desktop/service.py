@@ -9,7 +9,6 @@ the state history is written by its own thread so a slow or lost database never 
 from __future__ import annotations
 
 import logging
-import queue
 import re
 import threading
 from collections.abc import Callable
@@ -23,7 +22,6 @@ from contactcenter.desktop.hub import DeskHub
 from contactcenter.phones import phone_key
 from contactcenter.records import CallbackRecord
 from contactcenter.settings import Settings
-from contactcenter.storage.agent_states import close_open_spans, record_state
 from contactcenter.storage.customers import (
     EDITABLE,
     LIMITS,
@@ -34,6 +32,7 @@ from contactcenter.storage.customers import (
 )
 from contactcenter.storage.database import Database
 from contactcenter.storage.screen_pop import screen_pop
+from contactcenter.telephony.agent_history import AgentHistory
 from contactcenter.telephony.agent_state import AgentState, AgentStateError, AgentStatus
 from contactcenter.telephony.control import CallControl
 from contactcenter.telephony.desk import Desk, DeskCall, HeadsetBusy
@@ -72,8 +71,7 @@ class AgentDesktop:
         self.hub = hub
         self.publish = publish
         self.extension = settings.sip.user
-        self._states: queue.Queue[AgentStatus | None] = queue.Queue()
-        self._writer: threading.Thread | None = None
+        self.history = AgentHistory(database, self.extension, agent)
         # A call the agent places holds the headset from the click, but is on it (``desk.headset_call()``) only
         # once answered: while it rings, this says the headset is taken, so a second click is refused.
         self._dialling = False
@@ -81,53 +79,17 @@ class AgentDesktop:
         self._cancel = threading.Event()  # set to stop the call the agent is dialling (a fresh one per dial)
         self._last_state = agent.status.state
         agent.add_listener(hub.agent_changed)
-        agent.add_listener(self._states.put)
         agent.add_listener(self._left_wrap_up)
+        agent.add_listener(self._offer_waiting_callback)
 
     # ------------------------------------------------------------------------------------- life
 
     def start(self) -> None:
-        """Close what a killed desk left open, store the state it starts in, and start the history writer."""
-        if self.database is not None:
-            try:
-                with self.database.session() as session:
-                    close_open_spans(session, self.extension, datetime.now(UTC))
-                    session.commit()
-            except Exception:
-                log.exception("agent state history: open spans could not be closed")
-        self._states.put(self.agent.status)
-        self._writer = threading.Thread(target=self._write_states, name="agent-states", daemon=True)
-        self._writer.start()
+        """Start storing the agent's state history."""
+        self.history.start()
 
     def stop(self) -> None:
-        self.agent.go_offline()
-        self._states.put(None)
-        if self._writer is not None:
-            self._writer.join(timeout=5)
-
-    def _write_states(self) -> None:
-        """Store each state change; a database that fails is retried with the next change, never blocking."""
-        pending: list[AgentStatus] = []
-        while True:
-            status = self._states.get()
-            if status is not None:
-                pending.append(status)
-            if self.database is not None and pending:
-                try:
-                    with self.database.session() as session:
-                        for item in list(pending):
-                            try:
-                                record_state(session, self.extension, item.state, item.reason, at=item.since)
-                            except ValueError as exc:  # cannot ever be stored: said once, not retried forever
-                                log.error("agent state %s not stored: %s", item.state, exc)
-                                pending.remove(item)
-                        session.commit()
-                    pending.clear()
-                except Exception as exc:
-                    log.error("agent state history not stored yet (%d changes kept): %s", len(pending), exc)
-                    del pending[:-1000]
-            if status is None:
-                return
+        self.history.stop()
 
     def _left_wrap_up(self, status: AgentStatus) -> None:
         """Wrap-up ended without a save (its timer ran out, or the agent clicked 就绪): a callback whose call
@@ -388,6 +350,27 @@ class AgentDesktop:
         except (CallbackError, Exception):
             log.exception("callback %s could not be put back", callback.id)
         self.hub.set_dialling(None, notice)
+
+    def _offer_waiting_callback(self, status: AgentStatus) -> None:
+        """The agent has just become ready: with ``[callbacks] auto_dial``, the oldest callback a caller left
+        with the overflow desk (anyone's, due) is dialled to their headset at once. Without auto_dial it is
+        on their page (anyone's due callbacks), to click."""
+        if status.state != "ready" or not self.settings.callbacks.auto_dial or self.database is None:
+            return
+        threading.Thread(target=self._dial_oldest_overflow, name="overflow callback", daemon=True).start()
+
+    def _dial_oldest_overflow(self) -> None:
+        try:
+            book = CallbackBook(self._database(), self.settings)
+            waiting = book.list(
+                CallbackFilter(states=("pending", "due"), kinds=("overflow",), due_before=datetime.now(UTC), limit=50)
+            )
+            for callback in sorted(waiting, key=lambda c: c.due_at):
+                if not callback.owner_extension or callback.owner_extension == self.extension:
+                    self.dial_for_agent(callback)
+                    return
+        except Exception:
+            log.exception("the callbacks left with the overflow desk could not be offered")
 
     def dial_for_agent(self, callback: CallbackRecord) -> bool:
         """The scheduler's due callback (auto_dial): to the agent's headset when the agent is ready. False

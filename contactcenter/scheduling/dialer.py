@@ -4,7 +4,8 @@ It dials through the plugin API (``api.dial``, the desk's phone), plays the call
 (``callback_opening``: "您好,我是...昨天您反映的问题已经处理,想了解一下现在的情况"), listens until the
 customer hangs up (at most ``LISTEN_SECONDS``) and records the outcome: reached closes the callback, busy or
 no answer retries it per the policy, and the last miss fails it. Survey callbacks are the survey plugin's to
-dial. Like the built-in plugins it uses only the plugin API.
+dial; a callback a caller left with the overflow desk (kind ``overflow``) is for an agent, never a recording:
+it waits on the agents' pages until one is ready. Like the built-in plugins it uses only the plugin API.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ class CallbackDialer:
         self.prompts = Prompts(api.settings.scripts.prompts_dir)
 
     def __call__(self, callback: CallbackRecord) -> None:
-        if callback.kind == "survey":
+        if callback.kind in ("survey", "overflow"):
             return
         threading.Thread(
             target=self._dial_logged, args=(callback,), name=f"callback-{callback.id}", daemon=True

@@ -124,6 +124,33 @@ class AgentStateSpan(Base):
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
+TEAM_OUTCOMES = ("answered", "overflow", "overflow_callback", "overflow_no_callback")
+
+
+class TeamCall(Base):
+    """One call to the team number, however many desks it rang: the caller's Call-ID is the same on every desk
+    Kamailio forked it to, so the first desk to see it adds the row and every desk updates the same one.
+
+    ``outcome`` is set by the desk that answered (``answered``; ``overflow`` while the overflow desk has it,
+    then ``overflow_callback`` or ``overflow_no_callback``). Taking the empty outcome is how one desk, and only
+    one, wins a call two desks answer in the same instant. A call nobody answered has no outcome; the agent
+    desks note when its ringing stopped (``ring_ended_at``), and it counts as abandoned once no overflow desk
+    took it (see :mod:`contactcenter.storage.team_calls`)."""
+
+    __tablename__ = "team_calls"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sip_call_id: Mapped[str] = mapped_column(String(255), unique=True)
+    team_number: Mapped[str] = mapped_column(String(16))
+    remote_number: Mapped[str] = mapped_column(String(64), default="")
+    arrived_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    outcome: Mapped[str | None] = mapped_column(String(24))
+    answered_by: Mapped[str] = mapped_column(String(64), default="")
+    answered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    ring_ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    callback_id: Mapped[int | None] = mapped_column(Integer)
+
+
 class Call(Base):
     """One phone call, inbound or outbound, with the timestamps the service standard is judged on."""
 
@@ -241,7 +268,7 @@ class Ticket(Base):
 
 
 CALLBACK_STATES = ("pending", "due", "in_progress", "done", "failed", "cancelled")
-CALLBACK_KINDS = ("next_day", "complaint", "compliance", "survey", "manual")
+CALLBACK_KINDS = ("next_day", "complaint", "compliance", "survey", "manual", "overflow")
 
 
 class Callback(Base):

@@ -65,6 +65,11 @@ class Call:
         party = voip_call.request.headers["To" if direction == "outbound" else "From"]
         self.remote_number: str = party.get("number") or ""
         self.caller_name: str = (party.get("caller") or "").strip().strip('"').strip()  # pyVoIP left a quote
+        # the number the caller dialled (the To header's user): a team number reaches a desk under its own
+        # extension in the Request-URI, but the To header keeps what was dialled
+        self.dialled_number: str = (
+            (voip_call.request.headers["To"].get("number") or "") if direction == "inbound" else ""
+        )
         self._media: CallMedia | None = None
 
     # ------------------------------------------------------------------------------------------------ state
@@ -80,6 +85,12 @@ class Call:
     @property
     def ended(self) -> threading.Event:
         return self._call.ended
+
+    @property
+    def answered_elsewhere(self) -> bool:
+        """It stopped ringing because another phone the call was forked to answered it (a CANCEL with
+        ``Reason: SIP;cause=200``, RFC 3326): not a caller who gave up."""
+        return "cause=200" in self._call.cancel_reason.replace(" ", "")
 
     @property
     def hung_up_by(self) -> str | None:

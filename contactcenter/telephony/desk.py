@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Protocol
 
 from contactcenter.audio.headset import Headset, HeadsetBridge
+from contactcenter.callbacks.book import CallbackBook
 from contactcenter.media.call_media import CallMedia
 from contactcenter.records import CallRecord, CallSpeechOutcome
 from contactcenter.settings import Settings
@@ -34,7 +35,9 @@ from contactcenter.storage.database import Database
 from contactcenter.telephony.agent_state import AgentState
 from contactcenter.telephony.call import Call, CallNotRinging, DialResult
 from contactcenter.telephony.control import CallControl
+from contactcenter.telephony.overflow import OverflowAttendant
 from contactcenter.telephony.session import CallSession, DeskServices, Publish
+from contactcenter.telephony.team import TeamLedger
 
 log = logging.getLogger(__name__)
 FINISHED_KEPT = 1000  # recent calls kept in memory for the display; the store has them all
@@ -65,6 +68,7 @@ class DeskCall:
     callback_id: int | None = None  # the callback this call was placed for
     hung_up: bool = False  # the conversation is over (the store may still be catching up)
     claimed: HeadsetBridge | None = None  # the headset a call the agent placed took
+    team_call: bool = False  # dialled the team number: its ringing and answer are shared with the other desks
 
     @property
     def dtmf(self) -> list[str]:
@@ -88,8 +92,23 @@ class Desk:
     ) -> None:
         self.settings = settings
         self.services = DeskServices(settings, database, publish, monitor, rules, headset)
-        # The agent's state gates calls only where there is an agent: a desk with a headset.
-        self.agent = agent if self.services.headset is not None else None
+        team = settings.team
+        self.team_number = team.number if team.enabled else None
+        self.overflow = team.enabled and team.role == "overflow"
+        # The agent's state gates calls only where there is an agent: a desk with a headset, or a desk in a team
+        # (its state decides whether the team line rings it).
+        team_agent = team.enabled and team.role == "agent"
+        self.agent = agent if self.services.headset is not None or team_agent else None
+        self.ledger = TeamLedger(database, settings.sip.user) if team.enabled and database is not None else None
+        self.attendant = (
+            OverflowAttendant(
+                self.services.prompts,
+                CallbackBook(database, settings) if database is not None else None,
+                team.keys_wait_seconds,
+            )
+            if self.overflow
+            else None
+        )
         self.on_change = on_change
         self.phone: Dialer | None = None  # the softphone, once registered: calls placed go through it
         self.active: dict[str, DeskCall] = {}
@@ -100,10 +119,17 @@ class Desk:
 
     def handle(self, call: Call) -> None:
         """A call has come in (the softphone's call thread, for as long as the call lasts)."""
+        team_call = self.team_number is not None and call.dialled_number == self.team_number
+        if team_call and self.ledger is not None:
+            self.ledger.arrived(call, self.team_number or "")
         if self.agent is not None and not self.agent.accepts_calls:
             self._refuse(call)
             return
+        if team_call and self.agent is not None and self.agent.status.state != "ready":
+            self._refuse(call)  # busy since it registered for the team: the registrar rings the others
+            return
         desk_call = self._track(call)
+        desk_call.team_call = team_call
         desk_call.attended = self.agent is not None
         try:
             self._take(desk_call)
@@ -139,17 +165,20 @@ class Desk:
         self._changed("ringing", desk_call)
         if isinstance(services.rules, RuleBook):
             services.rules.refresh_soon()  # an admin's changes to the rules, read while it rings
-        answer_at = call.invited_at.timestamp() + ring.answer_after_rings * ring.ring_period_seconds
+        rings = 0 if self.overflow else ring.answer_after_rings  # the overflow desk answers at once
+        answer_at = call.invited_at.timestamp() + rings * ring.ring_period_seconds
         if not self._ring_until(desk_call, answer_at):
             self._abandoned(desk_call)
             return
         claimed = None
-        if services.headset is not None:
+        if services.headset is not None and not self.overflow:
             claimed = services.headset.claim(call.ended)  # waits while the agent is on another call
             if claimed is None:
                 self._abandoned(desk_call)
                 return
         try:
+            if desk_call.team_call and not self._won(desk_call):
+                return
             self._answer(desk_call, claimed)
         finally:
             if claimed is not None and services.headset is not None:
@@ -165,6 +194,23 @@ class Desk:
             control.answer_requested.wait(timeout=min(remaining, 0.05))
         return call.ringing and not call.ended.is_set()
 
+    def _won(self, desk_call: DeskCall) -> bool:
+        """A team call this desk is about to answer: claim it, so that of desks answering in the same instant
+        exactly one does. The others refuse it (486) and store nothing; the registrar CANCELs them anyway once
+        the winner's 200 OK reaches it. When the database cannot say in time, the desk answers."""
+        if self.ledger is None:
+            return True
+        won = self.ledger.claim(desk_call.call, "overflow" if self.overflow else "answered")
+        if won is not False or self.overflow:  # the overflow desk never leaves a caller ringing
+            return True
+        log.info("team call %s was answered at another desk first", desk_call.call.sip_call_id)
+        try:
+            desk_call.call.reject(486, "Busy Here")
+        except Exception:
+            log.debug("team call %s already ended", desk_call.call.sip_call_id)
+        self._changed("answered_elsewhere", desk_call)
+        return False
+
     def _answer(self, desk_call: DeskCall, claimed: HeadsetBridge | None) -> None:
         call, ring = desk_call.call, self.settings.ring
         try:
@@ -173,20 +219,65 @@ class Desk:
             self._abandoned(desk_call)
             return
         answered = datetime.now(UTC)
-        desk_call.rings = max(
-            1, math.ceil((answered - call.invited_at).total_seconds() / ring.ring_period_seconds - 0.05)
-        )
+        waited_since = self._waiting_since(desk_call)
+        desk_call.rings = max(1, math.ceil((answered - waited_since).total_seconds() / ring.ring_period_seconds - 0.05))
         desk_call.answered_at = answered
         if self.agent is not None and claimed is not None:
             self.agent.call_answered()
-        record = self._record(call, answered_at=answered, rings_before_answer=desk_call.rings)
+        record = self._record(call, answered_at=answered, rings_before_answer=desk_call.rings, invited_at=waited_since)
         self.services.emit("call_answered", call=record)
         self._changed("answered", desk_call)
         facts = CallFacts(rings_before_answer=desk_call.rings, apology_after_rings=ring.apology_after_rings)
-        late = desk_call.rings > ring.apology_after_rings
+        late = desk_call.rings > ring.apology_after_rings or self.overflow  # overflow: the caller has waited
+        if self.attendant is not None:
+            self._run_overflow(desk_call, record, facts)
+            return
         self._run_session(desk_call, record, facts, claimed, "late_apology" if late else "greeting")
 
+    def _waiting_since(self, desk_call: DeskCall) -> datetime:
+        """When the caller started to wait: the INVITE's arrival here, or, for a team call the overflow desk
+        takes, its arrival at the first desk it rang (the rings the caller heard there count)."""
+        call = desk_call.call
+        if desk_call.team_call and self.overflow and self.ledger is not None:
+            first = self.ledger.arrival(call)
+            if first is not None and first < call.invited_at:
+                return first
+        return call.invited_at
+
+    def _run_overflow(self, desk_call: DeskCall, record: CallRecord, facts: CallFacts) -> None:
+        """The overflow desk: apology greeting, the callback offer (:mod:`~contactcenter.telephony.overflow`),
+        stored as ``overflow``; the team call's row says whether a callback was booked."""
+        assert self.attendant is not None
+        session = CallSession(
+            self.services,
+            desk_call.call,
+            desk_call.control,
+            record,
+            facts,
+            on_hung_up=lambda: self._hung_up(desk_call),
+            disposition="overflow",
+        )
+        session.start(None, "late_apology")
+        callback_id = None
+        try:
+            callback_id = self.attendant.run(desk_call.call).callback_id
+        except Exception:
+            log.exception(
+                "overflow script of call %s failed; the call goes on until hung up", desk_call.call.sip_call_id
+            )
+        finally:
+            if desk_call.team_call and self.ledger is not None:
+                self.ledger.overflow_settled(desk_call.call, callback_id)
+        self._finish_session(desk_call, session)
+
     def _abandoned(self, desk_call: DeskCall) -> None:
+        if desk_call.team_call:
+            # One row per team call, however many desks it rang: a desk that was not the one to answer
+            # stores no call of its own; it notes that its ringing stopped, unless another desk answered.
+            if self.ledger is not None and not desk_call.call.answered_elsewhere:
+                self.ledger.ring_ended(desk_call.call)
+            self._changed("answered_elsewhere" if desk_call.call.answered_elsewhere else "ring_ended", desk_call)
+            return
         record = self._record(
             desk_call.call, ended_at=datetime.now(UTC), hung_up_first="customer", disposition="abandoned"
         )

@@ -414,6 +414,7 @@ class DeskSIPClient(SIP.SIPClient):
             return
         self.respond(message, 200, "OK")
         if call.state == CallState.RINGING:
+            call.cancel_reason = str(message.headers.get("Reason") or "")
             self.respond(call.request, 487, "Request Terminated", to_tag=self.tagLibrary.get(call.call_id))
             call.cancelled()
 
@@ -872,6 +873,7 @@ class DeskVoIPCall(VoIPCall):
         self.referral: Referral | None = None  # the latest transfer attempt
         self._referral_lock = threading.Lock()
         self.on_dtmf: Callable[[str], None] | None = None  # each digit as it arrives, pushed
+        self.cancel_reason = ""  # the CANCEL's Reason header (RFC 3326), if the caller's side gave one
         super().__init__(phone, *args, **kwargs)
 
     @property

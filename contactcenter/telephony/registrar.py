@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ctypes
 import glob
+import os
 import shutil
 import signal
 import socket
@@ -15,6 +16,7 @@ import subprocess
 import tempfile
 import time
 import uuid
+from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
 from types import TracebackType
@@ -29,6 +31,31 @@ def _end_with_parent() -> None:
     watches the thread that started it: :meth:`LocalRegistrar.start` is called from the main thread.)"""
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG = 1
+
+
+@dataclass(frozen=True)
+class TeamRouting:
+    """How the registrar routes calls to a team number (settings.toml [team]); times in milliseconds."""
+
+    number: str
+    overflow_number: str
+    ring_ms: int
+    longest_idle: bool = False
+    hunt_ms: int = 5000
+
+    def defines(self) -> list[str]:
+        lines = [
+            f'#!define TEAM_NUMBER "{self.number}"',
+            f'#!define TEAM_OVERFLOW "{self.overflow_number}"',
+            f"#!define TEAM_RING_MS {self.ring_ms}",
+            f"#!define TEAM_HUNT_MS {min(self.hunt_ms, self.ring_ms)}",
+        ]
+        if self.longest_idle:
+            lines.append("#!define TEAM_LONGEST_IDLE")
+        return lines
+
+
+PASSWORD_VARIABLE = "CONTACTCENTER_REGISTRAR_PASSWORD"  # read by Kamailio itself ($env), never written to a file
 
 
 class RegistrarError(Exception):
@@ -66,6 +93,22 @@ def sip_options_ping(host: str, port: int, timeout: float = 0.5) -> str | None:
         return data.split(b"\r\n", 1)[0].decode(errors="replace")
 
 
+def registrar_config(
+    listen_ip: str, port: int, modules: str, *, team: TeamRouting | None = None, with_auth: bool = False
+) -> str:
+    """The Kamailio configuration, for the loopback registrar or for a host of its own (``registrar config``).
+    With ``with_auth`` every REGISTER must carry the password Kamailio finds in its environment variable
+    CONTACTCENTER_REGISTRAR_PASSWORD, so the secret is in no file."""
+    template = files("contactcenter.telephony").joinpath("kamailio.cfg").read_text(encoding="utf-8")
+    defines = (["#!define WITH_AUTH"] if with_auth else []) + (team.defines() if team is not None else [])
+    return (
+        template.replace("@DEFINES@", "\n".join(defines) + ("\n" if defines else ""))
+        .replace("@LISTEN_IP@", f"[{listen_ip}]" if ":" in listen_ip else listen_ip)
+        .replace("@PORT@", str(port))
+        .replace("@MODULES@", modules)
+    )
+
+
 class LocalRegistrar:
     """``with LocalRegistrar(...) as registrar:`` runs Kamailio for the block; ``stop`` ends it by PID."""
 
@@ -77,7 +120,9 @@ class LocalRegistrar:
         start_timeout: float = 10.0,
         password: str | None = None,
         outside_line: str | None = None,
+        team: TeamRouting | None = None,
     ) -> None:
+        self.team = team
         self.password = password  # digest authentication for REGISTER (any user), for testing against a PBX-like peer
         self.outside_line = outside_line  # "host:port" that numbers starting with 9 are sent to
         self.listen_ip = "127.0.0.1" if listen_ip == "localhost" else listen_ip
@@ -92,11 +137,8 @@ class LocalRegistrar:
         return f"{self.listen_ip}:{self.port}"
 
     def config_text(self) -> str:
-        template = files("contactcenter.telephony").joinpath("kamailio.cfg").read_text(encoding="utf-8")
-        return (
-            template.replace("@LISTEN_IP@", self.listen_ip)
-            .replace("@PORT@", str(self.port))
-            .replace("@MODULES@", kamailio_modules() + "/")
+        return registrar_config(
+            self.listen_ip, self.port, kamailio_modules() + "/", team=self.team, with_auth=self.password is not None
         )
 
     def start(self) -> None:
@@ -113,7 +155,10 @@ class LocalRegistrar:
         config = work / "kamailio.cfg"
         config.write_text(self.config_text(), encoding="utf-8")
         log_file = (work / "kamailio.log").open("wb")
-        defines = ["-A", "WITH_AUTH", "-A", f'AUTH_PASSWORD="{self.password}"'] if self.password else []
+        environment = dict(os.environ)
+        if self.password is not None:
+            environment[PASSWORD_VARIABLE] = self.password
+        defines: list[str] = []
         if self.outside_line:
             defines += ["-A", f'OUTSIDE_LINE="sip:{self.outside_line}"']
         self.process = subprocess.Popen(
@@ -122,6 +167,7 @@ class LocalRegistrar:
             stderr=subprocess.STDOUT,
             start_new_session=True,
             preexec_fn=_end_with_parent,
+            env=environment,
         )
         deadline = time.monotonic() + self.start_timeout
         while time.monotonic() < deadline:

@@ -80,8 +80,10 @@ class CallSession:
         record: CallRecord,
         facts: CallFacts,
         on_hung_up: Callable[[], None] | None = None,
+        disposition: str = "completed",
     ) -> None:
         self.services = services
+        self.disposition = disposition  # stored when the call ends: completed, or overflow (the overflow desk)
         self.on_hung_up = on_hung_up  # the conversation is over (before recognition catches up and the store)
         self.call = call
         self.control = control
@@ -126,7 +128,7 @@ class CallSession:
         judged_order = None if by == "transfer" else hung_up_first
         outcome = self._finish_speech(self._speech, (ended - answered).total_seconds(), judged_order)
         self.recording = media.close()
-        update: dict[str, object] = {"ended_at": ended, "hung_up_first": hung_up_first, "disposition": "completed"}
+        update: dict[str, object] = {"ended_at": ended, "hung_up_first": hung_up_first, "disposition": self.disposition}
         if self.recording is not None:
             update["recording_path"] = str(self.recording.relative_to(Path(services.settings.general.data_dir)))
         return services.store(self.record.model_copy(update=update), outcome)

@@ -66,10 +66,12 @@ def sipp_command(
     timeout_error: bool = True,
     rtt: bool = False,
     stats: bool = False,
+    messages: bool = False,
 ) -> list[str]:
     """SIPp on 127.0.0.1: a caller of ``service`` at ``remote`` ("host:port"), or with no ``remote`` a callee
     listening on ``port``. ``calls`` calls (at once, for a caller; ``rate`` per second), ``timeout`` seconds
-    in all (a failure, with ``timeout_error``), errors traced, and round-trip times / statistics if asked."""
+    in all (a failure, with ``timeout_error``), errors traced, and round-trip times / statistics / every message
+    if asked."""
     command = ["sipp"]
     if remote is not None:
         command += [remote, "-sf", str(scenario), "-s", service, "-m", str(calls), "-l", str(calls)]
@@ -94,6 +96,8 @@ def sipp_command(
     command += ["-nostdin", "-trace_err"]
     if stats:
         command.append("-trace_stat")
+    if messages:  # every message sent and received, in <scenario>_<pid>_messages.log beside the scenario
+        command.append("-trace_msg")
     if rtt:
         command += ["-trace_rtt", "-rtt_freq", "1"]
     return command

@@ -1,0 +1,193 @@
+"""Calls to the team number, one row each however many desks they rang, and the service level they add up to.
+
+Every desk a team call reaches writes to the same row (keyed by the caller's Call-ID, which Kamailio keeps on
+every branch it forks):
+
+- :func:`note_arrival` when the INVITE arrives (the first desk adds the row, the others find it);
+- :func:`claim` when a desk is about to answer: it takes the empty outcome in one UPDATE, so of two desks
+  that answer in the same instant exactly one wins, on SQLite and PostgreSQL alike (the loser's UPDATE
+  finds the outcome taken and changes nothing);
+- :func:`note_ring_ended` when an agent desk's ringing stops without an answer (the caller hung up, or the
+  registrar moved the call on to the overflow desk);
+- :func:`settle_overflow` when the overflow desk knows whether the caller asked for a callback.
+
+Each team call ends in exactly one :data:`OUTCOMES` (see :func:`outcome_of`); calls still ringing are
+``ringing``. A call nobody answered and no overflow desk took is *abandoned* once :data:`OVERFLOW_GRACE`
+has passed since its ringing stopped: the overflow desk answers at once, so by then it would have claimed it.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from contactcenter.storage.database import rows_changed
+from contactcenter.storage.models import TeamCall
+
+#: How every team call ends, in the order reports list them.
+OUTCOMES = ("answered", "overflow_callback", "overflow_no_callback", "abandoned", "unknown")
+#: After the agents' ringing stops, the overflow desk takes the call within a second; a call it has not
+#: taken after this long was abandoned by the caller.
+OVERFLOW_GRACE = timedelta(seconds=10)
+#: A call that is neither answered nor ended this long after it arrived was lost track of (every desk it rang
+#: died, or no overflow desk was registered): it is counted as ``unknown``, never as waiting for ever. The
+#: registrar gives up on a team call well within this (agents' ring time plus 5 s for the overflow desk).
+LOST_AFTER = timedelta(minutes=2)
+MAX_CALL_ID = 255
+
+
+def _aware(at: datetime) -> datetime:
+    if at.tzinfo is None:
+        raise ValueError("times must carry their time zone")
+    return at.astimezone(UTC)
+
+
+def note_arrival(session: Session, sip_call_id: str, team_number: str, remote_number: str, at: datetime) -> None:
+    """A team call has reached a desk: add its row unless another desk already did (no error either way)."""
+    values = dict(
+        sip_call_id=sip_call_id[:MAX_CALL_ID],
+        team_number=team_number[:16],
+        remote_number=remote_number[:64],
+        arrived_at=_aware(at),
+        answered_by="",
+    )
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        session.execute(postgresql.insert(TeamCall).values(**values).on_conflict_do_nothing())
+    elif dialect == "sqlite":
+        session.execute(sqlite.insert(TeamCall).values(**values).on_conflict_do_nothing())
+    else:  # another database: best effort, the claim below still decides
+        if session.scalar(select(TeamCall.id).where(TeamCall.sip_call_id == values["sip_call_id"])) is None:
+            session.add(TeamCall(**values))
+    session.flush()
+
+
+def claim(session: Session, sip_call_id: str, extension: str, outcome: str, at: datetime) -> bool:
+    """This desk answers the call (``outcome`` ``answered`` or ``overflow``): True if it won it, False if
+    another desk already had. Call :func:`note_arrival` first; the caller commits."""
+    if outcome not in ("answered", "overflow"):
+        raise ValueError(f"a desk claims a call as answered or overflow, not {outcome!r}")
+    changed = rows_changed(
+        session,
+        update(TeamCall)
+        .where(TeamCall.sip_call_id == sip_call_id[:MAX_CALL_ID], TeamCall.outcome.is_(None))
+        .values(outcome=outcome, answered_by=extension[:64], answered_at=_aware(at)),
+    )
+    return changed == 1
+
+
+def note_ring_ended(session: Session, sip_call_id: str, at: datetime) -> None:
+    """An agent desk stopped ringing without answering (the first such moment is kept, whatever happened to
+    the call next: the overflow desk may have taken it already, on loopback within the same millisecond)."""
+    session.execute(
+        update(TeamCall)
+        .where(TeamCall.sip_call_id == sip_call_id[:MAX_CALL_ID], TeamCall.ring_ended_at.is_(None))
+        .values(ring_ended_at=_aware(at))
+    )
+
+
+def settle_overflow(session: Session, sip_call_id: str, callback_id: int | None) -> None:
+    """The overflow desk's call is over: with the callback the caller asked for, or without."""
+    session.execute(
+        update(TeamCall)
+        .where(TeamCall.sip_call_id == sip_call_id[:MAX_CALL_ID], TeamCall.outcome == "overflow")
+        .values(outcome="overflow_callback" if callback_id else "overflow_no_callback", callback_id=callback_id)
+    )
+
+
+def outcome_of(call: TeamCall, now: datetime) -> str:
+    """How the call ended (one of :data:`OUTCOMES`), or ``ringing`` while that is not known yet. An overflow
+    call still in progress counts as without callback until the caller presses a key."""
+    if call.outcome == "answered":
+        return "answered"
+    if call.outcome in ("overflow", "overflow_no_callback"):
+        return "overflow_no_callback"
+    if call.outcome == "overflow_callback":
+        return "overflow_callback"
+    if call.ring_ended_at is not None:
+        return "abandoned" if now - call.ring_ended_at >= OVERFLOW_GRACE else "ringing"
+    return "unknown" if now - call.arrived_at >= LOST_AFTER else "ringing"
+
+
+@dataclass(frozen=True)
+class ServiceLevel:
+    """The team's calls over a period. Rates are over the calls whose outcome is known (``ended``); each is
+    ``None`` when there were none, never a made-up 0 % or 100 %."""
+
+    calls: int
+    ringing: int
+    answered: int
+    answered_in_time: int  # by an agent within three rings (三声接听)
+    overflow_callback: int
+    overflow_no_callback: int
+    abandoned: int
+    unknown: int
+    longest_wait_s: float | None  # of the calls ringing now
+
+    @property
+    def ended(self) -> int:
+        return self.calls - self.ringing
+
+    def rate(self, count: int) -> float | None:
+        return count / self.ended if self.ended else None
+
+    @property
+    def service_level(self) -> float | None:
+        """Share of ended team calls answered by an agent within three rings."""
+        return self.rate(self.answered_in_time)
+
+    @property
+    def overflow(self) -> int:
+        return self.overflow_callback + self.overflow_no_callback
+
+
+def service_level(
+    session: Session, since: datetime, until: datetime, three_rings_s: float, now: datetime | None = None
+) -> ServiceLevel:
+    """The team's service level for calls that arrived in [since, until)."""
+    now = _aware(now or datetime.now(UTC))
+    rows = session.scalars(
+        select(TeamCall).where(TeamCall.arrived_at >= _aware(since), TeamCall.arrived_at < _aware(until))
+    ).all()
+    counts: Counter[str] = Counter()
+    in_time = 0
+    longest: float | None = None
+    for row in rows:
+        outcome = outcome_of(row, now)
+        counts[outcome] += 1
+        if outcome == "answered" and row.answered_at is not None:
+            in_time += (row.answered_at - row.arrived_at).total_seconds() <= three_rings_s
+        if outcome == "ringing":
+            waited = (now - row.arrived_at).total_seconds()
+            longest = waited if longest is None else max(longest, waited)
+    return ServiceLevel(
+        calls=len(rows),
+        ringing=counts["ringing"],
+        answered=counts["answered"],
+        answered_in_time=in_time,
+        overflow_callback=counts["overflow_callback"],
+        overflow_no_callback=counts["overflow_no_callback"],
+        abandoned=counts["abandoned"],
+        unknown=counts["unknown"],
+        longest_wait_s=longest,
+    )
+
+
+def ringing_now(session: Session, now: datetime | None = None) -> list[TeamCall]:
+    """Team calls still ringing (no outcome yet), oldest first: for the wallboard."""
+    now = _aware(now or datetime.now(UTC))
+    rows = session.scalars(
+        select(TeamCall)
+        .where(TeamCall.outcome.is_(None), TeamCall.arrived_at >= now - LOST_AFTER)
+        .order_by(TeamCall.arrived_at)
+    ).all()
+    return [row for row in rows if outcome_of(row, now) == "ringing"]
+
+
+def find(session: Session, sip_call_id: str) -> TeamCall | None:
+    return session.scalar(select(TeamCall).where(TeamCall.sip_call_id == sip_call_id[:MAX_CALL_ID]))
