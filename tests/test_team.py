@@ -12,7 +12,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -29,10 +28,10 @@ from contactcenter.storage import Database
 from contactcenter.storage.models import Call, Callback, TeamCall
 from contactcenter.storage.team_calls import OVERFLOW_GRACE, outcome_of
 from contactcenter.telephony.registrar import LocalRegistrar, TeamRouting
-from tests.helpers.paths import SHARED, speech_clip
+from tests.helpers.paths import speech_clip
 from tests.helpers.ports import free_port, free_tcp_port
 from tests.helpers.settings import make_desk
-from tests.helpers.sip import run_sipp, sipp_scenario
+from tests.helpers.sip import dtmf_pcap, run_sipp, sipp_scenario
 from tests.helpers.sound import EARS, MIC, SoundServer
 from tests.helpers.waiting import wait_until
 from tests.helpers.web import start_command
@@ -41,19 +40,6 @@ TEAM, OVERFLOW = "1000", "1999"
 RING_S = 1.0
 TEAM_RING_MS = 2500
 THREE_RINGS_S = 3 * RING_S
-
-
-def dtmf_pcap(folder: Path, digits: str) -> Path:
-    """A SIPp audio pcap: 0.3 s of silence, then the RFC 4733 ``digits`` (../shared's mkpcap.py)."""
-    silence = folder / "silence.ulaw"
-    silence.write_bytes(b"\xff" * 2400)
-    out = folder / f"dtmf_{digits.replace('#', 'hash')}.pcap"
-    subprocess.run(
-        [sys.executable, str(SHARED / "reference" / "sip" / "mkpcap.py"), str(silence), str(out), digits],
-        check=True,
-        capture_output=True,
-    )
-    return out
 
 
 def tone(path: Path, seconds: float) -> None:

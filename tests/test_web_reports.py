@@ -128,7 +128,16 @@ def test_findings_and_scorecards_export_as_csv_and_excel(console: dict) -> None:
     assert len(rows) == 10 and header[:4] == ("call_id", "invited_at", "agent", "rule_id")
 
     scorecard = load_workbook(io.BytesIO(client.get("/api/export/scorecards.xlsx", params=PERIOD).content))
-    assert scorecard.sheetnames == ["坐席", "规则", "趋势", "振铃", "满意度", "坐席状态"]
+    assert scorecard.sheetnames == [
+        "坐席",
+        "规则",
+        "趋势",
+        "振铃",
+        "满意度",
+        "坐席状态",
+        "服务水平(日)",
+        "服务水平(周)",
+    ]
     header, *agents = list(scorecard["坐席"].values)
     assert [row[:3] for row in agents] == [("1001", "李娜", "售后一组"), ("1002", "王强", "未分组")]
     assert len(list(scorecard["趋势"].values)) == 10  # header and nine days
@@ -165,6 +174,8 @@ def test_every_api_route_answers_each_role_as_it_should(console: dict) -> None:
         "/api/scorecards",
         "/api/live/calls",
         "/api/live/events",
+        "/api/live/wallboard",
+        "/api/live/wallboard/events",
         "/api/export/findings.csv",
         "/api/export/scorecards.xlsx",
         "/api/admin/rules",
@@ -180,7 +191,7 @@ def test_every_api_route_answers_each_role_as_it_should(console: dict) -> None:
     for path in gets:
         assert anonymous.get(path).status_code == 401, path
         assert reviewer.get(path).status_code == (200 if needs(path) == "reviewer" else 403), path
-        if path != "/api/live/events":  # a stream that does not end: followed in test_web_live
+        if not path.endswith("/events"):  # streams that do not end: followed in test_web_live, test_wallboard
             assert supervisor.get(path).status_code == (403 if needs(path) == "admin" else 200), path
             assert admin.get(path).status_code == 200, path
     writes = [

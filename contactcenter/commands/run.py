@@ -11,6 +11,7 @@ from __future__ import annotations
 import signal
 import threading
 from datetime import datetime
+from zoneinfo import ZoneInfo
 
 import click
 
@@ -207,7 +208,8 @@ def command(app: App) -> None:
         if history is not None:
             history.start()
         if membership is not None and agent is not None:
-            follow_agent(agent, membership, longest_idle=team.strategy == "longest_idle")
+            zone = ZoneInfo(settings.general.timezone)
+            follow_agent(agent, membership, longest_idle=team.strategy == "longest_idle", zone=zone)
             membership.start()
             click.echo(f"team line {team.number}: this desk is rung while its agent is ready ({team.strategy})")
         elif membership is not None:

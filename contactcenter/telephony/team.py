@@ -9,7 +9,8 @@ refreshing: its team contact lapses within ``[team] registration_seconds``.
 
 For ``longest_idle`` the contact carries a q-value that falls the later in the day the agent became idle,
 so Kamailio's serial forking (by q) rings the longest idle agent first. q has three decimals (RFC 3261), so
-agents who became idle within the same 86 s share a level and ring together.
+agents who became idle within the same 86 s share a level and ring together; the scale restarts at local
+midnight.
 
 :class:`TeamLedger` writes the team call's row (:mod:`contactcenter.storage.team_calls`) on one worker thread,
 in order. The only write a call waits for is the claim before answering, and for at most ``timeout``: a
@@ -29,7 +30,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from typing import TYPE_CHECKING
 
 from contactcenter.storage import team_calls
@@ -56,10 +57,11 @@ class ContactAccount:
     contact_port: int
 
 
-def idle_q(idle_since: datetime) -> float:
-    """The q-value for an agent idle since ``idle_since``: 1.0 at the start of the (UTC) day, falling to 0.001
-    at its end, so the earlier an agent became idle, the sooner serial forking rings them."""
-    moment = idle_since.astimezone(UTC)
+def idle_q(idle_since: datetime, zone: tzinfo = UTC) -> float:
+    """The q-value for an agent idle since ``idle_since``: 1.0 at the start of the day in ``zone`` (the
+    desk's [general] timezone, so the wrap-around falls at local midnight, not in working hours), falling to
+    0.001 at its end, so the earlier an agent became idle, the sooner serial forking rings them."""
+    moment = idle_since.astimezone(zone)
     seconds = moment.hour * 3600 + moment.minute * 60 + moment.second
     return round(max(0.001, 1.0 - seconds / 86400), 3)
 
@@ -251,7 +253,7 @@ class TeamMembership:
         return 0, ""
 
 
-def follow_agent(agent: AgentState, membership: TeamMembership, longest_idle: bool) -> None:
+def follow_agent(agent: AgentState, membership: TeamMembership, longest_idle: bool, zone: tzinfo = UTC) -> None:
     """Keep ``membership`` registered exactly while the agent can take a team call (ready, or ringing for
     one, so a missed ring does not churn registrations), with the longest-idle q-value when asked. Idle time
     counts from the end of the agent's last call or break: a call that only rang them does not reset it."""
@@ -261,7 +263,7 @@ def follow_agent(agent: AgentState, membership: TeamMembership, longest_idle: bo
         if status.state in ("on_call", "wrap_up", "not_ready", "offline"):
             idle_since[0] = datetime.now(UTC)
         wanted = status.state in ("ready", "ringing")
-        membership.want(wanted, idle_q(idle_since[0]) if longest_idle and wanted else None)
+        membership.want(wanted, idle_q(idle_since[0], zone) if longest_idle and wanted else None)
 
     agent.add_listener(changed)
     changed(agent.status)

@@ -29,6 +29,7 @@ from contactcenter.web.guards import COOKIE, TEMPLATES, Blank, Guards, NotSigned
 from contactcenter.web.live import add_live_routes
 from contactcenter.web.queries import CallFilter, call_detail, list_calls
 from contactcenter.web.reports import add_report_routes
+from contactcenter.web.wallboard import add_wallboard_routes
 
 
 class ReviewIn(BaseModel):
@@ -254,6 +255,7 @@ def create_app(settings: Settings, database: Database) -> FastAPI:
 
     add_report_routes(app, guards, settings, database, call_filter)
     add_live_routes(app, guards, settings, database)
+    add_wallboard_routes(app, guards, settings, database)
     add_admin_routes(app, guards, settings, database, accounts)
     add_customer_routes(app, guards, settings, database)
 

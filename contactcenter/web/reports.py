@@ -48,6 +48,21 @@ FINDING_COLUMNS = [
     "live",
 ]
 SUMMARY_COLUMNS = ["calls", "answered", "average_score", "pass_rate", "answered_within_3_rings"]
+SERVICE_LEVEL_COLUMNS = [
+    "calls",
+    "ended",
+    "answered",
+    "answered_in_time",
+    "overflow",
+    "overflow_callback",
+    "overflow_no_callback",
+    "abandoned",
+    "unknown",
+    "service_level",
+    "overflow_rate",
+    "abandoned_rate",
+]
+SERVICE_LEVEL_RATES = ("service_level", "overflow_rate", "abandoned_rate")
 SCORECARD_PARTS: dict[str, tuple[str, list[str]]] = {  # part -> (sheet title, columns)
     "groups": ("坐席", ["agent", "name", "team", *SUMMARY_COLUMNS]),
     "teams": ("班组", ["team", *SUMMARY_COLUMNS]),
@@ -55,6 +70,8 @@ SCORECARD_PARTS: dict[str, tuple[str, list[str]]] = {  # part -> (sheet title, c
     "trend": ("趋势", ["day", *SUMMARY_COLUMNS]),
     "rings": ("振铃", ["rings", "calls"]),
     "survey": ("满意度", ["question", "asked", "answered", "average", "distribution"]),
+    "service_level_days": ("服务水平(日)", ["day", *SERVICE_LEVEL_COLUMNS]),
+    "service_level_weeks": ("服务水平(周)", ["week", "since", "until", *SERVICE_LEVEL_COLUMNS]),
 }
 AGENT_STATES_SHEET = "坐席状态"
 DEFAULT_DAYS = 30
@@ -112,6 +129,11 @@ def scorecard_table(card: Scorecard, part: str) -> Table:
         return columns, [
             {**row, "pass_rate": "—" if row["pass_rate"] is None else row["pass_rate"]} for row in card.rules
         ]
+    if part in ("service_level_days", "service_level_weeks"):  # no ended call that day: "—", not 0
+        _, columns = SCORECARD_PARTS[part]
+        return columns, [
+            {**row, **{rate: "—" for rate in SERVICE_LEVEL_RATES if row[rate] is None}} for row in getattr(card, part)
+        ]
     _, columns = SCORECARD_PARTS[part]
     return columns, getattr(card, part)
 
@@ -159,6 +181,7 @@ def add_report_routes(
                 not_ready_reasons=settings.agent.not_ready_reasons,
                 rules=rules,
                 apology_after_rings=settings.ring.apology_after_rings,
+                three_rings_s=3 * settings.ring.ring_period_seconds,
             )
 
     # -------------------------------------------------------------------------------------------- pages
@@ -185,6 +208,11 @@ def add_report_routes(
                 "每日平均质检得分", [t["day"] for t in found.trend], [t["average_score"] for t in found.trend]
             ),
             "rings": bar_chart("接听前振铃次数", [r["rings"] for r in found.rings], [r["calls"] for r in found.rings]),
+            "service_level": line_chart(
+                "团队热线每日三声内接听率",
+                [d["day"] for d in found.service_level_days],
+                [d["service_level"] for d in found.service_level_days],
+            ),
         }
         return TEMPLATES.TemplateResponse(
             request,
@@ -210,8 +238,11 @@ def add_report_routes(
     ) -> dict[str, Any]:
         """Per agent (or team) over local days: calls, average score, QA pass rate, answered within three
         rings; pass rate per rule over the calls it applied to (``applied_calls``; null when none); the daily
-        trend; rings before answer; survey results; and per agent the seconds in each state (``agent_states``: ready, ringing, talk, wrap-up, 小休 per reason in
-        ``not_ready_reasons``, logged in) with the occupancy in percent, null when it does not exist."""
+        trend; rings before answer; survey results; per agent the seconds in each state (``agent_states``: ready, ringing, talk, wrap-up, 小休 per reason in
+        ``not_ready_reasons``, logged in) with the occupancy in percent, null when it does not exist; and the
+        team line's service level per day and per week (``service_level_days``, ``service_level_weeks``:
+        calls, answered by an agent within three rings, overflow, abandoned, in percent of the calls that
+        have ended, null when none has; the whole line's, whatever the agent and team filters)."""
         found = card(days, group_by, agent, team)
         return {
             "since": days.since.isoformat(),
@@ -225,6 +256,8 @@ def add_report_routes(
             "survey": found.survey,
             "not_ready_reasons": found.not_ready_reasons,
             "agent_states": found.agent_states,
+            "service_level_days": found.service_level_days,
+            "service_level_weeks": found.service_level_weeks,
         }
 
     # ------------------------------------------------------------------------------------------ exports
@@ -269,10 +302,20 @@ def add_report_routes(
         group_by: GroupBy = "agent",
         agent: str | None = None,
         team: str | None = None,
-        part: Literal["groups", "rules", "trend", "rings", "survey", "agent_states"] = "groups",
+        part: Literal[
+            "groups",
+            "rules",
+            "trend",
+            "rings",
+            "survey",
+            "agent_states",
+            "service_level_days",
+            "service_level_weeks",
+        ] = "groups",
     ) -> Response:
         """One table of the scorecard as CSV: per agent/team (``groups``), ``rules``, ``trend``, ``rings``,
-        ``survey`` or the agents' state times (``agent_states``, Chinese headings, durations as h:mm:ss)."""
+        ``survey``, the agents' state times (``agent_states``, Chinese headings, durations as h:mm:ss) or the
+        team line's service level per day or week (``service_level_days``, ``service_level_weeks``)."""
         found = card(days, group_by, agent, team)
         return csv_response(f"scorecard-{part}-{days.since}-{days.until}.csv", scorecard_table(found, part))
 
@@ -280,7 +323,8 @@ def add_report_routes(
     def export_scorecards_xlsx(
         user: Reviewer, days: Days, group_by: GroupBy = "agent", agent: str | None = None, team: str | None = None
     ) -> Response:
-        """The whole scorecard as one workbook, a sheet per table (the agents' state times last, 坐席状态)."""
+        """The whole scorecard as one workbook, a sheet per table (then the agents' state times, 坐席状态, and
+        the team line's service level per day and per week)."""
         found = card(days, group_by, agent, team)
         groups_title = SCORECARD_PARTS["groups" if group_by == "agent" else "teams"][0]
         sheets = {groups_title: scorecard_table(found, "groups")}
@@ -288,4 +332,6 @@ def add_report_routes(
             {SCORECARD_PARTS[part][0]: scorecard_table(found, part) for part in ("rules", "trend", "rings", "survey")}
         )
         sheets[AGENT_STATES_SHEET] = agent_state_table(found, excel=True)
+        for part in ("service_level_days", "service_level_weeks"):
+            sheets[SCORECARD_PARTS[part][0]] = scorecard_table(found, part)
         return xlsx_response(f"scorecard-{days.since}-{days.until}.xlsx", sheets)

@@ -4,7 +4,10 @@ Everything is summed by the database (GROUP BY), so a month of a busy desk costs
 a pass over its rows in Python. Days follow the desk's time zone: each call is put in its local day by
 comparing it with the days' boundaries (exact across daylight-saving changes, and the same SQL on SQLite
 and PostgreSQL). The agents' state times (就绪, 小休, 通话, ...) are summed from the spans the desk records
-(storage.agent_states) over the same days.
+(storage.agent_states) over the same days. The team line's service level (三声接听率, overflow, abandoned)
+per day and per week is the exception: it is storage.team_calls.service_level for each day (a query on the
+indexed arrival time, counted in Python, because a call's outcome depends on the time it is read at), and the
+weeks are the sums of their days.
 
 A rule's pass rate is taken over the calls the rule applied to, not over every call: a late-answer rule
 applies only to the calls answered late, a hold rule only to calls with a hold. What "applied" means
@@ -18,7 +21,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import date, datetime, time, timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
@@ -29,6 +32,7 @@ from sqlalchemy.orm import Session
 from contactcenter.speech.rules import Rule, RuleSet
 from contactcenter.storage.agent_states import AgentTimes, state_durations
 from contactcenter.storage.models import Agent, Call, RuleHit, SurveyResponse
+from contactcenter.storage.team_calls import ServiceLevel, service_level
 
 FAILED_KINDS = ("violation", "missing")
 REQUIRED_KINDS = ("satisfied", "missing")  # what a required phrase leaves on every call it applied to
@@ -140,6 +144,8 @@ class Scorecard:
     survey: list[dict[str, Any]] = field(default_factory=list)
     agent_states: list[dict[str, Any]] = field(default_factory=list)
     not_ready_reasons: list[str] = field(default_factory=list)  # the 小休 columns of agent_states, in order
+    service_level_days: list[dict[str, Any]] = field(default_factory=list)  # the team line, per local day
+    service_level_weeks: list[dict[str, Any]] = field(default_factory=list)  # and per week (Monday to Sunday)
 
 
 def hms(seconds: float) -> str:
@@ -204,6 +210,62 @@ def _state_row(found: AgentTimes, name: str, team: str, reasons: list[str]) -> d
     }
 
 
+# The counts a ServiceLevel is made of (all its fields but the longest wait, which only the present has).
+SERVICE_LEVEL_COUNTS = tuple(f.name for f in fields(ServiceLevel) if f.name != "longest_wait_s")
+
+
+def service_level_row(level: ServiceLevel) -> dict[str, Any]:
+    """The team line's figures for one day or week: counts, and rates in percent of the calls that have
+    ended (``ended``: every call but those still ringing), each None when none has ended."""
+    return {
+        "calls": level.calls,
+        "ended": level.ended,
+        "answered": level.answered,
+        "answered_in_time": level.answered_in_time,
+        "overflow": level.overflow,
+        "overflow_callback": level.overflow_callback,
+        "overflow_no_callback": level.overflow_no_callback,
+        "abandoned": level.abandoned,
+        "unknown": level.unknown,
+        "service_level": _rate(level.answered_in_time, level.ended),
+        "overflow_rate": _rate(level.overflow, level.ended),
+        "abandoned_rate": _rate(level.abandoned, level.ended),
+    }
+
+
+def _added(levels: Sequence[ServiceLevel]) -> ServiceLevel:
+    return ServiceLevel(
+        **{name: sum(getattr(level, name) for level in levels) for name in SERVICE_LEVEL_COUNTS},
+        longest_wait_s=None,
+    )
+
+
+def service_level_rows(
+    session: Session, period: Period, zone: ZoneInfo, three_rings_s: float, now: datetime | None = None
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The team line's service level per local day of ``period`` and per week (Monday to Sunday, cut to the
+    period: ``since`` and ``until`` say which days a week's row covers), for the team calls that arrived
+    then; calls still ringing at ``now`` are counted as calls but in no rate."""
+    per_day = []
+    for day in period.days:
+        start, end = Period(day, day).bounds(zone)
+        per_day.append((day, service_level(session, start, end, three_rings_s, now)))
+    days = [{"day": day.isoformat(), **service_level_row(level)} for day, level in per_day]
+    weeks: dict[tuple[int, int], list[tuple[date, ServiceLevel]]] = defaultdict(list)
+    for day, level in per_day:
+        weeks[day.isocalendar()[:2]].append((day, level))
+    week_rows = [
+        {
+            "week": f"{year}-W{week:02d}",
+            "since": found[0][0].isoformat(),
+            "until": found[-1][0].isoformat(),
+            **service_level_row(_added([level for _, level in found])),
+        }
+        for (year, week), found in weeks.items()
+    ]
+    return days, week_rows
+
+
 def scorecard(
     session: Session,
     period: Period,
@@ -216,11 +278,13 @@ def scorecard(
     now: datetime | None = None,
     rules: RuleSet | None = None,
     apology_after_rings: int = 3,
+    three_rings_s: float = 15.0,
 ) -> Scorecard:
     """Everything the scorecard page shows, for calls invited within ``period`` (local days), and the
     agents' state times over the same days (open spans counted up to ``now``, default the present).
     ``rules`` (the rules in force) and ``apology_after_rings`` tell which calls each rule applied to; without
-    them a rule is judged by its findings (see :func:`applies_everywhere`)."""
+    them a rule is judged by its findings (see :func:`applies_everywhere`). The team line's service level
+    (``three_rings_s``: three ring periods) is the whole line's: the agent and team filters do not apply."""
     start, end = period.bounds(zone)
     where = [Call.invited_at >= start, Call.invited_at < end]
     if agent:
@@ -333,6 +397,7 @@ def scorecard(
         label = {"agent": key, "name": name, "team": team_name} if group_by == "agent" else {"team": key}
         group_rows.append({**label, **found.summary()})
     state_rows, reasons = agent_state_rows(session, start, end, agent, team, not_ready_reasons, now)
+    level_days, level_weeks = service_level_rows(session, period, zone, three_rings_s, now)
     return Scorecard(
         period=period,
         group_by=group_by,
@@ -344,4 +409,6 @@ def scorecard(
         survey=survey,
         agent_states=state_rows,
         not_ready_reasons=reasons,
+        service_level_days=level_days,
+        service_level_weeks=level_weeks,
     )

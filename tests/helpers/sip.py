@@ -15,6 +15,7 @@ import re
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -25,7 +26,7 @@ import soundfile
 from contactcenter.media.call_media import CallMedia
 from contactcenter.telephony.call import Call
 from contactcenter.telephony.softphone import SipAccount, Softphone
-from tests.helpers.paths import REPO, speech_clip
+from tests.helpers.paths import REPO, SHARED, speech_clip
 from tests.helpers.ports import accepts_connections, free_port, udp_port_bound
 from tests.helpers.waiting import wait_until
 
@@ -101,6 +102,19 @@ def sipp_command(
     if rtt:
         command += ["-trace_rtt", "-rtt_freq", "1"]
     return command
+
+
+def dtmf_pcap(folder: Path, digits: str) -> Path:
+    """A SIPp audio pcap: 0.3 s of silence, then the RFC 4733 ``digits`` (../shared's mkpcap.py)."""
+    silence = folder / "silence.ulaw"
+    silence.write_bytes(b"\xff" * 2400)
+    out = folder / f"dtmf_{digits.replace('#', 'hash')}.pcap"
+    subprocess.run(
+        [sys.executable, str(SHARED / "reference" / "sip" / "mkpcap.py"), str(silence), str(out), digits],
+        check=True,
+        capture_output=True,
+    )
+    return out
 
 
 def run_sipp(scenario: Path, **options) -> subprocess.CompletedProcess[str]:

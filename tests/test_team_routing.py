@@ -1,0 +1,264 @@
+"""The team line's parts one at a time: the registrar's routing (Kamailio with SIPp phones), the desk's team
+contact (REGISTER, with and without a password), the claim that lets exactly one desk answer (threads racing
+on SQLite and PostgreSQL), how a team call's outcome is read, the overflow desk's keys, the settings."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import threading
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from click.testing import CliRunner
+
+from contactcenter.cli import cli
+from contactcenter.settings import SettingsError, load_settings
+from contactcenter.storage import team_calls
+from contactcenter.storage.models import TeamCall
+from contactcenter.telephony.overflow import number_from_keys
+from contactcenter.telephony.registrar import LocalRegistrar, TeamRouting
+from contactcenter.telephony.team import ContactAccount, TeamMembership, idle_q
+from tests.helpers.ports import free_port
+from tests.helpers.settings import make_desk
+from tests.helpers.sip import dtmf_pcap, run_sipp, sipp_scenario, start_sipp
+
+T0 = datetime(2026, 11, 30, 2, 0, tzinfo=UTC)
+
+
+# ------------------------------------------------------------------------------------- the registrar
+
+
+def _invite_times(folder: Path, scenario: str) -> list[datetime]:
+    """When a SIPp phone traced with ``messages`` received each INVITE."""
+    (log,) = folder.glob(f"{Path(scenario).stem}_*_messages.log")
+    text = log.read_text(errors="replace")
+    stamps = re.findall(
+        r"^-+ (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+)\s*\n\s*UDP message received.*\n\s*\nINVITE ", text, re.M
+    )
+    return [datetime.fromisoformat(stamp) for stamp in stamps]
+
+
+def _phones_on_the_team(tmp_path: Path, routing: TeamRouting) -> tuple[datetime, datetime, subprocess.CompletedProcess]:
+    """Two SIPp phones registered for the team number (a first one that only rings, q 0.9; a second that
+    answers after 1 s, q 0.5) and a customer calling the team number: when each phone got the INVITE."""
+    registrar = LocalRegistrar("127.0.0.1", free_port(), team=routing)
+    registrar.start()
+    phones, memberships = [], []
+    try:
+        for name, scenario, q in (("ringer", "uas_noanswer.xml", 0.9), ("answerer", "uas_callee.xml", 0.5)):
+            folder = tmp_path / name
+            folder.mkdir()
+            port = free_port()
+            phones.append((folder, scenario, start_sipp(sipp_scenario(scenario, folder), port, messages=True)))
+            membership = TeamMembership(
+                ContactAccount("127.0.0.1", registrar.port, name, "", "127.0.0.1", port), routing.number, 60
+            )
+            membership.want(True, q)
+            membership.start()
+            assert membership.wait_registered(True, 5), membership.last_error
+            memberships.append(membership)
+        customer = sipp_scenario(
+            "uac_team.xml", tmp_path, pcap=dtmf_pcap(tmp_path, ""), CALLER="13800000001", TALK_MS=500
+        )
+        result = run_sipp(
+            customer, remote=f"127.0.0.1:{registrar.port}", service=routing.number, timeout=20, messages=True
+        )
+        for _folder, _scenario, process in phones:
+            process.wait(timeout=30)
+        (ringer_at,) = _invite_times(phones[0][0], phones[0][1])
+        (answerer_at,) = _invite_times(phones[1][0], phones[1][1])
+        return ringer_at, answerer_at, result
+    finally:
+        for membership in memberships:
+            membership.stop()
+        for _folder, _scenario, process in phones:
+            if process.poll() is None:
+                process.kill()
+        registrar.stop()
+
+
+def test_ring_all_rings_every_ready_phone_at_once(tmp_path: Path) -> None:
+    ringer, answerer, result = _phones_on_the_team(tmp_path, TeamRouting("1000", "1999", ring_ms=4000))
+    assert result.returncode == 0, result.stdout
+    assert abs((answerer - ringer).total_seconds()) < 0.5
+
+
+def test_longest_idle_rings_the_higher_q_first_and_moves_on_after_its_hunt_time(tmp_path: Path) -> None:
+    routing = TeamRouting("1000", "1999", ring_ms=5000, longest_idle=True, hunt_ms=1500)
+    ringer, answerer, result = _phones_on_the_team(tmp_path, routing)
+    assert result.returncode == 0, result.stdout
+    assert 1.4 <= (answerer - ringer).total_seconds() < 2.5  # the second only after the first's hunt time
+
+
+def test_the_team_contact_registers_with_the_password_and_goes_away_when_not_wanted(tmp_path: Path) -> None:
+    registrar = LocalRegistrar("127.0.0.1", free_port(), password="s3cret", team=TeamRouting("1000", "1999", 2000))
+    registrar.start()
+    try:
+        wrong = TeamMembership(
+            ContactAccount("127.0.0.1", registrar.port, "1001", "nope", "127.0.0.1", 5999), "1000", 60
+        )
+        wrong.want(True)
+        wrong.start()
+        assert not wrong.wait_registered(True, 1.5)
+        assert "401" in wrong.last_error and "nope" not in wrong.last_error
+        wrong.stop()
+
+        right = TeamMembership(
+            ContactAccount("127.0.0.1", registrar.port, "1001", "s3cret", "127.0.0.1", free_port()), "1000", 60
+        )
+        changes: list[bool] = []
+        right.on_change = changes.append
+        right.want(True)
+        right.start()
+        assert right.wait_registered(True, 5), right.last_error
+        right.want(False)
+        assert right.wait_registered(False, 5), right.last_error
+        assert changes == [True, False]
+        # nobody on the team and no overflow desk: the registrar says so at once instead of ringing nobody
+        scenario = sipp_scenario("uac_expect_busy.xml", tmp_path)
+        scenario.write_text(scenario.read_text().replace('response="486"', 'response="480"'))
+        result = run_sipp(scenario, remote=f"127.0.0.1:{registrar.port}", service="1000", timeout=10)
+        assert result.returncode == 0, result.stdout
+        right.stop()
+    finally:
+        registrar.stop()
+
+
+def test_registrar_config_prints_a_configuration_kamailio_accepts_and_no_secret(tmp_path: Path, monkeypatch) -> None:
+    desk_file = make_desk(tmp_path / "desk")
+    monkeypatch.setenv("CONTACTCENTER_SETTINGS", str(desk_file))
+    monkeypatch.setenv("CONTACTCENTER_TEAM__NUMBER", "1000")
+    monkeypatch.setenv("CONTACTCENTER_TEAM__STRATEGY", "longest_idle")
+    monkeypatch.setenv("CONTACTCENTER_SIP_PASSWORD", "top-secret-1")
+    monkeypatch.setenv("CONTACTCENTER_REGISTRAR_PASSWORD", "top-secret-2")
+    result = CliRunner().invoke(cli, ["registrar", "config", "--listen", "127.0.0.1", "--port", str(free_port())])
+    assert result.exit_code == 0, result.output
+    config = result.output
+    for line in (
+        '#!define TEAM_NUMBER "1000"',
+        "#!define TEAM_LONGEST_IDLE",
+        "#!define WITH_AUTH",
+        "#!define TEAM_RING_MS 12500",
+    ):
+        assert line in config
+    assert "top-secret" not in config
+    path = tmp_path / "kamailio.cfg"
+    path.write_text(config)
+    checked = subprocess.run(["kamailio", "-c", "-f", str(path)], capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stderr[-2000:]
+
+    bad = CliRunner().invoke(cli, ["registrar", "config", "--listen", "pbx.example.com"])
+    assert bad.exit_code == 2 and "is not an IP address" in bad.output and "Traceback" not in bad.output
+
+
+# ----------------------------------------------------------------------------------------- the store
+
+
+def test_of_desks_claiming_one_call_at_once_exactly_one_wins(database) -> None:
+    with database.session() as session:
+        team_calls.note_arrival(session, "race@x", "1000", "13800138000", T0)
+        team_calls.note_arrival(session, "race@x", "1000", "13800138000", T0 + timedelta(seconds=1))  # second desk
+    start = threading.Barrier(8)
+    won: list[bool] = []
+
+    def desk(extension: str) -> None:
+        start.wait()
+        with database.session() as session:
+            won.append(team_calls.claim(session, "race@x", extension, "answered", T0 + timedelta(seconds=2)))
+
+    threads = [threading.Thread(target=desk, args=(f"10{n:02d}",)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert sorted(won) == [False] * 7 + [True]
+    with database.session() as session:
+        row = team_calls.find(session, "race@x")
+        assert row is not None and row.outcome == "answered" and row.arrived_at == T0
+        assert not team_calls.claim(session, "race@x", "1099", "overflow", T0 + timedelta(seconds=3))
+        with pytest.raises(ValueError):
+            team_calls.claim(session, "race@x", "1001", "abandoned", T0)
+
+
+def test_every_team_call_has_exactly_one_outcome(database) -> None:
+    now = T0 + timedelta(minutes=10)
+    rows = {
+        "answered": dict(outcome="answered", answered_at=T0 + timedelta(seconds=2)),
+        "late": dict(outcome="answered", answered_at=T0 + timedelta(seconds=20)),
+        "cb": dict(outcome="overflow_callback"),
+        "nocb": dict(outcome="overflow_no_callback"),
+        "in overflow": dict(outcome="overflow"),
+        "abandoned": dict(ring_ended_at=T0 + timedelta(seconds=3)),
+        "just ended": dict(ring_ended_at=now - timedelta(seconds=2), arrived_at=now - timedelta(seconds=5)),
+        "ringing": dict(arrived_at=now - timedelta(seconds=4)),
+        "lost": dict(),
+    }
+    with database.session() as session:
+        for key, values in rows.items():
+            session.add(
+                TeamCall(sip_call_id=key, team_number="1000", arrived_at=values.pop("arrived_at", T0), **values)
+            )
+        session.flush()
+        found = {row.sip_call_id: team_calls.outcome_of(row, now) for row in session.query(TeamCall)}
+        level = team_calls.service_level(session, T0 - timedelta(hours=1), now + timedelta(hours=1), 15.0, now)
+        ringing = [row.sip_call_id for row in team_calls.ringing_now(session, now)]
+    assert found == {
+        "answered": "answered",
+        "late": "answered",
+        "cb": "overflow_callback",
+        "nocb": "overflow_no_callback",
+        "in overflow": "overflow_no_callback",
+        "abandoned": "abandoned",
+        "just ended": "ringing",
+        "ringing": "ringing",
+        "lost": "unknown",
+    }
+    assert sorted(ringing) == ["just ended", "ringing"]
+    assert (level.calls, level.ringing, level.ended) == (9, 2, 7)
+    assert (level.answered, level.answered_in_time, level.overflow, level.abandoned, level.unknown) == (2, 1, 3, 1, 1)
+    assert level.service_level == pytest.approx(1 / 7)
+    assert level.longest_wait_s == pytest.approx(5.0)
+
+
+# ------------------------------------------------------------------------------------ the desk's parts
+
+
+@pytest.mark.parametrize(
+    ("keys", "calling", "expected"),
+    [
+        ("1", "13800138000", "13800138000"),
+        ("1#", "13800138000", "13800138000"),
+        ("1", "anonymous", None),  # withheld: nothing to call back
+        ("13912345678#", "13800138000", "13912345678"),
+        ("13912345678", "13800138000", "13912345678"),
+        ("12#", "13800138000", None),
+        ("", "13800138000", None),
+        ("*#", "13800138000", None),
+        ("9" * 21, "13800138000", None),
+    ],
+)
+def test_the_overflow_desk_reads_the_callers_keys(keys: str, calling: str, expected: str | None) -> None:
+    assert number_from_keys(keys, calling) == expected
+
+
+def test_earlier_idle_means_a_higher_q_through_the_local_working_day() -> None:
+    shanghai = ZoneInfo("Asia/Shanghai")
+    day = datetime(2026, 11, 30, 0, 0, tzinfo=shanghai)  # 16:00 UTC the day before: UTC midnight is at 08:00 here
+    qs = [idle_q(day + timedelta(minutes=m), shanghai) for m in (0, 30, 7 * 60 + 59, 8 * 60 + 1, 18 * 60, 1439)]
+    assert qs == sorted(qs, reverse=True) and all(0 < q <= 1 for q in qs) and len(set(qs)) == len(qs)
+
+
+def test_team_settings_keep_the_three_ring_promise(tmp_path: Path) -> None:
+    desk_file = make_desk(tmp_path / "desk")
+    settings = load_settings(desk_file, {"CONTACTCENTER_TEAM__NUMBER": "1000"})
+    assert settings.team.number == "1000" and settings.team_ring_seconds == pytest.approx(12.5)
+    assert load_settings(desk_file, {"CONTACTCENTER_SIP__USER": "1002"}).sip.user == "1002"
+    with pytest.raises(SettingsError, match="under three rings"):
+        load_settings(desk_file, {"CONTACTCENTER_TEAM__NUMBER": "1000", "CONTACTCENTER_TEAM__RING_SECONDS": "15"})
+    with pytest.raises(SettingsError, match="must differ"):
+        load_settings(desk_file, {"CONTACTCENTER_TEAM__NUMBER": "1001"})
+    with pytest.raises(SettingsError, match="number"):
+        load_settings(desk_file, {"CONTACTCENTER_TEAM__NUMBER": '"10;00"'})
