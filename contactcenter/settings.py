@@ -298,7 +298,6 @@ class TeamSettings(Section):
     role: Literal["agent", "overflow"] = "agent"  # overflow: answers at once, offers a callback; no headset
     strategy: Literal["ring_all", "longest_idle"] = "ring_all"
     ring_seconds: float | None = Field(default=None, gt=0, le=90)  # agents ring this long, then overflow
-    hunt_seconds: float = Field(default=5.0, gt=0, le=60)  # longest_idle: how long each agent rings in turn
     overflow_number: PhoneNumberText = Field(
         default="1999", pattern=r"^[0-9]{1,16}$"
     )  # what overflow desks register as

@@ -451,7 +451,7 @@ def test_the_scorecard_exports_have_the_state_times_with_chinese_headings(consol
     assert (rows[1]["坐席"], rows[1]["占用率(%)"]) == ("1002", "—")
 
     book = load_workbook(io.BytesIO(client.get("/api/export/scorecards.xlsx", params=PERIOD).content))
-    assert book.sheetnames[-1] == "坐席状态"
+    assert "坐席状态" in book.sheetnames
     header, *agents = list(book["坐席状态"].values)
     assert header[:7] == ("分机", "坐席", "班组", "就绪", "振铃", "通话", "话后处理")
     li_na = dict(zip(header, agents[0], strict=True))

@@ -41,56 +41,74 @@ def _invite_times(folder: Path, scenario: str) -> list[datetime]:
     return [datetime.fromisoformat(stamp) for stamp in stamps]
 
 
-def _phones_on_the_team(tmp_path: Path, routing: TeamRouting) -> tuple[datetime, datetime, subprocess.CompletedProcess]:
-    """Two SIPp phones registered for the team number (a first one that only rings, q 0.9; a second that
-    answers after 1 s, q 0.5) and a customer calling the team number: when each phone got the INVITE."""
+PHONES = (("busy", "uas_busy.xml", 0.9), ("answerer", "uas_callee.xml", 0.5))
+
+
+def _phones_on_the_team(
+    tmp_path: Path, routing: TeamRouting, *, dead_contact: bool = False
+) -> tuple[dict[str, datetime], subprocess.CompletedProcess]:
+    """SIPp phones registered for the team number (a busy one, 486 at once, q 0.9; one that answers after 1 s,
+    q 0.5; with ``dead_contact`` first a contact with q 1.0 where nothing listens, as a desk that died leaves)
+    and a customer calling the team number: when each phone got its INVITE, and the customer's result."""
     registrar = LocalRegistrar("127.0.0.1", free_port(), team=routing)
     registrar.start()
     phones, memberships = [], []
+
+    def register(name: str, port: int, q: float) -> None:
+        membership = TeamMembership(
+            ContactAccount("127.0.0.1", registrar.port, name, "", "127.0.0.1", port), routing.number, 60
+        )
+        membership.want(True, q)
+        membership.start()
+        assert membership.wait_registered(True, 5), membership.last_error
+        memberships.append(membership)
+
     try:
-        for name, scenario, q in (("ringer", "uas_noanswer.xml", 0.9), ("answerer", "uas_callee.xml", 0.5)):
+        if dead_contact:
+            register("dead", free_port(), 1.0)
+        for name, scenario, q in PHONES:
             folder = tmp_path / name
             folder.mkdir()
             port = free_port()
-            phones.append((folder, scenario, start_sipp(sipp_scenario(scenario, folder), port, messages=True)))
-            membership = TeamMembership(
-                ContactAccount("127.0.0.1", registrar.port, name, "", "127.0.0.1", port), routing.number, 60
-            )
-            membership.want(True, q)
-            membership.start()
-            assert membership.wait_registered(True, 5), membership.last_error
-            memberships.append(membership)
+            phones.append((name, folder, scenario, start_sipp(sipp_scenario(scenario, folder), port, messages=True)))
+            register(name, port, q)
         customer = sipp_scenario(
             "uac_team.xml", tmp_path, pcap=dtmf_pcap(tmp_path, ""), CALLER="13800000001", TALK_MS=500
         )
+        started = datetime.now()
         result = run_sipp(
             customer, remote=f"127.0.0.1:{registrar.port}", service=routing.number, timeout=20, messages=True
         )
-        for _folder, _scenario, process in phones:
+        for _name, _folder, _scenario, process in phones:
             process.wait(timeout=30)
-        (ringer_at,) = _invite_times(phones[0][0], phones[0][1])
-        (answerer_at,) = _invite_times(phones[1][0], phones[1][1])
-        return ringer_at, answerer_at, result
+        times = {"customer": started}
+        for name, folder, scenario, _process in phones:
+            (times[name],) = _invite_times(folder, scenario)
+        return times, result
     finally:
         for membership in memberships:
             membership.stop()
-        for _folder, _scenario, process in phones:
+        for _name, _folder, _scenario, process in phones:
             if process.poll() is None:
                 process.kill()
         registrar.stop()
 
 
 def test_ring_all_rings_every_ready_phone_at_once(tmp_path: Path) -> None:
-    ringer, answerer, result = _phones_on_the_team(tmp_path, TeamRouting("1000", "1999", ring_ms=4000))
-    assert result.returncode == 0, result.stdout
-    assert abs((answerer - ringer).total_seconds()) < 0.5
+    times, result = _phones_on_the_team(tmp_path, TeamRouting("1000", "1999", ring_ms=4000))
+    assert result.returncode == 0, result.stdout  # the busy phone's 486 did not end the call: the other answered
+    assert abs((times["answerer"] - times["busy"]).total_seconds()) < 0.5
 
 
-def test_longest_idle_rings_the_higher_q_first_and_moves_on_after_its_hunt_time(tmp_path: Path) -> None:
-    routing = TeamRouting("1000", "1999", ring_ms=5000, longest_idle=True, hunt_ms=1500)
-    ringer, answerer, result = _phones_on_the_team(tmp_path, routing)
+def test_longest_idle_rings_by_q_and_moves_on_at_once_from_a_busy_phone_and_soon_from_a_dead_one(
+    tmp_path: Path,
+) -> None:
+    routing = TeamRouting("1000", "1999", ring_ms=5000, longest_idle=True)
+    times, result = _phones_on_the_team(tmp_path, routing, dead_contact=True)
     assert result.returncode == 0, result.stdout
-    assert 1.4 <= (answerer - ringer).total_seconds() < 2.5  # the second only after the first's hunt time
+    dead_for = (times["busy"] - times["customer"]).total_seconds()
+    assert 1.3 <= dead_for < 3.0  # the dead contact (q 1.0) first, given up when no 180 came within 1.5 s
+    assert 0.4 <= (times["answerer"] - times["busy"]).total_seconds() < 1.0  # its 486 (after 0.5 s): the next at once
 
 
 def test_the_team_contact_registers_with_the_password_and_goes_away_when_not_wanted(tmp_path: Path) -> None:
@@ -158,29 +176,49 @@ def test_registrar_config_prints_a_configuration_kamailio_accepts_and_no_secret(
 
 
 def test_of_desks_claiming_one_call_at_once_exactly_one_wins(database) -> None:
-    with database.session() as session:
-        team_calls.note_arrival(session, "race@x", "1000", "13800138000", T0)
-        team_calls.note_arrival(session, "race@x", "1000", "13800138000", T0 + timedelta(seconds=1))  # second desk
+    """Eight desks claim at the same instant, most before any arrival was written (each claim adds the row
+    if it is missing): exactly one wins, and the row keeps the first arrival time."""
     start = threading.Barrier(8)
     won: list[bool] = []
+    errors: list[BaseException] = []
 
-    def desk(extension: str) -> None:
+    def desk(n: int) -> None:
         start.wait()
-        with database.session() as session:
-            won.append(team_calls.claim(session, "race@x", extension, "answered", T0 + timedelta(seconds=2)))
+        try:
+            with database.session() as session:
+                arrived = T0 + timedelta(milliseconds=n)
+                won.append(
+                    team_calls.claim(session, "race@x", "1000", "138", arrived, f"10{n:02d}", T0 + timedelta(seconds=2))
+                )
+        except BaseException as exc:
+            errors.append(exc)
 
-    threads = [threading.Thread(target=desk, args=(f"10{n:02d}",)) for n in range(8)]
+    threads = [threading.Thread(target=desk, args=(n,)) for n in range(8)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(timeout=30)
+    assert not errors, errors
     assert sorted(won) == [False] * 7 + [True]
     with database.session() as session:
         row = team_calls.find(session, "race@x")
-        assert row is not None and row.outcome == "answered" and row.arrived_at == T0
-        assert not team_calls.claim(session, "race@x", "1099", "overflow", T0 + timedelta(seconds=3))
-        with pytest.raises(ValueError):
-            team_calls.claim(session, "race@x", "1001", "abandoned", T0)
+        assert row is not None and row.outcome == "answered" and row.arrived_at < T0 + timedelta(seconds=1)
+        winner = row.answered_by
+        team_calls.release(session, "race@x", "1099")  # not the winner: changes nothing
+    with database.session() as session:
+        assert team_calls.find(session, "race@x").answered_by == winner
+        team_calls.release(session, "race@x", winner)  # the winner could not answer after all
+    with database.session() as session:
+        row = team_calls.find(session, "race@x")
+        assert (row.outcome, row.answered_by, row.answered_at) == (None, "", None)
+        # the registrar moved the call to the overflow desk: its take stands whatever was claimed meanwhile
+        assert team_calls.claim(session, "race@x", "1000", "138", T0, "1001", T0 + timedelta(seconds=3))
+        team_calls.overflow_took(session, "race@x", "1000", "138", T0, "1999", T0 + timedelta(seconds=4))
+        team_calls.release(session, "race@x", "1001")  # the agent's late give-back does not undo it
+        team_calls.settle_overflow(session, "race@x", None)
+    with database.session() as session:
+        row = team_calls.find(session, "race@x")
+        assert (row.outcome, row.answered_by) == ("overflow_no_callback", "1999")
 
 
 def test_every_team_call_has_exactly_one_outcome(database) -> None:

@@ -26,7 +26,14 @@ from contactcenter.records import CallRecord
 from contactcenter.storage.agent_states import close_open_spans, record_state
 from contactcenter.storage.calls import save_call
 from contactcenter.storage.models import Agent, Callback
-from contactcenter.storage.team_calls import OVERFLOW_GRACE, claim, note_arrival, note_ring_ended, settle_overflow
+from contactcenter.storage.team_calls import (
+    OVERFLOW_GRACE,
+    claim,
+    note_arrival,
+    note_ring_ended,
+    overflow_took,
+    settle_overflow,
+)
 from contactcenter.web.wallboard import unchanging, wallboard_summary
 from tests.helpers.browser import wait_for
 from tests.helpers.web import PASSWORD, client_as, serving, sse_events
@@ -79,10 +86,10 @@ class Scenario:
                 note_ring_ended(session, self.name, later(self.ring_ended))
         if self.answer is not None:
             with database.session() as session:
-                assert claim(session, self.name, "1001", "answered", later(self.answer))
+                assert claim(session, self.name, "8000", self.number, self.arrived, "1001", later(self.answer))
         if self.overflow is not None:
             with database.session() as session:
-                assert claim(session, self.name, "1999", "overflow", later(self.overflow))
+                overflow_took(session, self.name, "8000", self.number, self.arrived, "1999", later(self.overflow))
             if self.settled:
                 with database.session() as session:
                     settle_overflow(session, self.name, callback_id if self.callback else None)
@@ -175,9 +182,9 @@ def seed_floor(database) -> dict[str, Any]:
         with database.session() as session:
             note_arrival(session, "race", "8000", "13912349999", ago(100))
     with database.session() as session:  # both answer; the first UPDATE takes it
-        assert claim(session, "race", "1001", "answered", ago(97))
+        assert claim(session, "race", "8000", "13912349999", ago(100), "1001", ago(97))
     with database.session() as session:  # the other's finds it taken and changes nothing
-        assert not claim(session, "race", "1002", "answered", ago(98))
+        assert not claim(session, "race", "8000", "13912349999", ago(100), "1002", ago(98))
     scenarios.append(Scenario("race", ago(100), "answered", answer=3.0))
 
     spans = [  # extension, state, reason, seconds ago
@@ -200,12 +207,13 @@ def seed_floor(database) -> dict[str, Any]:
     with database.session() as session:  # 1009's desk stopped cleanly: no open span
         close_open_spans(session, "1009", ago(4000), clean_shutdown=True)
 
-    calls = [  # name, invited seconds ago, answered after, talk seconds (None: not ended), direction
+    calls = [  # name, invited seconds ago, answered after, talk seconds (None: not ended), direction or overflow
         ("h1", 3000, 5.0, 185.5, "inbound"),
         ("h2", 2000, 10.0, 62.3, "outbound"),
         ("h3", 1500, None, None, "inbound"),  # never answered
         ("h4", 100, 4.0, None, "inbound"),  # still talking
         ("h5", (NOW - MIDNIGHT).total_seconds() + 60, 3.0, 30.0, "inbound"),  # yesterday
+        ("h6", 900, 0.2, 25.0, "overflow"),  # the overflow desk's script: no agent's handling
     ]
     with database.session() as session:
         for name, seconds, answer, talk, direction in calls:
@@ -216,14 +224,16 @@ def seed_floor(database) -> dict[str, Any]:
                 if answered is not None and talk is not None
                 else (invited + timedelta(seconds=30) if answered is None else None)
             )
+            disposition = "abandoned" if answered is None else ("in_progress" if ended is None else "completed")
             record = CallRecord(
                 sip_call_id=name,
-                direction=direction,
+                direction="inbound" if direction == "overflow" else direction,
                 remote_number="13800000000",
-                agent_extension="1001",
+                agent_extension="1999" if direction == "overflow" else "1001",
                 invited_at=invited,
                 answered_at=answered,
                 ended_at=ended,
+                disposition="overflow" if direction == "overflow" else disposition,
             )
             save_call(session, record)
     return {
@@ -249,8 +259,8 @@ def test_the_wallboard_counts_every_figure(database) -> None:
     floor = seed_floor(database)
     scenarios: list[Scenario] = floor["scenarios"]
     with database.session() as session:
-        board = wallboard_summary(session, ZONE, THREE_RINGS, unmasked=False, now=NOW)
-        unmasked = wallboard_summary(session, ZONE, THREE_RINGS, unmasked=True, now=NOW)
+        board = wallboard_summary(session, ZONE, THREE_RINGS, unmasked=False, now=NOW, not_agents={"1999"})
+        unmasked = wallboard_summary(session, ZONE, THREE_RINGS, unmasked=True, now=NOW, not_agents={"1999"})
 
     assert board["now"] == "2026-12-01T14:00:00.000+08:00" and board["day"] == "2026-12-01"
 
@@ -309,8 +319,12 @@ def test_the_wallboard_counts_every_figure(database) -> None:
 
     # what ticks by itself is no change; a call leaving its grace (abandoned now) is one
     with database.session() as session:
-        second_later = wallboard_summary(session, ZONE, THREE_RINGS, unmasked=False, now=NOW + timedelta(seconds=1))
-        after_grace = wallboard_summary(session, ZONE, THREE_RINGS, unmasked=False, now=NOW + timedelta(seconds=6))
+        second_later = wallboard_summary(
+            session, ZONE, THREE_RINGS, unmasked=False, now=NOW + timedelta(seconds=1), not_agents={"1999"}
+        )
+        after_grace = wallboard_summary(
+            session, ZONE, THREE_RINGS, unmasked=False, now=NOW + timedelta(seconds=6), not_agents={"1999"}
+        )
     assert second_later != board and unchanging(second_later) == unchanging(board)
     assert unchanging(after_grace) != unchanging(board)
     assert after_grace["service_level"]["abandoned"] == expected["abandoned"] + 1
@@ -321,7 +335,7 @@ def test_an_empty_day_has_no_rates(database) -> None:
     """No ended team call: every rate is None (shown as —), not 0 % or 100 %; nobody ringing."""
     with database.session() as session:
         note_arrival(session, "only", "8000", "13912340000", ago(3))
-        board = wallboard_summary(session, ZONE, THREE_RINGS, unmasked=False, now=NOW)
+        board = wallboard_summary(session, ZONE, THREE_RINGS, unmasked=False, now=NOW, not_agents={"1999"})
     level = board["service_level"]
     assert (level["calls"], level["ended"], level["ringing"]) == (1, 0, 1)
     assert all(value is None for key, value in level.items() if key.endswith("rate") or key == "service_level")
@@ -441,7 +455,7 @@ def test_a_supervisor_watches_the_wallboard_update(console: dict, browser) -> No
         assert "最长等待" in browser.find_element(By.ID, "longest-wait").text
 
         with database.session() as session:
-            assert claim(session, "browser-1", "1001", "answered", arrived + timedelta(seconds=3))
+            assert claim(session, "browser-1", "8000", "13912345678", arrived, "1001", arrived + timedelta(seconds=3))
         wait_for(browser, lambda d: d.find_element(By.ID, "sl-rate").text != "—")
         if arrived >= today_start(datetime.now(UTC)):
             assert browser.find_element(By.ID, "sl-rate").text == "100.0%"
@@ -482,7 +496,12 @@ def period_scenarios() -> list[Scenario]:
 def test_the_scorecards_report_the_service_level_per_day_and_week(console: dict) -> None:
     scenarios = period_scenarios()
     scenarios[3].callback = True
-    seed(console["database"], scenarios, callback_id=1)
+    with console["database"].session() as session:  # the callback the overflow caller asked for
+        asked_for = Callback(phone="13912340003", due_at=datetime.now(UTC))
+        session.add(asked_for)
+        session.flush()
+        callback_id = asked_for.id
+    seed(console["database"], scenarios, callback_id=callback_id)
     since, until = (date.fromisoformat(PERIOD[k]) for k in ("since", "until"))
     in_period = [s for s in scenarios if s.expected != "elsewhere"]
     by_day: dict[date, list[Scenario]] = defaultdict(list)

@@ -88,7 +88,6 @@ def team_routing(app: App) -> TeamRouting | None:
         overflow_number=team.overflow_number,
         ring_ms=round(settings.team_ring_seconds * 1000),
         longest_idle=team.strategy == "longest_idle",
-        hunt_ms=round(team.hunt_seconds * 1000),
     )
 
 
@@ -116,17 +115,21 @@ def command(app: App) -> None:
         monitor = None
         speech_off = str(exc)
         click.echo(f"speech model: not usable, live transcription is off ({exc})")
-    headset = Headset(settings.headset)
+    overflow_desk = settings.team.enabled and settings.team.role == "overflow"
+    headset = Headset(settings.headset.model_copy(update={"enabled": False}) if overflow_desk else settings.headset)
     try:
-        if headset.check():
-            microphone, earpiece = headset.input_device, headset.output_device
-            if microphone is None or earpiece is None:
-                raise RuntimeError("Headset.check() said yes without finding both devices")
-            click.echo(f"headset: microphone {microphone.describe()}, earpiece {earpiece.describe()}")
-        else:
-            click.echo(f"headset: off ({headset.off_reason})")
+        has_headset = headset.check()
     except HeadsetError as exc:
         raise click.ClickException(str(exc)) from None
+    if overflow_desk:
+        click.echo("headset: off (the overflow desk answers callers by itself; no agent works it)")
+    elif has_headset:
+        microphone, earpiece = headset.input_device, headset.output_device
+        if microphone is None or earpiece is None:
+            raise RuntimeError("Headset.check() said yes without finding both devices")
+        click.echo(f"headset: microphone {microphone.describe()}, earpiece {earpiece.describe()}")
+    else:
+        click.echo(f"headset: off ({headset.off_reason})")
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
@@ -248,6 +251,7 @@ def command(app: App) -> None:
                 desk.wait_until_idle(timeout=600)
             except KeyboardInterrupt:
                 click.echo("abandoned: the calls in progress are stored without their analysis where not done")
+        desk.close()
         if registrar is not None:
             registrar.stop()
         click.echo("stopped")

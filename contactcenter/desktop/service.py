@@ -78,6 +78,7 @@ class AgentDesktop:
         self._dial_lock = threading.Lock()
         self._cancel = threading.Event()  # set to stop the call the agent is dialling (a fresh one per dial)
         self._last_state = agent.status.state
+        self._offer_state = agent.status.state
         agent.add_listener(hub.agent_changed)
         agent.add_listener(self._left_wrap_up)
         agent.add_listener(self._offer_waiting_callback)
@@ -355,7 +356,10 @@ class AgentDesktop:
         """The agent has just become ready: with ``[callbacks] auto_dial``, the oldest callback a caller left
         with the overflow desk (anyone's, due) is dialled to their headset at once. Without auto_dial it is
         on their page (anyone's due callbacks), to click."""
-        if status.state != "ready" or not self.settings.callbacks.auto_dial or self.database is None:
+        came_from, self._offer_state = self._offer_state, status.state
+        if status.state != "ready" or came_from == "ringing":  # a missed ring: nothing new to offer
+            return
+        if not self.settings.callbacks.auto_dial or self.database is None:
             return
         threading.Thread(target=self._dial_oldest_overflow, name="overflow callback", daemon=True).start()
 
@@ -366,34 +370,41 @@ class AgentDesktop:
                 CallbackFilter(states=("pending", "due"), kinds=("overflow",), due_before=datetime.now(UTC), limit=50)
             )
             for callback in sorted(waiting, key=lambda c: c.due_at):
-                if not callback.owner_extension or callback.owner_extension == self.extension:
-                    self.dial_for_agent(callback)
+                if callback.owner_extension and callback.owner_extension != self.extension:
+                    continue
+                outcome = self._dial_for_agent(callback)
+                if outcome != "taken":  # dialled, or the agent is busy now: either way, no more
                     return
         except Exception:
             log.exception("the callbacks left with the overflow desk could not be offered")
 
     def dial_for_agent(self, callback: CallbackRecord) -> bool:
-        """The scheduler's due callback (auto_dial): to the agent's headset when the agent is ready. False
-        leaves it to run's own dialer: the agent is not ready or busy, or it is a survey (the survey plugin
-        calls those itself; the dialer skips them). The callback is taken first (due → in_progress), as the
-        dialer takes it, so no other agent or desk calls the same customer meanwhile."""
+        """The scheduler's due callback (auto_dial): see :meth:`_dial_for_agent`; False leaves it to run's own
+        dialer."""
+        return self._dial_for_agent(callback) != "busy"
+
+    def _dial_for_agent(self, callback: CallbackRecord) -> str:
+        """A due callback to the agent's headset when the agent is ready: ``dialled``; ``busy`` when the agent
+        is not ready or busy, or it is a survey (the survey plugin calls those itself); ``taken`` when another
+        agent or desk took it first (nothing to dial). The callback is taken first (due → in_progress), as
+        the dialer takes it, so no other agent or desk calls the same customer meanwhile."""
         if callback.kind == "survey" or self.agent.status.state != "ready":
-            return False
+            return "busy"
         if self._reserve_headset() is not None:
-            return False
+            return "busy"
         try:
             book = CallbackBook(self._database(), self.settings)
             taken = book.start_attempt(callback.id)
         except BaseException:
             self._dial_over()
             raise
-        if taken is None:  # someone else took it first: nothing to dial, and nothing for the dialer either
+        if taken is None:
             self._dial_over()
-            return True
+            return "taken"
         threading.Thread(
             target=self._dial_reserved, args=(book, taken), name=f"callback {callback.id}", daemon=True
         ).start()
-        return True
+        return "dialled"
 
     # -------------------------------------------------------------------------------- customers
 

@@ -124,9 +124,6 @@ class AgentStateSpan(Base):
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
-TEAM_OUTCOMES = ("answered", "overflow", "overflow_callback", "overflow_no_callback")
-
-
 class TeamCall(Base):
     """One call to the team number, however many desks it rang: the caller's Call-ID is the same on every desk
     Kamailio forked it to, so the first desk to see it adds the row and every desk updates the same one.
@@ -148,7 +145,7 @@ class TeamCall(Base):
     answered_by: Mapped[str] = mapped_column(String(64), default="")
     answered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     ring_ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    callback_id: Mapped[int | None] = mapped_column(Integer)
+    callback_id: Mapped[int | None] = mapped_column(ForeignKey("callbacks.id", ondelete="SET NULL"))
 
 
 class Call(Base):

@@ -4,9 +4,10 @@ Every desk a team call reaches writes to the same row (keyed by the caller's Cal
 every branch it forks):
 
 - :func:`note_arrival` when the INVITE arrives (the first desk adds the row, the others find it);
-- :func:`claim` when a desk is about to answer: it takes the empty outcome in one UPDATE, so of two desks
-  that answer in the same instant exactly one wins, on SQLite and PostgreSQL alike (the loser's UPDATE
-  finds the outcome taken and changes nothing);
+- :func:`claim` when an agent's desk is about to answer: it takes the empty outcome in one UPDATE, so of two
+  desks that answer in the same instant exactly one wins, on SQLite and PostgreSQL alike (the loser's UPDATE
+  finds the outcome taken and changes nothing); :func:`release` gives it back if the answer then fails;
+- :func:`overflow_took` when the overflow desk answers (the registrar has decided: no race to win);
 - :func:`note_ring_ended` when an agent desk's ringing stops without an answer (the caller hung up, or the
   registrar moved the call on to the overflow desk);
 - :func:`settle_overflow` when the overflow desk knows whether the caller asked for a callback.
@@ -67,18 +68,59 @@ def note_arrival(session: Session, sip_call_id: str, team_number: str, remote_nu
     session.flush()
 
 
-def claim(session: Session, sip_call_id: str, extension: str, outcome: str, at: datetime) -> bool:
-    """This desk answers the call (``outcome`` ``answered`` or ``overflow``): True if it won it, False if
-    another desk already had. Call :func:`note_arrival` first; the caller commits."""
-    if outcome not in ("answered", "overflow"):
-        raise ValueError(f"a desk claims a call as answered or overflow, not {outcome!r}")
+def claim(
+    session: Session,
+    sip_call_id: str,
+    team_number: str,
+    remote_number: str,
+    arrived_at: datetime,
+    extension: str,
+    at: datetime,
+) -> bool:
+    """An agent's desk answers the call: True if it won it, False if another desk already had. The row is
+    added first if no desk has yet (its arrival may not be written), so a claim never fails for want of it.
+    The caller commits."""
+    note_arrival(session, sip_call_id, team_number, remote_number, arrived_at)
     changed = rows_changed(
         session,
         update(TeamCall)
         .where(TeamCall.sip_call_id == sip_call_id[:MAX_CALL_ID], TeamCall.outcome.is_(None))
-        .values(outcome=outcome, answered_by=extension[:64], answered_at=_aware(at)),
+        .values(outcome="answered", answered_by=extension[:64], answered_at=_aware(at)),
     )
     return changed == 1
+
+
+def release(session: Session, sip_call_id: str, extension: str) -> None:
+    """The desk that claimed the call could not answer it after all (the caller hung up, or the registrar
+    moved the call on in the same instant): the outcome is open again, unless something else took it since."""
+    session.execute(
+        update(TeamCall)
+        .where(
+            TeamCall.sip_call_id == sip_call_id[:MAX_CALL_ID],
+            TeamCall.outcome == "answered",
+            TeamCall.answered_by == extension[:64],
+        )
+        .values(outcome=None, answered_by="", answered_at=None)
+    )
+
+
+def overflow_took(
+    session: Session,
+    sip_call_id: str,
+    team_number: str,
+    remote_number: str,
+    arrived_at: datetime,
+    extension: str,
+    at: datetime,
+) -> None:
+    """The overflow desk answered the call. The registrar only sends it calls no agent took, so this is the
+    call's outcome whatever an agent's desk claimed in the meantime and could not answer."""
+    note_arrival(session, sip_call_id, team_number, remote_number, arrived_at)
+    session.execute(
+        update(TeamCall)
+        .where(TeamCall.sip_call_id == sip_call_id[:MAX_CALL_ID])
+        .values(outcome="overflow", answered_by=extension[:64], answered_at=_aware(at))
+    )
 
 
 def note_ring_ended(session: Session, sip_call_id: str, at: datetime) -> None:

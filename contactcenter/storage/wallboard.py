@@ -8,6 +8,7 @@ service level itself is :func:`contactcenter.storage.team_calls.service_level`.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -39,9 +40,10 @@ class AgentNow:
     since: datetime | None
 
 
-def agents_now(session: Session) -> list[AgentNow]:
+def agents_now(session: Session, not_agents: Collection[str] = ()) -> list[AgentNow]:
     """Every agent with an open state span (its current state), and every active agent of the ``agents``
     table without one as ``offline``; by state (:data:`STATE_ORDER`), then longest in that state first.
+    ``not_agents``: extensions that store calls but are no person (the team line's overflow desk).
 
     An agent with two open spans (two desks wrote for it) is in the newer one's state, as
     :func:`contactcenter.storage.agent_states.record_state` would leave it."""
@@ -58,7 +60,9 @@ def agents_now(session: Session) -> list[AgentNow]:
             select(Agent.extension, Agent.name, Agent.team, Agent.active)
         )
     }
-    idle = sorted(ext for ext, (_, _, active) in known.items() if active and ext not in current)
+    idle = sorted(
+        ext for ext, (_, _, active) in known.items() if active and ext not in current and ext not in not_agents
+    )
     last_end: dict[str, datetime] = {}
     if idle:
         last_end = {
@@ -100,13 +104,15 @@ class HandleTime:
 
 
 def handle_time(session: Session, since: datetime, until: datetime) -> HandleTime:
-    """Talk time of the calls invited in [since, until), inbound and outbound, answered and ended."""
+    """Talk time of the calls agents handled that were invited in [since, until), inbound and outbound,
+    answered and ended: not the overflow desk's (a recorded script, not an agent) nor recordings audited."""
     rows = session.execute(
         select(Call.answered_at, Call.ended_at).where(
             Call.invited_at >= _aware(since),
             Call.invited_at < _aware(until),
             Call.answered_at.is_not(None),
             Call.ended_at.is_not(None),
+            Call.disposition == "completed",
         )
     ).all()
     lengths = [max(0.0, (ended - answered).total_seconds()) for answered, ended in rows]

@@ -58,6 +58,8 @@ class AgentState:
         self._listeners: list[Callable[[AgentStatus], None]] = [on_change] if on_change else []
         self._lock = threading.RLock()
         self._calls = 0  # attended calls ringing or in progress
+        self._answering = False  # a team call taken (take_team_call) and not yet answered or given back
+        self._answer_settled = threading.Condition(self._lock)
         self._after_call: str | None = None
         self._timer: threading.Timer | None = None
         self._status = AgentStatus("ready" if start_ready else "not_ready", "" if start_ready else reasons[0], clock())
@@ -128,8 +130,28 @@ class AgentState:
                 self._after_call = None
                 self._set("ringing", "")
 
+    def take_team_call(self, wait: float = 2.0) -> bool:
+        """The agent takes one team call now, atomically: of two team calls ringing one agent, only one is
+        answered. While another is being taken (its claim not settled yet), wait up to ``wait`` s for it: if
+        another desk had that one, this one is theirs to take. False when the agent is on a call by then, or
+        no longer free."""
+        with self._lock:
+            self._answer_settled.wait_for(lambda: not self._answering, timeout=wait)
+            if self._answering or self._status.state not in ("ready", "ringing"):
+                return False
+            self._answering = True
+            return True
+
+    def release_team_call(self) -> None:
+        """The team call taken was not answered here after all (another desk had it, or it stopped ringing)."""
+        with self._lock:
+            self._answering = False
+            self._answer_settled.notify_all()
+
     def call_answered(self) -> None:
         with self._lock:
+            self._answering = False
+            self._answer_settled.notify_all()
             if self._status.state in ("ready", "ringing"):
                 self._set("on_call", "")
 

@@ -11,10 +11,12 @@ system), so it counts there as the agent's hang-up, which it is.
 
 from __future__ import annotations
 
+import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
+from typing import Any
 
 from contactcenter.media.call_media import CallMedia
 from contactcenter.records import Direction
@@ -54,6 +56,35 @@ class TransferResult:
     reason: str
 
 
+TEAM_HEADER = "x-cc-team"  # added by the team registrar (kamailio.cfg route[TEAM]); a caller's own is removed
+_REASON_ANSWERED = re.compile(r"^\s*SIP\s*;(?:.*;)?\s*cause\s*=\s*200\s*(?:;|$)", re.IGNORECASE)
+
+
+def cancelled_as_answered_elsewhere(reason: str) -> bool:
+    """Whether a CANCEL's Reason header says the call was answered elsewhere: protocol SIP, cause exactly 200
+    (not 2000, not Q.850, not the words inside a text parameter)."""
+    for value in reason.split(","):
+        without_text = re.sub(r'text\s*=\s*"[^"]*"', "", value, flags=re.IGNORECASE)
+        if _REASON_ANSWERED.match(without_text):
+            return True
+    return False
+
+
+def team_routing(headers: Mapping[str, Any]) -> tuple[str, datetime | None]:
+    """The team number and the moment the caller started waiting, from the X-CC-Team header the team
+    registrar adds ("1000;arrived=1764489600.123456"); ("", None) when it is no team call. A time that cannot
+    be read is None (the desk then counts from its own INVITE)."""
+    value = next((str(v) for k, v in headers.items() if str(k).lower() == TEAM_HEADER), "")
+    number, _, params = value.partition(";")
+    number = number.strip()
+    if not re.fullmatch(r"[0-9]{1,16}", number):
+        return "", None
+    found = re.search(r"(?:^|;)\s*arrived\s*=\s*([0-9]{9,11}(?:\.[0-9]{1,6})?)\s*(?:;|$)", params)
+    if found is None:
+        return number, None
+    return number, datetime.fromtimestamp(float(found.group(1)), UTC)
+
+
 class Call:
     """A call in either direction: who is on the other end, its state, and what can be done with it."""
 
@@ -65,11 +96,10 @@ class Call:
         party = voip_call.request.headers["To" if direction == "outbound" else "From"]
         self.remote_number: str = party.get("number") or ""
         self.caller_name: str = (party.get("caller") or "").strip().strip('"').strip()  # pyVoIP left a quote
-        # the number the caller dialled (the To header's user): a team number reaches a desk under its own
-        # extension in the Request-URI, but the To header keeps what was dialled
-        self.dialled_number: str = (
-            (voip_call.request.headers["To"].get("number") or "") if direction == "inbound" else ""
-        )
+        # a call to a team number: which, and when the caller started waiting (the team registrar says so)
+        team = team_routing(voip_call.request.headers) if direction == "inbound" else ("", None)
+        self.team_number: str = team[0]
+        self.team_arrived_at: datetime | None = team[1]
         self._media: CallMedia | None = None
 
     # ------------------------------------------------------------------------------------------------ state
@@ -88,9 +118,10 @@ class Call:
 
     @property
     def answered_elsewhere(self) -> bool:
-        """It stopped ringing because another phone the call was forked to answered it (a CANCEL with
-        ``Reason: SIP;cause=200``, RFC 3326): not a caller who gave up."""
-        return "cause=200" in self._call.cancel_reason.replace(" ", "")
+        """It stopped ringing because another phone the call was forked to answered it: not a caller who gave
+        up. Said by the registrar's CANCEL (``Reason: SIP;cause=200``, RFC 3326; the team registrar passes no
+        caller's Reason on)."""
+        return cancelled_as_answered_elsewhere(self._call.cancel_reason)
 
     @property
     def hung_up_by(self) -> str | None:

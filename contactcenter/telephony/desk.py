@@ -17,8 +17,9 @@ import math
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Protocol
 
@@ -41,6 +42,8 @@ from contactcenter.telephony.team import TeamLedger
 
 log = logging.getLogger(__name__)
 FINISHED_KEPT = 1000  # recent calls kept in memory for the display; the store has them all
+CLOCK_TRUST = timedelta(seconds=60)  # the team registrar's clock is used for ring counts within this of ours
+LATE_CLAIM_WAIT_SECONDS = 30.0  # a claim the store confirms after the answer is still acted on this long
 
 
 class HeadsetBusy(RuntimeError):
@@ -69,6 +72,7 @@ class DeskCall:
     hung_up: bool = False  # the conversation is over (the store may still be catching up)
     claimed: HeadsetBridge | None = None  # the headset a call the agent placed took
     team_call: bool = False  # dialled the team number: its ringing and answer are shared with the other desks
+    duplicate: bool = False  # another desk answered the same team call first: ended, and not stored
 
     @property
     def dtmf(self) -> list[str]:
@@ -119,13 +123,13 @@ class Desk:
 
     def handle(self, call: Call) -> None:
         """A call has come in (the softphone's call thread, for as long as the call lasts)."""
-        team_call = self.team_number is not None and call.dialled_number == self.team_number
+        team_call = self.team_number is not None and call.team_number == self.team_number
         if team_call and self.ledger is not None:
-            self.ledger.arrived(call, self.team_number or "")
+            self.ledger.arrived(call, self.team_number or "", self.waiting_since(call))
         if self.agent is not None and not self.agent.accepts_calls:
             self._refuse(call)
             return
-        if team_call and self.agent is not None and self.agent.status.state != "ready":
+        if team_call and self.agent is not None and self.agent.status.state not in ("ready", "ringing"):
             self._refuse(call)  # busy since it registered for the team: the registrar rings the others
             return
         desk_call = self._track(call)
@@ -166,9 +170,14 @@ class Desk:
         if isinstance(services.rules, RuleBook):
             services.rules.refresh_soon()  # an admin's changes to the rules, read while it rings
         rings = 0 if self.overflow else ring.answer_after_rings  # the overflow desk answers at once
-        answer_at = call.invited_at.timestamp() + rings * ring.ring_period_seconds
+        # a team call's rings count from when the caller started waiting (the registrar says when), so a desk
+        # rung later in a hunt answers at the same ring the first one would have
+        answer_at = self.waiting_since(call).timestamp() + rings * ring.ring_period_seconds
         if not self._ring_until(desk_call, answer_at):
             self._abandoned(desk_call)
+            return
+        if desk_call.team_call and self._taken_elsewhere():  # do not wait for the headset: others can answer
+            self._give_up_team_call(desk_call, "refused")
             return
         claimed = None
         if services.headset is not None and not self.overflow:
@@ -185,44 +194,95 @@ class Desk:
                 services.headset.release(claimed)
 
     def _ring_until(self, desk_call: DeskCall, answer_at: float) -> bool:
-        """Let it ring until the policy's ring or "answer now"; False if the caller hung up meanwhile."""
+        """Let it ring until the policy's ring or "answer now"; False if the caller hung up meanwhile. A team
+        call stops ringing here as soon as the agent takes another call (the next check refuses it)."""
         call, control = desk_call.call, desk_call.control
         while not call.ended.is_set() and not control.answer_requested.is_set():
+            if desk_call.team_call and self._taken_elsewhere():
+                break
             remaining = answer_at - time.time()
             if remaining <= 0:
                 break
             control.answer_requested.wait(timeout=min(remaining, 0.05))
         return call.ringing and not call.ended.is_set()
 
+    def _taken_elsewhere(self) -> bool:
+        """The agent took another call since this team call started ringing them (or went on a break): this
+        one is for the other agents, or the overflow desk."""
+        agent = self.agent
+        return agent is not None and not self.overflow and agent.status.state not in ("ready", "ringing")
+
     def _won(self, desk_call: DeskCall) -> bool:
-        """A team call this desk is about to answer: claim it, so that of desks answering in the same instant
-        exactly one does. The others refuse it (486) and store nothing; the registrar CANCELs them anyway once
-        the winner's 200 OK reaches it. When the database cannot say in time, the desk answers."""
+        """A team call this desk is about to answer. The agent takes it (atomically: of two team calls ringing
+        one agent, only one is answered), then the desk claims it in the store, so that of desks answering in
+        the same instant exactly one does. The others refuse it (486) and store nothing; the registrar CANCELs
+        them anyway once the winner's 200 OK reaches it. When the store does not say in time, the desk answers
+        and :meth:`_watch_late_claim` ends it if the store later says another desk had it. The overflow desk
+        records its take without waiting: the registrar has already decided it is the overflow desk's."""
+        call = desk_call.call
+        if self.overflow:
+            if self.ledger is not None:
+                self.ledger.overflow_took(call, self.waiting_since(call))
+            return True
+        agent = self.agent
+        if agent is not None and not agent.take_team_call():
+            self._give_up_team_call(desk_call, "refused")
+            return False
         if self.ledger is None:
             return True
-        won = self.ledger.claim(desk_call.call, "overflow" if self.overflow else "answered")
-        if won is not False or self.overflow:  # the overflow desk never leaves a caller ringing
-            return True
-        log.info("team call %s was answered at another desk first", desk_call.call.sip_call_id)
+        claim = self.ledger.claim(call, self.waiting_since(call))
+        if claim.won is False:
+            if agent is not None:
+                agent.release_team_call()
+            log.info("team call %s was answered at another desk first", call.sip_call_id)
+            self._give_up_team_call(desk_call, "answered_elsewhere")
+            return False
+        if claim.won is None:
+            threading.Thread(
+                target=self._watch_late_claim, args=(desk_call, claim.outcome), daemon=True, name="late claim"
+            ).start()
+        return True
+
+    def _watch_late_claim(self, desk_call: DeskCall, outcome: Future[bool]) -> None:
+        """The store confirmed the claim only after the desk had answered. If another desk had it first, both
+        answered: the caller's phone got two 200 OKs. This desk's call is the extra one: it is ended (BYE) and
+        not stored as a call, as RFC 3261 13.2.2.4 has the caller's side do."""
+        try:
+            won = outcome.result(timeout=LATE_CLAIM_WAIT_SECONDS)
+        except Exception:
+            return  # still unknown: the call stays, as answered
+        if won:
+            return
+        log.warning(
+            "team call %s was also answered at another desk; this desk's answer is ended", desk_call.call.sip_call_id
+        )
+        desk_call.duplicate = True
+        try:
+            desk_call.call.hangup()
+        except Exception:
+            log.debug("team call %s already over", desk_call.call.sip_call_id)
+
+    def _give_up_team_call(self, desk_call: DeskCall, what: str) -> None:
         try:
             desk_call.call.reject(486, "Busy Here")
         except Exception:
             log.debug("team call %s already ended", desk_call.call.sip_call_id)
-        self._changed("answered_elsewhere", desk_call)
-        return False
+        self._changed(what, desk_call)
 
     def _answer(self, desk_call: DeskCall, claimed: HeadsetBridge | None) -> None:
         call, ring = desk_call.call, self.settings.ring
         try:
             call.answer()
-        except CallNotRinging:  # the caller hung up in the same instant
+        except CallNotRinging:  # the caller hung up in the same instant (or the registrar moved the call on)
+            if desk_call.team_call:
+                self._claim_undone(desk_call)
             self._abandoned(desk_call)
             return
         answered = datetime.now(UTC)
-        waited_since = self._waiting_since(desk_call)
+        waited_since = self.waiting_since(call)
         desk_call.rings = max(1, math.ceil((answered - waited_since).total_seconds() / ring.ring_period_seconds - 0.05))
         desk_call.answered_at = answered
-        if self.agent is not None and claimed is not None:
+        if self.agent is not None:  # on the headset, or a team desk's agent without one
             self.agent.call_answered()
         record = self._record(call, answered_at=answered, rings_before_answer=desk_call.rings, invited_at=waited_since)
         self.services.emit("call_answered", call=record)
@@ -234,15 +294,28 @@ class Desk:
             return
         self._run_session(desk_call, record, facts, claimed, "late_apology" if late else "greeting")
 
-    def _waiting_since(self, desk_call: DeskCall) -> datetime:
-        """When the caller started to wait: the INVITE's arrival here, or, for a team call the overflow desk
-        takes, its arrival at the first desk it rang (the rings the caller heard there count)."""
-        call = desk_call.call
-        if desk_call.team_call and self.overflow and self.ledger is not None:
-            first = self.ledger.arrival(call)
-            if first is not None and first < call.invited_at:
-                return first
-        return call.invited_at
+    def waiting_since(self, call: Call) -> datetime:
+        """When the caller started to wait: for a team call, when it reached the team registrar (the header
+        it adds), so the rings heard at desks rung earlier count; otherwise the INVITE's arrival here. A
+        registrar time that disagrees with this desk's clock by more than :data:`CLOCK_TRUST` is not used."""
+        arrived = call.team_arrived_at if call.team_number and call.team_number == self.team_number else None
+        if arrived is None:
+            return call.invited_at
+        if not call.invited_at - CLOCK_TRUST <= arrived <= call.invited_at + timedelta(seconds=1):
+            log.warning(
+                "team call %s: the registrar's clock and this desk's differ (%+.1f s); rings counted from here",
+                call.sip_call_id,
+                (arrived - call.invited_at).total_seconds(),
+            )
+            return call.invited_at
+        return min(arrived, call.invited_at)
+
+    def _claim_undone(self, desk_call: DeskCall) -> None:
+        """The desk claimed the team call but could not answer it: the claim is given back."""
+        if self.agent is not None and not self.overflow:
+            self.agent.release_team_call()
+        if self.ledger is not None and not self.overflow:
+            self.ledger.release(desk_call.call)
 
     def _run_overflow(self, desk_call: DeskCall, record: CallRecord, facts: CallFacts) -> None:
         """The overflow desk: apology greeting, the callback offer (:mod:`~contactcenter.telephony.overflow`),
@@ -377,7 +450,13 @@ class Desk:
         opening: str | None,
     ) -> None:
         session = CallSession(
-            self.services, desk_call.call, desk_call.control, record, facts, on_hung_up=lambda: self._hung_up(desk_call)
+            self.services,
+            desk_call.call,
+            desk_call.control,
+            record,
+            facts,
+            on_hung_up=lambda: self._hung_up(desk_call),
+            keep=lambda: not desk_call.duplicate,
         )
         session.start(claimed, opening)
         self._finish_session(desk_call, session)
@@ -388,7 +467,7 @@ class Desk:
             desk_call.record = session.finish()
         finally:
             desk_call.recording = session.recording
-        self._changed("ended", desk_call)
+        self._changed("duplicate" if desk_call.duplicate else "ended", desk_call)
 
     def _hung_up(self, desk_call: DeskCall) -> None:
         """The conversation is over (once per call): the agent's wrap-up starts now, not when the store has
@@ -415,6 +494,11 @@ class Desk:
             self.finished.append(desk_call)
             self._lock.notify_all()
 
+    def close(self) -> None:
+        """The desk stops (after its calls): what is queued for the team call records is written."""
+        if self.ledger is not None:
+            self.ledger.close()
+
     def wait_until_idle(self, timeout: float) -> bool:
         """Wait until no call is in progress (shutdown, tests); False if calls remain after ``timeout``."""
         with self._lock:
@@ -426,7 +510,8 @@ class Desk:
             direction=call.direction,
             remote_number=call.remote_number,
             caller_name=call.caller_name,
-            agent_extension=self.settings.sip.user,
+            # the overflow desk answers as the overflow number (the wallboard does not list it as an agent)
+            agent_extension=self.settings.team.overflow_number if self.overflow else self.settings.sip.user,
             invited_at=call.invited_at,
             ringing_at=call.invited_at,
         )

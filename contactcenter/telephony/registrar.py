@@ -9,6 +9,7 @@ from __future__ import annotations
 import ctypes
 import glob
 import os
+import re
 import shutil
 import signal
 import socket
@@ -41,14 +42,12 @@ class TeamRouting:
     overflow_number: str
     ring_ms: int
     longest_idle: bool = False
-    hunt_ms: int = 5000
 
     def defines(self) -> list[str]:
         lines = [
             f'#!define TEAM_NUMBER "{self.number}"',
             f'#!define TEAM_OVERFLOW "{self.overflow_number}"',
             f"#!define TEAM_RING_MS {self.ring_ms}",
-            f"#!define TEAM_HUNT_MS {min(self.hunt_ms, self.ring_ms)}",
         ]
         if self.longest_idle:
             lines.append("#!define TEAM_LONGEST_IDLE")
@@ -101,6 +100,8 @@ def registrar_config(
     CONTACTCENTER_REGISTRAR_PASSWORD, so the secret is in no file."""
     template = files("contactcenter.telephony").joinpath("kamailio.cfg").read_text(encoding="utf-8")
     defines = (["#!define WITH_AUTH"] if with_auth else []) + (team.defines() if team is not None else [])
+    if listen_ip in ("0.0.0.0", "::"):  # every address of the host: Kamailio finds them and takes each as its own
+        template = re.sub(r'^auto_aliases=no\nalias=".*"\n', "auto_aliases=yes\n", template, flags=re.M)
     return (
         template.replace("@DEFINES@", "\n".join(defines) + ("\n" if defines else ""))
         .replace("@LISTEN_IP@", f"[{listen_ip}]" if ":" in listen_ip else listen_ip)

@@ -81,9 +81,13 @@ class CallSession:
         facts: CallFacts,
         on_hung_up: Callable[[], None] | None = None,
         disposition: str = "completed",
+        keep: Callable[[], bool] | None = None,
     ) -> None:
         self.services = services
         self.disposition = disposition  # stored when the call ends: completed, or overflow (the overflow desk)
+        # asked at the end: False drops the call instead of storing it (the extra answer of a team call two
+        # desks answered; its recording is deleted and nothing is published)
+        self.keep = keep
         self.on_hung_up = on_hung_up  # the conversation is over (before recognition catches up and the store)
         self.call = call
         self.control = control
@@ -128,6 +132,12 @@ class CallSession:
         judged_order = None if by == "transfer" else hung_up_first
         outcome = self._finish_speech(self._speech, (ended - answered).total_seconds(), judged_order)
         self.recording = media.close()
+        if self.keep is not None and not self.keep():
+            if self.recording is not None:
+                self.recording.unlink(missing_ok=True)
+                self.recording = None
+            log.info("call %s not stored: another desk answered it", call.sip_call_id)
+            return self.record.model_copy(update={"ended_at": ended, "disposition": "duplicate"})
         update: dict[str, object] = {"ended_at": ended, "hung_up_first": hung_up_first, "disposition": self.disposition}
         if self.recording is not None:
             update["recording_path"] = str(self.recording.relative_to(Path(services.settings.general.data_dir)))

@@ -31,7 +31,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from contactcenter.storage import team_calls
 from contactcenter.storage.database import Database
@@ -40,6 +40,8 @@ from contactcenter.telephony.call import Call
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 USER_AGENT = "contactcenter team line"
@@ -256,12 +258,15 @@ class TeamMembership:
 def follow_agent(agent: AgentState, membership: TeamMembership, longest_idle: bool, zone: tzinfo = UTC) -> None:
     """Keep ``membership`` registered exactly while the agent can take a team call (ready, or ringing for
     one, so a missed ring does not churn registrations), with the longest-idle q-value when asked. Idle time
-    counts from the end of the agent's last call or break: a call that only rang them does not reset it."""
+    counts from when the agent last became ready after a call, a break or the desk's start: a call that only
+    rang them does not reset it, and a break is not idle time."""
     idle_since = [agent.status.since]
+    previous = [agent.status.state]
 
     def changed(status: AgentStatus) -> None:
-        if status.state in ("on_call", "wrap_up", "not_ready", "offline"):
-            idle_since[0] = datetime.now(UTC)
+        if status.state == "ready" and previous[0] != "ringing":  # back from a call, a break or the start
+            idle_since[0] = status.since
+        previous[0] = status.state
         wanted = status.state in ("ready", "ringing")
         membership.want(wanted, idle_q(idle_since[0], zone) if longest_idle and wanted else None)
 
@@ -269,69 +274,87 @@ def follow_agent(agent: AgentState, membership: TeamMembership, longest_idle: bo
     changed(agent.status)
 
 
+@dataclass(frozen=True)
+class Claim:
+    """A desk's claim of a team call: ``won`` True (answer it), False (another desk has it) or None (the
+    store did not say in time: the desk answers, and ``outcome`` still tells, later, whether it had won)."""
+
+    won: bool | None
+    outcome: Future[bool]
+
+
 class TeamLedger:
-    """A desk's writes to team call rows, on one worker thread, never holding up or dropping a call."""
+    """A desk's writes to team call rows, never holding up or dropping a call: notes (arrival, end of ringing,
+    the overflow desk's take and result) in order on one worker thread, claims on another so they never wait
+    behind a note. The only thing a call waits for is a claim, and for at most ``timeout``."""
 
     def __init__(self, database: Database, extension: str, timeout: float = 1.0) -> None:
         self.database = database
         self.extension = extension
         self.timeout = timeout
-        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="team ledger")
+        self._notes = ThreadPoolExecutor(max_workers=1, thread_name_prefix="team notes")
+        self._claims = ThreadPoolExecutor(max_workers=1, thread_name_prefix="team claims")
 
-    def arrived(self, call: Call, team_number: str) -> None:
-        at = call.invited_at
-        self._run(
+    def arrived(self, call: Call, team_number: str, waiting_since: datetime) -> None:
+        self._note(
             "arrival",
-            lambda session: team_calls.note_arrival(session, call.sip_call_id, team_number, call.remote_number, at),
+            lambda session: team_calls.note_arrival(
+                session, call.sip_call_id, team_number, call.remote_number, waiting_since
+            ),
         )
 
-    def claim(self, call: Call, outcome: str) -> bool | None:
-        """True: this desk answers it; False: another desk already did; None: the database did not say in
-        time (the desk answers: a caller is never left ringing for the sake of the bookkeeping)."""
+    def claim(self, call: Call, waiting_since: datetime | None = None) -> Claim:
+        """Claim the call for this (agent's) desk; see :class:`Claim`."""
         now = datetime.now(UTC)
-        future = self._run(
-            "claim", lambda session: team_calls.claim(session, call.sip_call_id, self.extension, outcome, now)
-        )
+        since = waiting_since or call.invited_at
+
+        def work(session: Session) -> bool:
+            return team_calls.claim(
+                session, call.sip_call_id, call.team_number, call.remote_number, since, self.extension, now
+            )
+
+        future: Future[bool] = self._claims.submit(self._in_session, "claim", work)
         try:
-            return bool(future.result(timeout=self.timeout))
+            return Claim(bool(future.result(timeout=self.timeout)), future)
         except FutureTimeout:
-            log.warning("team call %s: the database did not confirm the claim in time; answering", call.sip_call_id)
+            log.warning("team call %s: the store did not confirm the claim in time; answering", call.sip_call_id)
         except Exception:
             log.warning("team call %s: the claim could not be recorded; answering", call.sip_call_id)
-        return None
+        return Claim(None, future)
 
-    def arrival(self, call: Call) -> datetime | None:
-        """When the team call reached its first desk (None when the database does not say in time)."""
+    def release(self, call: Call) -> None:
+        self._note("release", lambda session: team_calls.release(session, call.sip_call_id, self.extension))
 
-        def first_seen(session: Session) -> datetime | None:
-            row = team_calls.find(session, call.sip_call_id)
-            return row.arrived_at if row is not None else None
-
-        try:
-            found = self._run("arrival time", first_seen).result(timeout=self.timeout)
-        except Exception:
-            return None
-        return found if isinstance(found, datetime) else None
+    def overflow_took(self, call: Call, waiting_since: datetime) -> None:
+        now = datetime.now(UTC)
+        self._note(
+            "overflow",
+            lambda session: team_calls.overflow_took(
+                session, call.sip_call_id, call.team_number, call.remote_number, waiting_since, self.extension, now
+            ),
+        )
 
     def ring_ended(self, call: Call) -> None:
         now = datetime.now(UTC)
-        self._run("ring end", lambda session: team_calls.note_ring_ended(session, call.sip_call_id, now))
+        self._note("ring end", lambda session: team_calls.note_ring_ended(session, call.sip_call_id, now))
 
     def overflow_settled(self, call: Call, callback_id: int | None) -> None:
-        self._run("overflow", lambda session: team_calls.settle_overflow(session, call.sip_call_id, callback_id))
+        self._note(
+            "overflow result", lambda session: team_calls.settle_overflow(session, call.sip_call_id, callback_id)
+        )
 
-    def _run(self, what: str, work: Callable[[Session], object]) -> Future[object]:
-        database = self.database
+    def _in_session(self, what: str, work: Callable[[Session], T]) -> T:
+        try:
+            with self.database.session() as session:
+                return work(session)
+        except Exception:
+            log.exception("team call record: %s failed", what)
+            raise
 
-        def guarded() -> object:
-            try:
-                with database.session() as session:
-                    return work(session)
-            except Exception:
-                log.exception("team call record: %s failed", what)
-                raise
-
-        return self._worker.submit(guarded)
+    def _note(self, what: str, work: Callable[[Session], object]) -> None:
+        self._notes.submit(self._in_session, what, work)
 
     def close(self) -> None:
-        self._worker.shutdown(wait=True, cancel_futures=False)
+        """Write what is queued (the desk is stopping)."""
+        self._notes.shutdown(wait=True)
+        self._claims.shutdown(wait=True)

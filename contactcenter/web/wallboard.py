@@ -15,7 +15,7 @@ No `from __future__ import annotations`: FastAPI reads the route signatures.
 """
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from datetime import UTC, datetime, time, timedelta
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
@@ -68,7 +68,12 @@ def today_bounds(zone: ZoneInfo, now: datetime) -> tuple[datetime, datetime]:
 
 
 def wallboard_summary(
-    session: Session, zone: ZoneInfo, three_rings_s: float, unmasked: bool, now: datetime | None = None
+    session: Session,
+    zone: ZoneInfo,
+    three_rings_s: float,
+    unmasked: bool,
+    now: datetime | None = None,
+    not_agents: Collection[str] = (),
 ) -> dict[str, Any]:
     """Everything the wallboard shows, as of ``now`` (default: the present). Rates are in percent of the
     team calls of today that have ended, ``None`` when none has: never a made-up 0 % or 100 %."""
@@ -76,7 +81,7 @@ def wallboard_summary(
     start, end = today_bounds(zone, now)
 
     agents = []
-    for agent in agents_now(session):
+    for agent in agents_now(session, not_agents):
         agents.append(
             {
                 "extension": agent.extension,
@@ -159,11 +164,13 @@ def unchanging(summary: dict[str, Any]) -> Any:
 def add_wallboard_routes(app: FastAPI, guards: Guards, settings: Settings, database: Database) -> None:
     zone = ZoneInfo(settings.general.timezone)
     three_rings_s = 3 * settings.ring.ring_period_seconds
+    # the overflow desk stores its calls under the overflow number: a machine, not an agent to show
+    not_agents = {settings.team.overflow_number} if settings.team.enabled else set()
     Supervisor = Annotated[SignedIn, Depends(guards.role("supervisor"))]
 
     def summary(unmasked: bool) -> dict[str, Any]:
         with database.session() as session:
-            return wallboard_summary(session, zone, three_rings_s, unmasked)
+            return wallboard_summary(session, zone, three_rings_s, unmasked, not_agents=not_agents)
 
     @app.get("/wallboard", response_class=HTMLResponse, include_in_schema=False)
     def wallboard_page(request: Request, user: Supervisor) -> Response:
