@@ -60,7 +60,7 @@ def test_the_commands_the_readme_promises(desk: Path, tmp_path: Path) -> None:
 
     upgraded = run("db", "upgrade")
     assert upgraded.returncode == 0, upgraded.stderr
-    assert "is at revision 0006" in upgraded.stdout
+    assert "is at revision 0007" in upgraded.stdout
     assert (desk.parent / "data" / "contactcenter.db").exists()  # the embedded default: SQLite under data/
 
     listed = run("tickets", "list", "--json")

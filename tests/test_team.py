@@ -191,3 +191,52 @@ def test_a_caller_cannot_pose_as_the_team_line(team: TeamLine) -> None:
     assert wait_until(lambda: [c.disposition for c in team.calls_from("13800138400")] == ["completed"], 10)
     with team.database.session() as session:
         assert session.scalars(select(TeamCall)).all() == []
+
+
+def test_when_the_store_is_locked_while_both_desks_answer_one_call_results(team: TeamLine) -> None:
+    """A fault: the shared database is locked when both ring-all desks claim the call, so neither can learn
+    in time which one has it, and neither waits for it longer than 0.4 s: both answer. Usually the first 200 OK
+    reaches the registrar first and it CANCELs the other desk; when both 200 OKs cross, the caller's phone has
+    two answers. When the database answers, the claims are decided in whatever order. A desk whose claim won
+    but that could not answer gives it back, and the desk that answered takes it; a desk that answered but
+    lost the claim to one that also answered ends its answer (BYE) and stores nothing. Either way exactly one
+    call results, kept by a desk that answered."""
+    import sqlite3
+
+    for user in ("1001", "1002"):
+        team.start(user)
+    caller = "13800138500"
+    locked, answered = threading.Event(), []
+
+    def answered_here() -> list[str]:
+        return [u for u in ("1001", "1002") if f"answered  Customer {caller}" in team.printed(u)]
+
+    def hold_the_database() -> None:
+        assert wait_until(lambda: all(" ringing " in team.printed(u) for u in ("1001", "1002")), 10)
+        connection = sqlite3.connect(team.url.removeprefix("sqlite:///"), timeout=10)
+        connection.execute("BEGIN EXCLUSIVE")
+        locked.set()
+        try:  # until a desk has answered without waiting for the database
+            answered.append(wait_until(answered_here, 10))
+        finally:
+            connection.rollback()
+            connection.close()
+
+    holder = threading.Thread(target=hold_the_database)
+    holder.start()
+    result = team.call(caller, pcap=dtmf_pcap(team.tmp, ""), talk_ms=6000)
+    holder.join(timeout=30)
+    assert locked.is_set() and answered == [True]
+    both = team.answers_received(caller) == 2
+    if both:  # the extra answer is ended by its desk; SIPp cannot take a BYE on a second dialog and gives up
+        assert wait_until(lambda: any(" duplicate " in team.printed(u) for u in answered_here()), 10)
+    else:
+        assert team.answers_received(caller) == 1
+        assert result.returncode == 0, result.stdout  # the call lasted until the caller hung up
+    outputs = team.stop_all()  # ends the call SIPp walked away from, as the agent would hang up
+    row = team.team_call(caller)
+    assert row.outcome == "answered" and row.answered_by in answered_here()
+    assert [c.disposition for c in team.calls_from(caller)] == ["completed"]  # one call, the extra not stored
+    if both:
+        (extra,) = [u for u in answered_here() if u != row.answered_by]
+        assert " duplicate " in outputs[extra] and " ended " not in outputs[extra]

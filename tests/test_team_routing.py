@@ -18,6 +18,7 @@ from contactcenter.cli import cli
 from contactcenter.settings import SettingsError, load_settings
 from contactcenter.storage import team_calls
 from contactcenter.storage.models import TeamCall
+from contactcenter.telephony.call import cancelled_as_answered_elsewhere, team_routing
 from contactcenter.telephony.overflow import number_from_keys
 from contactcenter.telephony.registrar import LocalRegistrar, TeamRouting
 from contactcenter.telephony.team import ContactAccount, TeamMembership, idle_q
@@ -300,3 +301,33 @@ def test_team_settings_keep_the_three_ring_promise(tmp_path: Path) -> None:
         load_settings(desk_file, {"CONTACTCENTER_TEAM__NUMBER": "1001"})
     with pytest.raises(SettingsError, match="number"):
         load_settings(desk_file, {"CONTACTCENTER_TEAM__NUMBER": '"10;00"'})
+
+
+@pytest.mark.parametrize(
+    ("reason", "elsewhere"),
+    [
+        ('SIP;cause=200;text="Call completed elsewhere"', True),
+        ("SIP ; cause = 200", True),
+        ('SIP;text="x";cause=200', True),
+        ("Q.850;cause=16, SIP;cause=200", True),
+        ("SIP;cause=2000", False),
+        ("Q.850;cause=200", False),
+        ('SIP;cause=487;text="cause=200"', False),
+        ("", False),
+        ("garbage;;;", False),
+    ],
+)
+def test_only_the_registrars_answered_elsewhere_cancel_counts_as_such(reason: str, elsewhere: bool) -> None:
+    assert cancelled_as_answered_elsewhere(reason) is elsewhere
+
+
+def test_the_team_header_gives_the_number_and_the_callers_wait() -> None:
+    assert team_routing({"X-CC-Team": "1000;arrived=1764489600.123456"}) == (
+        "1000",
+        datetime(2025, 11, 30, 8, 0, 0, 123456, tzinfo=UTC),
+    )
+    assert team_routing({"x-cc-team": "1000"}) == ("1000", None)  # no time: the desk counts from its INVITE
+    for hostile in ("", "abc", "1000<script>", "1" * 17, ";arrived=1764489600"):
+        assert team_routing({"X-CC-Team": hostile}) == ("", None)
+    assert team_routing({"X-CC-Team": "1000;arrived=99999999999999999999"}) == ("1000", None)
+    assert team_routing({}) == ("", None)

@@ -45,6 +45,8 @@ def show(what: str, desk_call: DeskCall) -> None:
         click.echo(f"{now} refused   {who} (486: agent not ready, busy or in wrap-up)")
     elif what == "answered_elsewhere":
         click.echo(f"{now} elsewhere {who} (team call answered at another desk)")
+    elif what == "duplicate":
+        click.echo(f"{now} duplicate {who} (also answered at another desk in the same instant: ended, not stored)")
     elif what == "ring_ended":
         click.echo(f"{now} unanswered {who} (team call: the caller hung up or it went to the overflow desk)")
     elif what in ("muted", "unmuted", "held", "resumed", "transferred", "transfer_failed"):

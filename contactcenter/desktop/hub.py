@@ -39,7 +39,12 @@ CALL_STATES = {
     "ended": "已结束",
     "abandoned": "未接",
     "refused": "已拒接",
+    "answered_elsewhere": "同事已接听",  # a team call another agent took
+    "ring_ended": "未接",  # a team call that went to the overflow desk, or whose caller hung up
+    "duplicate": "同事已接听",  # a team call this desk answered in the same instant as another; ended here
 }
+#: Calls that are over and need nothing more from the agent (no wrap-up).
+FINISHED = ("ended", "abandoned", "refused", "answered_elsewhere", "ring_ended", "duplicate")
 AGENT_STATES = {
     "ready": "就绪",
     "not_ready": "小休",
@@ -298,7 +303,7 @@ class DeskHub:
                         "wrapped_up": v.wrapped_up,
                     }
                     for v in reversed(views)
-                    if v.state in ("ended", "abandoned", "refused", "hung_up")
+                    if v.state in (*FINISHED, "hung_up")
                 ][:10],
             }
 
@@ -331,7 +336,7 @@ class DeskHub:
             return None
 
     def _trim(self) -> None:
-        ended = [key for key, v in self.calls.items() if v.state in ("ended", "abandoned", "refused")]
+        ended = [key for key, v in self.calls.items() if v.state in FINISHED]
         for key in ended[:-CALLS_KEPT]:
             del self.calls[key]
 

@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 FINISHED_KEPT = 1000  # recent calls kept in memory for the display; the store has them all
 CLOCK_TRUST = timedelta(seconds=60)  # the team registrar's clock is used for ring counts within this of ours
 LATE_CLAIM_WAIT_SECONDS = 30.0  # a claim the store confirms after the answer is still acted on this long
+GIVE_BACK_WAIT_SECONDS = 3.0  # a desk that claimed a call it could not answer gives the claim back within this
 
 
 class HeadsetBusy(RuntimeError):
@@ -103,7 +104,14 @@ class Desk:
         # (its state decides whether the team line rings it).
         team_agent = team.enabled and team.role == "agent"
         self.agent = agent if self.services.headset is not None or team_agent else None
-        self.ledger = TeamLedger(database, settings.sip.user) if team.enabled and database is not None else None
+        # a claim may delay the answer by at most this: well inside the half ring between the desks' answer and
+        # the registrar giving the call to the overflow desk
+        claim_wait = min(1.0, 0.4 * settings.ring.ring_period_seconds)
+        self.ledger = (
+            TeamLedger(database, settings.sip.user, timeout=claim_wait)
+            if team.enabled and database is not None
+            else None
+        )
         self.attendant = (
             OverflowAttendant(
                 self.services.prompts,
@@ -244,23 +252,34 @@ class Desk:
         return True
 
     def _watch_late_claim(self, desk_call: DeskCall, outcome: Future[bool]) -> None:
-        """The store confirmed the claim only after the desk had answered. If another desk had it first, both
-        answered: the caller's phone got two 200 OKs. This desk's call is the extra one: it is ended (BYE) and
+        """The store confirmed the claim only after the desk had answered. If another desk's claim won, that
+        desk may not have answered at all (the registrar CANCELled it when this desk's 200 OK came first): it
+        gives its claim back, and this desk takes it again. If the claim stays with the other desk, both
+        answered and the caller's phone got two 200 OKs: this desk's call is the extra one, ended (BYE) and
         not stored as a call, as RFC 3261 13.2.2.4 has the caller's side do."""
+        call = desk_call.call
         try:
             won = outcome.result(timeout=LATE_CLAIM_WAIT_SECONDS)
         except Exception:
             return  # still unknown: the call stays, as answered
-        if won:
+        if won or self.ledger is None:
             return
-        log.warning(
-            "team call %s was also answered at another desk; this desk's answer is ended", desk_call.call.sip_call_id
-        )
+        deadline = time.monotonic() + GIVE_BACK_WAIT_SECONDS
+        while time.monotonic() < deadline and not call.ended.is_set():
+            if self.ledger.claim(call, self.waiting_since(call)).won:
+                log.info(
+                    "team call %s: the desk that had claimed it did not answer; this desk has it", call.sip_call_id
+                )
+                return
+            call.ended.wait(0.2)
+        if call.ended.is_set():
+            return
+        log.warning("team call %s was also answered at another desk; this desk's answer is ended", call.sip_call_id)
         desk_call.duplicate = True
         try:
-            desk_call.call.hangup()
+            call.hangup()
         except Exception:
-            log.debug("team call %s already over", desk_call.call.sip_call_id)
+            log.debug("team call %s already over", call.sip_call_id)
 
     def _give_up_team_call(self, desk_call: DeskCall, what: str) -> None:
         try:

@@ -61,8 +61,7 @@ class OverflowAttendant:
 
     def run(self, call: Call) -> OverflowResult:
         self._wait_played(call)
-        self._play(call, "overflow_offer")
-        keys = self._collect(call)
+        keys = self._collect(call, self._play(call, "overflow_offer", barge_in=True))
         number = number_from_keys(keys, call.remote_number)
         callback_id = self._book(call, number) if number is not None else None
         self._play(call, "overflow_booked" if callback_id is not None else "closing")
@@ -81,17 +80,26 @@ class OverflowAttendant:
         while not call.ended.is_set() and call.playing_seconds() > 0:
             call.ended.wait(POLL_SECONDS)
 
-    def _play(self, call: Call, key: str) -> None:
+    def _play(self, call: Call, key: str, barge_in: bool = False) -> str:
+        """Play prompt ``key`` to its end; with ``barge_in`` a key pressed stops it (a caller who heard
+        "按1" need not hear the rest). The keys pressed meanwhile."""
+        keys = ""
         if call.ended.is_set():
-            return
+            return keys
         audio = self.prompts.line_audio(key)
         if audio is not None:
             call.play(audio)
-        self._wait_played(call)
+        while not call.ended.is_set() and call.playing_seconds() > 0:
+            keys += call.read_dtmf()
+            if barge_in and keys:
+                call.stop_playing()
+                break
+            call.ended.wait(POLL_SECONDS)
+        return keys + call.read_dtmf()
 
-    def _collect(self, call: Call) -> str:
-        """Keys pressed from the offer on: until #, a pause after digits, or the wait runs out."""
-        keys = call.read_dtmf()  # keys pressed during the offer count (callers press as soon as they hear 1)
+    def _collect(self, call: Call, keys: str) -> str:
+        """Keys pressed from the offer on (``keys``: during it): until #, a pause after digits, or the wait
+        runs out."""
         deadline = time.monotonic() + self.keys_wait_seconds
         last_key = time.monotonic()
         while not call.ended.is_set() and "#" not in keys:
