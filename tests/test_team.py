@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import subprocess
 import threading
+from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,7 +18,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from contactcenter.storage.models import Call, Callback, TeamCall
+from contactcenter.storage.models import AgentStateSpan, Call, Callback, TeamCall
 from contactcenter.storage.team_calls import OVERFLOW_GRACE, outcome_of
 from tests.helpers.sip import dtmf_pcap, run_sipp, sipp_scenario
 from tests.helpers.sound import EARS, MIC, SoundServer
@@ -58,6 +59,12 @@ def test_ring_all_picks_one_agent_cancels_the_rest_and_never_rings_a_not_ready_o
         assert row.answered_at is not None
         assert (row.answered_at - row.arrived_at).total_seconds() <= THREE_RINGS_S
 
+    with team.database.session() as session:  # agents without a headset have their states stored too
+        talked = Counter(
+            session.scalars(select(AgentStateSpan.agent_extension).where(AgentStateSpan.state == "on_call")).all()
+        )
+    winners = Counter(team.team_call(caller).answered_by for caller in callers)
+    assert talked == winners, (talked, winners)
     for user in ("1001", "1002"):  # both were rung for every call: each one the race, or a CANCEL
         assert outputs[user].count(" ringing ") == len(callers), outputs[user]
     lost = sum(outputs[user].count(" elsewhere ") for user in ("1001", "1002"))
