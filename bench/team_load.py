@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import random
+import re
 import statistics
 import sys
 import tempfile
@@ -172,7 +173,7 @@ def run(
         for thread in breakers:
             thread.start()
         pcap = dtmf_pcap(line.tmp, "1#")
-        failures: list[int] = []
+        failures: list[str] = []  # the callers whose SIPp reported a failed call
         customers: list[threading.Thread] = []
         first = datetime.now(UTC)
         next_at = time.monotonic()
@@ -185,7 +186,7 @@ def run(
             def customer(caller: str = caller, talk_ms: int = talk_ms) -> None:
                 result = line.call(caller, pcap=pcap, talk_ms=talk_ms, trace=False)
                 if result.returncode != 0:
-                    failures.append(result.returncode)
+                    failures.append(caller)
 
             thread = threading.Thread(target=customer, daemon=True)
             thread.start()
@@ -206,6 +207,23 @@ def run(
     return 0
 
 
+def failure_reasons(line: TeamLine, callers: list[str]) -> Counter[str]:
+    """Why SIPp failed each call, from its error log: the message it did not expect, or what it says."""
+    reasons: Counter[str] = Counter()
+    for caller in callers:
+        logs = list(line.tmp.glob(f"uac_team_{caller}_*_errors.log"))
+        text = logs[0].read_text(errors="replace") if logs else ""
+        unexpected = re.search(r"received '([^\r\n']+)", text)
+        if "unexpected BYE" in text or (unexpected and unexpected.group(1).startswith("BYE")):
+            reasons["the desk hung up before the customer (SIPp expects to hang up first)"] += 1
+        elif unexpected:
+            reasons[f"unexpected {unexpected.group(1)[:60]}"] += 1
+        else:
+            last = [row for row in text.splitlines() if row.strip()][-1:] or ["no error log"]
+            reasons[last[0].split(": ", 1)[-1][:80]] += 1
+    return reasons
+
+
 def report(
     line: TeamLine,
     args: argparse.Namespace,
@@ -215,7 +233,7 @@ def report(
     elapsed: float,
     erlangs: float,
     three_rings: float,
-    failures: list[int],
+    failures: list[str],
 ) -> None:
     since, until = first - timedelta(seconds=1), datetime.now(UTC) + timedelta(seconds=1)
     settle = datetime.now(UTC) + timedelta(seconds=30)  # read outcomes as they will stand (overflow grace passed)
@@ -231,6 +249,11 @@ def report(
     occupancy = [t.occupancy for t in times.values() if t.occupancy is not None]
     n_eff = args.desks * (1 - args.not_ready_share)
     print(f"\ncustomers sent {args.calls} over {elapsed:.0f} s; SIPp reported {len(failures)} failed calls")
+    for why, count in failure_reasons(line, failures).most_common():
+        print(f"  {count} × {why}")
+    unseen = args.calls - len(rows)
+    if unseen:
+        print(f"  {unseen} customers' calls reached no desk (no team call row): not in the figures below")
     print(
         f"team calls stored {level.calls} (ended {level.ended}, still ringing {level.ringing}, unknown {level.unknown})"
     )
@@ -240,8 +263,8 @@ def report(
         f"overflow:  {percent(level.overflow, level.ended)}  (callback {level.overflow_callback}, none {level.overflow_no_callback})"
     )
     print(f"abandoned: {percent(level.abandoned, level.ended)}")
-    print(
-        f"three-ring promise kept (agent or overflow desk):        {percent(kept, len(rows))}  ({kept} of {len(rows)})"
+    print(  # over every customer sent: one whose call reached no desk was not answered either
+        f"three-ring promise kept (agent or overflow desk):        {percent(kept, args.calls)}  ({kept} of {args.calls} sent)"
     )
     if counts:
         print(

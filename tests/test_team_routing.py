@@ -176,6 +176,10 @@ def test_registrar_config_prints_a_configuration_kamailio_accepts_and_no_secret(
 # ----------------------------------------------------------------------------------------- the store
 
 
+def seen(arrived_at: datetime, call_id: str = "race@x") -> team_calls.TeamCallSeen:
+    return team_calls.TeamCallSeen(call_id, "1000", "13800138000", arrived_at)
+
+
 def test_of_desks_claiming_one_call_at_once_exactly_one_wins(database) -> None:
     """Eight desks claim at the same instant, most before any arrival was written (each claim adds the row
     if it is missing): exactly one wins, and the row keeps the first arrival time."""
@@ -188,9 +192,7 @@ def test_of_desks_claiming_one_call_at_once_exactly_one_wins(database) -> None:
         try:
             with database.session() as session:
                 arrived = T0 + timedelta(milliseconds=n)
-                won.append(
-                    team_calls.claim(session, "race@x", "1000", "138", arrived, f"10{n:02d}", T0 + timedelta(seconds=2))
-                )
+                won.append(team_calls.claim(session, seen(arrived), f"10{n:02d}", T0 + timedelta(seconds=2)))
         except BaseException as exc:
             errors.append(exc)
 
@@ -213,8 +215,8 @@ def test_of_desks_claiming_one_call_at_once_exactly_one_wins(database) -> None:
         row = team_calls.find(session, "race@x")
         assert (row.outcome, row.answered_by, row.answered_at) == (None, "", None)
         # the registrar moved the call to the overflow desk: its take stands whatever was claimed meanwhile
-        assert team_calls.claim(session, "race@x", "1000", "138", T0, "1001", T0 + timedelta(seconds=3))
-        team_calls.overflow_took(session, "race@x", "1000", "138", T0, "1999", T0 + timedelta(seconds=4))
+        assert team_calls.claim(session, seen(T0), "1001", T0 + timedelta(seconds=3))
+        team_calls.overflow_took(session, seen(T0), "1999", T0 + timedelta(seconds=4))
         team_calls.release(session, "race@x", "1001")  # the agent's late give-back does not undo it
         team_calls.settle_overflow(session, "race@x", None)
     with database.session() as session:

@@ -28,6 +28,7 @@ from contactcenter.storage.calls import save_call
 from contactcenter.storage.models import Agent, Callback
 from contactcenter.storage.team_calls import (
     OVERFLOW_GRACE,
+    TeamCallSeen,
     claim,
     note_arrival,
     note_ring_ended,
@@ -80,16 +81,20 @@ class Scenario:
         """As the desks would: each step in its own transaction."""
         later = lambda seconds: self.arrived + timedelta(seconds=seconds)  # noqa: E731
         with database.session() as session:
-            note_arrival(session, self.name, "8000", self.number, self.arrived)
+            note_arrival(session, TeamCallSeen(self.name, "8000", self.number, self.arrived))
         if self.ring_ended is not None:
             with database.session() as session:
                 note_ring_ended(session, self.name, later(self.ring_ended))
         if self.answer is not None:
             with database.session() as session:
-                assert claim(session, self.name, "8000", self.number, self.arrived, "1001", later(self.answer))
+                assert claim(
+                    session, TeamCallSeen(self.name, "8000", self.number, self.arrived), "1001", later(self.answer)
+                )
         if self.overflow is not None:
             with database.session() as session:
-                overflow_took(session, self.name, "8000", self.number, self.arrived, "1999", later(self.overflow))
+                overflow_took(
+                    session, TeamCallSeen(self.name, "8000", self.number, self.arrived), "1999", later(self.overflow)
+                )
             if self.settled:
                 with database.session() as session:
                     settle_overflow(session, self.name, callback_id if self.callback else None)
@@ -180,11 +185,11 @@ def seed_floor(database) -> dict[str, Any]:
     seed(database, scenarios, asked_for)
     for _ in range(2):  # the call rings two desks: each notes it, one row
         with database.session() as session:
-            note_arrival(session, "race", "8000", "13912349999", ago(100))
+            note_arrival(session, TeamCallSeen("race", "8000", "13912349999", ago(100)))
     with database.session() as session:  # both answer; the first UPDATE takes it
-        assert claim(session, "race", "8000", "13912349999", ago(100), "1001", ago(97))
+        assert claim(session, TeamCallSeen("race", "8000", "13912349999", ago(100)), "1001", ago(97))
     with database.session() as session:  # the other's finds it taken and changes nothing
-        assert not claim(session, "race", "8000", "13912349999", ago(100), "1002", ago(98))
+        assert not claim(session, TeamCallSeen("race", "8000", "13912349999", ago(100)), "1002", ago(98))
     scenarios.append(Scenario("race", ago(100), "answered", answer=3.0))
 
     spans = [  # extension, state, reason, seconds ago
@@ -334,7 +339,7 @@ def test_the_wallboard_counts_every_figure(database) -> None:
 def test_an_empty_day_has_no_rates(database) -> None:
     """No ended team call: every rate is None (shown as —), not 0 % or 100 %; nobody ringing."""
     with database.session() as session:
-        note_arrival(session, "only", "8000", "13912340000", ago(3))
+        note_arrival(session, TeamCallSeen("only", "8000", "13912340000", ago(3)))
         board = wallboard_summary(session, ZONE, THREE_RINGS, unmasked=False, now=NOW, not_agents={"1999"})
     level = board["service_level"]
     assert (level["calls"], level["ended"], level["ringing"]) == (1, 0, 1)
@@ -350,7 +355,7 @@ def test_the_wallboard_api_and_page_by_role(console: dict) -> None:
     database = console["database"]
     now = datetime.now(UTC)
     with database.session() as session:
-        note_arrival(session, "api-1", "8000", "13912345678", now - timedelta(seconds=2))
+        note_arrival(session, TeamCallSeen("api-1", "8000", "13912345678", now - timedelta(seconds=2)))
     admin, supervisor, reviewer, anonymous = (client_as(console, n) for n in ("zhao", "wang", "lin", None))
     board = supervisor.get("/api/live/wallboard").json()
     assert [c["remote_number"] for c in board["ringing"]] == ["139****5678"]
@@ -381,7 +386,7 @@ def test_the_stream_sends_the_board_only_when_it_changes(console: dict) -> None:
     database = console["database"]
     ring_ended = datetime.now(UTC)
     with database.session() as session:
-        note_arrival(session, "sse-1", "8000", "13912345678", ring_ended - timedelta(seconds=8))
+        note_arrival(session, TeamCallSeen("sse-1", "8000", "13912345678", ring_ended - timedelta(seconds=8)))
         note_ring_ended(session, "sse-1", ring_ended)
     with serving(console["app"]) as base, httpx.Client(base_url=base, timeout=httpx.Timeout(10, read=40)) as client:
         assert client.post("/api/login", json={"username": "wang", "password": PASSWORD}).status_code == 200
@@ -448,14 +453,19 @@ def test_a_supervisor_watches_the_wallboard_update(console: dict, browser) -> No
 
         arrived = datetime.now(UTC)
         with database.session() as session:  # a caller rings the team number
-            note_arrival(session, "browser-1", "8000", "13912345678", arrived)
+            note_arrival(session, TeamCallSeen("browser-1", "8000", "13912345678", arrived))
         row = wait_for(browser, lambda d: d.find_element(By.CSS_SELECTOR, "#ringing-calls tr.ringing-call"))
         assert row.find_element(By.CLASS_NAME, "phone").text == "139****5678"
         assert browser.find_element(By.ID, "ringing-count").text == "1"
         assert "最长等待" in browser.find_element(By.ID, "longest-wait").text
 
         with database.session() as session:
-            assert claim(session, "browser-1", "8000", "13912345678", arrived, "1001", arrived + timedelta(seconds=3))
+            assert claim(
+                session,
+                TeamCallSeen("browser-1", "8000", "13912345678", arrived),
+                "1001",
+                arrived + timedelta(seconds=3),
+            )
         wait_for(browser, lambda d: d.find_element(By.ID, "sl-rate").text != "—")
         if arrived >= today_start(datetime.now(UTC)):
             assert browser.find_element(By.ID, "sl-rate").text == "100.0%"

@@ -24,6 +24,7 @@ from contactcenter.desktop.assist import MISSED, SAID, CheckItem, Suggestions, c
 from contactcenter.records import CallRecord, RuleHitRecord, UtteranceRecord
 from contactcenter.settings import Settings
 from contactcenter.speech.rules import RuleSet
+from contactcenter.storage.agent_states import AGENT_STATE_LABELS
 from contactcenter.telephony.agent_state import AgentStatus
 from contactcenter.telephony.desk import DeskCall
 
@@ -45,14 +46,6 @@ CALL_STATES = {
 }
 #: Calls that are over and need nothing more from the agent (no wrap-up).
 FINISHED = ("ended", "abandoned", "refused", "answered_elsewhere", "ring_ended", "duplicate")
-AGENT_STATES = {
-    "ready": "就绪",
-    "not_ready": "小休",
-    "ringing": "振铃",
-    "on_call": "通话中",
-    "wrap_up": "话后处理",
-    "offline": "离线",
-}
 
 
 @dataclass
@@ -281,7 +274,7 @@ class DeskHub:
                 "sent_at": time.time(),
                 "agent": {
                     "state": status.state,
-                    "label": AGENT_STATES.get(status.state, status.state),
+                    "label": AGENT_STATE_LABELS.get(status.state, status.state),
                     "reason": status.reason,
                     "since": status.since.isoformat(),
                     "wrap_up_until": status.wrap_up_until.isoformat() if status.wrap_up_until else None,

@@ -30,6 +30,16 @@ from sqlalchemy.sql.expression import ColumnElement, FunctionElement
 
 from contactcenter.storage.models import AGENT_STATES, Agent, AgentStateSpan, Call, LiveEvent
 
+#: How the agent's page, the wallboard and the scorecards name each state.
+AGENT_STATE_LABELS = {
+    "ready": "就绪",
+    "not_ready": "小休",
+    "ringing": "振铃",
+    "on_call": "通话中",
+    "wrap_up": "话后处理",
+    "offline": "离线",
+}
+
 #: States that count as working time, besides 小休 (``not_ready``), which is kept per reason. ``offline``
 #: counts nowhere.
 COUNTED_STATES = ("ready", "ringing", "on_call", "wrap_up")

@@ -48,13 +48,24 @@ def _aware(at: datetime) -> datetime:
     return at.astimezone(UTC)
 
 
-def note_arrival(session: Session, sip_call_id: str, team_number: str, remote_number: str, at: datetime) -> None:
+@dataclass(frozen=True)
+class TeamCallSeen:
+    """A team call as a desk sees it arrive: the caller's Call-ID (the same at every desk), the team number,
+    who calls, and since when they have been waiting."""
+
+    sip_call_id: str
+    team_number: str
+    remote_number: str
+    arrived_at: datetime
+
+
+def note_arrival(session: Session, seen: TeamCallSeen) -> None:
     """A team call has reached a desk: add its row unless another desk already did (no error either way)."""
     values = dict(
-        sip_call_id=sip_call_id[:MAX_CALL_ID],
-        team_number=team_number[:16],
-        remote_number=remote_number[:64],
-        arrived_at=_aware(at),
+        sip_call_id=seen.sip_call_id[:MAX_CALL_ID],
+        team_number=seen.team_number[:16],
+        remote_number=seen.remote_number[:64],
+        arrived_at=_aware(seen.arrived_at),
         answered_by="",
     )
     dialect = session.get_bind().dialect.name
@@ -68,23 +79,15 @@ def note_arrival(session: Session, sip_call_id: str, team_number: str, remote_nu
     session.flush()
 
 
-def claim(
-    session: Session,
-    sip_call_id: str,
-    team_number: str,
-    remote_number: str,
-    arrived_at: datetime,
-    extension: str,
-    at: datetime,
-) -> bool:
+def claim(session: Session, seen: TeamCallSeen, extension: str, at: datetime) -> bool:
     """An agent's desk answers the call: True if it won it, False if another desk already had. The row is
     added first if no desk has yet (its arrival may not be written), so a claim never fails for want of it.
     The caller commits."""
-    note_arrival(session, sip_call_id, team_number, remote_number, arrived_at)
+    note_arrival(session, seen)
     changed = rows_changed(
         session,
         update(TeamCall)
-        .where(TeamCall.sip_call_id == sip_call_id[:MAX_CALL_ID], TeamCall.outcome.is_(None))
+        .where(TeamCall.sip_call_id == seen.sip_call_id[:MAX_CALL_ID], TeamCall.outcome.is_(None))
         .values(outcome="answered", answered_by=extension[:64], answered_at=_aware(at)),
     )
     return changed == 1
@@ -104,21 +107,13 @@ def release(session: Session, sip_call_id: str, extension: str) -> None:
     )
 
 
-def overflow_took(
-    session: Session,
-    sip_call_id: str,
-    team_number: str,
-    remote_number: str,
-    arrived_at: datetime,
-    extension: str,
-    at: datetime,
-) -> None:
+def overflow_took(session: Session, seen: TeamCallSeen, extension: str, at: datetime) -> None:
     """The overflow desk answered the call. The registrar only sends it calls no agent took, so this is the
     call's outcome whatever an agent's desk claimed in the meantime and could not answer."""
-    note_arrival(session, sip_call_id, team_number, remote_number, arrived_at)
+    note_arrival(session, seen)
     session.execute(
         update(TeamCall)
-        .where(TeamCall.sip_call_id == sip_call_id[:MAX_CALL_ID])
+        .where(TeamCall.sip_call_id == seen.sip_call_id[:MAX_CALL_ID])
         .values(outcome="overflow", answered_by=extension[:64], answered_at=_aware(at))
     )
 
@@ -186,6 +181,41 @@ class ServiceLevel:
     @property
     def overflow(self) -> int:
         return self.overflow_callback + self.overflow_no_callback
+
+    def figures(self) -> dict[str, int | float | None]:
+        """The counts, and each outcome's share of the ended calls in percent (None when none has ended), as
+        the wallboard, the scorecards and their exports show them."""
+        counts = {
+            "calls": self.calls,
+            "ended": self.ended,
+            "ringing": self.ringing,
+            "answered": self.answered,
+            "answered_in_time": self.answered_in_time,
+            "overflow": self.overflow,
+            "overflow_callback": self.overflow_callback,
+            "overflow_no_callback": self.overflow_no_callback,
+            "abandoned": self.abandoned,
+            "unknown": self.unknown,
+        }
+
+        def percent(count: int) -> float | None:
+            return round(100.0 * count / self.ended, 1) if self.ended else None
+
+        rates = {
+            "service_level": percent(self.answered_in_time),
+            **{
+                f"{name}_rate": percent(counts[name])
+                for name in (
+                    "answered",
+                    "overflow",
+                    "overflow_callback",
+                    "overflow_no_callback",
+                    "abandoned",
+                    "unknown",
+                )
+            },
+        }
+        return {**counts, **rates}
 
 
 def service_level(

@@ -133,7 +133,7 @@ class Desk:
         """A call has come in (the softphone's call thread, for as long as the call lasts)."""
         team_call = self.team_number is not None and call.team_number == self.team_number
         if team_call and self.ledger is not None:
-            self.ledger.arrived(call, self.team_number or "", self.waiting_since(call))
+            self.ledger.arrived(call, self.waiting_since(call))
         if self.agent is not None and not self.agent.accepts_calls:
             self._refuse(call)
             return
@@ -340,15 +340,7 @@ class Desk:
         """The overflow desk: apology greeting, the callback offer (:mod:`~contactcenter.telephony.overflow`),
         stored as ``overflow``; the team call's row says whether a callback was booked."""
         assert self.attendant is not None
-        session = CallSession(
-            self.services,
-            desk_call.call,
-            desk_call.control,
-            record,
-            facts,
-            on_hung_up=lambda: self._hung_up(desk_call),
-            disposition="overflow",
-        )
+        session = self._session(desk_call, record, facts, disposition="overflow")
         session.start(None, "late_apology")
         callback_id = None
         try:
@@ -460,6 +452,20 @@ class Desk:
 
     # ------------------------------------------------------------------------------------ common
 
+    def _session(self, desk_call: DeskCall, record: CallRecord, facts: CallFacts, **options: str) -> CallSession:
+        """The session of an answered call taken: the agent's wrap-up starts at its hang-up, and it is not
+        stored if it turns out to be the extra answer of a team call (``duplicate``)."""
+        return CallSession(
+            self.services,
+            desk_call.call,
+            desk_call.control,
+            record,
+            facts,
+            on_hung_up=lambda: self._hung_up(desk_call),
+            keep=lambda: not desk_call.duplicate,
+            **options,
+        )
+
     def _run_session(
         self,
         desk_call: DeskCall,
@@ -468,15 +474,7 @@ class Desk:
         claimed: HeadsetBridge | None,
         opening: str | None,
     ) -> None:
-        session = CallSession(
-            self.services,
-            desk_call.call,
-            desk_call.control,
-            record,
-            facts,
-            on_hung_up=lambda: self._hung_up(desk_call),
-            keep=lambda: not desk_call.duplicate,
-        )
+        session = self._session(desk_call, record, facts)
         session.start(claimed, opening)
         self._finish_session(desk_call, session)
 

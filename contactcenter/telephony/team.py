@@ -274,6 +274,10 @@ def follow_agent(agent: AgentState, membership: TeamMembership, longest_idle: bo
     changed(agent.status)
 
 
+def _seen(call: Call, waiting_since: datetime) -> team_calls.TeamCallSeen:
+    return team_calls.TeamCallSeen(call.sip_call_id, call.team_number, call.remote_number, waiting_since)
+
+
 @dataclass(frozen=True)
 class Claim:
     """A desk's claim of a team call: ``won`` True (answer it), False (another desk has it) or None (the
@@ -295,25 +299,15 @@ class TeamLedger:
         self._notes = ThreadPoolExecutor(max_workers=1, thread_name_prefix="team notes")
         self._claims = ThreadPoolExecutor(max_workers=1, thread_name_prefix="team claims")
 
-    def arrived(self, call: Call, team_number: str, waiting_since: datetime) -> None:
-        self._note(
-            "arrival",
-            lambda session: team_calls.note_arrival(
-                session, call.sip_call_id, team_number, call.remote_number, waiting_since
-            ),
-        )
+    def arrived(self, call: Call, waiting_since: datetime) -> None:
+        self._note("arrival", lambda session: team_calls.note_arrival(session, _seen(call, waiting_since)))
 
-    def claim(self, call: Call, waiting_since: datetime | None = None) -> Claim:
+    def claim(self, call: Call, waiting_since: datetime) -> Claim:
         """Claim the call for this (agent's) desk; see :class:`Claim`."""
-        now = datetime.now(UTC)
-        since = waiting_since or call.invited_at
-
-        def work(session: Session) -> bool:
-            return team_calls.claim(
-                session, call.sip_call_id, call.team_number, call.remote_number, since, self.extension, now
-            )
-
-        future: Future[bool] = self._claims.submit(self._in_session, "claim", work)
+        now, seen = datetime.now(UTC), _seen(call, waiting_since)
+        future: Future[bool] = self._claims.submit(
+            self._in_session, "claim", lambda session: team_calls.claim(session, seen, self.extension, now)
+        )
         try:
             return Claim(bool(future.result(timeout=self.timeout)), future)
         except FutureTimeout:
@@ -326,13 +320,8 @@ class TeamLedger:
         self._note("release", lambda session: team_calls.release(session, call.sip_call_id, self.extension))
 
     def overflow_took(self, call: Call, waiting_since: datetime) -> None:
-        now = datetime.now(UTC)
-        self._note(
-            "overflow",
-            lambda session: team_calls.overflow_took(
-                session, call.sip_call_id, call.team_number, call.remote_number, waiting_since, self.extension, now
-            ),
-        )
+        now, seen = datetime.now(UTC), _seen(call, waiting_since)
+        self._note("overflow", lambda session: team_calls.overflow_took(session, seen, self.extension, now))
 
     def ring_ended(self, call: Call) -> None:
         now = datetime.now(UTC)

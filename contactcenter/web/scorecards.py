@@ -214,23 +214,17 @@ def _state_row(found: AgentTimes, name: str, team: str, reasons: list[str]) -> d
 SERVICE_LEVEL_COUNTS = tuple(f.name for f in fields(ServiceLevel) if f.name != "longest_wait_s")
 
 
+SERVICE_LEVEL_COLUMNS = (
+    *("calls", "ended", "answered", "answered_in_time", "overflow", "overflow_callback", "overflow_no_callback"),
+    *("abandoned", "unknown", "service_level", "overflow_rate", "abandoned_rate"),
+)
+
+
 def service_level_row(level: ServiceLevel) -> dict[str, Any]:
     """The team line's figures for one day or week: counts, and rates in percent of the calls that have
     ended (``ended``: every call but those still ringing), each None when none has ended."""
-    return {
-        "calls": level.calls,
-        "ended": level.ended,
-        "answered": level.answered,
-        "answered_in_time": level.answered_in_time,
-        "overflow": level.overflow,
-        "overflow_callback": level.overflow_callback,
-        "overflow_no_callback": level.overflow_no_callback,
-        "abandoned": level.abandoned,
-        "unknown": level.unknown,
-        "service_level": _rate(level.answered_in_time, level.ended),
-        "overflow_rate": _rate(level.overflow, level.ended),
-        "abandoned_rate": _rate(level.abandoned, level.ended),
-    }
+    figures = level.figures()
+    return {name: figures[name] for name in SERVICE_LEVEL_COLUMNS}
 
 
 def _added(levels: Sequence[ServiceLevel]) -> ServiceLevel:

@@ -27,6 +27,7 @@ from fastapi.sse import EventSourceResponse, ServerSentEvent
 from sqlalchemy.orm import Session
 
 from contactcenter.settings import Settings
+from contactcenter.storage.agent_states import AGENT_STATE_LABELS
 from contactcenter.storage.database import Database
 from contactcenter.storage.team_calls import ringing_now, service_level
 from contactcenter.storage.wallboard import STATE_ORDER, agents_now, callbacks_due, handle_time
@@ -36,19 +37,7 @@ from contactcenter.web.queries import mask_phone
 
 POLL_SECONDS = 2.0
 SESSION_CHECK_POLLS = 15  # an expired or ended session stops the stream within half a minute
-STATE_LABELS = {
-    "ready": "就绪",
-    "not_ready": "小休",
-    "ringing": "振铃",
-    "on_call": "通话中",
-    "wrap_up": "话后处理",
-    "offline": "离线",
-}
 TICKING = ("in_state_s", "wait_s", "longest_wait_s", "now")  # figures that change with the clock alone
-
-
-def _percent(part: int, whole: int) -> float | None:
-    return round(100.0 * part / whole, 1) if whole else None
 
 
 def _local(at: datetime | None, zone: ZoneInfo) -> str | None:
@@ -57,7 +46,7 @@ def _local(at: datetime | None, zone: ZoneInfo) -> str | None:
 
 def state_label(state: str, reason: str) -> str:
     """小休(午餐) for a break with a reason; the state's name otherwise."""
-    label = STATE_LABELS.get(state, state)
+    label = AGENT_STATE_LABELS.get(state, state)
     return f"{label}({reason})" if state == "not_ready" and reason else label
 
 
@@ -95,7 +84,7 @@ def wallboard_summary(
             }
         )
     states = [
-        {"state": state, "label": STATE_LABELS[state], "agents": sum(a["state"] == state for a in agents)}
+        {"state": state, "label": AGENT_STATE_LABELS[state], "agents": sum(a["state"] == state for a in agents)}
         for state in STATE_ORDER
     ]
 
@@ -109,7 +98,6 @@ def wallboard_summary(
     ]
 
     level = service_level(session, start, end, three_rings_s, now)
-    ended = level.ended
     talk = handle_time(session, start, end)
     average = talk.average_s
     return {
@@ -121,25 +109,7 @@ def wallboard_summary(
         "ringing": ringing,
         "longest_waiting_since": ringing[0]["arrived_at"] if ringing else None,  # ringing_now is oldest first
         "longest_wait_s": ringing[0]["wait_s"] if ringing else None,
-        "service_level": {
-            "calls": level.calls,
-            "ended": ended,
-            "ringing": level.ringing,
-            "answered": level.answered,
-            "answered_in_time": level.answered_in_time,
-            "overflow": level.overflow,
-            "overflow_callback": level.overflow_callback,
-            "overflow_no_callback": level.overflow_no_callback,
-            "abandoned": level.abandoned,
-            "unknown": level.unknown,
-            "service_level": _percent(level.answered_in_time, ended),
-            "answered_rate": _percent(level.answered, ended),
-            "overflow_rate": _percent(level.overflow, ended),
-            "overflow_callback_rate": _percent(level.overflow_callback, ended),
-            "overflow_no_callback_rate": _percent(level.overflow_no_callback, ended),
-            "abandoned_rate": _percent(level.abandoned, ended),
-            "unknown_rate": _percent(level.unknown, ended),
-        },
+        "service_level": level.figures(),
         "handle_time": {
             "calls": talk.calls,
             "average_s": round(average, 1) if average is not None else None,
