@@ -31,26 +31,27 @@ from contactcenter.telephony.registrar import LocalRegistrar, RegistrarError, Te
 from contactcenter.telephony.softphone import RegistrationError, SipAccount, Softphone
 from contactcenter.telephony.team import ContactAccount, TeamMembership, follow_agent
 
+#: What the terminal says after the caller for each call event ({rings}: the ring it was answered at).
+EVENT_LINES = {
+    "ringing": "ringing   {who}",
+    "answered": "answered  {who} at ring {rings}",
+    "refused": "refused   {who} (486: agent not ready, busy or in wrap-up)",
+    "answered_elsewhere": "elsewhere {who} (team call answered at another desk)",
+    "duplicate": "duplicate {who} (also answered at another desk in the same instant: ended, not stored)",
+    "ring_ended": "unanswered {who} (team call: the caller hung up or it went to the overflow desk)",
+    **{
+        what: f"{what:<9} {{who}}" for what in ("muted", "unmuted", "held", "resumed", "transferred", "transfer_failed")
+    },
+}
+
 
 def show(what: str, desk_call: DeskCall) -> None:
     """One line per call event on the terminal."""
     call = desk_call.call
     now = datetime.now().strftime("%H:%M:%S")
     who = f"{call.caller_name or ''} {call.remote_number}".strip()
-    if what == "ringing":
-        click.echo(f"{now} ringing   {who}")
-    elif what == "answered":
-        click.echo(f"{now} answered  {who} at ring {desk_call.rings}")
-    elif what == "refused":
-        click.echo(f"{now} refused   {who} (486: agent not ready, busy or in wrap-up)")
-    elif what == "answered_elsewhere":
-        click.echo(f"{now} elsewhere {who} (team call answered at another desk)")
-    elif what == "duplicate":
-        click.echo(f"{now} duplicate {who} (also answered at another desk in the same instant: ended, not stored)")
-    elif what == "ring_ended":
-        click.echo(f"{now} unanswered {who} (team call: the caller hung up or it went to the overflow desk)")
-    elif what in ("muted", "unmuted", "held", "resumed", "transferred", "transfer_failed"):
-        click.echo(f"{now} {what:<9} {who}")
+    if what in EVENT_LINES:
+        click.echo(f"{now} " + EVENT_LINES[what].format(who=who, rings=desk_call.rings))
     elif what in ("ended", "abandoned"):
         record = desk_call.record
         score = "" if record is None or what == "abandoned" else f", hung up first: {record.hung_up_first}"

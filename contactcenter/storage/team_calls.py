@@ -42,7 +42,8 @@ LOST_AFTER = timedelta(minutes=2)
 MAX_CALL_ID = 255
 
 
-def _aware(at: datetime) -> datetime:
+def as_utc(at: datetime) -> datetime:
+    """``at`` in UTC; ValueError for a time without its time zone (it could be any)."""
     if at.tzinfo is None:
         raise ValueError("times must carry their time zone")
     return at.astimezone(UTC)
@@ -65,7 +66,7 @@ def note_arrival(session: Session, seen: TeamCallSeen) -> None:
         sip_call_id=seen.sip_call_id[:MAX_CALL_ID],
         team_number=seen.team_number[:16],
         remote_number=seen.remote_number[:64],
-        arrived_at=_aware(seen.arrived_at),
+        arrived_at=as_utc(seen.arrived_at),
         answered_by="",
     )
     dialect = session.get_bind().dialect.name
@@ -88,7 +89,7 @@ def claim(session: Session, seen: TeamCallSeen, extension: str, at: datetime) ->
         session,
         update(TeamCall)
         .where(TeamCall.sip_call_id == seen.sip_call_id[:MAX_CALL_ID], TeamCall.outcome.is_(None))
-        .values(outcome="answered", answered_by=extension[:64], answered_at=_aware(at)),
+        .values(outcome="answered", answered_by=extension[:64], answered_at=as_utc(at)),
     )
     return changed == 1
 
@@ -114,7 +115,7 @@ def overflow_took(session: Session, seen: TeamCallSeen, extension: str, at: date
     session.execute(
         update(TeamCall)
         .where(TeamCall.sip_call_id == seen.sip_call_id[:MAX_CALL_ID])
-        .values(outcome="overflow", answered_by=extension[:64], answered_at=_aware(at))
+        .values(outcome="overflow", answered_by=extension[:64], answered_at=as_utc(at))
     )
 
 
@@ -124,7 +125,7 @@ def note_ring_ended(session: Session, sip_call_id: str, at: datetime) -> None:
     session.execute(
         update(TeamCall)
         .where(TeamCall.sip_call_id == sip_call_id[:MAX_CALL_ID], TeamCall.ring_ended_at.is_(None))
-        .values(ring_ended_at=_aware(at))
+        .values(ring_ended_at=as_utc(at))
     )
 
 
@@ -222,9 +223,9 @@ def service_level(
     session: Session, since: datetime, until: datetime, three_rings_s: float, now: datetime | None = None
 ) -> ServiceLevel:
     """The team's service level for calls that arrived in [since, until)."""
-    now = _aware(now or datetime.now(UTC))
+    now = as_utc(now or datetime.now(UTC))
     rows = session.scalars(
-        select(TeamCall).where(TeamCall.arrived_at >= _aware(since), TeamCall.arrived_at < _aware(until))
+        select(TeamCall).where(TeamCall.arrived_at >= as_utc(since), TeamCall.arrived_at < as_utc(until))
     ).all()
     counts: Counter[str] = Counter()
     in_time = 0
@@ -252,7 +253,7 @@ def service_level(
 
 def ringing_now(session: Session, now: datetime | None = None) -> list[TeamCall]:
     """Team calls still ringing (no outcome yet), oldest first: for the wallboard."""
-    now = _aware(now or datetime.now(UTC))
+    now = as_utc(now or datetime.now(UTC))
     rows = session.scalars(
         select(TeamCall)
         .where(TeamCall.outcome.is_(None), TeamCall.arrived_at >= now - LOST_AFTER)

@@ -16,15 +16,10 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from contactcenter.storage.models import Agent, AgentStateSpan, Call, Callback
+from contactcenter.storage.team_calls import as_utc
 
 #: The order the wallboard lists the states in.
 STATE_ORDER = ("ready", "not_ready", "ringing", "on_call", "wrap_up", "offline")
-
-
-def _aware(at: datetime) -> datetime:
-    if at.tzinfo is None:
-        raise ValueError("times must carry their time zone")
-    return at.astimezone(UTC)
 
 
 @dataclass(frozen=True)
@@ -108,8 +103,8 @@ def handle_time(session: Session, since: datetime, until: datetime) -> HandleTim
     answered and ended: not the overflow desk's (a recorded script, not an agent) nor recordings audited."""
     rows = session.execute(
         select(Call.answered_at, Call.ended_at).where(
-            Call.invited_at >= _aware(since),
-            Call.invited_at < _aware(until),
+            Call.invited_at >= as_utc(since),
+            Call.invited_at < as_utc(until),
             Call.answered_at.is_not(None),
             Call.ended_at.is_not(None),
             Call.disposition == "completed",
@@ -125,7 +120,7 @@ def callbacks_due(session: Session, now: datetime) -> int:
     return int(
         session.scalar(
             select(func.count(Callback.id)).where(
-                Callback.state.in_(("pending", "due")), Callback.due_at <= _aware(now)
+                Callback.state.in_(("pending", "due")), Callback.due_at <= as_utc(now)
             )
         )
         or 0
