@@ -137,10 +137,17 @@ def finished(peer: subprocess.Popen[str]) -> None:
 
 @pytest.fixture
 def agent_desk(
-    desk: Path, outside: dict[str, Any], sound_server: SoundServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    desk: Path,
+    outside: dict[str, Any],
+    sound_server: SoundServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
 ) -> Iterator[AgentDesk]:
-    """The desk of extension 1001 with its agent desktop, registered at the outside fixture's Kamailio."""
+    """The desk of extension 1001 with its agent desktop, registered at the outside fixture's Kamailio
+    (settings as ``section__key`` overrides through indirect parametrisation, if any)."""
     sound_server.use_defaults(EARS, f"{MIC}.monitor")
+    extra: dict[str, str] = getattr(request, "param", {})
     app = open_app(
         desk,
         f"sqlite:///{tmp_path / 'store.db'}",
@@ -149,6 +156,7 @@ def agent_desk(
         agent__wrap_up_seconds="600",  # wrap-up lasts until the test saves it
         ring__ring_period_seconds="1.0",
         ring__answer_after_rings="3",  # an incoming call is answered by the agent's click, well before this
+        **extra,
     )
     settings = app.settings
     app.rule_book.refresh()
@@ -421,6 +429,29 @@ def test_auto_dial_goes_to_the_headset_of_a_ready_agent_only(agent_desk: AgentDe
     assert len(d.trace.requests_sent("INVITE")) == 1
     assert (d.book.get(nxt.id).state, d.book.get(nxt.id).attempts) == ("due", 0)
     assert d.desk.headset_call() is None and d.snapshot()["agent"]["state"] == "ready"
+
+
+@pytest.mark.parametrize("agent_desk", [{"callbacks__auto_dial": "true"}], indirect=True)
+def test_an_agent_who_becomes_ready_is_dialled_to_the_oldest_callback_left_with_the_overflow_desk(
+    agent_desk: AgentDesk,
+) -> None:
+    """A caller no agent could take asked the overflow desk for a callback (anyone's, kind overflow). With
+    auto_dial, the next agent to become ready is put through to the oldest one on their headset; a newer one
+    waits, and becoming ready again after a missed ring offers nothing new."""
+    d = agent_desk
+    assert d.post("/api/agent/not-ready", {"reason": "会议"}).status_code == 200
+    now = datetime.now(UTC)
+    older = d.book.add(phone=CUSTOMER, due_at=now - timedelta(minutes=3), reason="溢出回电", kind="overflow")
+    newer = d.book.add(phone="9002", due_at=now - timedelta(minutes=1), reason="溢出回电", kind="overflow")
+    peer = d.callee("uas_callee.xml")
+    assert d.post("/api/agent/ready").status_code == 200
+
+    desk_call = d.on_headset()
+    assert desk_call.attended and desk_call.callback_id == older.id
+    assert d.book.get(older.id).state == "in_progress" and d.book.get(newer.id).state == "pending"
+    assert d.post("/api/call/hangup").json() == {"ok": True}
+    finished(peer)
+    assert len(d.trace.requests_sent("INVITE")) == 1
 
 
 # ------------------------------------------------------------------------------------------ transfer, DTMF

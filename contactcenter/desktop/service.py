@@ -372,7 +372,7 @@ class AgentDesktop:
             for callback in sorted(waiting, key=lambda c: c.due_at):
                 if callback.owner_extension and callback.owner_extension != self.extension:
                     continue
-                outcome = self._dial_for_agent(callback)
+                outcome = self._dial_for_agent(callback, offered=True)
                 if outcome != "taken":  # dialled, or the agent is busy now: either way, no more
                     return
         except Exception:
@@ -383,18 +383,19 @@ class AgentDesktop:
         dialer."""
         return self._dial_for_agent(callback) != "busy"
 
-    def _dial_for_agent(self, callback: CallbackRecord) -> str:
+    def _dial_for_agent(self, callback: CallbackRecord, offered: bool = False) -> str:
         """A due callback to the agent's headset when the agent is ready: ``dialled``; ``busy`` when the agent
         is not ready or busy, or it is a survey (the survey plugin calls those itself); ``taken`` when another
         agent or desk took it first (nothing to dial). The callback is taken first (due → in_progress), as
-        the dialer takes it, so no other agent or desk calls the same customer meanwhile."""
+        the dialer takes it, so no other agent or desk calls the same customer meanwhile; one ``offered`` to
+        the agent as they became ready is taken whether or not the scheduler has fired it yet (pending)."""
         if callback.kind == "survey" or self.agent.status.state != "ready":
             return "busy"
         if self._reserve_headset() is not None:
             return "busy"
         try:
             book = CallbackBook(self._database(), self.settings)
-            taken = book.start_attempt(callback.id)
+            taken = book.start_by_agent(callback.id) if offered else book.start_attempt(callback.id)
         except BaseException:
             self._dial_over()
             raise
