@@ -36,6 +36,32 @@ def team(tmp_path: Path) -> Iterator[TeamLine]:
         yield opened
 
 
+@pytest.fixture
+def team_on_postgresql(tmp_path: Path, postgres_server) -> Iterator[TeamLine]:
+    """The team line with its desks sharing PostgreSQL, as desks on several PCs do."""
+    with team_line(
+        tmp_path, ring_s=RING_S, team_ring_ms=TEAM_RING_MS, database_url=postgres_server.new_database()
+    ) as opened:
+        yield opened
+
+
+def test_on_postgresql_two_desks_racing_for_every_call_give_one_answer_each_time(team_on_postgresql: TeamLine) -> None:
+    team = team_on_postgresql
+    for user in ("1001", "1002"):
+        team.start(user)
+    pcap = dtmf_pcap(team.tmp, "")
+    callers = [f"1380013860{n}" for n in range(3)]
+    for caller in callers:
+        result = team.call(caller, pcap=pcap, talk_ms=1500)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert team.answers_received(caller) == 1
+    team.stop_all()
+    for caller in callers:
+        row = team.team_call(caller)
+        assert row.outcome == "answered" and row.answered_by in ("1001", "1002")
+        assert [c.disposition for c in team.calls_from(caller)] == ["completed"]
+
+
 def test_ring_all_picks_one_agent_cancels_the_rest_and_never_rings_a_not_ready_one(team: TeamLine) -> None:
     for user in ("1001", "1002"):
         team.start(user)

@@ -148,7 +148,9 @@ class TeamLine:
 
 
 @contextmanager
-def team_line(tmp: Path, *, ring_s: float, team_ring_ms: int, longest_idle: bool = False) -> Iterator[TeamLine]:
+def team_line(
+    tmp: Path, *, ring_s: float, team_ring_ms: int, longest_idle: bool = False, database_url: str | None = None
+) -> Iterator[TeamLine]:
     """The team line in ``tmp``; every desk started on it is killed at the end if still running. The overflow
     script's prompts are short tones (the words are not what is measured), the apology half a second of the
     Mandarin TTS clip."""
@@ -161,7 +163,7 @@ def team_line(tmp: Path, *, ring_s: float, team_ring_ms: int, longest_idle: bool
     soundfile.write(prompts / "late_apology.wav", apology[0][: apology[1] // 2], apology[1])
     for key in ("overflow_offer", "overflow_booked", "closing"):
         tone(prompts / f"{key}.wav", 0.3)
-    url = f"sqlite:///{tmp / 'team.db'}"
+    url = database_url or f"sqlite:///{tmp / 'team.db'}"  # the desks' shared store
     database = Database(url)
     database.upgrade()
     line = TeamLine(registrar, desk_file, database, url, tmp, ring_s, team_ring_ms)
