@@ -290,14 +290,14 @@ class Desk:
 
     def _answer(self, desk_call: DeskCall, claimed: HeadsetBridge | None) -> None:
         call, ring = desk_call.call, self.settings.ring
-        try:
+        answered = datetime.now(UTC)  # the ring it is answered at: when the desk answers, not once pyVoIP has
+        try:  # set up the media (tens of ms on a busy machine, which could tip the count into the next ring)
             call.answer()
         except CallNotRinging:  # the caller hung up in the same instant (or the registrar moved the call on)
             if desk_call.team_call:
                 self._claim_undone(desk_call)
             self._abandoned(desk_call)
             return
-        answered = datetime.now(UTC)
         waited_since = self.waiting_since(call)
         desk_call.rings = max(1, math.ceil((answered - waited_since).total_seconds() / ring.ring_period_seconds - 0.05))
         desk_call.answered_at = answered
