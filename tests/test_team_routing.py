@@ -5,14 +5,19 @@ on SQLite and PostgreSQL), how a team call's outcome is read, the overflow desk'
 from __future__ import annotations
 
 import re
+import sqlite3
 import subprocess
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 from zoneinfo import ZoneInfo
 
 import pytest
 from click.testing import CliRunner
+from sqlalchemy.engine import make_url
 
 from contactcenter.cli import cli
 from contactcenter.settings import SettingsError, load_settings
@@ -21,7 +26,7 @@ from contactcenter.storage.models import TeamCall
 from contactcenter.telephony.call import cancelled_as_answered_elsewhere, team_routing
 from contactcenter.telephony.overflow import number_from_keys
 from contactcenter.telephony.registrar import LocalRegistrar, TeamRouting
-from contactcenter.telephony.team import ContactAccount, TeamMembership, idle_q
+from contactcenter.telephony.team import ContactAccount, TeamLedger, TeamMembership, idle_q
 from tests.helpers.ports import free_port
 from tests.helpers.settings import make_desk
 from tests.helpers.sip import dtmf_pcap, run_sipp, sipp_scenario, start_sipp
@@ -222,6 +227,76 @@ def test_of_desks_claiming_one_call_at_once_exactly_one_wins(database) -> None:
     with database.session() as session:
         row = team_calls.find(session, "race@x")
         assert (row.outcome, row.answered_by) == ("overflow_no_callback", "1999")
+
+
+def test_a_desk_that_stepped_aside_lets_the_other_answering_desk_take_the_call(database) -> None:
+    """Two answers crossed and the caller's phone ended the winner's at once: the winner steps aside. The call
+    stays answered (never shown as waiting); the other desk that answered can claim it, but not a desk that is
+    still about to answer; a desk that is not the answerer cannot step aside for it."""
+    with database.session() as session:
+        assert team_calls.claim(session, seen(T0), "1001", T0 + timedelta(seconds=2))
+        assert not team_calls.claim(session, seen(T0), "1002", T0 + timedelta(seconds=2))
+        team_calls.step_aside(session, "race@x", "1002")  # not the answerer: changes nothing
+        assert team_calls.answerer(session, "race@x") == "1001"
+        team_calls.step_aside(session, "race@x", "1001")
+    with database.session() as session:
+        row = team_calls.find(session, "race@x")
+        assert (row.outcome, row.answered_by) == ("answered", "")
+        assert team_calls.outcome_of(row, T0 + timedelta(minutes=5)) == "answered"
+        assert team_calls.answerer(session, "race@x") == ""
+        # a desk about to answer cannot take it (the caller has an answer); one that answered too can
+        assert not team_calls.claim(session, seen(T0), "1003", T0 + timedelta(seconds=3))
+        assert team_calls.claim(session, seen(T0), "1002", T0 + timedelta(seconds=2, milliseconds=5), answered=True)
+        assert not team_calls.claim(session, seen(T0), "1001", T0 + timedelta(seconds=6), answered=True)
+    with database.session() as session:
+        assert team_calls.answerer(session, "race@x") == "1002"
+        assert team_calls.answerer(session, "nobody@x") is None
+        row = team_calls.find(session, "race@x")
+        assert row.answered_at == T0 + timedelta(seconds=2, milliseconds=5)  # the time of its answer, kept
+
+
+@contextmanager
+def store_locked(database) -> Iterator[None]:
+    """Another connection holds the whole store (SQLite) or the team_calls table (PostgreSQL) until the end."""
+    if database.engine.dialect.name == "sqlite":
+        connection = sqlite3.connect(make_url(database.url).database, timeout=10)
+        connection.execute("BEGIN EXCLUSIVE")
+        try:
+            yield
+        finally:
+            connection.rollback()
+            connection.close()
+        return
+    with database.engine.connect() as holder, holder.begin() as transaction:
+        holder.exec_driver_sql("LOCK TABLE team_calls IN ACCESS EXCLUSIVE MODE")
+        yield
+        transaction.rollback()
+
+
+def test_a_give_back_never_overtakes_the_claim_it_gives_back(database) -> None:
+    """A fault: the store is locked when desk 1002 claims a team call, so it answers without knowing; the answer
+    then fails (the registrar had CANCELled it: desk 1001's answer came first), and 1002 gives the claim back.
+    When the store answers, the give-back must come after the claim, not before it (where it would change
+    nothing and leave 1002 holding a call it never answered, and 1001 ending the caller's call as the extra
+    one). So the call is free again, and 1001, which answered, takes it."""
+    call = SimpleNamespace(sip_call_id="given-back@x", team_number="1000", remote_number="13800138000")
+    late, answered = TeamLedger(database, "1002", timeout=0.3), TeamLedger(database, "1001", timeout=5)
+    try:
+        with database.session() as session:
+            team_calls.note_arrival(session, seen(T0, call.sip_call_id))
+        with store_locked(database):
+            claim = late.claim(call, T0)
+            assert claim.won is None  # the store did not say in time: the desk answers
+            late.release(call)  # the answer failed
+        assert claim.outcome.result(timeout=10) is True  # the claim was written when the store came back...
+        late.close()
+        with database.session() as session:  # ...and then given back
+            row = team_calls.find(session, call.sip_call_id)
+            assert (row.outcome, row.answered_by) == (None, "")
+        assert answered.claim(call, T0, answered_at=T0 + timedelta(seconds=2)).won is True
+    finally:
+        late.close()
+        answered.close()
 
 
 def test_every_team_call_has_exactly_one_outcome(database) -> None:

@@ -7,6 +7,8 @@ every branch it forks):
 - :func:`claim` when an agent's desk is about to answer: it takes the empty outcome in one UPDATE, so of two
   desks that answer in the same instant exactly one wins, on SQLite and PostgreSQL alike (the loser's UPDATE
   finds the outcome taken and changes nothing); :func:`release` gives it back if the answer then fails;
+- :func:`step_aside` when the caller's phone ended the winner's answer within seconds: it may have been the
+  extra of two answers that crossed, and the other desk's claim (:func:`claim`) can then take the call;
 - :func:`overflow_took` when the overflow desk answers (the registrar has decided: no race to win);
 - :func:`note_ring_ended` when an agent desk's ringing stops without an answer (the caller hung up, or the
   registrar moved the call on to the overflow desk);
@@ -23,7 +25,7 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -80,18 +82,48 @@ def note_arrival(session: Session, seen: TeamCallSeen) -> None:
     session.flush()
 
 
-def claim(session: Session, seen: TeamCallSeen, extension: str, at: datetime) -> bool:
+def claim(session: Session, seen: TeamCallSeen, extension: str, at: datetime, *, answered: bool = False) -> bool:
     """An agent's desk answers the call: True if it won it, False if another desk already had. The row is
     added first if no desk has yet (its arrival may not be written), so a claim never fails for want of it.
+    A desk that has already ``answered`` (its claim came late) can also take a call whose answerer stepped
+    aside (:func:`step_aside`); a desk still about to answer cannot, since the caller already has an answer.
     The caller commits."""
     note_arrival(session, seen)
+    stepped_aside = and_(TeamCall.outcome == "answered", TeamCall.answered_by == "")
+    open_to_claim = or_(TeamCall.outcome.is_(None), stepped_aside) if answered else TeamCall.outcome.is_(None)
     changed = rows_changed(
         session,
         update(TeamCall)
-        .where(TeamCall.sip_call_id == seen.sip_call_id[:MAX_CALL_ID], TeamCall.outcome.is_(None))
+        .where(TeamCall.sip_call_id == seen.sip_call_id[:MAX_CALL_ID], open_to_claim)
         .values(outcome="answered", answered_by=extension[:64], answered_at=as_utc(at)),
     )
     return changed == 1
+
+
+def step_aside(session: Session, sip_call_id: str, extension: str) -> None:
+    """The caller's phone ended this desk's answer within seconds of it. When two desks' answers crossed
+    (the store could not decide in time), RFC 3261 13.2.2.4 has the phone keep one and end the other, and it
+    may keep the desk that lost the claim. The call stays answered (no caller is shown waiting), without an
+    answerer, so that the other desk's :func:`claim` can take it; if none does, this desk claims it back."""
+    session.execute(
+        update(TeamCall)
+        .where(
+            TeamCall.sip_call_id == sip_call_id[:MAX_CALL_ID],
+            TeamCall.outcome == "answered",
+            TeamCall.answered_by == extension[:64],
+        )
+        .values(answered_by="")
+    )
+
+
+def answerer(session: Session, sip_call_id: str) -> str | None:
+    """The extension that has the answered call, "" while its answerer has stepped aside, None if it is not
+    answered (or unknown)."""
+    return session.scalar(
+        select(TeamCall.answered_by).where(
+            TeamCall.sip_call_id == sip_call_id[:MAX_CALL_ID], TeamCall.outcome == "answered"
+        )
+    )
 
 
 def release(session: Session, sip_call_id: str, extension: str) -> None:

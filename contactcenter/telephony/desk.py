@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Protocol
@@ -45,6 +45,7 @@ FINISHED_KEPT = 1000  # recent calls kept in memory for the display; the store h
 CLOCK_TRUST = timedelta(seconds=60)  # the team registrar's clock is used for ring counts within this of ours
 LATE_CLAIM_WAIT_SECONDS = 30.0  # a claim the store confirms after the answer is still acted on this long
 GIVE_BACK_WAIT_SECONDS = 3.0  # a desk that claimed a call it could not answer gives the claim back within this
+EXTRA_ANSWER_SECONDS = 1.5  # a won team call the caller ends this soon after the answer may have been an extra one
 
 
 class HeadsetBusy(RuntimeError):
@@ -74,6 +75,10 @@ class DeskCall:
     claimed: HeadsetBridge | None = None  # the headset a call the agent placed took
     team_call: bool = False  # dialled the team number: its ringing and answer are shared with the other desks
     duplicate: bool = False  # another desk answered the same team call first: ended, and not stored
+    claim_won: bool = False  # this desk's claim of the team call won (before or after its answer)
+    stepped_aside: bool = False  # the caller's phone ended the answer at once: another answer may be the one kept
+    deciding: int = 0  # threads still deciding whether this desk keeps the call (the store waits for them)
+    answer_tried: threading.Event = field(default_factory=threading.Event)  # answered, or could not be
 
     @property
     def dtmf(self) -> list[str]:
@@ -245,41 +250,105 @@ class Desk:
             log.info("team call %s was answered at another desk first", call.sip_call_id)
             self._give_up_team_call(desk_call, "answered_elsewhere")
             return False
+        desk_call.claim_won = claim.won is True
         if claim.won is None:
-            threading.Thread(
-                target=self._watch_late_claim, args=(desk_call, claim.outcome), daemon=True, name="late claim"
-            ).start()
+            self._deciding(desk_call, self._watch_late_claim, desk_call, claim.outcome)
         return True
+
+    def _deciding(self, desk_call: DeskCall, work: Callable[..., None], *args: object) -> None:
+        """Run ``work`` on its own thread; the call is not stored (or dropped as a duplicate) before it is done."""
+        with self._lock:
+            desk_call.deciding += 1
+
+        def run() -> None:
+            try:
+                work(*args)
+            except Exception:
+                log.exception("team call %s: deciding which desk has it failed", desk_call.call.sip_call_id)
+            finally:
+                with self._lock:
+                    desk_call.deciding -= 1
+                    self._lock.notify_all()
+
+        threading.Thread(target=run, daemon=True, name="team claim").start()
+
+    def _kept(self, desk_call: DeskCall) -> bool:
+        """Whether the ended call is stored: not if it was the extra answer of a team call, once that is known."""
+        with self._lock:
+            self._lock.wait_for(
+                lambda: desk_call.deciding == 0, LATE_CLAIM_WAIT_SECONDS + GIVE_BACK_WAIT_SECONDS + EXTRA_ANSWER_SECONDS
+            )
+        return not desk_call.duplicate
 
     def _watch_late_claim(self, desk_call: DeskCall, outcome: Future[bool]) -> None:
         """The store confirmed the claim only after the desk had answered. If another desk's claim won, that
         desk may not have answered at all (the registrar CANCELled it when this desk's 200 OK came first): it
         gives its claim back, and this desk takes it again. If the claim stays with the other desk, both
-        answered and the caller's phone got two 200 OKs: this desk's call is the extra one, ended (BYE) and
-        not stored as a call, as RFC 3261 13.2.2.4 has the caller's side do."""
-        call = desk_call.call
+        answered and the caller's phone got two 200 OKs. The phone keeps one and ends the other (RFC 3261
+        13.2.2.4); if it ended the other desk's, that desk steps aside (:meth:`_step_aside`) and this one takes
+        the call. Otherwise this desk's call is the extra one: ended (BYE) if it is still up, and not stored."""
+        call, ledger = desk_call.call, self.ledger
         try:
             won = outcome.result(timeout=LATE_CLAIM_WAIT_SECONDS)
         except Exception:
             return  # still unknown: the call stays, as answered
-        if won or self.ledger is None:
-            return
+        desk_call.answer_tried.wait(LATE_CLAIM_WAIT_SECONDS)
+        if ledger is None or desk_call.answered_at is None:
+            return  # not answered after all: a claim it won is given back (:meth:`_claim_undone`)
         deadline = time.monotonic() + GIVE_BACK_WAIT_SECONDS
-        while time.monotonic() < deadline and not call.ended.is_set():
-            if self.ledger.claim(call, self.waiting_since(call)).won:
-                log.info(
-                    "team call %s: the desk that had claimed it did not answer; this desk has it", call.sip_call_id
-                )
-                return
-            call.ended.wait(0.2)
-        if call.ended.is_set():
+        while not won and time.monotonic() < deadline:
+            if ledger.claim(call, self.waiting_since(call), desk_call.answered_at).won:
+                log.info("team call %s: the desk that had claimed it let it go; this desk has it", call.sip_call_id)
+                won = True
+            else:
+                time.sleep(0.2)
+        if not won:
+            log.warning("team call %s was also answered at another desk; this desk's answer is ended", call.sip_call_id)
+            desk_call.duplicate = True
+            if not call.ended.is_set():
+                try:
+                    call.hangup()
+                except Exception:
+                    log.debug("team call %s already over", call.sip_call_id)
             return
-        log.warning("team call %s was also answered at another desk; this desk's answer is ended", call.sip_call_id)
-        desk_call.duplicate = True
-        try:
-            call.hangup()
-        except Exception:
-            log.debug("team call %s already over", call.sip_call_id)
+        with self._lock:
+            desk_call.claim_won = True
+            step_aside = call.ended.is_set() and self._ended_at_once(desk_call)
+        if step_aside:
+            self._step_aside(desk_call)
+
+    def _ended_at_once(self, desk_call: DeskCall) -> bool:
+        """Under the desk's lock, once: a won team call the caller's phone ended right after the answer, which
+        is what a phone does to the extra one of two answers."""
+        call, answered = desk_call.call, desk_call.answered_at
+        at_once = (
+            self.ledger is not None
+            and not desk_call.stepped_aside
+            and call.hung_up_by == "customer"
+            and answered is not None
+            and (datetime.now(UTC) - answered).total_seconds() < EXTRA_ANSWER_SECONDS
+        )
+        desk_call.stepped_aside = desk_call.stepped_aside or at_once
+        return at_once
+
+    def _step_aside(self, desk_call: DeskCall) -> None:
+        """This desk won the team call, but the caller's phone ended the answer at once. It may have kept
+        another desk's answer that crossed this one: the desk steps aside in the store and waits a little for
+        that desk to take the call, which makes this answer the extra one (not stored). If none does, it was
+        just a short call, and the desk claims it back."""
+        call, ledger = desk_call.call, self.ledger
+        assert ledger is not None
+        ledger.step_aside(call)
+        deadline = time.monotonic() + GIVE_BACK_WAIT_SECONDS + 1.0
+        while time.monotonic() < deadline:
+            answerer = ledger.answerer(call)
+            if answerer and answerer != ledger.extension:
+                log.info("team call %s: the caller kept the answer of desk %s", call.sip_call_id, answerer)
+                desk_call.duplicate = True
+                return
+            time.sleep(0.2)
+        if ledger.claim(call, self.waiting_since(call), desk_call.answered_at).won is False:
+            desk_call.duplicate = True
 
     def _give_up_team_call(self, desk_call: DeskCall, what: str) -> None:
         try:
@@ -293,14 +362,16 @@ class Desk:
         answered = datetime.now(UTC)  # the ring it is answered at: when the desk answers, not once pyVoIP has
         try:  # set up the media (tens of ms on a busy machine, which could tip the count into the next ring)
             call.answer()
+            desk_call.answered_at = answered
         except CallNotRinging:  # the caller hung up in the same instant (or the registrar moved the call on)
             if desk_call.team_call:
                 self._claim_undone(desk_call)
             self._abandoned(desk_call)
             return
+        finally:
+            desk_call.answer_tried.set()
         waited_since = self.waiting_since(call)
         desk_call.rings = max(1, math.ceil((answered - waited_since).total_seconds() / ring.ring_period_seconds - 0.05))
-        desk_call.answered_at = answered
         if self.agent is not None:  # on the headset, or a team desk's agent without one
             self.agent.call_answered()
         record = self._record(call, answered_at=answered, rings_before_answer=desk_call.rings, invited_at=waited_since)
@@ -462,7 +533,7 @@ class Desk:
             record,
             facts,
             on_hung_up=lambda: self._hung_up(desk_call),
-            keep=lambda: not desk_call.duplicate,
+            keep=lambda: self._kept(desk_call),
             **options,
         )
 
@@ -492,6 +563,11 @@ class Desk:
         if desk_call.hung_up:
             return
         desk_call.hung_up = True
+        if desk_call.team_call and not self.overflow:
+            with self._lock:
+                step_aside = desk_call.claim_won and self._ended_at_once(desk_call)
+            if step_aside:
+                self._deciding(desk_call, self._step_aside, desk_call)
         self._changed("hung_up", desk_call)
         if desk_call.claimed is not None:  # a call the agent placed: its headset goes back now
             self._placed_over(desk_call.claimed, answered=True)

@@ -413,7 +413,9 @@ class DeskSIPClient(SIP.SIPClient):
             self.respond(message, 481, "Call/Transaction Does Not Exist")
             return
         self.respond(message, 200, "OK")
-        if call.state == CallState.RINGING:
+        with call.ringing_lock:
+            if call.state != CallState.RINGING:
+                return  # answered first: the CANCEL came too late (RFC 3261 9.2), the call goes on
             call.cancel_reason = str(message.headers.get("Reason") or "")
             self.respond(call.request, 487, "Request Terminated", to_tag=self.tagLibrary.get(call.call_id))
             call.cancelled()
@@ -871,6 +873,9 @@ class DeskVoIPCall(VoIPCall):
         self.end_reason = ""
         self.transferred_to: str | None = None  # the extension a completed blind transfer handed the caller to
         self.referral: Referral | None = None  # the latest transfer attempt
+        # answering and a CANCEL both end the ringing: one at a time, so an answer never meets half a CANCEL
+        # (pyVoIP's answer raised KeyError once the CANCEL had dropped the call's tag)
+        self.ringing_lock = threading.Lock()
         self._referral_lock = threading.Lock()
         self.on_dtmf: Callable[[str], None] | None = None  # each digit as it arrives, pushed
         self.cancel_reason = ""  # the CANCEL's Reason header (RFC 3326), if the caller's side gave one
@@ -939,15 +944,17 @@ class DeskVoIPCall(VoIPCall):
 
     def deny(self, code: int = 486, phrase: str = "Busy Here") -> None:
         """Refuse a ringing call (pyVoIP's deny crashed on the RTP sockets it never opened)."""
-        if self.state != CallState.RINGING:
-            raise InvalidStateError("Call is not ringing")
-        self.sip.respond(self.request, code, phrase)
-        self._finish("agent", "rejected")
+        with self.ringing_lock:
+            if self.state != CallState.RINGING:
+                raise InvalidStateError("Call is not ringing")
+            self.sip.respond(self.request, code, phrase)
+            self._finish("agent", "rejected")
 
     def answer(self) -> None:
-        if self.state != CallState.RINGING:
-            raise InvalidStateError("Call is not ringing")
-        super().answer()
+        with self.ringing_lock:
+            if self.state != CallState.RINGING:
+                raise InvalidStateError("Call is not ringing")
+            super().answer()
 
     def renegotiated(self, request: SIP.SIPMessage) -> str:
         """F6: answer a re-INVITE with the streams already running; follow the new address."""

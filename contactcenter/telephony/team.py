@@ -302,11 +302,15 @@ class TeamLedger:
     def arrived(self, call: Call, waiting_since: datetime) -> None:
         self._note("arrival", lambda session: team_calls.note_arrival(session, _seen(call, waiting_since)))
 
-    def claim(self, call: Call, waiting_since: datetime) -> Claim:
-        """Claim the call for this (agent's) desk; see :class:`Claim`."""
-        now, seen = datetime.now(UTC), _seen(call, waiting_since)
+    def claim(self, call: Call, waiting_since: datetime, answered_at: datetime | None = None) -> Claim:
+        """Claim the call for this (agent's) desk, answered now or at ``answered_at`` (a claim after the
+        answer); see :class:`Claim`."""
+        now, seen = answered_at or datetime.now(UTC), _seen(call, waiting_since)
+        after_answer = answered_at is not None
         future: Future[bool] = self._claims.submit(
-            self._in_session, "claim", lambda session: team_calls.claim(session, seen, self.extension, now)
+            self._in_session,
+            "claim",
+            lambda session: team_calls.claim(session, seen, self.extension, now, answered=after_answer),
         )
         try:
             return Claim(bool(future.result(timeout=self.timeout)), future)
@@ -316,8 +320,31 @@ class TeamLedger:
             log.warning("team call %s: the claim could not be recorded; answering", call.sip_call_id)
         return Claim(None, future)
 
+    def step_aside(self, call: Call) -> None:
+        """See :func:`~contactcenter.storage.team_calls.step_aside`; queued with the claims, so it is written
+        before this desk's next claim."""
+        extension = self.extension
+        self._claims.submit(
+            self._in_session, "step aside", lambda session: team_calls.step_aside(session, call.sip_call_id, extension)
+        )
+
+    def answerer(self, call: Call) -> str | None:
+        """Which extension the store says has the answered call ("" while nobody does); None when the call is not
+        answered or the store does not say within ``timeout``."""
+        future = self._claims.submit(
+            self._in_session, "answerer", lambda session: team_calls.answerer(session, call.sip_call_id)
+        )
+        try:
+            return future.result(timeout=self.timeout)
+        except Exception:
+            return None
+
     def release(self, call: Call) -> None:
-        self._note("release", lambda session: team_calls.release(session, call.sip_call_id, self.extension))
+        """Give the claim back; queued with the claims, so it is written after a claim still on its way."""
+        extension = self.extension
+        self._claims.submit(
+            self._in_session, "release", lambda session: team_calls.release(session, call.sip_call_id, extension)
+        )
 
     def overflow_took(self, call: Call, waiting_since: datetime) -> None:
         now, seen = datetime.now(UTC), _seen(call, waiting_since)
