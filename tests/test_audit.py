@@ -30,7 +30,8 @@ def clip(name: str) -> tuple[np.ndarray, int]:
 
 @pytest.fixture
 def recordings(tmp_path: Path) -> Path:
-    """A folder as a QA team gets it: stereo, mono 16 kHz, G.711 µ-law, and two broken files."""
+    """A folder as a QA team gets it: stereo, mono 16 kHz, G.711 µ-law, a broken file, a WAV cut off after 60
+    bytes (a header and eight samples), and two seconds of digital silence."""
     folder = tmp_path / "recordings"
     folder.mkdir()
     agent, rate = clip("real8k/r03.wav")
@@ -44,6 +45,8 @@ def recordings(tmp_path: Path) -> Path:
     soundfile.write(folder / "call-mono16k.wav", mono, rate16, subtype="PCM_16")
     soundfile.write(folder / "call-ulaw.wav", agent, rate, subtype="ULAW")
     (folder / "broken.wav").write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt garbage")
+    (folder / "truncated.wav").write_bytes((folder / "call-stereo.wav").read_bytes()[:60])
+    soundfile.write(folder / "silent.wav", np.zeros(2 * rate, dtype=np.int16), rate, subtype="PCM_16")
     (folder / "notes.txt").write_text("not audio")  # not picked up from a folder
     return folder
 
@@ -62,6 +65,8 @@ def test_recordings_of_every_kind_are_read(recordings: Path) -> None:
         "call-mono16k.wav",
         "call-stereo.wav",
         "call-ulaw.wav",
+        "silent.wav",
+        "truncated.wav",
     ]
 
 
@@ -78,8 +83,12 @@ def test_a_folder_is_audited_and_stored_and_a_broken_file_skipped(
     )
     monitor.close()
     by_name = {r.path.name: r for r in results}
-    assert len(done) == 4
+    assert len(done) == 6
     assert not by_name["broken.wav"].ok and "broken.wav: not a readable recording" in by_name["broken.wav"].error
+    # no usable audio: refused with the reason, never scored (a truncated file used to score 44.4)
+    assert not by_name["truncated.wav"].ok and "only 0.5 ms of audio" in by_name["truncated.wav"].error
+    assert not by_name["silent.wav"].ok and "silence from start to end" in by_name["silent.wav"].error
+    assert by_name["truncated.wav"].score is None and by_name["silent.wav"].call_id is None
     for name in ("call-stereo.wav", "call-mono16k.wav", "call-ulaw.wav"):
         result = by_name[name]
         assert result.ok and result.utterances > 0 and result.call_id is not None
@@ -116,6 +125,13 @@ def test_audit_on_the_command_line(recordings: Path, korean_model_path: Path, de
     rows = json.loads(result.stdout)
     assert [r["ok"] for r in rows] == [True, False] and rows[0]["call_id"] == 1
     assert "skipped" in result.stderr and "broken.wav" in result.stderr
+    truncated = runner.invoke(cli, ["audit", str(recordings / "truncated.wav")], env=env)
+    assert truncated.exit_code == 1 and "truncated.wav: only 0.5 ms of audio" in truncated.stderr
+    assert "Traceback" not in truncated.output
+    database = Database(env["CONTACTCENTER_DATABASE__URL"])
+    with database.session() as session:
+        assert len(session.scalars(select(Call)).all()) == 1  # nothing stored for it
+    database.dispose()
     csv_run = runner.invoke(cli, ["audit", "--csv", "--no-store", str(recordings / "call-stereo.wav")], env=env)
     assert csv_run.exit_code == 0 and csv_run.stdout.splitlines()[0].startswith("file,ok,duration_s,score")
 

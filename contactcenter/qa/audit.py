@@ -2,7 +2,8 @@
 
 A stereo recording carries one leg per channel (the agent on ``agent_channel``); a mono recording is one
 leg (``mono_leg``). Any sample rate, PCM of any width, float, or G.711 µ-law / A-law WAV: whatever
-libsndfile reads. A file that cannot be read is reported by name and skipped; the rest are audited.
+libsndfile reads. A file that cannot be read, or holds no usable audio (under a second, or silence
+throughout), is reported by name, skipped and not stored; the rest are audited.
 """
 
 from __future__ import annotations
@@ -31,6 +32,11 @@ log = logging.getLogger(__name__)
 
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".au", ".aiff", ".aif"}
 CHUNK_SECONDS = 0.5
+#: Shorter than this there is no word to check: a truncated or empty file, not a call. Refused, not scored.
+MIN_AUDIO_SECONDS = 1.0
+#: A recording whose every leg stays below this peak (about -60 dBFS) is digital silence: nothing was said
+#: that the rules could judge, so it is refused rather than scored as a call in which nobody broke a rule.
+SILENCE_PEAK = 32
 
 
 class RecordingError(Exception):
@@ -91,6 +97,13 @@ def read_recording(path: Path, agent_channel: int = 0, mono_leg: Leg = "agent") 
         raise RecordingError(f"{path}: not a readable recording ({exc})") from None
     if samples.shape[0] == 0:
         raise RecordingError(f"{path}: the recording is empty")
+    duration = samples.shape[0] / rate
+    if duration < MIN_AUDIO_SECONDS:
+        raise RecordingError(
+            f"{path}: only {duration * 1000:.1f} ms of audio (truncated?); nothing to check, nothing stored"
+        )
+    if int(np.abs(samples.astype(np.int32)).max()) < SILENCE_PEAK:
+        raise RecordingError(f"{path}: silence from start to end; nothing to check, nothing stored")
     channels = samples.shape[1]
     if channels == 1:
         legs: dict[Leg, np.ndarray] = {mono_leg: samples[:, 0].copy()}
