@@ -1,33 +1,110 @@
-"""Rows to the terminal: a rich table for people, ``--json`` and ``--csv`` for scripts."""
+"""Rows to the terminal: a rich table for people, ``--json`` and ``--csv`` for scripts.
+
+Caller data (a SIP From header's name and number, a ticket's purpose) is whatever the caller made it, so two
+guards live here, at the lowest layer, for the commands and the web console alike:
+
+* ``terminal_text`` strips what a terminal would obey rather than show: escape sequences, C0/C1 controls and
+  the Unicode bidi overrides. Rich markup in it is printed literally, not interpreted.
+* ``spreadsheet_cell`` makes a cell that Excel, LibreOffice or WPS would run as a formula open as the text it is
+  (OWASP's CSV-injection guidance). Every CSV and Excel writer in the project goes through it.
+"""
 
 from __future__ import annotations
 
 import csv
 import json
+import re
 import sys
 from collections.abc import Sequence
 from typing import Any, Literal
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 Format = Literal["table", "json", "csv"]
 
+# ------------------------------------------------------------------------------------------- the terminal
+
+_ESCAPE_SEQUENCE = re.compile(
+    r"\x1b\[[0-?]*[ -/]*[@-~]"  # CSI: colours, cursor moves, clearing the screen
+    r"|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?"  # OSC: window title, hyperlinks, the clipboard
+    r"|\x1b[PX^_][^\x1b]*(?:\x1b\\)?"  # DCS, SOS, PM, APC strings
+    r"|\x1b[ -/]*[0-~]?"  # any other escape, and a lone ESC
+)
+# C0 but tab and newline, DEL, C1, and the bidi marks, embeddings, overrides and isolates (Trojan Source)
+_INVISIBLE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+# what json.dumps(ensure_ascii=False) leaves raw but a terminal would obey: DEL, C1, the bidi controls
+_JSON_RAW = re.compile("[\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def terminal_text(value: Any, *, one_line: bool = False) -> str:
+    """``value`` as text a terminal shows and does not obey: escape sequences, control characters and bidi
+    overrides removed, a carriage return made a newline (it could overwrite what was printed), a tab a space.
+    A table cell may keep its newlines (they stay inside the cell); ``one_line`` makes them spaces too, so a
+    caller cannot forge a line of its own. ``None`` is the empty string."""
+    if value is None:
+        return ""
+    text = _ESCAPE_SEQUENCE.sub("", str(value)).replace("\r\n", "\n").replace("\r", "\n")
+    text = _INVISIBLE.sub("", text).replace("\t", " ")
+    return text.replace("\n", " ") if one_line else text
+
+
+def _json_text(rows: Sequence[dict[str, Any]]) -> str:
+    """JSON escapes C0 itself; the rest a terminal would obey is written as ``\\uXXXX``, which loses nothing."""
+    text = json.dumps(list(rows), ensure_ascii=False, indent=2, default=str)
+    return _JSON_RAW.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+# ----------------------------------------------------------------------------------------- spreadsheets
+
+# OWASP's triggers (= + - @ tab CR), line feed, and the full-width forms a Chinese input method types
+FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r", "\n", "\uff1d", "\uff0b", "\uff0d", "\uff20")
+# the C0 controls no worksheet can hold (openpyxl refuses them) and no CSV reader wants
+_CELL_CONTROLS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f]")
+
+
+def spreadsheet_cell(value: Any) -> Any:
+    """``value`` as a CSV or Excel cell that opens as what it is. Text whose first non-blank character would
+    start a formula gets a leading single quote (``=HYPERLINK(…)`` → ``'=HYPERLINK(…)``, ``+8613800138000`` →
+    ``'+8613800138000``), after escape sequences and control characters are dropped (no worksheet can hold
+    them, and ``\\x1b[0m=1`` must not hide its ``=``).
+    Numbers, dates, durations and ``None`` are returned as they are: ``-3.5`` stays a number. A lone ``-``,
+    the usual "none", is no formula and stays as it is."""
+    if not isinstance(value, str):
+        return value
+    text = _CELL_CONTROLS.sub("", _ESCAPE_SEQUENCE.sub("", value))
+    if text != "-" and text.lstrip(" \u3000").startswith(FORMULA_TRIGGERS):
+        return "'" + text
+    return text
+
+
+# ------------------------------------------------------------------------------------------------- rows
+
 
 def emit_rows(rows: Sequence[dict[str, Any]], columns: Sequence[str], fmt: Format, title: str = "") -> None:
-    """Print ``rows`` (dicts with at least ``columns``) in the chosen format on standard output."""
+    """Print ``rows`` (dicts with at least ``columns``) in the chosen format on standard output: the table
+    and the CSV cleaned by ``terminal_text`` (the CSV made formula-safe too), the JSON with what a terminal
+    would obey escaped."""
     if fmt == "json":
-        json.dump(list(rows), sys.stdout, ensure_ascii=False, indent=2, default=str)
-        sys.stdout.write("\n")
+        sys.stdout.write(_json_text(rows) + "\n")
         return
     if fmt == "csv":
-        writer = csv.DictWriter(sys.stdout, fieldnames=list(columns), extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
+        writer = csv.writer(sys.stdout)
+        writer.writerow([spreadsheet_cell(terminal_text(c, one_line=True)) for c in columns])
+        for row in rows:
+            writer.writerow([_csv_cell(row.get(c)) for c in columns])
         return
-    table = Table(title=title or None)
+    table = Table(title=Text(terminal_text(title, one_line=True)) if title else None)
     for column in columns:
-        table.add_column(column)
+        table.add_column(Text(terminal_text(column, one_line=True)))
     for row in rows:
-        table.add_row(*("" if row.get(c) is None else str(row.get(c)) for c in columns))
+        table.add_row(*(Text(terminal_text(row.get(c))) for c in columns))  # Text: "[bold]" is printed as is
     Console().print(table)
+
+
+def _csv_cell(value: Any) -> Any:
+    """A CSV cell for standard output: text cleaned for the terminal (newlines kept: csv quotes them)."""
+    if isinstance(value, str):
+        return spreadsheet_cell(terminal_text(value))
+    return value

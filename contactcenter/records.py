@@ -17,6 +17,26 @@ Leg = Literal["agent", "customer"]
 Direction = Literal["inbound", "outbound"]
 HitKind = Literal["violation", "satisfied", "missing"]
 Severity = Literal["info", "minor", "major", "critical"]
+CheckStatus = Literal["checked", "partly_checked", "not_checked"]
+
+# Why a call has no verdict (``ComplianceReport.unchecked_reason``), and how a reviewer reads it.
+NO_MODEL = "no_model"
+NO_RULES = "no_rules"
+NO_SPEECH = "no_speech"
+NO_RULE_APPLIED = "no_rule_applied"
+RECOGNITION_FAILED = "recognition_failed"
+RECOGNITION_BEHIND = "recognition_behind"
+NOT_ANSWERED = "not_answered"
+UNCHECKED_REASONS = {
+    NO_MODEL: "没有语音模型,未做语音质检",
+    NO_RULES: "没有质检规则",
+    NO_SPEECH: "未识别到任何语音",
+    NO_RULE_APPLIED: "没有适用的规则",
+    RECOGNITION_FAILED: "语音识别出错",
+    RECOGNITION_BEHIND: "语音识别积压,通话结束后仍未完成",
+    NOT_ANSWERED: "未接通",
+}
+CHECK_LABELS = {"checked": "已检查", "partly_checked": "部分检查", "not_checked": "未检查"}
 
 
 class Record(BaseModel):
@@ -103,14 +123,35 @@ class RuleResult(Record):
 
 
 class ComplianceReport(Record):
-    """Every rule's verdict on a call and the score out of 100."""
+    """Every rule's verdict on a call and the score out of 100, or no score at all when nothing could be
+    checked: a call nobody could check is *not checked*, never a call that passed. ``unchecked_reason`` says
+    why (no speech model, no speech recognised, recognition failed); ``dropped_seconds`` is audio the
+    recogniser never heard (overloaded), which makes the verdict only *partly checked*."""
 
-    score: float = Field(default=100.0, ge=0, le=100)
+    score: float | None = Field(default=None, ge=0, le=100)
     results: tuple[RuleResult, ...] = ()
+    unchecked_reason: str = ""
+    dropped_seconds: float = Field(default=0.0, ge=0)
 
     @property
     def failed(self) -> tuple[RuleResult, ...]:
         return tuple(result for result in self.results if not result.passed)
+
+    @property
+    def check(self) -> CheckStatus:
+        """``checked``, ``partly_checked`` or ``not_checked``."""
+        return check_status(self.score, self.dropped_seconds)
+
+    @classmethod
+    def not_checked(cls, reason: str) -> ComplianceReport:
+        return cls(score=None, unchecked_reason=reason)
+
+
+def check_status(score: float | None, dropped_seconds: float) -> CheckStatus:
+    """How far a call's verdict can be trusted, from what is stored with it."""
+    if score is None:
+        return "not_checked"
+    return "partly_checked" if dropped_seconds > 0 else "checked"
 
 
 @dataclass(frozen=True)
@@ -122,8 +163,9 @@ class CallSpeechOutcome:
     hits: list[RuleHitRecord]
 
     @classmethod
-    def empty(cls) -> CallSpeechOutcome:
-        return cls([], ComplianceReport(), [])
+    def not_checked(cls, reason: str) -> CallSpeechOutcome:
+        """Nothing of the call could be checked (``reason``): no transcript, no findings, no score."""
+        return cls([], ComplianceReport.not_checked(reason), [])
 
 
 class TicketRecord(Record):

@@ -258,6 +258,22 @@ class WebSettings(Section):
     page_size: int = Field(default=50, ge=10, le=500)
     pass_score: float = Field(default=80.0, ge=0, le=100)  # a call at or above it passes QA (scorecards)
     live_keep_hours: int = Field(default=24, ge=1, le=24 * 30)  # how long the live view's events are kept
+    # Sign-in throttle: this many failures within the window lock the user name (or the client address) for
+    # sign_in_lock_minutes; each further lock in a row lasts twice the one before, up to the maximum.
+    sign_in_user_failures: int = Field(default=5, ge=1, le=100)
+    sign_in_address_failures: int = Field(default=30, ge=1, le=100_000)
+    sign_in_window_minutes: int = Field(default=15, ge=1, le=24 * 60)
+    sign_in_lock_minutes: int = Field(default=15, ge=1, le=24 * 60)
+    sign_in_lock_max_minutes: int = Field(default=24 * 60, ge=1, le=30 * 24 * 60)
+    sign_in_hash_slots: int = Field(default=2, ge=1, le=16)  # password checks at once (64 MiB of memory each)
+    sign_in_wait_seconds: float = Field(default=3.0, gt=0, le=60)  # then "请稍后再试" (429)
+    sign_in_log_days: int = Field(default=180, ge=1, le=10 * 365)  # how long the sign-in log is kept
+
+    @model_validator(mode="after")
+    def _lock_ceiling(self) -> WebSettings:
+        if self.sign_in_lock_max_minutes < self.sign_in_lock_minutes:
+            raise ValueError("sign_in_lock_max_minutes must be at least sign_in_lock_minutes")
+        return self
 
 
 WrapUpField = Literal["caller_name", "company", "phone", "purpose"]

@@ -31,7 +31,7 @@ def test_upgrade_creates_every_table_and_is_repeatable(database: Database) -> No
     expected = set(Base.metadata.tables) | {"alembic_version"}
     assert set(database.table_names()) == expected
     database.upgrade()  # a second run changes nothing and does not fail
-    assert database.current_revision() == database.head_revision() == "0007"
+    assert database.current_revision() == database.head_revision() == "0009"
 
 
 def test_migrations_match_the_models(database: Database) -> None:
@@ -169,3 +169,36 @@ def test_a_desk_with_calls_and_callbacks_upgrades_from_0001_keeping_them(databas
         assert callback.kind == "manual" and callback.owner_extension == "" and callback.note == ""
         assert callback.phone == "13800138000" and callback.job_due_at is None
     database.dispose()
+
+
+def test_two_stores_at_once_for_a_new_agent_make_one_agent(database: Database) -> None:
+    """Eight calls of an extension the store has never seen, stored at the same instant (audit workers, or
+    desks sharing PostgreSQL): every call is stored, against one agent row (the second insert used to fail
+    the store on the unique extension)."""
+    import threading
+
+    from contactcenter.records import CallRecord
+    from contactcenter.storage.calls import save_call
+    from contactcenter.storage.models import Agent, Call
+
+    start, errors = threading.Barrier(8), []
+    now = datetime.now(UTC)
+
+    def store(n: int) -> None:
+        start.wait()
+        try:
+            with database.session() as session:
+                save_call(session, CallRecord(sip_call_id=f"race-{n}", agent_extension="1077", invited_at=now))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=store, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert not errors, errors
+    with database.session() as session:
+        [agent] = session.scalars(select(Agent).where(Agent.extension == "1077")).all()
+        assert {c.agent_id for c in session.scalars(select(Call))} == {agent.id}
+        assert len(session.scalars(select(Call)).all()) == 8

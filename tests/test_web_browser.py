@@ -120,7 +120,7 @@ def test_a_reviewer_filters_opens_reviews_and_exports(console: dict, browser) ->
         assert len(browser.find_elements(By.CSS_SELECTOR, "#rings svg rect.bar")) == 5
         assert not browser.find_elements(By.LINK_TEXT, "实时监控")  # reviewers have no live view
         browser.get(base + "/live")
-        assert "needs the supervisor role" in browser.page_source
+        assert "主管" in browser.page_source and "needs the supervisor role" not in browser.page_source  # in Chinese
 
 
 def test_a_supervisor_watches_a_call_live(console: dict, browser) -> None:

@@ -47,6 +47,8 @@ def test_the_scorecard_per_agent_rule_day_ring_and_survey(console: dict) -> None
         "answered": 30,
         "average_score": 76.7,
         "pass_rate": 66.7,
+        "not_checked": 0,
+        "partly_checked": 0,
         "answered_within_3_rings": 100.0,
     }
     assert [
@@ -68,6 +70,8 @@ def test_the_scorecard_per_agent_rule_day_ring_and_survey(console: dict) -> None
         "answered": 3,
         "average_score": 76.7,
         "pass_rate": 66.7,
+        "not_checked": 0,
+        "partly_checked": 0,
         "answered_within_3_rings": 100.0,
     }  # 09:00, 16:00, 23:00
     assert card["rings"] == [

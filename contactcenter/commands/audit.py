@@ -14,7 +14,7 @@ from contactcenter.output import Format, emit_rows
 from contactcenter.qa.audit import AuditResult, audit_files, find_recordings
 from contactcenter.records import Leg
 
-COLUMNS = ["file", "ok", "duration_s", "score", "failed_rules", "violations", "utterances", "call_id", "error"]
+COLUMNS = ["file", "ok", "duration_s", "score", "check", "failed_rules", "violations", "utterances", "call_id", "error"]
 
 
 @click.command("audit")

@@ -12,10 +12,12 @@ import click
 from contactcenter.app import App
 from contactcenter.callbacks.book import CallbackBook, CallbackError, CallbackFilter
 from contactcenter.callbacks.workdays import WorkCalendar
-from contactcenter.output import Format, emit_rows
+from contactcenter.commands import ROW_ID, BadValue, check_year
+from contactcenter.output import Format, emit_rows, terminal_text
+from contactcenter.phones import clean_phone, phone_problem
 from contactcenter.records import CallbackRecord
 from contactcenter.scheduling.scheduler import CallbackScheduler
-from contactcenter.storage.models import CALLBACK_KINDS, CALLBACK_STATES
+from contactcenter.storage.models import CALLBACK_KINDS, CALLBACK_STATES, Call, Ticket
 
 COLUMNS = ["id", "state", "kind", "due", "deadline", "phone", "owner", "attempts", "last_outcome", "reason"]
 
@@ -49,13 +51,24 @@ def _row(app: App, c: CallbackRecord) -> dict:
     }
 
 
-def _parse_time(app: App, value: str) -> datetime:
+def _parse_time(app: App, value: str, option: str) -> datetime:
     zone = ZoneInfo(app.settings.general.timezone)
     try:
         moment = datetime.fromisoformat(value)
     except ValueError:
         raise click.BadParameter(f"{value!r}: expected YYYY-MM-DD HH:MM (in {zone.key})") from None
-    return moment.replace(tzinfo=zone) if moment.tzinfo is None else moment
+    return check_year(moment.replace(tzinfo=zone) if moment.tzinfo is None else moment, option)
+
+
+def _check_follows_up(app: App, call_id: int | None, ticket_id: int | None) -> None:
+    """The call and ticket a callback follows up exist: a mistyped id is named, not a foreign-key error."""
+    if call_id is None and ticket_id is None:
+        return
+    with app.store.session() as session:
+        if call_id is not None and session.get(Call, call_id) is None:
+            raise BadValue("--call", f"no call {call_id}")
+        if ticket_id is not None and session.get(Ticket, ticket_id) is None:
+            raise BadValue("--ticket", f"no ticket {ticket_id}")
 
 
 @click.group("callbacks")
@@ -98,8 +111,8 @@ def list_callbacks(
         owner=owner,
         overdue=overdue,
         limit=limit,
-        due_before=_parse_time(app, before) if before else None,
-        due_after=_parse_time(app, after) if after else None,
+        due_before=_parse_time(app, before, "--before") if before else None,
+        due_after=_parse_time(app, after, "--after") if after else None,
     )
     rows = [_row(app, c) for c in book.list(where)]
     fmt: Format = "json" if as_json else "csv" if as_csv else "table"
@@ -113,14 +126,22 @@ def list_callbacks(
     )
 
 
+def _phone(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    """PHONE checked as it was typed: ``abc``, a formula or 31 digits is refused before it reaches the book."""
+    problem = phone_problem(value)
+    if problem is not None:
+        raise click.BadParameter(problem.en)
+    return clean_phone(value)
+
+
 @command.command("add")
-@click.argument("phone")
+@click.argument("phone", callback=_phone)
 @click.option("--reason", default="", help="Why (shown to whoever calls).")
 @click.option("--due", help="When, YYYY-MM-DD HH:MM in the desk's time zone (default: the next working day).")
 @click.option("--owner", default="", help="The agent (extension) who should call.")
 @click.option("--owner-only", is_flag=True, help="Only the owner, until overdue by [callbacks] owner_only_minutes.")
-@click.option("--call", "call_id", type=int, help="The call it follows up.")
-@click.option("--ticket", "ticket_id", type=int, help="The ticket it follows up.")
+@click.option("--call", "call_id", type=ROW_ID, help="The call it follows up (its id).")
+@click.option("--ticket", "ticket_id", type=ROW_ID, help="The ticket it follows up (its id).")
 @click.pass_obj
 def add(
     app: App,
@@ -134,7 +155,8 @@ def add(
 ) -> None:
     """Promise a call back to PHONE."""
     calendar = WorkCalendar(app.settings.callbacks, app.settings.general.timezone)
-    due_at = _parse_time(app, due) if due else calendar.next_day_callback(datetime.now(calendar.zone))
+    due_at = _parse_time(app, due, "--due") if due else calendar.next_day_callback(datetime.now(calendar.zone))
+    _check_follows_up(app, call_id, ticket_id)  # a past due time stays allowed: a promise entered late is overdue
     if due and not calendar.is_working_time(due_at):
         opening = calendar.next_working_moment(due_at)
         holiday = calendar.holiday_name(due_at.astimezone(calendar.zone).date())
@@ -156,7 +178,7 @@ def add(
         )
     except CallbackError as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(f"callback {record.id}: {record.phone} due {_local(app, record.due_at)}")
+    click.echo(terminal_text(f"callback {record.id}: {record.phone} due {_local(app, record.due_at)}", one_line=True))
 
 
 def _close(app: App, callback_id: int, outcome: str, note: str) -> CallbackRecord:
@@ -172,7 +194,7 @@ def _close(app: App, callback_id: int, outcome: str, note: str) -> CallbackRecor
 
 
 @command.command("done")
-@click.argument("callback_id", type=int)
+@click.argument("callback_id", type=ROW_ID)
 @click.option("--note", default="", help="What was said or agreed.")
 @click.pass_obj
 def done(app: App, callback_id: int, note: str) -> None:
@@ -182,7 +204,7 @@ def done(app: App, callback_id: int, note: str) -> None:
 
 
 @command.command("missed")
-@click.argument("callback_id", type=int)
+@click.argument("callback_id", type=ROW_ID)
 @click.option(
     "--outcome", type=click.Choice(["no_answer", "busy", "wrong_number"]), default="no_answer", show_default=True
 )
@@ -200,7 +222,7 @@ def missed(app: App, callback_id: int, outcome: str) -> None:
 
 
 @command.command("cancel")
-@click.argument("callback_id", type=int)
+@click.argument("callback_id", type=ROW_ID)
 @click.option("--note", default="", help="Why.")
 @click.pass_obj
 def cancel(app: App, callback_id: int, note: str) -> None:

@@ -21,6 +21,7 @@ import click
 from sqlalchemy import func, select
 
 from contactcenter.app import App
+from contactcenter.output import terminal_text
 from contactcenter.storage.models import Call, Ticket
 from contactcenter.wrap_up import WrapUpError, save_wrap_up, wrap_up_defaults
 
@@ -135,14 +136,20 @@ def command(app: App, talk_seconds: int, extension: str | None) -> None:
             f"hung up first: {call.hung_up_first}, score {call.compliance_score}"
         )
         for utterance in call.utterances:
-            click.echo(f"  [{utterance.leg} {utterance.start_s:5.1f}s] {utterance.text}")
+            click.echo(terminal_text(f"  [{utterance.leg} {utterance.start_s:5.1f}s] {utterance.text}", one_line=True))
         for hit in call.rule_hits:
-            click.echo(f"  rule {hit.rule_id}: {hit.kind} {hit.matched_text}")
+            click.echo(terminal_text(f"  rule {hit.rule_id}: {hit.kind} {hit.matched_text}", one_line=True))
         click.echo(f"  {wrapped_up}")
         for ticket in session.scalars(select(Ticket).where(Ticket.call_id == call.id)):
-            click.echo(f"  ticket {ticket.id}: {ticket.category}, {ticket.priority}, due {ticket.due_at}")
-            click.echo(f"    {ticket.caller_name} {ticket.caller_phone}: {ticket.purpose}")
-            click.echo(f"    {ticket.summary} → {ticket.resolution or '-'}")
+            click.echo(
+                terminal_text(
+                    f"  ticket {ticket.id}: {ticket.category}, {ticket.priority}, due {ticket.due_at}", one_line=True
+                )
+            )
+            click.echo(
+                terminal_text(f"    {ticket.caller_name} {ticket.caller_phone}: {ticket.purpose}", one_line=True)
+            )
+            click.echo(terminal_text(f"    {ticket.summary} → {ticket.resolution or '-'}", one_line=True))
 
 
 def _wrap_up(app: App, call_id: int) -> str:

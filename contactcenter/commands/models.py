@@ -24,6 +24,10 @@ def verify(app: App, path: str | None) -> None:
     manifest = _manifest(app)
     folder = Path(path) if path else app.settings.speech.model_path
     problems = verify_model(folder, manifest)
+    if len(problems) == 1:  # a missing folder, most often: one line
+        [(name, reason)] = problems.items()
+        click.echo(f"{folder}: the model is not usable: {reason if name == '.' else f'{name}: {reason}'}", err=True)
+        raise SystemExit(1)
     if problems:
         click.echo(f"{folder}: the model is not usable:", err=True)
         for name, reason in problems.items():

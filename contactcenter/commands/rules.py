@@ -6,7 +6,7 @@ import click
 from sqlalchemy.exc import SQLAlchemyError
 
 from contactcenter.app import App
-from contactcenter.output import emit_rows
+from contactcenter.output import emit_rows, terminal_text
 from contactcenter.speech.rule_book import rule_states
 from contactcenter.storage.database import DatabaseUnavailable
 
@@ -71,7 +71,7 @@ def list_rules(app: App, as_json: bool) -> None:
 def test_rules(app: App, sentences: tuple[str, ...], speaker: str) -> None:
     """Show which phrase rules each sentence would trigger (time windows aside), and how it matched."""
     for sentence in sentences:
-        click.echo(sentence)
+        click.echo(terminal_text(sentence, one_line=True))
         found = False
         for rule in app.rule_book.refresh().phrase_rules():  # as a call would check it now
             if rule.spec.speaker not in (speaker, "any"):
@@ -80,6 +80,10 @@ def test_rules(app: App, sentences: tuple[str, ...], speaker: str) -> None:
                 found = True
                 verdict = "banned" if rule.spec.negate else "required, said"
                 how = "exact" if match.distance == 0 else f"{match.distance} edit(s) by pinyin"
-                click.echo(f"  {rule.id} ({verdict}): {match.phrase!r} as {match.matched_text!r}, {how}")
+                click.echo(
+                    terminal_text(
+                        f"  {rule.id} ({verdict}): {match.phrase!r} as {match.matched_text!r}, {how}", one_line=True
+                    )
+                )
         if not found:
             click.echo("  no rule")

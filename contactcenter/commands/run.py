@@ -20,6 +20,7 @@ from contactcenter.audio.devices import HeadsetError
 from contactcenter.audio.headset import Headset
 from contactcenter.commands.agent_keys import start_agent_keys
 from contactcenter.desktop import runner as desktop_runner
+from contactcenter.output import terminal_text
 from contactcenter.records import CallbackRecord
 from contactcenter.scheduling.dialer import CallbackDialer
 from contactcenter.scheduling.scheduler import CallbackScheduler
@@ -51,11 +52,11 @@ def show(what: str, desk_call: DeskCall) -> None:
     now = datetime.now().strftime("%H:%M:%S")
     who = f"{call.caller_name or ''} {call.remote_number}".strip()
     if what in EVENT_LINES:
-        click.echo(f"{now} " + EVENT_LINES[what].format(who=who, rings=desk_call.rings))
+        click.echo(terminal_text(f"{now} " + EVENT_LINES[what].format(who=who, rings=desk_call.rings), one_line=True))
     elif what in ("ended", "abandoned"):
         record = desk_call.record
         score = "" if record is None or what == "abandoned" else f", hung up first: {record.hung_up_first}"
-        click.echo(f"{now} {what:<9} {who}{score}")
+        click.echo(terminal_text(f"{now} {what:<9} {who}{score}", one_line=True))
 
 
 def _start_scheduler(app: App, stop: threading.Event, desktop: desktop_runner.Desktop | None) -> threading.Thread:
@@ -66,7 +67,12 @@ def _start_scheduler(app: App, stop: threading.Event, desktop: desktop_runner.De
 
     def on_due(callback: CallbackRecord) -> None:
         owner = f" for {callback.owner_extension}" if callback.owner_extension else ""
-        click.echo(f"{datetime.now():%H:%M:%S} DUE callback {callback.id}{owner}: {callback.phone} {callback.reason}")
+        click.echo(
+            terminal_text(
+                f"{datetime.now():%H:%M:%S} DUE callback {callback.id}{owner}: {callback.phone} {callback.reason}",
+                one_line=True,
+            )
+        )
         if dialer is None:
             return
         if desktop is not None and desktop.service is not None and desktop.service.dial_for_agent(callback):

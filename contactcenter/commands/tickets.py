@@ -10,7 +10,8 @@ from zoneinfo import ZoneInfo
 import click
 
 from contactcenter.app import App
-from contactcenter.output import Format, emit_rows
+from contactcenter.commands import ROW_ID, check_year
+from contactcenter.output import Format, emit_rows, terminal_text
 from contactcenter.storage.models import Ticket
 from contactcenter.storage.tickets import TicketFilter, ticket_query
 
@@ -106,6 +107,9 @@ def list_tickets(
     """List tickets, newest first. A call's ticket no agent has wrapped up is marked 未话后处理."""
     if as_json and as_csv:
         raise click.UsageError("choose one of --json and --csv")
+    for day, hint in ((since, "--since"), (until, "--until")):
+        if day is not None:
+            check_year(day, hint)
     zone = ZoneInfo(app.settings.general.timezone)
     until_next = until.date() + timedelta(days=1) if until else None
     filters = TicketFilter(
@@ -127,7 +131,7 @@ def list_tickets(
 
 
 @command.command("show")
-@click.argument("ticket_id", type=int)
+@click.argument("ticket_id", type=ROW_ID)
 @click.option("--json", "as_json", is_flag=True, help="JSON on standard output.")
 @click.pass_obj
 def show_ticket(app: App, ticket_id: int, as_json: bool) -> None:
@@ -143,4 +147,4 @@ def show_ticket(app: App, ticket_id: int, as_json: bool) -> None:
         return
     width = max(len(key) for key in DETAIL)
     for key in DETAIL:
-        click.echo(f"{key:<{width}}  {'' if row[key] is None else row[key]}")
+        click.echo(terminal_text(f"{key:<{width}}  {'' if row[key] is None else row[key]}", one_line=True))

@@ -19,7 +19,7 @@ from fastapi.encoders import jsonable_encoder
 
 from contactcenter.callbacks.book import CallbackBook, CallbackError, CallbackFilter
 from contactcenter.desktop.hub import DeskHub
-from contactcenter.phones import phone_key
+from contactcenter.phones import phone_key, phone_problem
 from contactcenter.records import CallbackRecord
 from contactcenter.settings import Settings
 from contactcenter.storage.customers import (
@@ -435,8 +435,9 @@ class AgentDesktop:
                 errors[field] = f"不能超过 {LIMITS[field]} 个字"
         if values.get("salutation") and values.get("salutation") not in SALUTATIONS:
             errors["salutation"] = f"称呼须为 {' / '.join(SALUTATIONS)} 或留空"
-        if not phone_key(number) or len(number) > LIMITS["phone"]:
-            errors["phone"] = "请输入有效的电话号码"
+        problem = phone_problem(number)
+        if problem is not None:
+            errors["phone"] = problem.zh
         if not isinstance(values.get("vip", False), bool):
             errors["vip"] = "须为是/否"
         if errors:

@@ -165,7 +165,11 @@ def call_ended(call: CallRecord, transcript: list[UtteranceRecord], report: Comp
     :param call: the finished call: ``ended_at``, ``disposition`` (answered calls end ``completed``; others
         ``abandoned``, ``busy``, ``no_answer`` or ``failed``) and ``hung_up_first``.
     :param transcript: every utterance of both legs in time order.
-    :param report: every rule's verdict, with evidence, and the score out of 100.
+    :param report: every rule's verdict, with evidence, and the score out of 100. ``report.score`` is
+        ``None`` when the call could not be checked (no speech model, no speech recognised, recognition
+        failed, nobody answered; ``report.unchecked_reason`` says which): treat it as *not checked*, never as
+        100. ``report.check`` is ``checked``, ``partly_checked`` (the recogniser missed
+        ``report.dropped_seconds`` of audio) or ``not_checked``.
     :param api: the plugin API.
 
     This is where a call becomes a ticket, a CRM record or a survey invitation.

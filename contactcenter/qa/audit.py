@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import soundfile
 
-from contactcenter.records import CallRecord, Leg
+from contactcenter.records import CHECK_LABELS, UNCHECKED_REASONS, CallRecord, Leg
 from contactcenter.speech.compliance import CallFacts
 from contactcenter.speech.live import CallSpeech
 from contactcenter.speech.monitor import SpeechMonitor
@@ -57,7 +57,8 @@ class AuditResult:
     ok: bool
     error: str = ""
     duration_s: float = 0.0
-    score: float | None = None
+    score: float | None = None  # None: not checked (``check`` says why)
+    check: str = ""
     failed_rules: list[str] = field(default_factory=list)
     violations: list[str] = field(default_factory=list)
     utterances: int = 0
@@ -70,6 +71,7 @@ class AuditResult:
             "error": self.error,
             "duration_s": round(self.duration_s, 1),
             "score": self.score,
+            "check": self.check,
             "failed_rules": ", ".join(self.failed_rules),
             "violations": " | ".join(self.violations),
             "utterances": self.utterances,
@@ -167,6 +169,8 @@ def audit_recording(
         ok=True,
         duration_s=recording.duration_s,
         score=outcome.report.score,
+        check=CHECK_LABELS[outcome.report.check]
+        + (f":{UNCHECKED_REASONS.get(outcome.report.unchecked_reason, '')}" if outcome.report.score is None else ""),
         failed_rules=[r.rule_id for r in outcome.report.failed],
         violations=[f"{h.at_s:.1f}s {h.rule_id}: {h.matched_text}" for h in outcome.hits if h.kind == "violation"],
         utterances=len(outcome.transcript),

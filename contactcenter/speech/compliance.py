@@ -18,7 +18,16 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from contactcenter.records import ComplianceReport, Direction, HitKind, Leg, RuleHitRecord, RuleResult, UtteranceRecord
+from contactcenter.records import (
+    NO_RULE_APPLIED,
+    ComplianceReport,
+    Direction,
+    HitKind,
+    Leg,
+    RuleHitRecord,
+    RuleResult,
+    UtteranceRecord,
+)
 from contactcenter.speech.rules import Rule, RuleSet
 
 #: Seconds of audio a leg must have been recognised past a window's end before "missing" is declared;
@@ -140,12 +149,14 @@ class CallCompliance:
     # ----------------------------------------------------------------------------------------------- output
 
     def report(self, call_end_s: float, hung_up_first: str | None = None) -> ComplianceReport:
-        """Every applicable rule's verdict with evidence, and the score out of 100."""
+        """Every applicable rule's verdict with evidence, and the score out of 100 (none if no rule applied)."""
         with self._lock:
             self._reused = set()
             results = [r for rule in self.rules.rules if (r := self._verdict(rule, call_end_s, hung_up_first))]
         total = sum(r.weight for r in results)
-        score = 100.0 if total == 0 else 100.0 * sum(r.weight for r in results if r.passed) / total
+        if total == 0:  # no rule applied: nothing was checked, which is not the same as a perfect call
+            return ComplianceReport(score=None, results=tuple(results), unchecked_reason=NO_RULE_APPLIED)
+        score = 100.0 * sum(r.weight for r in results if r.passed) / total
         return ComplianceReport(score=round(score, 1), results=tuple(results))
 
     # ------------------------------------------------------------------------------------------- internals

@@ -12,7 +12,15 @@ from collections.abc import Callable
 from typing import Any
 
 from contactcenter.audio.line import RATE
-from contactcenter.records import CallRecord, CallSpeechOutcome, Leg, RuleHitRecord, UtteranceRecord
+from contactcenter.records import (
+    NO_SPEECH,
+    CallRecord,
+    CallSpeechOutcome,
+    ComplianceReport,
+    Leg,
+    RuleHitRecord,
+    UtteranceRecord,
+)
 from contactcenter.speech.compliance import CallCompliance, CallFacts
 from contactcenter.speech.monitor import LegStream, SpeechMonitor
 from contactcenter.speech.redact import redact_numbers, redact_word
@@ -86,4 +94,9 @@ class CallSpeech:
         with self._lock:
             transcript = sorted(self._transcript, key=lambda u: (u.start_s, u.leg))
         hits = sorted(self.compliance.findings, key=lambda h: (h.at_s or 0.0, h.rule_id))
+        if not transcript:  # the recogniser heard no word on either leg: what the agent said is unknown
+            return CallSpeechOutcome([], ComplianceReport.not_checked(NO_SPEECH), [])
+        dropped = round(sum(stream.dropped_seconds for stream in self.legs.values()), 1)
+        if dropped > 0 and report.score is not None:  # part of the call was never heard: only partly checked
+            report = report.model_copy(update={"dropped_seconds": dropped})
         return CallSpeechOutcome(transcript, report, hits)

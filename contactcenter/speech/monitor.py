@@ -74,6 +74,7 @@ class LegStream:
         self._finishing = False
         self.done: Future[None] = Future()
         self._last_warning = 0.0
+        self.dropped_seconds = 0.0  # audio of this leg the recogniser never heard (backlog full)
 
     @property
     def backlog_seconds(self) -> float:
@@ -217,6 +218,7 @@ class SpeechMonitor:
         now = time.monotonic()
         with self._lock:
             self.metrics.dropped_seconds += seconds
+            stream.dropped_seconds += seconds
             warn = now - stream._last_warning > LOG_EVERY_SECONDS
             if warn:
                 stream._last_warning = now

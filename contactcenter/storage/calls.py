@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from sqlalchemy import delete, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from contactcenter.records import CallRecord, ComplianceReport, RuleHitRecord, UtteranceRecord
-from contactcenter.storage.models import Agent, Call, RuleHit, Utterance
+from contactcenter.storage.models import Agent, Call, RuleHit, Utterance, utcnow
 
 CALL_FIELDS = (
     "direction",
@@ -27,14 +28,24 @@ CALL_FIELDS = (
 
 
 def agent_for(session: Session, extension: str) -> Agent | None:
-    """The agent with this extension, created on first sight."""
+    """The agent with this extension, created on first sight. Two stores at once (audit workers, desks
+    sharing PostgreSQL) may both see it first: the insert does nothing if the other one already added it,
+    instead of failing the call's store on the unique extension."""
     if not extension:
         return None
-    agent = session.scalar(select(Agent).where(Agent.extension == extension))
-    if agent is None:
+    found = select(Agent).where(Agent.extension == extension)
+    agent = session.scalar(found)
+    if agent is not None:
+        return agent
+    dialect = session.get_bind().dialect.name
+    if dialect not in ("postgresql", "sqlite"):  # another database: the plain way
         agent = Agent(extension=extension)
         session.add(agent)
-    return agent
+        return agent
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    values = {"extension": extension, "name": "", "team": "", "active": True, "created_at": utcnow()}
+    session.execute(insert(Agent).values(**values).on_conflict_do_nothing(index_elements=["extension"]))
+    return session.scalar(found)
 
 
 def save_call(
@@ -54,6 +65,8 @@ def save_call(
     row.agent = agent_for(session, call.agent_extension)
     if report is not None:
         row.compliance_score = report.score
+        row.unchecked_reason = report.unchecked_reason[:32]
+        row.dropped_seconds = report.dropped_seconds
     session.flush()
     if transcript or hits:
         session.execute(delete(Utterance).where(Utterance.call_id == row.id))

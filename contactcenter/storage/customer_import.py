@@ -25,7 +25,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from contactcenter.phones import phone_key
+from contactcenter.phones import phone_key, phone_problem
 from contactcenter.storage.customers import LIMITS, SALUTATIONS, upsert_customer
 from contactcenter.storage.models import Customer
 
@@ -41,10 +41,8 @@ HEADERS: dict[str, tuple[str, ...]] = {
 FIELD_NAMES = {"name": "姓名", "company": "公司", "phone": "电话", "salutation": "称呼", "vip": "VIP", "notes": "备注"}
 VIP_YES = ("是", "y", "yes", "true", "1", "vip", "√", "✓")
 VIP_NO = ("否", "n", "no", "false", "0")
-MAX_DIGITS = 20  # E.164 allows 15; with 0086 and an extension typed in, 20 is already suspicious
 MAX_BLANK_ROWS = 10_000  # a sheet's rows after this many empty ones in a row are not read
 HEADER_SEARCH_ROWS = 10  # a title row or two above the header is common in Chinese spreadsheets
-_PHONE_CHARACTERS = re.compile(r"[0-9+\-().\s]*")
 _SCIENTIFIC = re.compile(r"\d+(?:\.\d+)?[eE][+-]?\d+")
 
 
@@ -213,15 +211,8 @@ def _check_phone(raw: str) -> str | None:
         return "电话为空"
     if _SCIENTIFIC.fullmatch(raw):
         return "电话被 Excel 写成了科学计数法(如 1.38E+10),请把电话列设为文本后重新导出"
-    if not _PHONE_CHARACTERS.fullmatch(raw):
-        bad = next(c for c in raw if not _PHONE_CHARACTERS.fullmatch(c))
-        return f"电话含有不允许的字符“{bad}”(只能有数字、空格和 + - ( ) .)"
-    digits = sum(c.isdigit() for c in raw)
-    if digits == 0:
-        return "电话里没有数字"
-    if digits > MAX_DIGITS or len(raw) > LIMITS["phone"]:
-        return f"电话过长({digits} 位数字;最多 {MAX_DIGITS} 位数字、{LIMITS['phone']} 个字符)"
-    return None
+    problem = phone_problem(raw)  # characters, length, then libphonenumber's numbering plan
+    return problem.zh if problem is not None else None
 
 
 def check_rows(path: Path, table: Sequence[Sequence[Any]]) -> Checked:

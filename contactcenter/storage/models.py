@@ -177,7 +177,10 @@ class Call(Base):
     complaint: Mapped[bool] = mapped_column(Boolean, default=False)
     wrapped_up_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     wrapped_up_by: Mapped[str] = mapped_column(String(100), default="")
-    compliance_score: Mapped[float | None] = mapped_column(Float)
+    compliance_score: Mapped[float | None] = mapped_column(Float)  # None: not checked (see unchecked_reason)
+    # why the call has no score (records.UNCHECKED_REASONS), and audio the recogniser never heard (partly checked)
+    unchecked_reason: Mapped[str] = mapped_column(String(32), default="", server_default="")
+    dropped_seconds: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
     recording_path: Mapped[str] = mapped_column(String(500), default="")  # under [general] data_dir
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
@@ -399,6 +402,35 @@ class WebSession(Base):
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
 
     user: Mapped[WebUser] = relationship()
+
+
+class SignInThrottle(Base):
+    """Failed sign-ins to the console counted per user name (as typed, so unknown names are counted the same)
+    and per client address, and the lock they lead to. In the database, not in memory, so that a restart does
+    not forget a lock and every console process on the same database counts the same failures."""
+
+    __tablename__ = "sign_in_throttles"
+
+    scope: Mapped[str] = mapped_column(String(8), primary_key=True)  # "user" | "address"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)  # the user name as typed, or the address
+    failures: Mapped[int] = mapped_column(Integer, default=0)  # since window_start
+    window_start: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_failure_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    lockouts: Mapped[int] = mapped_column(Integer, default=0)  # locks in a row: each lasts twice the one before
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class SignInAttempt(Base):
+    """Every sign-in to the console, for audit: the user name as typed, the client address, when, and the
+    outcome (ok, wrong_password, unknown_user, disabled, locked, busy). Never the password."""
+
+    __tablename__ = "sign_in_attempts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    username: Mapped[str] = mapped_column(String(64), index=True)
+    address: Mapped[str] = mapped_column(String(64), default="")
+    outcome: Mapped[str] = mapped_column(String(16))
 
 
 class Review(Base):

@@ -25,7 +25,7 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import ColumnElement, and_, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -100,20 +100,21 @@ def claim(session: Session, seen: TeamCallSeen, extension: str, at: datetime, *,
     return changed == 1
 
 
+def _answered_here(sip_call_id: str, extension: str) -> tuple[ColumnElement[bool], ...]:
+    """The row of this call while the desk at ``extension`` has it answered."""
+    return (
+        TeamCall.sip_call_id == sip_call_id[:MAX_CALL_ID],
+        TeamCall.outcome == "answered",
+        TeamCall.answered_by == extension[:64],
+    )
+
+
 def step_aside(session: Session, sip_call_id: str, extension: str) -> None:
     """The caller's phone ended this desk's answer within seconds of it. When two desks' answers crossed
     (the store could not decide in time), RFC 3261 13.2.2.4 has the phone keep one and end the other, and it
     may keep the desk that lost the claim. The call stays answered (no caller is shown waiting), without an
     answerer, so that the other desk's :func:`claim` can take it; if none does, this desk claims it back."""
-    session.execute(
-        update(TeamCall)
-        .where(
-            TeamCall.sip_call_id == sip_call_id[:MAX_CALL_ID],
-            TeamCall.outcome == "answered",
-            TeamCall.answered_by == extension[:64],
-        )
-        .values(answered_by="")
-    )
+    session.execute(update(TeamCall).where(*_answered_here(sip_call_id, extension)).values(answered_by=""))
 
 
 def answerer(session: Session, sip_call_id: str) -> str | None:
@@ -131,11 +132,7 @@ def release(session: Session, sip_call_id: str, extension: str) -> None:
     moved the call on in the same instant): the outcome is open again, unless something else took it since."""
     session.execute(
         update(TeamCall)
-        .where(
-            TeamCall.sip_call_id == sip_call_id[:MAX_CALL_ID],
-            TeamCall.outcome == "answered",
-            TeamCall.answered_by == extension[:64],
-        )
+        .where(*_answered_here(sip_call_id, extension))
         .values(outcome=None, answered_by="", answered_at=None)
     )
 

@@ -26,7 +26,7 @@ from typing import Protocol
 from contactcenter.audio.headset import Headset, HeadsetBridge
 from contactcenter.callbacks.book import CallbackBook
 from contactcenter.media.call_media import CallMedia
-from contactcenter.records import CallRecord, CallSpeechOutcome
+from contactcenter.records import NOT_ANSWERED, CallRecord, CallSpeechOutcome
 from contactcenter.settings import Settings
 from contactcenter.speech.compliance import CallFacts
 from contactcenter.speech.monitor import SpeechMonitor
@@ -436,7 +436,7 @@ class Desk:
         record = self._record(
             desk_call.call, ended_at=datetime.now(UTC), hung_up_first="customer", disposition="abandoned"
         )
-        desk_call.record = self.services.store(record, CallSpeechOutcome.empty())
+        desk_call.record = self.services.store(record, CallSpeechOutcome.not_checked(NOT_ANSWERED))
         self._changed("abandoned", desk_call)
 
     # -------------------------------------------------------------------------------- calls placed

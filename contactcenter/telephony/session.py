@@ -21,7 +21,14 @@ from contactcenter.audio.line import RATE
 from contactcenter.audio.prompts import Prompts
 from contactcenter.media.call_media import CallMedia
 from contactcenter.media.recorder import StreamingRecorder
-from contactcenter.records import CallRecord, CallSpeechOutcome
+from contactcenter.records import (
+    NO_MODEL,
+    NO_RULES,
+    RECOGNITION_BEHIND,
+    RECOGNITION_FAILED,
+    CallRecord,
+    CallSpeechOutcome,
+)
 from contactcenter.settings import Settings
 from contactcenter.speech.compliance import CallFacts
 from contactcenter.speech.live import CallSpeech
@@ -196,18 +203,21 @@ class CallSession:
             self.media.earpiece = None
         self.services.headset.release(claimed)
 
-    @staticmethod
-    def _finish_speech(speech: CallSpeech | None, duration: float, hung_up_first: str | None) -> CallSpeechOutcome:
+    def _finish_speech(
+        self, speech: CallSpeech | None, duration: float, hung_up_first: str | None
+    ) -> CallSpeechOutcome:
         """The call is over (its media and port are released); wait for recognition to catch up, however
-        far behind an overloaded machine is, so the transcript is not lost."""
+        far behind an overloaded machine is, so the transcript is not lost. A call whose speech could not be
+        checked is stored as not checked, with the reason, never with a score."""
         if speech is None:
-            return CallSpeechOutcome.empty()
+            return CallSpeechOutcome.not_checked(NO_MODEL if self.services.monitor is None else NO_RULES)
         try:
             return speech.finish(duration, hung_up_first, timeout=SPEECH_CATCH_UP_SECONDS)
         except TimeoutError:
             log.error(
                 "recognition still %.0f s behind after the call; stored without its transcript", SPEECH_CATCH_UP_SECONDS
             )
+            return CallSpeechOutcome.not_checked(RECOGNITION_BEHIND)
         except Exception:
             log.exception("speech analysis of the call failed; the call is stored without it")
-        return CallSpeechOutcome.empty()
+            return CallSpeechOutcome.not_checked(RECOGNITION_FAILED)

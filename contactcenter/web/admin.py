@@ -12,22 +12,45 @@ No `from __future__ import annotations`: FastAPI reads the route signatures.
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
-from fastapi import Body, Depends, FastAPI, HTTPException, Request
+from fastapi import Body, Depends, FastAPI, HTTPException, Path, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from pydantic import ValidationError
+from pydantic import Field, ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from contactcenter.hooks.host import describe_plugins
 from contactcenter.settings import Settings, SettingsError
-from contactcenter.speech.rule_book import RuleEdit, RuleError, change_rule, reset_rule, rule_changes, rule_states
+from contactcenter.speech.rule_book import (
+    MAX_PHRASES,
+    RuleEdit,
+    RuleError,
+    change_rule,
+    reset_rule,
+    rule_changes,
+    rule_states,
+)
 from contactcenter.speech.rules import RuleSet, load_rules
 from contactcenter.storage.database import Database
 from contactcenter.storage.models import OutboxMessage, UndeliveredEvent
 from contactcenter.web.auth import Accounts, SignedIn
-from contactcenter.web.guards import TEMPLATES, Guards
+from contactcenter.web.guards import MAX_TEXT, NO_NUL, TEMPLATES, Guards, explain
 from contactcenter.web.queries import local_time
+
+MAX_PHRASE = 200  # one phrase an agent says (or must not say)
+
+
+class RuleEditIn(RuleEdit):
+    """A rule change as the console takes it: a finite weight from 0 to 100, and phrases of at most
+    ``MAX_PHRASE`` characters with no NUL (PostgreSQL stores none)."""
+
+    weight: float | None = Field(default=None, ge=0, le=100, allow_inf_nan=False)
+    phrases: list[Annotated[str, Field(max_length=MAX_PHRASE, pattern=NO_NUL)]] | None = Field(
+        default=None, max_length=MAX_PHRASES
+    )
+
+
+RuleId = Annotated[str, Path(max_length=MAX_TEXT, pattern=NO_NUL, examples=["banned_phrases"])]
 
 
 def plugin_health(session: Session) -> dict[str, dict[str, Any]]:
@@ -150,11 +173,11 @@ def add_admin_routes(app: FastAPI, guards: Guards, settings: Settings, database:
         return page(request, user)
 
     @app.post("/admin/rules/{rule_id}", include_in_schema=False)
-    async def rule_form(request: Request, rule_id: str, user: Admin) -> Response:
+    async def rule_form(request: Request, rule_id: RuleId, user: Admin) -> Response:
         form = await request.form()
         guards.check_csrf(user, str(form.get("csrf", "")))
         try:
-            edit = RuleEdit.model_validate(
+            edit = RuleEditIn.model_validate(
                 {  # form fields are text: pydantic checks and converts them
                     "enabled": form.get("enabled") == "on",
                     "severity": form.get("severity") or None,
@@ -164,14 +187,13 @@ def add_admin_routes(app: FastAPI, guards: Guards, settings: Settings, database:
             )
             apply(rule_id, edit, user)
         except ValidationError as exc:
-            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-            return page(request, user, f"{rule_id}: {problems}", 422)
+            return page(request, user, f"{rule_id}:{explain(exc.errors())}", 422)
         except HTTPException as exc:
             return page(request, user, str(exc.detail), exc.status_code)
         return RedirectResponse(f"/admin#rule-{rule_id}", status_code=303)
 
     @app.post("/admin/rules/{rule_id}/reset", include_in_schema=False)
-    async def rule_reset_form(request: Request, rule_id: str, user: Admin) -> Response:
+    async def rule_reset_form(request: Request, rule_id: RuleId, user: Admin) -> Response:
         form = await request.form()
         guards.check_csrf(user, str(form.get("csrf", "")))
         apply(rule_id, None, user)
@@ -185,7 +207,7 @@ def add_admin_routes(app: FastAPI, guards: Guards, settings: Settings, database:
 
     @app.put("/api/admin/rules/{rule_id}", tags=["admin"])
     def api_change_rule(
-        request: Request, rule_id: str, edit: Annotated[RuleEdit, Body()], user: Admin
+        request: Request, rule_id: RuleId, edit: Annotated[RuleEditIn, Body()], user: Admin
     ) -> dict[str, Any]:
         """Change a rule for every desk from its next call: any of ``enabled``, ``severity``, ``weight`` and
         ``phrases`` (the whole list). Answers the fields that changed as ``[before, after]``."""
@@ -194,7 +216,7 @@ def add_admin_routes(app: FastAPI, guards: Guards, settings: Settings, database:
         return {"changed": change, "rule": next(r for r in rules_view() if r["id"] == rule_id)}
 
     @app.post("/api/admin/rules/{rule_id}/reset", tags=["admin"])
-    def api_reset_rule(request: Request, rule_id: str, user: Admin) -> dict[str, Any]:
+    def api_reset_rule(request: Request, rule_id: RuleId, user: Admin) -> dict[str, Any]:
         """Put a rule back as the rules file has it."""
         guards.check_csrf(user, request.headers.get("X-CSRF-Token"))
         change = apply(rule_id, None, user)

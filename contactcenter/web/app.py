@@ -4,20 +4,34 @@ Every route states the role it needs (``reviewer`` < ``supervisor`` < ``admin``)
 API answers 401 and a page answers 401 with the sign-in form. Writes (sign-out, reviews) need the session's
 CSRF token: a form field on pages, the ``X-CSRF-Token`` header on the API. The OpenAPI schema is at
 ``/api/openapi.json`` (and browsable at ``/api/docs``).
+
+Every value from outside is bounded before it reaches the store (``guards.py``): a refused one is a 422 with
+the reason, as JSON for programs and as a Chinese page for a browser, like 403 and 404. Every response carries
+the security headers (``SecurityHeaders``): a Content-Security-Policy that runs only the pages' own scripts and
+styles (by a per-response nonce), no framing, no MIME sniffing, no referrer, and no caching of what holds
+customers' data.
 """
 
 # No `from __future__ import annotations`: FastAPI reads the route signatures, and the role and filter
 # dependencies are local names it could not resolve from strings.
 
-from datetime import date
+import math
+import re
+import secrets
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 from fastapi import Depends, FastAPI, Form, HTTPException, Query, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exception_handlers import http_exception_handler
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
+from starlette.datastructures import MutableHeaders
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from contactcenter.settings import Settings
 from contactcenter.storage.database import Database
@@ -25,27 +39,169 @@ from contactcenter.storage.models import Call, Review
 from contactcenter.web.admin import add_admin_routes
 from contactcenter.web.auth import Accounts, SignedIn
 from contactcenter.web.customers import add_customer_routes
-from contactcenter.web.guards import COOKIE, TEMPLATES, Blank, Guards, NotSignedIn
+from contactcenter.web.guards import (
+    COOKIE,
+    MAX_TEXT,
+    NO_NUL,
+    TEMPLATES,
+    Blank,
+    Day,
+    Guards,
+    NotSignedIn,
+    PathId,
+    Score,
+    Text,
+    explain,
+)
 from contactcenter.web.live import add_live_routes
-from contactcenter.web.queries import CallFilter, call_detail, list_calls
+from contactcenter.web.queries import CallFilter, call_detail, decode_cursor, list_calls
 from contactcenter.web.reports import add_report_routes
 from contactcenter.web.wallboard import add_wallboard_routes
 
+MAX_COMMENT = 4000
+MAX_VERDICTS = 200
+CURSOR = r"^\d{1,12}(\.\d{1,6})?_\d{1,19}$"  # what encode_cursor writes: seconds_id
+
 
 class ReviewIn(BaseModel):
-    verdicts: dict[str, Literal["agree", "disagree"]] = Field(default_factory=dict)
-    comment: str = Field(default="", max_length=4000)
+    verdicts: dict[Annotated[str, Field(max_length=MAX_TEXT, pattern=NO_NUL)], Literal["agree", "disagree"]] = Field(
+        default_factory=dict, max_length=MAX_VERDICTS
+    )
+    comment: str = Field(default="", max_length=MAX_COMMENT, pattern=NO_NUL)
 
 
 class SignInIn(BaseModel):
-    username: str
-    password: str
+    username: str = Field(max_length=256)
+    password: str = Field(max_length=1024)  # a megabyte "password" is not hashed
+
+
+# --------------------------------------------------------------------------------------- security headers
+
+PAGE_POLICY = (
+    "default-src 'self'; script-src 'self' 'nonce-{nonce}'; style-src 'self' 'nonce-{nonce}'; "
+    "img-src 'self' data:; media-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; "
+    "form-action 'self'; frame-ancestors 'none'"
+)
+# The OpenAPI browser (/api/docs) is FastAPI's Swagger UI page: its script and styles come from jsDelivr and
+# it starts with an inline script. It shows no one's data; the policy still keeps it out of frames.
+DOCS_POLICY = (
+    "default-src 'self'; script-src 'self' https://cdn.jsdelivr.net 'unsafe-inline'; "
+    "style-src 'self' https://cdn.jsdelivr.net 'unsafe-inline'; img-src 'self' data: https://fastapi.tiangolo.com; "
+    "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+)
+DOCS_PATH = "/api/docs"
+
+
+class SecurityHeaders:
+    """Adds the security headers to every response (pages, API answers, downloads, event streams).
+
+    Each response gets a fresh nonce in ``request.state.csp_nonce``; the templates put it on their own
+    ``<script>`` and ``<style>`` elements, so only those run. Nothing the console sends may be cached: every
+    page and most answers carry customers' numbers, transcripts or recordings (a response that sets its own
+    Cache-Control keeps it). A pure ASGI middleware, so the event streams pass through untouched."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        nonce = secrets.token_urlsafe(18)
+        scope.setdefault("state", {})["csp_nonce"] = nonce
+        path: str = scope.get("path", "")
+        policy = DOCS_POLICY if path == DOCS_PATH else PAGE_POLICY.format(nonce=nonce)
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                headers["Content-Security-Policy"] = policy
+                headers["X-Frame-Options"] = "DENY"
+                headers["X-Content-Type-Options"] = "nosniff"
+                headers["Referrer-Policy"] = "no-referrer"
+                headers["Cross-Origin-Opener-Policy"] = "same-origin"
+                if "cache-control" not in headers:
+                    headers["Cache-Control"] = "no-store"
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
+
+
+# ------------------------------------------------------------------------------------------ error pages
+
+ERROR_TITLES = {
+    400: "请求有误",
+    403: "没有权限",
+    404: "找不到该页面或记录",
+    405: "不支持该操作",
+    409: "操作冲突",
+    413: "内容过大",
+    422: "输入有误",
+}
+ROLE_NAMES = {"reviewer": "质检员", "supervisor": "主管", "admin": "管理员"}
+# The API's English reasons as a person reads them on a page.
+ERROR_DETAILS = {
+    "no such call": "没有这通电话",
+    "no such customer": "没有这位客户",
+    "no recording": "这通电话没有录音",
+    "missing or wrong CSRF token": "页面已过期,请刷新后重试",
+    "since is after until": "开始日期晚于结束日期",
+    "at most 366 days at a time": "一次最多查询 366 天",
+    "Not Found": "地址不存在",
+    "Method Not Allowed": "不支持该操作",
+}
+
+
+def wants_page(request: Request) -> bool:
+    """A person's browser (a page, or a download link followed from one) rather than a program: pages are
+    answered with pages, and under /api/ so is a request that asks for HTML."""
+    return not request.url.path.startswith("/api/") or "text/html" in request.headers.get("accept", "")
+
+
+def error_page(request: Request, status_code: int, message: str) -> Response:
+    back = request.url.path if request.method == "GET" and status_code == 422 else "/calls"
+    return TEMPLATES.TemplateResponse(
+        request,
+        "error.html",
+        {"status": status_code, "title": ERROR_TITLES.get(status_code, "出错了"), "message": message, "back": back},
+        status_code=status_code,
+    )
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with every NaN or infinity written as text: JSON has no such numbers, and echoing a refused
+    NaN back in the 422 must not fail."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_finite(item) for item in value]
+    return value
+
+
+def add_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def refused_input(request: Request, exc: RequestValidationError) -> Response:
+        if wants_page(request):
+            return error_page(request, 422, explain(exc.errors()))
+        return JSONResponse({"detail": _finite(jsonable_encoder(exc.errors()))}, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if wants_page(request) and exc.status_code in ERROR_TITLES:
+            detail = str(exc.detail)
+            needed = re.fullmatch(r"needs the (\w+) role", detail)
+            if exc.status_code == 403 and needed:
+                detail = f"您的角色不能查看此页面:需要{ROLE_NAMES.get(needed[1], needed[1])}或更高的角色"
+            return error_page(request, exc.status_code, ERROR_DETAILS.get(detail, detail))
+        return await http_exception_handler(request, exc)
 
 
 def create_app(settings: Settings, database: Database) -> FastAPI:
     web = settings.web
     zone = ZoneInfo(settings.general.timezone)
-    accounts = Accounts(database, web.session_minutes)
+    accounts = Accounts.for_console(database, web)  # with [web]'s sign-in throttle
     complaint_categories = tuple(settings.callbacks.complaint_categories)
     app = FastAPI(
         title="contactcenter reviewer console",
@@ -55,6 +211,8 @@ def create_app(settings: Settings, database: Database) -> FastAPI:
         redoc_url=None,
     )
     app.state.accounts = accounts
+    app.add_middleware(SecurityHeaders)
+    add_error_handlers(app)
 
     guards = Guards(accounts, web.unmasked_roles)
     Reviewer = Annotated[SignedIn, Depends(guards.role("reviewer"))]
@@ -86,11 +244,20 @@ def create_app(settings: Settings, database: Database) -> FastAPI:
         password: Annotated[str, Form()],
         next: Annotated[str, Form()] = "/calls",
     ) -> Response:
-        token = accounts.sign_in(username, password)
+        """Sign in from the form: a wrong password is 401, a locked name or address or a full server 429, with
+        the reason in Chinese on the form (the same for a user name that does not exist)."""
+        result = accounts.attempt(username, password, request.client.host if request.client else "")
+        token = result.token
         if token is None:
-            return TEMPLATES.TemplateResponse(
-                request, "login.html", {"next": next, "error": "用户名或密码错误"}, status_code=401
+            refused = TEMPLATES.TemplateResponse(
+                request,
+                "login.html",
+                {"next": next, "error": result.message},
+                status_code=result.status_code,
             )
+            if result.retry_after_s:
+                refused.headers["Retry-After"] = str(result.retry_after_s)
+            return refused
         response = RedirectResponse(
             next if next.startswith("/") and not next.startswith("//") else "/calls", status_code=303
         )
@@ -110,13 +277,13 @@ def create_app(settings: Settings, database: Database) -> FastAPI:
         return RedirectResponse("/calls", status_code=303)
 
     def call_filter(
-        since: Blank[date] = None,
-        until: Blank[date] = None,
-        agent: str | None = None,
-        score_min: Blank[float] = None,
-        score_max: Blank[float] = None,
-        rule_failed: str | None = None,
-        category: str | None = None,
+        since: Blank[Day] = None,
+        until: Blank[Day] = None,
+        agent: Text | None = None,
+        score_min: Blank[Score] = None,
+        score_max: Blank[Score] = None,
+        rule_failed: Text | None = None,
+        category: Text | None = None,
         complaint: Blank[bool] = None,
     ) -> CallFilter:
         return CallFilter(
@@ -133,8 +300,18 @@ def create_app(settings: Settings, database: Database) -> FastAPI:
 
     Filter = Annotated[CallFilter, Depends(call_filter)]
 
+    def page_cursor(cursor: Annotated[str | None, Query(max_length=40, pattern=CURSOR)] = None) -> str | None:
+        """The next-page cursor as ``next_cursor`` gave it; 422 for one that points nowhere."""
+        if cursor and decode_cursor(cursor) is None:
+            raise RequestValidationError(
+                [{"type": "value_error", "loc": ("query", "cursor"), "msg": "Value error, not a page of this list"}]
+            )
+        return cursor or None
+
+    Cursor = Annotated[str | None, Depends(page_cursor)]
+
     @app.get("/calls", response_class=HTMLResponse, include_in_schema=False)
-    def calls_page(request: Request, user: Reviewer, where: Filter, cursor: str | None = None) -> Response:
+    def calls_page(request: Request, user: Reviewer, where: Filter, cursor: Cursor) -> Response:
         with database.session() as session:
             page = list_calls(session, where, zone, unmasked(user), web.page_size, cursor)
         query = where.as_query()
@@ -145,16 +322,32 @@ def create_app(settings: Settings, database: Database) -> FastAPI:
             {"user": user, "rows": page.rows, "where": where, "next_link": next_link, "export_query": urlencode(query)},
         )
 
-    @app.get("/calls/{call_id}", response_class=HTMLResponse, include_in_schema=False)
-    def call_page(request: Request, call_id: int, user: Reviewer) -> Response:
+    def call_view(
+        request: Request,
+        call_id: int,
+        user: SignedIn,
+        error: str = "",
+        typed: dict[str, Any] | None = None,
+        status_code: int = 200,
+    ) -> Response:
+        """The call's page; after a refused review, with the reason and the comment and verdicts as typed."""
         with database.session() as session:
             detail = call_detail(session, call_id, zone, unmasked(user))
         if detail is None:
             raise HTTPException(status_code=404, detail="no such call")
-        return TEMPLATES.TemplateResponse(request, "call.html", {"user": user, "d": detail, "saved": False})
+        return TEMPLATES.TemplateResponse(
+            request,
+            "call.html",
+            {"user": user, "d": detail, "saved": False, "error": error, "typed": typed or {}},
+            status_code=status_code,
+        )
+
+    @app.get("/calls/{call_id}", response_class=HTMLResponse, include_in_schema=False)
+    def call_page(request: Request, call_id: PathId, user: Reviewer) -> Response:
+        return call_view(request, call_id, user)
 
     @app.post("/calls/{call_id}/review", include_in_schema=False)
-    async def review_form(request: Request, call_id: int, user: Reviewer) -> Response:
+    async def review_form(request: Request, call_id: PathId, user: Reviewer) -> Response:
         form = await request.form()
         check_csrf(user, str(form.get("csrf", "")))
         verdicts: dict[str, Literal["agree", "disagree"]] = {
@@ -162,11 +355,17 @@ def create_app(settings: Settings, database: Database) -> FastAPI:
             for key, value in form.items()
             if key.startswith("verdict_") and value in ("agree", "disagree")
         }
-        save_review(call_id, user, ReviewIn(verdicts=verdicts, comment=str(form.get("comment", ""))))
+        comment = str(form.get("comment", ""))
+        try:
+            review = ReviewIn(verdicts=verdicts, comment=comment)
+        except ValidationError as exc:  # shown on the form with what was typed: nothing is lost
+            typed = {"comment": comment, "verdicts": verdicts}
+            return call_view(request, call_id, user, f"未保存:{explain(exc.errors())}", typed, 422)
+        save_review(call_id, user, review)
         return RedirectResponse(f"/calls/{call_id}#reviews", status_code=303)
 
     @app.get("/calls/{call_id}/recording", include_in_schema=False)
-    def recording(call_id: int, user: Reviewer) -> Response:
+    def recording(call_id: PathId, user: Reviewer) -> Response:
         with database.session() as session:
             call = session.get(Call, call_id)
             stored = call.recording_path if call is not None else ""
@@ -181,10 +380,16 @@ def create_app(settings: Settings, database: Database) -> FastAPI:
     # ----------------------------------------------------------------------------------------------- API
 
     @app.post("/api/login", tags=["session"])
-    def api_login(body: SignInIn) -> Response:
-        """Sign in; the session cookie is set and the CSRF token for writes is returned."""
-        token = accounts.sign_in(body.username, body.password)
+    def api_login(request: Request, body: SignInIn) -> Response:
+        """Sign in; the session cookie is set and the CSRF token for writes is returned. Too many failures for
+        the user name or the address answer 429 with Retry-After (so does a burst that finds no free slot)."""
+        result = accounts.attempt(body.username, body.password, request.client.host if request.client else "")
+        token = result.token
         if token is None:
+            if result.status_code == 429:
+                return JSONResponse(
+                    {"detail": result.message}, status_code=429, headers={"Retry-After": str(result.retry_after_s)}
+                )
             return JSONResponse({"detail": "wrong username or password"}, status_code=401)
         user = accounts.signed_in(token)
         if user is None:
@@ -213,7 +418,7 @@ def create_app(settings: Settings, database: Database) -> FastAPI:
 
     @app.get("/api/calls", tags=["calls"])
     def api_calls(
-        user: Reviewer, where: Filter, cursor: str | None = None, limit: Annotated[int, Query(ge=1, le=500)] = 50
+        user: Reviewer, where: Filter, cursor: Cursor, limit: Annotated[int, Query(ge=1, le=500)] = 50
     ) -> dict[str, Any]:
         """Calls, newest first, filtered; ``next_cursor`` fetches the next page."""
         with database.session() as session:
@@ -221,7 +426,7 @@ def create_app(settings: Settings, database: Database) -> FastAPI:
         return {"calls": page.rows, "next_cursor": page.next_cursor}
 
     @app.get("/api/calls/{call_id}", tags=["calls"])
-    def api_call(call_id: int, user: Reviewer) -> dict[str, Any]:
+    def api_call(call_id: PathId, user: Reviewer) -> dict[str, Any]:
         """One call: metadata, transcript by leg with highlighted findings, tickets, callbacks, reviews."""
         with database.session() as session:
             detail = call_detail(session, call_id, zone, unmasked(user))
@@ -248,7 +453,7 @@ def create_app(settings: Settings, database: Database) -> FastAPI:
             return row.id
 
     @app.post("/api/calls/{call_id}/reviews", tags=["calls"], status_code=201)
-    def api_review(request: Request, call_id: int, review: ReviewIn, user: Reviewer) -> dict[str, Any]:
+    def api_review(request: Request, call_id: PathId, review: ReviewIn, user: Reviewer) -> dict[str, Any]:
         """Store the signed-in reviewer's verdict (agree/disagree per rule) and comment on a call."""
         check_csrf(user, request.headers.get("X-CSRF-Token"))
         return {"id": save_review(call_id, user, review)}

@@ -9,7 +9,6 @@ is grouped (138-0013-8000, +86 138 0013 8000, (010) 1234 5678).
 No `from __future__ import annotations`: FastAPI reads the route signatures.
 """
 
-import re
 from typing import Annotated, Any
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
@@ -17,6 +16,7 @@ from zoneinfo import ZoneInfo
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
+from contactcenter.phones import mask_numbers
 from contactcenter.settings import Settings
 from contactcenter.speech.redact import redact_numbers
 from contactcenter.storage.customers import customer_history, search_customers
@@ -24,33 +24,17 @@ from contactcenter.storage.database import Database
 from contactcenter.storage.models import Customer
 from contactcenter.storage.screen_pop import ScreenPop, customer_pop
 from contactcenter.web.auth import SignedIn
-from contactcenter.web.guards import TEMPLATES, Guards
+from contactcenter.web.guards import TEMPLATES, Blank, Guards, PathId, RowId, Text
 from contactcenter.web.queries import local_time, mask_phone
 
 CALLS_SHOWN = 50  # on a customer's page; the calls list has the rest
 HISTORY_SHOWN = 200
 
-_SEPARATOR = r"[ \t\-‐‑‒–—.()()]"
-_DATE = r"\d{4}[-/.年]\d{1,2}[-/.月]\d{1,2}日?(?:[ T]\d{1,2}[:：]\d{2}(?:[:：]\d{2})?)?"
-_TIME = r"\d{1,2}[:：]\d{2}(?:[:：]\d{2})?"
-# A date or a clock time is matched first and kept, so "2026-11-02 09:30" is not taken for a number.
-_NUMBERS = re.compile(rf"(?P<date>{_DATE})|(?P<time>{_TIME})|(?P<number>\+?\d(?:{_SEPARATOR}{{0,2}}\d){{6,}})")
-KEEP_LAST = 4
-
-
-def _hide(match: re.Match[str]) -> str:
-    if match.group("number") is None:
-        return match.group(0)
-    run = match.group(0)
-    digits = [i for i, c in enumerate(run) if c.isdigit()]
-    hidden = set(digits[:-KEEP_LAST])
-    return "".join("*" if i in hidden else c for i, c in enumerate(run))
-
 
 def mask_text(text: str) -> str:
-    """``text`` with every phone-like number masked but its last four digits: seven or more digits, grouped
-    by spaces, hyphens, dots or brackets or not; then spoken numerals (一三八…) as the transcripts mask them."""
-    return redact_numbers(_NUMBERS.sub(_hide, text)) if text else text
+    """``text`` with every phone and ID number masked but its last four digits, however it is written
+    (:func:`contactcenter.phones.mask_numbers`); then spoken numerals (一三八…) as the transcripts mask them."""
+    return redact_numbers(mask_numbers(text)) if text else text
 
 
 def _masked_value(field: str, value: Any) -> Any:
@@ -178,15 +162,15 @@ def add_customer_routes(app: FastAPI, guards: Guards, settings: Settings, databa
         }
 
     @app.get("/customers", response_class=HTMLResponse, include_in_schema=False)
-    def customers_page(request: Request, user: Reviewer, q: str = "", before: int | None = None) -> Response:
-        rows, next_before = listing(q[:100], before, page_size, guards.unmasked(user))
+    def customers_page(request: Request, user: Reviewer, q: Text = "", before: Blank[RowId] = None) -> Response:
+        rows, next_before = listing(q, before, page_size, guards.unmasked(user))
         next_link = f"/customers?{urlencode({'q': q, 'before': next_before})}" if next_before else ""
         return TEMPLATES.TemplateResponse(
             request, "customers.html", {"user": user, "rows": rows, "q": q, "next_link": next_link, "record": None}
         )
 
     @app.get("/customers/{customer_id}", response_class=HTMLResponse, include_in_schema=False)
-    def customer_page(request: Request, customer_id: int, user: Reviewer) -> Response:
+    def customer_page(request: Request, customer_id: PathId, user: Reviewer) -> Response:
         return TEMPLATES.TemplateResponse(
             request, "customers.html", {"user": user, "record": record(customer_id, guards.unmasked(user)), "q": ""}
         )
@@ -194,8 +178,8 @@ def add_customer_routes(app: FastAPI, guards: Guards, settings: Settings, databa
     @app.get("/api/customers", tags=["customers"])
     def api_customers(
         user: Reviewer,
-        q: Annotated[str, Query(max_length=100)] = "",
-        before: int | None = None,
+        q: Text = "",
+        before: Blank[RowId] = None,
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
     ) -> dict[str, Any]:
         """Customers, newest first: ``q`` is part of a name or company, or the start of a phone number;
@@ -204,7 +188,7 @@ def add_customer_routes(app: FastAPI, guards: Guards, settings: Settings, databa
         return {"customers": rows, "next_before": next_before}
 
     @app.get("/api/customers/{customer_id}", tags=["customers"])
-    def api_customer(customer_id: int, user: Reviewer) -> dict[str, Any]:
+    def api_customer(customer_id: PathId, user: Reviewer) -> dict[str, Any]:
         """One customer: the record, its change history (newest first, each field's ``[before, after]``),
         the last 50 calls, open tickets and callbacks owed."""
         return record(customer_id, guards.unmasked(user))

@@ -2,6 +2,8 @@
 
 An export is capped at ``EXPORT_LIMIT`` rows; when the cap cuts it short the response says so in the
 ``X-Export-Truncated`` header and the workbook's last row, rather than silently handing over part of it.
+Every cell goes through ``spreadsheet_cell``: a caller's number or name that begins like a formula
+(``=HYPERLINK(…)``, ``@SUM(…)``) opens as text, never as a formula.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from typing import Any
 from urllib.parse import quote
 
 from fastapi.responses import Response
+
+from contactcenter.output import spreadsheet_cell
 
 EXPORT_LIMIT = 100_000
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
@@ -29,18 +33,19 @@ def _disposition(filename: str) -> dict[str, str]:
 
 
 def _cell(value: Any) -> Any:
+    """One cell, formula-safe: a list or dict joined into text first, so the joined text is checked too."""
     if isinstance(value, (list, tuple)):
-        return " ".join(str(v) for v in value)
-    if isinstance(value, dict):
-        return " ".join(f"{k}:{v}" for k, v in value.items())
-    return value
+        value = " ".join(str(v) for v in value)
+    elif isinstance(value, dict):
+        value = " ".join(f"{k}:{v}" for k, v in value.items())
+    return spreadsheet_cell(value)
 
 
 def csv_response(filename: str, table: Table, truncated: bool = False) -> Response:
     columns, rows = table
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(columns)
+    writer.writerow([_cell(column) for column in columns])
     for row in rows:
         writer.writerow([_cell(row.get(column)) for column in columns])
     headers = _disposition(filename)
@@ -55,7 +60,7 @@ def xlsx_response(filename: str, sheets: Mapping[str, Table], truncated: bool = 
     book = Workbook(write_only=True)
     for title, (columns, rows) in sheets.items():
         sheet = book.create_sheet(title)
-        sheet.append(list(columns))
+        sheet.append([_cell(column) for column in columns])
         for row in rows:
             sheet.append([_cell(row.get(column)) for column in columns])
         if truncated:

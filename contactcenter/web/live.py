@@ -11,21 +11,22 @@ No `from __future__ import annotations`: FastAPI reads the route signatures.
 """
 
 import asyncio
+import re
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
-from fastapi import Depends, FastAPI, Header, Request
+from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, Response
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from contactcenter.settings import Settings
-from contactcenter.speech.redact import redact_numbers
 from contactcenter.storage.database import Database
 from contactcenter.web.auth import SignedIn
-from contactcenter.web.guards import COOKIE, TEMPLATES, Guards
+from contactcenter.web.customers import mask_text
+from contactcenter.web.guards import COOKIE, MAX_ID, TEMPLATES, Guards
 from contactcenter.web.live_feed import FeedCursor, FeedEvent, calls_in_progress
 from contactcenter.web.queries import mask_phone
 
@@ -44,9 +45,10 @@ def add_live_routes(app: FastAPI, guards: Guards, settings: Settings, database: 
         if not unmasked:
             if "remote_number" in data:
                 data["remote_number"] = mask_phone(data["remote_number"])
-            for key in ("text", "matched_text"):
-                if key in data:
-                    data[key] = redact_numbers(data[key])
+            # caller_name: the SIP From display name, which the caller's phone sets (often the number itself)
+            for key in ("text", "matched_text", "caller_name"):
+                if isinstance(data.get(key), str):
+                    data[key] = mask_text(data[key])
         return {
             **data,
             "id": event.id,
@@ -84,16 +86,14 @@ def add_live_routes(app: FastAPI, guards: Guards, settings: Settings, database: 
         request: Request,
         user: Supervisor,
         last_event_id: Annotated[str | None, Header()] = None,
-        after: int | None = None,
+        after: Annotated[int | None, Query(ge=0, le=MAX_ID)] = None,
     ) -> AsyncIterator[ServerSentEvent]:
         """Server-sent events: a ``snapshot`` of the calls in progress, then every new event as it happens.
         Resumes after ``Last-Event-ID`` (or ``after``) without a snapshot."""
         unmasked = guards.unmasked(user)
-        resume = (
-            after
-            if after is not None
-            else (int(last_event_id) if last_event_id is not None and last_event_id.isdigit() else None)
-        )
+        # a Last-Event-ID that is not an id the feed could have sent means "from a snapshot", as none does
+        sent_id = int(last_event_id) if last_event_id and re.fullmatch(r"[0-9]{1,19}", last_event_id) else None
+        resume = after if after is not None else (sent_id if sent_id is not None and sent_id <= MAX_ID else None)
         if resume is None:
             events, cursor = await run_in_threadpool(snapshot, unmasked)
             yield ServerSentEvent(event="snapshot", id=str(cursor.last_id), data={"events": events}, retry=2000)

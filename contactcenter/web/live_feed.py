@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from contactcenter import hookimpl
 from contactcenter.hooks.api import PluginAPI
 from contactcenter.records import (
+    CHECK_LABELS,
     CallRecord,
     ComplianceReport,
     RuleHitRecord,
@@ -103,6 +104,7 @@ def call_ended(call: CallRecord, transcript: list[UtteranceRecord], report: Comp
             "call_id": call.id,
             "disposition": call.disposition,
             "score": report.score,
+            "check": CHECK_LABELS[report.check],  # 未检查 / 部分检查: a call without a score was not checked
             "hung_up_first": call.hung_up_first,
             "failed_rules": [r.rule_id for r in report.failed],
         },

@@ -15,8 +15,10 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import and_, exists, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
+from contactcenter.phones import mask_number, mask_numbers
+from contactcenter.records import CHECK_LABELS, UNCHECKED_REASONS, check_status
 from contactcenter.speech.redact import redact_numbers
 from contactcenter.storage.models import Agent, Call, Callback, Review, RuleHit, Ticket, WebUser
 
@@ -30,10 +32,7 @@ def local_time(moment: datetime | None, zone: ZoneInfo) -> str:
 
 def mask_phone(number: str) -> str:
     """138****8000: enough to tell two customers apart, not enough to call them."""
-    digits = number.strip()
-    if len(digits) < 7:
-        return "*" * len(digits)
-    return digits[:3] + "*" * (len(digits) - 7) + digits[-4:]
+    return mask_number(number)
 
 
 @dataclass(frozen=True)
@@ -82,9 +81,11 @@ def _conditions(where: CallFilter, zone: ZoneInfo) -> list[Any]:
     if where.score_max is not None:
         conditions.append(Call.compliance_score <= where.score_max)
     if where.rule_failed:
+        # an alias: the findings list selects from rule_hits itself, and the subquery must not correlate to it
+        failed = aliased(RuleHit)
         conditions.append(
             exists().where(
-                RuleHit.call_id == Call.id, RuleHit.rule_id == where.rule_failed, RuleHit.kind.in_(FAILED_KINDS)
+                failed.call_id == Call.id, failed.rule_id == where.rule_failed, failed.kind.in_(FAILED_KINDS)
             )
         )
     if where.category:
@@ -102,11 +103,38 @@ def encode_cursor(invited_at: datetime, call_id: int) -> str:
     return f"{invited_at.timestamp():.6f}_{call_id}"
 
 
+MAX_CALL_ID = 2**31 - 1  # calls.id is INTEGER: a larger id overflows PostgreSQL's query
+
+
 def decode_cursor(cursor: str) -> tuple[datetime, int] | None:
-    match = re.fullmatch(r"(\d+(?:\.\d+)?)_(\d+)", cursor or "")
+    """The position ``encode_cursor`` wrote; None for text that is not one, or one no call can have (a time
+    past the year 9999, an id past 32 bits)."""
+    match = re.fullmatch(r"([0-9]+(?:\.[0-9]+)?)_([0-9]+)", cursor or "")
     if match is None:
         return None
-    return datetime.fromtimestamp(float(match.group(1)), UTC), int(match.group(2))
+    call_id = int(match.group(2))
+    try:
+        at = datetime.fromtimestamp(float(match.group(1)), UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
+    return (at, call_id) if call_id <= MAX_CALL_ID else None
+
+
+def verdict_check(score: float | None, dropped_seconds: float, unchecked_reason: str) -> dict[str, Any]:
+    """How far the call's score can be trusted, as pages, the API and exports show it: ``check`` (已检查 /
+    部分检查 / 未检查), and why a call has no score or how much audio the recogniser missed."""
+    check = check_status(score, dropped_seconds)
+    return {
+        "check": check,
+        "check_label": CHECK_LABELS[check],
+        "check_note": (
+            UNCHECKED_REASONS.get(unchecked_reason, unchecked_reason or "未知原因")
+            if check == "not_checked"
+            else f"{dropped_seconds:.0f} 秒音频未识别"
+            if check == "partly_checked"
+            else ""
+        ),
+    }
 
 
 def list_calls(
@@ -124,6 +152,8 @@ def list_calls(
             Call.hung_up_first,
             Call.answered_at,
             Call.ended_at,
+            Call.unchecked_reason,
+            Call.dropped_seconds,
             Agent.extension,
         )
         .outerjoin(Agent, Agent.id == Call.agent_id)
@@ -157,6 +187,7 @@ def list_calls(
                 "disposition": r.disposition,
                 "rings": r.rings_before_answer,
                 "score": r.compliance_score,
+                **verdict_check(r.compliance_score, r.dropped_seconds, r.unchecked_reason),
                 "category": r.category or "",
                 "hung_up_first": r.hung_up_first or "",
                 "duration_s": round(duration) if duration else None,
@@ -203,7 +234,7 @@ def list_findings(
             "leg": r.leg or "",
             "at_s": r.at_s,
             "live": r.live,
-            "matched_text": r.matched_text if unmasked else redact_numbers(r.matched_text),
+            "matched_text": r.matched_text if unmasked else redact_numbers(mask_numbers(r.matched_text)),
         }
         for r in found[:limit]
     ]
@@ -261,7 +292,8 @@ def call_detail(session: Session, call_id: int, zone: ZoneInfo, unmasked: bool) 
         return local_time(moment, zone)
 
     def shown(text: str) -> str:
-        return text if unmasked else redact_numbers(text)
+        """Free text as a masked role reads it: typed numbers (138-0013-8000) and spoken ones hidden."""
+        return text if unmasked else redact_numbers(mask_numbers(text))
 
     phone = call.remote_number if unmasked else mask_phone(call.remote_number)
     detail = CallDetail(
@@ -280,6 +312,7 @@ def call_detail(session: Session, call_id: int, zone: ZoneInfo, unmasked: bool) 
             "category": call.category or "",
             "purpose": shown(call.purpose),
             "score": call.compliance_score,
+            **verdict_check(call.compliance_score, call.dropped_seconds, call.unchecked_reason),
         },
         recording=call.recording_path,
     )
@@ -329,7 +362,7 @@ def call_detail(session: Session, call_id: int, zone: ZoneInfo, unmasked: bool) 
             "state": c.state,
             "due_at": local(c.due_at),
             "attempts": c.attempts,
-            "reason": c.reason,
+            "reason": shown(c.reason),
         }
         for c in session.scalars(select(Callback).where(Callback.call_id == call_id))
     ]

@@ -4,7 +4,7 @@ No `from __future__ import annotations`: FastAPI reads the route signatures.
 """
 
 from collections.abc import Callable
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
@@ -18,7 +18,7 @@ from contactcenter.storage.database import Database
 from contactcenter.web.auth import SignedIn
 from contactcenter.web.charts import bar_chart, line_chart
 from contactcenter.web.exports import EXPORT_LIMIT, Table, csv_response, xlsx_response
-from contactcenter.web.guards import TEMPLATES, Blank, Guards
+from contactcenter.web.guards import TEMPLATES, Blank, Day, Guards, Text
 from contactcenter.web.queries import CallFilter, list_calls, list_findings
 from contactcenter.web.scorecards import GroupBy, Period, Scorecard, hms, not_ready_column, scorecard
 
@@ -31,6 +31,8 @@ CALL_COLUMNS = [
     "rings",
     "duration_s",
     "score",
+    "check_label",  # 已检查 / 部分检查 / 未检查: an empty score is a call nobody could check, not a zero
+    "check_note",
     "category",
     "hung_up_first",
     "failed_rules",
@@ -47,7 +49,15 @@ FINDING_COLUMNS = [
     "matched_text",
     "live",
 ]
-SUMMARY_COLUMNS = ["calls", "answered", "average_score", "pass_rate", "answered_within_3_rings"]
+SUMMARY_COLUMNS = [
+    "calls",
+    "answered",
+    "average_score",
+    "pass_rate",
+    "not_checked",
+    "partly_checked",
+    "answered_within_3_rings",
+]
 SERVICE_LEVEL_COLUMNS = [
     "calls",
     "ended",
@@ -145,7 +155,7 @@ def add_report_routes(
     Reviewer = Annotated[SignedIn, Depends(guards.role("reviewer"))]
     Filter = Annotated[CallFilter, Depends(call_filter)]
 
-    def period(since: Blank[date] = None, until: Blank[date] = None) -> Period:
+    def period(since: Blank[Day] = None, until: Blank[Day] = None) -> Period:
         """The scorecard's days: the last 30 by default; at most a year."""
         today = datetime.now(zone).date()
         until = until or today
@@ -192,8 +202,8 @@ def add_report_routes(
         user: Reviewer,
         days: Days,
         group_by: GroupBy = "agent",
-        agent: str | None = None,
-        team: str | None = None,
+        agent: Text | None = None,
+        team: Text | None = None,
     ) -> Response:
         found = card(days, group_by, agent, team)
         query = {
@@ -234,7 +244,7 @@ def add_report_routes(
 
     @app.get("/api/scorecards", tags=["scorecards"])
     def api_scorecards(
-        user: Reviewer, days: Days, group_by: GroupBy = "agent", agent: str | None = None, team: str | None = None
+        user: Reviewer, days: Days, group_by: GroupBy = "agent", agent: Text | None = None, team: Text | None = None
     ) -> dict[str, Any]:
         """Per agent (or team) over local days: calls, average score, QA pass rate, answered within three
         rings; pass rate per rule over the calls it applied to (``applied_calls``; null when none); the daily
@@ -300,8 +310,8 @@ def add_report_routes(
         user: Reviewer,
         days: Days,
         group_by: GroupBy = "agent",
-        agent: str | None = None,
-        team: str | None = None,
+        agent: Text | None = None,
+        team: Text | None = None,
         part: Literal[
             "groups",
             "rules",
@@ -321,7 +331,7 @@ def add_report_routes(
 
     @app.get("/api/export/scorecards.xlsx", tags=["exports"])
     def export_scorecards_xlsx(
-        user: Reviewer, days: Days, group_by: GroupBy = "agent", agent: str | None = None, team: str | None = None
+        user: Reviewer, days: Days, group_by: GroupBy = "agent", agent: Text | None = None, team: Text | None = None
     ) -> Response:
         """The whole scorecard as one workbook, a sheet per table (then the agents' state times, 坐席状态, and
         the team line's service level per day and per week)."""

@@ -74,6 +74,8 @@ class Tally:
     score_sum: float = 0.0
     passed: int = 0
     within_three_rings: int = 0
+    not_checked: int = 0  # answered calls with no score (no model, no speech heard, recognition failed)
+    partly_checked: int = 0  # scored calls part of whose audio the recogniser never heard
 
     @staticmethod
     def columns(pass_score: float) -> list[Any]:
@@ -86,12 +88,24 @@ class Tally:
             func.coalesce(func.sum(Call.compliance_score), 0.0),
             func.sum(case((Call.compliance_score >= pass_score, 1), else_=0)),
             func.sum(case((and_(answered, Call.rings_before_answer <= 3), 1), else_=0)),
+            func.sum(case((and_(answered, Call.compliance_score.is_(None)), 1), else_=0)),
+            func.sum(case((and_(Call.compliance_score.is_not(None), Call.dropped_seconds > 0), 1), else_=0)),
         ]
 
     @classmethod
     def of(cls, values: Any) -> Tally:
-        calls, answered, scored, score_sum, passed, within = (v or 0 for v in values)  # SUM of no rows is NULL
-        return cls(int(calls), int(answered), int(scored), float(score_sum), int(passed), int(within))
+        calls, answered, scored, score_sum, passed, within, unchecked, partly = (v or 0 for v in values)  # SUM of
+        # no rows is NULL
+        return cls(
+            int(calls),
+            int(answered),
+            int(scored),
+            float(score_sum),
+            int(passed),
+            int(within),
+            int(unchecked),
+            int(partly),
+        )
 
     def __add__(self, other: Tally) -> Tally:
         return Tally(*(getattr(self, f) + getattr(other, f) for f in self.__dataclass_fields__))
@@ -103,6 +117,9 @@ class Tally:
             "average_score": round(self.score_sum / self.scored, 1) if self.scored else None,
             "pass_rate": _rate(self.passed, self.scored),
             "answered_within_3_rings": _rate(self.within_three_rings, self.answered),
+            # averages and pass rates count only the calls that were checked; these say how many were not
+            "not_checked": self.not_checked,
+            "partly_checked": self.partly_checked,
         }
 
 

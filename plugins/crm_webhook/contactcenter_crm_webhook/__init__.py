@@ -97,7 +97,10 @@ def call_ended(call: CallRecord, transcript: list[UtteranceRecord], report: Comp
     data = {
         "call": call.model_dump(mode="json"),
         "compliance": {
-            "score": report.score,
+            "score": report.score,  # null when the call could not be checked: see "check" and "unchecked_reason"
+            "check": report.check,
+            "unchecked_reason": report.unchecked_reason,
+            "dropped_seconds": report.dropped_seconds,
             "failed": [{"rule_id": r.rule_id, "severity": r.severity} for r in report.failed],
         },
         "utterances": len(transcript),

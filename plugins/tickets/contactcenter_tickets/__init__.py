@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from contactcenter import hookimpl
 from contactcenter.hooks.api import PluginAPI
-from contactcenter.records import CallRecord, ComplianceReport, UtteranceRecord, WrapUpRecord
+from contactcenter.records import UNCHECKED_REASONS, CallRecord, ComplianceReport, UtteranceRecord, WrapUpRecord
 
 
 class TicketOptions(BaseModel):
@@ -28,6 +28,10 @@ class TicketOptions(BaseModel):
     high_priority_categories: list[str] = Field(default_factory=list)
     escalate_on_critical: bool = True
     compliance_summary_template: str = "{score:.0f}/100; {failed}"
+    #: a call nobody could check gets no score: it says so, and why (never "100/100")
+    compliance_unchecked_template: str = "未检查:{reason}"
+    #: added when the recogniser missed part of the call (overloaded): the score covers only what it heard
+    compliance_partly_template: str = "(部分检查:{dropped:.0f} 秒音频未识别)"
     summary_max_chars: int = Field(default=200, ge=20)
 
 
@@ -51,8 +55,15 @@ def purpose_of(call: CallRecord, transcript: list[UtteranceRecord], limit: int) 
 
 
 def compliance_summary(report: ComplianceReport, options: TicketOptions) -> str:
+    """The verdict in a line: the score and failed rules, or that the call was not (or only partly) checked."""
+    if report.score is None:
+        reason = UNCHECKED_REASONS.get(report.unchecked_reason, report.unchecked_reason)
+        return options.compliance_unchecked_template.format(reason=reason)
     failed = ", ".join(f"{r.rule_id}({r.severity})" for r in report.failed) or "-"
-    return options.compliance_summary_template.format(score=report.score, failed=failed)
+    summary = options.compliance_summary_template.format(score=report.score, failed=failed)
+    if report.dropped_seconds > 0:
+        summary += options.compliance_partly_template.format(dropped=report.dropped_seconds)
+    return summary
 
 
 @hookimpl
