@@ -491,3 +491,19 @@ class RuleChange(Base):
     changed_by: Mapped[str] = mapped_column(String(100))
     changed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     change: Mapped[dict[str, Any]] = mapped_column(JSON)  # field -> [before, after]
+
+
+class AccessLog(Base):
+    """Who read customers' data in the console: a call's page or API answer, its recording, a customer's
+    record, an export (PIPL: access to personal information is recorded). Written by the console, never
+    changed by it: no page or API route edits or deletes a row."""
+
+    __tablename__ = "access_log"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    username: Mapped[str] = mapped_column(String(64), index=True)
+    role: Mapped[str] = mapped_column(String(16))
+    address: Mapped[str] = mapped_column(String(64), default="")
+    action: Mapped[str] = mapped_column(String(32))  # call, recording, customer, customers, export
+    target: Mapped[str] = mapped_column(String(300))  # the path and query that was read

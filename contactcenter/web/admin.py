@@ -9,10 +9,11 @@ installed and enabled and what each plugin has failed to take, but does not load
 No `from __future__ import annotations`: FastAPI reads the route signatures.
 """
 
+from datetime import date, datetime, time, timedelta
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
-from fastapi import Body, Depends, FastAPI, HTTPException, Path, Request
+from fastapi import Body, Depends, FastAPI, HTTPException, Path, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import Field, ValidationError
 from sqlalchemy import func, select
@@ -31,10 +32,12 @@ from contactcenter.speech.rule_book import (
     rule_states,
 )
 from contactcenter.speech.rules import RuleSet, load_rules
+from contactcenter.storage.access_log import access_entries
 from contactcenter.storage.database import Database
 from contactcenter.storage.models import OutboxMessage, UndeliveredEvent
 from contactcenter.web.auth import Accounts, SignedIn
-from contactcenter.web.guards import MAX_TEXT, NO_NUL, TEMPLATES, Guards, explain
+from contactcenter.web.exports import csv_response
+from contactcenter.web.guards import MAX_TEXT, NO_NUL, TEMPLATES, Blank, Day, Guards, Text, explain
 from contactcenter.web.queries import local_time
 
 MAX_PHRASE = 200  # one phrase an agent says (or must not say)
@@ -97,6 +100,9 @@ def plugin_health(session: Session) -> dict[str, dict[str, Any]]:
             or ""
         )
     return health
+
+
+ACCESS_LOG_LIMIT = 10_000  # rows at a time, on the page's API and in one export
 
 
 def add_admin_routes(app: FastAPI, guards: Guards, settings: Settings, database: Database, accounts: Accounts) -> None:
@@ -232,6 +238,47 @@ def add_admin_routes(app: FastAPI, guards: Guards, settings: Settings, database:
         """Installed and enabled plugins with version, hooks and status, and per plugin the hook calls it
         failed to take and the outside messages not delivered yet."""
         return {"plugins": plugins_view()}
+
+    def access_view(since: date | None, until: date | None, username: str, limit: int) -> list[dict[str, Any]]:
+        start = datetime.combine(since, time(), zone) if since else None
+        end = datetime.combine(until + timedelta(days=1), time(), zone) if until else None
+        with database.session() as session:
+            rows = access_entries(session, start, end, username or None, limit)
+            return [
+                {
+                    "at": local_time(r.at, zone),
+                    "username": r.username,
+                    "role": r.role,
+                    "address": r.address,
+                    "action": r.action,
+                    "target": r.target,
+                }
+                for r in rows
+            ]
+
+    @app.get("/api/admin/access-log", tags=["admin"])
+    def api_access_log(
+        user: Admin,
+        since: Annotated[Blank[Day], Query()] = None,
+        until: Annotated[Blank[Day], Query()] = None,
+        username: Annotated[Text, Query()] = "",
+        limit: Annotated[int, Query(ge=1, le=ACCESS_LOG_LIMIT)] = 500,
+    ) -> dict[str, Any]:
+        """Who read which call, recording, customer or export, newest first (local days ``since``..``until``).
+        The log can be read and exported, never changed, from the console."""
+        return {"entries": access_view(since, until, username, limit)}
+
+    @app.get("/api/export/access-log.csv", tags=["exports"])
+    def export_access_log(
+        user: Admin,
+        since: Annotated[Blank[Day], Query()] = None,
+        until: Annotated[Blank[Day], Query()] = None,
+        username: Annotated[Text, Query()] = "",
+    ) -> Response:
+        """The access log as CSV (at most :data:`ACCESS_LOG_LIMIT` rows, newest first)."""
+        rows = access_view(since, until, username, ACCESS_LOG_LIMIT)
+        columns = ["at", "username", "role", "address", "action", "target"]
+        return csv_response(f"access-log-{datetime.now(zone):%Y%m%d}.csv", (columns, rows))
 
     @app.get("/api/admin/users", tags=["admin"])
     def api_users(user: Admin) -> dict[str, Any]:

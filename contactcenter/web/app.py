@@ -36,6 +36,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from contactcenter.settings import Settings
 from contactcenter.storage.database import Database
 from contactcenter.storage.models import Call, Review
+from contactcenter.web.access import AccessLogger
 from contactcenter.web.admin import add_admin_routes
 from contactcenter.web.auth import Accounts, SignedIn
 from contactcenter.web.customers import add_customer_routes
@@ -211,6 +212,7 @@ def create_app(settings: Settings, database: Database) -> FastAPI:
         redoc_url=None,
     )
     app.state.accounts = accounts
+    app.add_middleware(AccessLogger, database=database)
     app.add_middleware(SecurityHeaders)
     add_error_handlers(app)
 

@@ -133,6 +133,7 @@ class Guards:
         user = self.accounts.signed_in(request.cookies.get(COOKIE))
         if user is None:
             raise NotSignedIn()
+        request.state.user = user  # for the access log (web.access), once the read has succeeded
         return user
 
     def role(self, needed: str):
