@@ -47,7 +47,7 @@ def test_a_hostile_path_or_name_is_stored_as_plain_text(console: dict) -> None:
     """The target is the path and query as sent: cut to its column and stripped of control characters, so
     a crafted query cannot forge a line in an export or overflow the column on PostgreSQL."""
     reviewer = client_as(console, "lin")
-    hostile = "=HYPERLINK(\"http://evil\")\x1b[2J" + "x" * 500
+    hostile = '=HYPERLINK("http://evil")\x1b[2J' + "x" * 500
     assert reviewer.get("/api/export/calls.csv", params={"category": hostile[:100]}).status_code in (200, 422)
     reviewer.get("/api/export/findings.csv", params={"rule": "a\nb"})
     entries = client_as(console, "zhao").get("/api/admin/access-log", params={"username": "lin"}).json()["entries"]
