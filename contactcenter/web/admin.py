@@ -268,7 +268,7 @@ def add_admin_routes(app: FastAPI, guards: Guards, settings: Settings, database:
         The log can be read and exported, never changed, from the console."""
         return {"entries": access_view(since, until, username, limit)}
 
-    @app.get("/api/export/access-log.csv", tags=["exports"])
+    @app.get("/api/admin/access-log.csv", tags=["admin"])
     def export_access_log(
         user: Admin,
         since: Annotated[Blank[Day], Query()] = None,
