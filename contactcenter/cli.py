@@ -25,6 +25,7 @@ from contactcenter.commands import (
     plugins,
     prompts,
     registrar,
+    retention,
     rules,
     run,
     tickets,
@@ -158,6 +159,7 @@ for module in (
     models,
     web,
     registrar,
+    retention,
 ):
     cli.add_command(module.command)
 cli.add_command(callbacks.scheduler_command)

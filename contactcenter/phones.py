@@ -112,6 +112,23 @@ def mask_numbers(text: str) -> str:
     return "".join(chars)
 
 
+def remove_number(text: str, key: str, marker: str) -> str:
+    """``text`` with every spelling of the one number whose :func:`phone_key` is ``key`` replaced by
+    ``marker`` (an erasure request); other numbers, and the words around, stay as written."""
+    if not text or not key:
+        return text
+    plain = _plain(text)
+    spans = [(s, e) for s, e in _number_spans(text) if phone_key(plain[s:e]) == key]
+    spans += [m.span() for m in re.finditer(rf"(?<!\d){re.escape(key)}(?!\d)", plain)]  # an extension, say
+    out, last = [], 0
+    for start, end in sorted(spans):
+        if start < last:
+            continue
+        out += [text[last:start], marker]
+        last = end
+    return "".join(out) + text[last:]
+
+
 def mask_number(number: str) -> str:
     """A number field as roles that may not see numbers get it: 138****8000, 010-****5678, +86 138 **** 8000.
     The country code and the first three digits of the number stay, the last four, nothing else; a number of

@@ -355,6 +355,19 @@ class CallbackSettings(Section):
         return self
 
 
+class RetentionSettings(Section):
+    """How long personal data is kept (PIPL: no longer than the purpose needs). Older data is purged daily
+    by whichever process runs the scheduler; 0 keeps it for ever. Scores, findings and counts stay, without
+    anything that identifies the caller."""
+
+    recordings_days: int = Field(default=180, ge=0, le=100 * 365)  # the call recordings (WAV files)
+    transcripts_days: int = Field(default=365, ge=0, le=100 * 365)  # what was said, and the findings' quoted words
+    # numbers, names, purposes, notes, a recording or transcript still left; closed tickets and callbacks;
+    # customers not in touch since; delivered plugin messages
+    personal_days: int = Field(default=730, ge=0, le=100 * 365)
+    purge_time: ClockTime = "03:30"  # local time of the daily purge
+
+
 class Settings(Section):
     """The whole settings file. ``source`` is where it was read from (for messages and relative paths)."""
 
@@ -372,6 +385,7 @@ class Settings(Section):
     web: WebSettings = WebSettings()
     agent: AgentSettings = AgentSettings()
     team: TeamSettings = TeamSettings()
+    retention: RetentionSettings = RetentionSettings()
     source: Path = Path(DEFAULT_SETTINGS_FILE)
 
     @property

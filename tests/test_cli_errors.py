@@ -41,6 +41,9 @@ COMMANDS: dict[tuple[str, ...], tuple[list[str], str]] = {
     ("customers", "import"): (["{new_customers}"], "write"),
     ("customers", "show"): ([PHONE], "read"),
     ("customers", "history"): ([PHONE], "read"),
+    ("customers", "forget"): ([PHONE, "--yes"], "write"),
+    ("retention", "purge"): ([], "write"),  # records that the purge ran, even with nothing to purge
+    ("retention", "log"): ([], "read"),
     ("db", "upgrade"): ([], "read"),  # at head already: nothing to write
     ("db", "current"): ([], "read"),
     ("devices",): ([], "none"),

@@ -115,7 +115,7 @@ def test_every_hook_has_a_test() -> None:
 
 
 def test_event_hooks_are_exactly_the_non_registration_hooks() -> None:
-    assert set(spec.EVENT_HOOKS) == set(ALL_HOOKS) - {"register_commands", "register_settings"}
+    assert set(spec.EVENT_HOOKS) == set(ALL_HOOKS) - {"register_commands", "register_settings", *spec.REQUEST_HOOKS}
 
 
 # ----------------------------------------------------------------------------------- every hook delivered
@@ -170,6 +170,32 @@ def test_hook_callback_due(recorder: PluginHost) -> None:
 
 def test_hook_survey_completed(recorder: PluginHost) -> None:
     assert deliver(recorder, "survey_completed")["survey"].answers == {"satisfaction": 5, "speed": None}
+
+
+FORGETFUL = """
+from contactcenter import hookimpl
+
+@hookimpl
+def forget_customer(phone, phone_key, api):
+    api.outbox_put("erase", {"key": phone_key}, key="erase")
+    return f"erased {phone_key} ({phone}) from {api.plugin_name}"
+"""
+
+
+def test_hook_forget_customer(site: Path, make_host: HostFactory) -> None:
+    install_plugin(site, "forgetful", FORGETFUL)
+    install_plugin(site, "broken", "from contactcenter import hookimpl\n@hookimpl\ndef forget_customer():\n    1 / 0\n")
+    install_plugin(
+        site, "silent", "from contactcenter import hookimpl\n@hookimpl\ndef forget_customer(phone_key):\n    pass\n"
+    )
+    host = make_host(["forgetful", "broken", "silent"])
+    answers = {name: (said, error) for name, said, error in host.forget_customer("138-0013-8000", "13800138000")}
+    assert answers == {
+        "forgetful": ("erased 13800138000 (138-0013-8000) from forgetful", None),
+        "broken": (None, "ZeroDivisionError: division by zero"),  # reported; the others still asked
+        "silent": (None, None),
+    }
+    assert [item.payload for item in host.api_for("forgetful").outbox_items()] == [{"key": "13800138000"}]
 
 
 def test_hook_register_commands(site: Path, desk: Path, tmp_path: Path) -> None:

@@ -8,8 +8,9 @@ half-imported list is harder to put right than a refused one. Reading, checking 
 
 from __future__ import annotations
 
+import getpass
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -17,7 +18,8 @@ from zoneinfo import ZoneInfo
 import click
 
 from contactcenter.app import App
-from contactcenter.output import emit_rows
+from contactcenter.commands.retention import print_tally
+from contactcenter.output import emit_rows, terminal_text
 from contactcenter.phones import phone_key
 from contactcenter.storage.customer_import import (
     FIELD_NAMES,
@@ -30,6 +32,7 @@ from contactcenter.storage.customer_import import (
     read_table,
 )
 from contactcenter.storage.customers import customer_history, find_customer
+from contactcenter.storage.erasure import ErasureRefused, forget_number
 from contactcenter.storage.screen_pop import ScreenPop, screen_pop
 
 #: Display names for the screen pop's tables (the web page's template keeps its own copy).
@@ -277,3 +280,64 @@ def history(app: App, number: str, limit: int, as_json: bool) -> None:
         "table",
         title=title,
     )
+
+
+@command.command("forget")
+@click.argument("number")
+@click.option("--dry-run", is_flag=True, help="Count what would be removed; change nothing.")
+@click.option("--reference", default="", help="The request's own reference (a ticket number), kept in the record.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--json", "as_json", is_flag=True, help="The counts as JSON on standard output.")
+@click.pass_obj
+def forget(app: App, number: str, dry_run: bool, reference: str, yes: bool, as_json: bool) -> None:
+    """Erase the customer with NUMBER (any spelling) everywhere: an erasure request (PIPL art. 47).
+
+    The customer record is deleted; calls keep their score and findings but lose recording, transcript,
+    number and notes; tickets and callbacks lose the caller's details (pending callbacks are cancelled);
+    survey answers are unlinked; plugin messages about the customer are deleted; the number is cut out of
+    any other text. Enabled plugins erase their own copies (hook ``forget_customer``). What changed is
+    printed and recorded (without the number): ``contactcenter retention log``."""
+    key = phone_key(number)
+    if len(key) < 3:
+        raise click.ClickException(
+            f"{terminal_text(number[:40])!r} is not a phone number: it needs at least three digits"
+        )
+    if not (dry_run or yes):
+        click.confirm(f"Erase every record of {number} (key {key})? This cannot be undone", abort=True, err=True)
+    settings = app.settings
+    now = datetime.now(UTC)
+    done_by = f"{getpass.getuser()} (contactcenter customers forget)"
+    try:
+        with app.store.rehearsal() if dry_run else app.store.session() as session:
+            tally = forget_number(
+                session,
+                number,
+                Path(settings.general.data_dir),
+                now,
+                dry_run=dry_run,
+                done_by=done_by,
+                reference=reference.strip()[:200],
+            )
+    except ErasureRefused as exc:
+        raise click.ClickException(str(exc)) from None
+    plugins = [] if dry_run else app.plugins.forget_customer(number, key)
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "dry_run": dry_run,
+                    "counts": tally.as_dict(),
+                    "plugins": [{"plugin": n, "did": did, "error": error} for n, did, error in plugins],
+                },
+                ensure_ascii=False,
+            )
+        )
+    else:
+        print_tally(tally, "would remove (dry run: nothing changed):" if dry_run else "removed:")
+        for name, did, error in plugins:
+            click.echo(f"plugin {name}: " + (f"FAILED: {error}" if error else did or "held nothing"))
+    failed = [name for name, _, error in plugins if error]
+    if failed:
+        raise click.ClickException(
+            f"plugin(s) {', '.join(failed)} failed: their copies may remain; fix and run the command again"
+        )

@@ -172,6 +172,22 @@ class PluginHost:
             except Exception as exc:
                 log.error("plugin %s failed to register commands: %s", impl.plugin_name, exc)
 
+    def forget_customer(self, phone: str, key: str) -> list[tuple[str, str | None, str | None]]:
+        """Pass an erasure request to every plugin that implements ``forget_customer``: (plugin, what it
+        said it did, the error if it failed) for each. One plugin failing does not stop the others."""
+        results: list[tuple[str, str | None, str | None]] = []
+        for impl in self.pm.hook.forget_customer.get_hookimpls():
+            name = impl.plugin_name
+            arguments = {"phone": phone, "phone_key": key, "api": self.api_for(name)}
+            try:
+                said = impl.function(**{arg: arguments[arg] for arg in impl.argnames})
+            except Exception as exc:
+                log.error("plugin %s failed to forget a customer: %s", name, exc)
+                results.append((name, None, f"{type(exc).__name__}: {exc}"))
+            else:
+                results.append((name, str(said) if said else None, None))
+        return results
+
     def infos(self) -> list[PluginInfo]:
         """Every installed plugin and every enabled one, with version, hooks and state."""
         available = installed_entry_points()

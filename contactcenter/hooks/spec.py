@@ -63,6 +63,9 @@ EVENT_HOOKS = (
     "survey_completed",
 )
 
+#: Hooks a command calls synchronously and whose answer it uses (not events: no worker, no replay).
+REQUEST_HOOKS = ("forget_customer",)
+
 
 # -------------------------------------------------------------------------------------------------------
 # Registration hooks: called once at start-up, synchronously.
@@ -240,4 +243,30 @@ def survey_completed(survey: SurveyRecord, api: PluginAPI) -> None:
 
     :param survey: the answer (1-5, or None) to each question, and whether every question was answered.
     :param api: the plugin API.
+    """
+
+
+# -------------------------------------------------------------------------------------------------------
+# Request hooks: called synchronously by a command, for every enabled plugin that implements them.
+# -------------------------------------------------------------------------------------------------------
+
+
+@hookspec
+def forget_customer(phone: str, phone_key: str, api: PluginAPI) -> str | None:
+    """Erase what the plugin itself holds about the customer with this number (an erasure request, PIPL
+    art. 47), or pass the request on to the system it feeds.
+
+    Called by ``contactcenter customers forget PHONE`` after the desk's own data is erased and committed
+    (calls, transcripts, recordings, tickets, callbacks, survey links, the plugin outbox: see
+    :mod:`contactcenter.storage.erasure`), so a message the plugin queues now survives. Not called on
+    ``--dry-run``.
+
+    :param phone: the number as the admin typed it.
+    :param phone_key: the number's lookup key (:func:`contactcenter.phones.phone_key`, ``13800138000``): the
+        same key matches every spelling, so compare keys, not strings.
+    :param api: the plugin API.
+
+    Return value: one line saying what the plugin did ("told the CRM: message 12 queued"), printed by the
+    command; None if it held nothing. Raise to report a failure: the command prints it and exits non-zero,
+    since the request is then not fully carried out.
     """

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -26,6 +27,8 @@ from contactcenter.records import CallbackRecord
 from contactcenter.scheduling.lease import Lease
 from contactcenter.settings import Settings
 from contactcenter.storage.database import Database
+from contactcenter.storage.personal_data import Tally
+from contactcenter.storage.retention import last_purge, purge
 
 log = logging.getLogger(__name__)
 logging.getLogger("apscheduler").setLevel(logging.WARNING)  # every job run at INFO drowns the desk's own log
@@ -34,6 +37,8 @@ logging.getLogger("apscheduler").setLevel(logging.WARNING)  # every job run at I
 logging.getLogger("apscheduler.executors.default").setLevel(logging.ERROR)
 JOB_PREFIX = "callback-"
 SWEEP_JOB = "callbacks-sweep"
+RETENTION_JOB = "retention-purge"
+RETENTION_CATCH_UP = timedelta(minutes=15)  # after a start, when the daily purge was missed
 STUCK_DIAL = timedelta(minutes=10)  # an in_progress callback whose dialler vanished goes back to due
 
 Publish = Callable[..., None]
@@ -53,6 +58,12 @@ def fire_callback(callback_id: int) -> None:
 def sweep() -> None:
     if _active is not None:
         _active.sweep()
+
+
+def purge_retention() -> None:
+    """The daily retention purge (``[retention]``), stored by reference like the callback jobs."""
+    if _active is not None:
+        _active.purge_retention()
 
 
 @dataclass(frozen=True)
@@ -139,6 +150,7 @@ class CallbackScheduler:
             coalesce=True,
             misfire_grace_time=None,
         )
+        self._schedule_retention(scheduler)
         scheduler.resume()
         log.info(
             "callback scheduler running: %d jobs added, %d moved, %d removed, %d kept (%.2f s)",
@@ -160,6 +172,44 @@ class CallbackScheduler:
             _active = None
 
     # ----------------------------------------------------------------------------------------- the jobs
+
+    def _schedule_retention(self, scheduler: BackgroundScheduler) -> None:
+        """The purge daily at ``purge_time``; and a quarter of an hour after this start when the last one is
+        more than a day old (the scheduler was down at purge time, or this is the first start), not at once,
+        so it never competes with the start-up's own work."""
+        hour, minute = (int(part) for part in self.settings.retention.purge_time.split(":"))
+        with self.database.session() as session:
+            last = last_purge(session)
+        overdue = last is None or utcnow() - last > timedelta(hours=25)
+        scheduler.add_job(
+            purge_retention,
+            "cron",
+            hour=hour,
+            minute=minute,
+            id=RETENTION_JOB,
+            replace_existing=True,
+            coalesce=True,
+            misfire_grace_time=6 * 3600,
+            **({"next_run_time": utcnow() + RETENTION_CATCH_UP} if overdue else {}),
+        )
+
+    def purge_retention(self) -> Tally | None:
+        """Run the retention purge; a failure is logged and the purge runs again tomorrow (or at the next
+        start), since none of it is needed by a call in progress."""
+        try:
+            tally = purge(
+                self.database,
+                self.settings.retention,
+                Path(self.settings.general.data_dir),
+                utcnow(),
+                done_by=f"scheduler {self.lease.holder}",
+            )
+        except Exception:
+            log.exception("the retention purge failed; it runs again at the next purge time")
+            return None
+        counts = {what: n for what, n in tally.as_dict().items() if n}
+        log.info("retention purge: %s", ", ".join(f"{what} {n}" for what, n in counts.items()) or "nothing was due")
+        return tally
 
     def _schedule(self, callback_id: int, due_at) -> None:
         assert self._scheduler is not None

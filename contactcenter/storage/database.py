@@ -11,7 +11,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import CursorResult, Engine, Update, create_engine, event, inspect
+from sqlalchemy import CursorResult, Delete, Engine, Update, create_engine, event, inspect
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -23,8 +23,8 @@ class DatabaseUnavailable(Exception):
     """The database cannot be reached or used; the message says which URL and why."""
 
 
-def rows_changed(session: Session, statement: Update) -> int:
-    """How many rows an UPDATE changed. Session.execute is typed as returning a Result; for an UPDATE it is a
+def rows_changed(session: Session, statement: Update | Delete) -> int:
+    """How many rows an UPDATE or DELETE changed. Session.execute is typed as returning a Result; for an UPDATE it is a
     CursorResult, which has rowcount (the cast is SQLAlchemy's documented way to say so)."""
     return cast(CursorResult[Any], session.execute(statement)).rowcount
 
@@ -94,6 +94,16 @@ class Database:
         """A session that commits on success and rolls back on error."""
         with self._sessions.begin() as session:
             yield session
+
+    @contextmanager
+    def rehearsal(self) -> Iterator[Session]:
+        """A session whose changes are always rolled back: a dry run counts what a change would do by doing
+        it, so the count cannot drift from the change."""
+        with self._sessions() as session:
+            try:
+                yield session
+            finally:
+                session.rollback()
 
     def alembic_config(self) -> Config:
         config = Config()

@@ -23,6 +23,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -182,6 +183,9 @@ class Call(Base):
     unchecked_reason: Mapped[str] = mapped_column(String(32), default="", server_default="")
     dropped_seconds: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
     recording_path: Mapped[str] = mapped_column(String(500), default="")  # under [general] data_dir
+    # what of the call's personal data was removed, and why: {"recording" | "transcript" | "personal":
+    # "retention" | "erasure"} (DATA_PARTS, REMOVAL_REASONS), so a page says "deleted", not "missing"
+    data_removed: Mapped[dict[str, str]] = mapped_column(JSON, default=dict, server_default=text("'{}'"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     agent: Mapped[Agent | None] = relationship()
@@ -507,3 +511,24 @@ class AccessLog(Base):
     address: Mapped[str] = mapped_column(String(64), default="")
     action: Mapped[str] = mapped_column(String(32))  # call, recording, customer, customers, export
     target: Mapped[str] = mapped_column(String(300))  # the path and query that was read
+
+
+#: The parts of a call's personal data that are removed on their own (Call.data_removed's keys).
+DATA_PARTS = ("recording", "transcript", "personal")
+#: Why data was removed: its retention period ran out, or the customer asked (Call.data_removed's values).
+REMOVAL_REASONS = ("retention", "erasure")
+
+
+class DataRemoval(Base):
+    """One retention purge or erasure request carried out: when, by whom, and how much it removed, so a
+    company can show a regulator that it deletes. It never holds the erased number or anything else that
+    would identify the customer again: ``reference`` is the request's own reference (a ticket number)."""
+
+    __tablename__ = "data_removals"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    reason: Mapped[str] = mapped_column(String(16))  # REMOVAL_REASONS
+    done_by: Mapped[str] = mapped_column(String(100), default="")  # the scheduler, or who ran the command
+    reference: Mapped[str] = mapped_column(String(200), default="")
+    counts: Mapped[dict[str, int]] = mapped_column(JSON)  # what -> how many (removal.COUNT_LABELS)

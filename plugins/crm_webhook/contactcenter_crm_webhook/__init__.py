@@ -41,7 +41,7 @@ NAME = "crm_webhook"
 SCHEMA = "contactcenter.crm/v1"
 SIGNATURE_HEADER = "X-Contactcenter-Signature"
 log = logging.getLogger(__name__)
-Event = Literal["call.ended", "call.wrapped_up", "ticket.created", "callback.closed"]
+Event = Literal["call.ended", "call.wrapped_up", "ticket.created", "callback.closed", "customer.erased"]
 
 
 class CrmOptions(BaseModel):
@@ -56,6 +56,7 @@ class CrmOptions(BaseModel):
         "call.wrapped_up",
         "ticket.created",
         "callback.closed",
+        "customer.erased",
     ]
     timeout_seconds: float = Field(default=5.0, gt=0, le=120)
     first_retry_seconds: float = Field(default=5.0, gt=0)
@@ -124,6 +125,21 @@ def ticket_created(ticket: TicketRecord, api: PluginAPI) -> None:
 @hookimpl
 def callback_closed(callback: CallbackRecord, api: PluginAPI) -> None:
     _enqueue(api, "callback.closed", f"callback:{callback.id}", {"callback": callback.model_dump(mode="json")})
+
+
+@hookimpl
+def forget_customer(phone: str, phone_key: str, api: PluginAPI) -> str | None:
+    """An erasure request reaches the CRM too: a ``customer.erased`` event with the number, queued in the
+    outbox (the desk's own erasure has already removed every earlier message about the customer) and
+    delivered by the running desk's sender. The CRM must erase its copy: the desk cannot."""
+    if "customer.erased" not in options(api).events:
+        return None
+    message_id = api.outbox_put(
+        "customer.erased",
+        {"occurred_at": datetime.now(UTC).isoformat(), "data": {"phone": phone, "phone_key": phone_key}},
+        key=f"erased:{phone_key}",
+    )
+    return f"the CRM is told to erase its copy: outbox message {message_id}, sent by the running desk"
 
 
 @hookimpl
