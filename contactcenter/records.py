@@ -37,6 +37,17 @@ UNCHECKED_REASONS = {
     NOT_ANSWERED: "未接通",
 }
 CHECK_LABELS = {"checked": "已检查", "partly_checked": "部分检查", "not_checked": "未检查"}
+#: What of a call was removed (Call.data_removed's keys) and why (its values), as pages say it.
+REMOVED_PARTS = {"recording": "录音", "transcript": "通话文本", "personal": "客户信息"}
+REMOVAL_LABELS = {"retention": "已超过保存期限,已删除", "erasure": "应客户要求已删除"}
+
+
+def removal_notes(data_removed: dict[str, str] | None) -> dict[str, str]:
+    """``Call.data_removed`` as a page says it: {"recording": "录音已超过保存期限,已删除", ...}."""
+    return {
+        part: REMOVED_PARTS.get(part, part) + REMOVAL_LABELS.get(reason, "已删除")
+        for part, reason in (data_removed or {}).items()
+    }
 
 
 class Record(BaseModel):

@@ -488,3 +488,33 @@ def test_the_scheduler_purges_daily_and_catches_up_after_a_missed_day(world: Wor
         scheduler.shutdown()
     with world.database.session() as session:
         assert session.scalars(select(DataRemoval.done_by)).one().startswith("scheduler ")
+
+
+# -------------------------------------------------------------------------------------------- the console
+
+
+def test_the_call_page_says_what_was_deleted_and_why(console: dict) -> None:
+    from contactcenter.storage.erasure import forget_number
+    from tests.helpers.web import client_as
+
+    database, settings = console["database"], console["settings"]
+    erased, purged, untouched = console["ids"][0], console["ids"][1], console["ids"][2]
+    data_dir = Path(settings.general.data_dir)
+    with database.session() as session:
+        for call_id in (erased, purged, untouched):
+            stored = _recording(data_dir, f"page-{call_id}")
+            session.execute(Call.__table__.update().where(Call.id == call_id).values(recording_path=stored))
+        number = session.get(Call, erased).remote_number
+    with database.session() as session:
+        forget_number(session, number, data_dir, NOW)
+    far_future = datetime(2027, 7, 1, tzinfo=UTC)  # every seeded call is then past 180 days, not past 365
+    purge(database, settings.retention, data_dir, far_future)
+
+    admin = client_as(console, "zhao")
+    erased_page = admin.get(f"/calls/{erased}").text
+    assert "录音应客户要求已删除" in erased_page and "通话文本应客户要求已删除" in erased_page
+    assert "客户信息应客户要求已删除" in erased_page and number not in erased_page
+    purged_page = admin.get(f"/calls/{purged}").text
+    assert "录音已超过保存期限,已删除" in purged_page and "客户信息" not in purged_page.split("通话记录")[0]
+    assert admin.get(f"/calls/{purged}/recording").status_code == 404
+    assert admin.get(f"/api/calls/{erased}").json()["call"]["removed"]["personal"] == "客户信息应客户要求已删除"

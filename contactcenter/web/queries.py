@@ -18,7 +18,7 @@ from sqlalchemy import and_, exists, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from contactcenter.phones import mask_number, mask_numbers
-from contactcenter.records import CHECK_LABELS, UNCHECKED_REASONS, check_status
+from contactcenter.records import CHECK_LABELS, UNCHECKED_REASONS, check_status, removal_notes
 from contactcenter.speech.redact import redact_numbers
 from contactcenter.storage.models import Agent, Call, Callback, Review, RuleHit, Ticket, WebUser
 
@@ -313,6 +313,7 @@ def call_detail(session: Session, call_id: int, zone: ZoneInfo, unmasked: bool) 
             "purpose": shown(call.purpose),
             "score": call.compliance_score,
             **verdict_check(call.compliance_score, call.dropped_seconds, call.unchecked_reason),
+            "removed": removal_notes(call.data_removed),  # deleted by retention or erasure, not missing
         },
         recording=call.recording_path,
     )
