@@ -14,6 +14,7 @@ from contactcenter.speech.rule_book import RuleBook
 from contactcenter.speech.rules import RuleSet, load_rules
 from contactcenter.speech.vosk_model import SpeechModel
 from contactcenter.storage.database import Database
+from contactcenter.vocabulary import Vocabulary
 
 
 class App:
@@ -59,6 +60,12 @@ class App:
             speech.silence_threshold_dbfs,
             speech.silence_hangover_ms,
         )
+
+    @cached_property
+    def vocabulary(self) -> Vocabulary:
+        """The Chinese names of stored codes ([scripts] vocabulary), with the rules' descriptions."""
+        names = {rule.id: rule.spec.description for rule in self.rules.rules}
+        return Vocabulary.load(self.settings.scripts.vocabulary).with_rules(names)
 
     @cached_property
     def plugins(self) -> PluginHost:

@@ -34,6 +34,7 @@ from contactcenter.commands import (
 from contactcenter.settings import SettingsError
 from contactcenter.speech.vosk_model import SpeechModelError
 from contactcenter.storage.database import DatabaseUnavailable, describe_error
+from contactcenter.vocabulary import VocabularyError
 
 EXIT_SETTINGS = 2
 EXIT_DATABASE = 3
@@ -109,6 +110,8 @@ class DeskGroup(click.Group):
             _fail(ctx, str(exc), EXIT_DATABASE)
         if isinstance(exc, SpeechModelError):
             _fail(ctx, str(exc), EXIT_SPEECH_MODEL)
+        if isinstance(exc, VocabularyError):
+            _fail(ctx, str(exc), EXIT_SETTINGS)
         if isinstance(exc, SQLAlchemyError):
             _fail(ctx, f"{describe_error(exc)} ({_database_where(ctx)})", EXIT_DATABASE)
         if isinstance(exc, OSError):

@@ -161,6 +161,7 @@ class ScriptsSettings(Section):
     banned_phrases: ExistingFile = Path("scripts_zh/banned_phrases.txt")
     rules: ExistingFile = Path("scripts_zh/rules.toml")
     prompts_dir: ExistingDir = Path("scripts_zh/prompts")
+    vocabulary: ExistingFile = Path("scripts_zh/vocabulary.toml")  # the Chinese name of every stored code
 
 
 class SpeechSettings(Section):

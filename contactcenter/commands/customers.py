@@ -34,27 +34,7 @@ from contactcenter.storage.customer_import import (
 from contactcenter.storage.customers import customer_history, find_customer
 from contactcenter.storage.erasure import ErasureRefused, forget_number
 from contactcenter.storage.screen_pop import ScreenPop, screen_pop
-
-#: Display names for the screen pop's tables (the web page's template keeps its own copy).
-DIRECTIONS = {"inbound": "呼入", "outbound": "呼出"}
-DISPOSITIONS = {
-    "completed": "已接通",
-    "abandoned": "未接",
-    "in_progress": "进行中",
-    "recording": "录音质检",
-    "overflow": "溢出接听",
-}
-TICKET_STATES = {"open": "待处理", "in_progress": "处理中"}
-CALLBACK_STATES = {"pending": "待回访", "due": "已到期", "in_progress": "回访中"}
-CALLBACK_KINDS = {
-    "next_day": "次日回访",
-    "complaint": "投诉回访",
-    "compliance": "质检跟进",
-    "survey": "满意度",
-    "manual": "手动",
-    "overflow": "溢出回电",
-}
-
+from contactcenter.vocabulary import Vocabulary
 
 # ------------------------------------------------------------------------------------------- commands
 
@@ -154,18 +134,18 @@ def _local(moment: datetime | None, zone: ZoneInfo) -> str:
     return moment.astimezone(zone).strftime("%Y-%m-%d %H:%M") if moment else ""
 
 
-def pop_rows(pop: ScreenPop, zone: ZoneInfo) -> dict[str, list[dict[str, Any]]]:
-    """The screen pop's lists as table rows with Chinese headings, times in the desk's zone."""
+def pop_rows(pop: ScreenPop, zone: ZoneInfo, names: Vocabulary) -> dict[str, list[dict[str, Any]]]:
+    """The screen pop's lists as table rows with Chinese headings and names, times in the desk's zone."""
     return {
         "calls": [
             {
                 "时间": _local(c.invited_at, zone),
-                "方向": DIRECTIONS.get(c.direction, c.direction),
+                "方向": names.name("direction", c.direction),
                 "号码": c.remote_number,
                 "类别": c.category or "",
                 "质检分": "" if c.compliance_score is None else f"{c.compliance_score:.0f}",
                 "坐席": " ".join(x for x in (c.agent_extension, c.agent_name) if x),
-                "结果": DISPOSITIONS.get(c.disposition, c.disposition),
+                "结果": names.name("disposition", c.disposition),
             }
             for c in pop.calls
         ],
@@ -173,7 +153,7 @@ def pop_rows(pop: ScreenPop, zone: ZoneInfo) -> dict[str, list[dict[str, Any]]]:
             {
                 "工单": t.id,
                 "类别": t.category,
-                "状态": TICKET_STATES.get(t.status, t.status),
+                "状态": names.name("ticket_status", t.status),
                 "内容": _short(t.purpose or t.summary, 40),
                 "期限": _local(t.due_at, zone) + (" 已逾期" if t.overdue else ""),
                 "创建": _local(t.created_at, zone),
@@ -183,8 +163,8 @@ def pop_rows(pop: ScreenPop, zone: ZoneInfo) -> dict[str, list[dict[str, Any]]]:
         "callbacks": [
             {
                 "回访": c.id,
-                "类型": CALLBACK_KINDS.get(c.kind, c.kind),
-                "状态": CALLBACK_STATES.get(c.state, c.state),
+                "类型": names.name("callback_kind", c.kind),
+                "状态": names.name("callback_state", c.state),
                 "时间": _local(c.due_at, zone) + (" 已逾期" if c.overdue else ""),
                 "原因": _short(c.reason, 40),
             }
@@ -213,6 +193,7 @@ def show_customer(app: App, number: str, calls: int, as_json: bool) -> None:
     if not phone_key(number):
         raise click.ClickException(f"“{number}”里没有数字")
     zone = ZoneInfo(app.settings.general.timezone)
+    names = app.vocabulary  # before anything is printed: a broken vocabulary file is one error, not half a table
     with app.store.session() as session:
         pop = screen_pop(session, number, calls=calls)
     if as_json:
@@ -230,7 +211,7 @@ def show_customer(app: App, number: str, calls: int, as_json: bool) -> None:
         click.echo(f"电话  {customer.phone}")
         if customer.notes:
             click.echo(f"备注  {customer.notes}")
-    rows = pop_rows(pop, zone)
+    rows = pop_rows(pop, zone, names)
     sections = (("calls", "最近通话"), ("tickets", "未结工单"), ("callbacks", "待回访"))
     for name, title in sections:
         if rows[name]:
