@@ -5,8 +5,10 @@ guards live here, at the lowest layer, for the commands and the web console alik
 
 * ``terminal_text`` strips what a terminal would obey rather than show: escape sequences, C0/C1 controls and
   the Unicode bidi overrides. Rich markup in it is printed literally, not interpreted.
-* ``spreadsheet_cell`` makes a cell that Excel, LibreOffice or WPS would run as a formula open as the text it is
-  (OWASP's CSV-injection guidance). Every CSV and Excel writer in the project goes through it.
+* ``spreadsheet_cell`` makes a CSV cell that Excel, LibreOffice or WPS would run as a formula open as the text it
+  is (OWASP's CSV-injection guidance); ``excel_cell`` does the same for a workbook, where a cell has a type and
+  the apostrophe would show. Every CSV writer in the project goes through the first, every Excel writer through
+  the second.
 """
 
 from __future__ import annotations
@@ -64,19 +66,44 @@ FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r", "\n", "\uff1d", "\uff0b", "\
 _CELL_CONTROLS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f]")
 
 
+def _cell_text(value: str) -> tuple[str, bool]:
+    """``value`` without escape sequences and control characters (no worksheet can hold them, and
+    ``\\x1b[0m=1`` must not hide its ``=``), and whether a spreadsheet would read it as the start of a formula
+    (its first non-blank character is a trigger; a lone ``-``, the usual "none", is not)."""
+    text = _CELL_CONTROLS.sub("", _ESCAPE_SEQUENCE.sub("", value))
+    return text, text != "-" and text.lstrip(" \u3000").startswith(FORMULA_TRIGGERS)
+
+
 def spreadsheet_cell(value: Any) -> Any:
-    """``value`` as a CSV or Excel cell that opens as what it is. Text whose first non-blank character would
-    start a formula gets a leading single quote (``=HYPERLINK(…)`` → ``'=HYPERLINK(…)``, ``+8613800138000`` →
-    ``'+8613800138000``), after escape sequences and control characters are dropped (no worksheet can hold
-    them, and ``\\x1b[0m=1`` must not hide its ``=``).
+    """``value`` as a CSV cell that opens as what it is. Text whose first non-blank character would start a
+    formula gets a leading single quote (``=HYPERLINK(…)`` → ``'=HYPERLINK(…)``, ``+8613800138000`` →
+    ``'+8613800138000``), after escape sequences and control characters are dropped.
     Numbers, dates, durations and ``None`` are returned as they are: ``-3.5`` stays a number. A lone ``-``,
     the usual "none", is no formula and stays as it is."""
     if not isinstance(value, str):
         return value
-    text = _CELL_CONTROLS.sub("", _ESCAPE_SEQUENCE.sub("", value))
-    if text != "-" and text.lstrip(" \u3000").startswith(FORMULA_TRIGGERS):
-        return "'" + text
-    return text
+    text, formula = _cell_text(value)
+    return "'" + text if formula else text
+
+
+def excel_cell(sheet: Any, value: Any) -> Any:
+    """``value`` as a cell of a write-only openpyxl ``sheet`` that opens as what it is, without the CSV's quote.
+
+    In a workbook the quote of :func:`spreadsheet_cell` would show in the cell. Here text is always a string
+    cell (openpyxl would make ``=…`` a formula and ``#N/A`` an error), and text that starts like a formula
+    also gets the style's quotePrefix, which is what Excel itself records for a typed ``'``: the cell shows
+    ``=HYPERLINK(…)`` as typed, and editing it does not turn it into a formula. Escape sequences and control
+    characters are dropped as for CSV. Numbers, dates, durations and ``None`` keep their type."""
+    from openpyxl.cell import WriteOnlyCell
+
+    if not isinstance(value, str):
+        return WriteOnlyCell(sheet, value)
+    text, formula = _cell_text(value)
+    cell = WriteOnlyCell(sheet, text)
+    cell.data_type = "s"  # after the value: binding "=…" made it "f"
+    if formula:
+        cell.quotePrefix = True
+    return cell
 
 
 # ------------------------------------------------------------------------------------------------- rows

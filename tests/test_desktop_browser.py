@@ -202,6 +202,34 @@ def test_an_agent_works_a_call_from_the_desktop(
         assert next_day.is_selected()  # 报修: 次日回访 prefilled
         due_text = field("next_day_at").get_attribute("value")
         assert due_text, "the next working day is prefilled"
+
+        # a phone that is no number: refused under the field by the numbering-plan check, the rest kept as typed
+        typed = {name: field(name).get_attribute("value") for name in ("caller_name", "company", "purpose", "notes")}
+        number = field("phone").get_attribute("value")
+        assert number == CALLER
+        for bad, says in (
+            ("abc", "电话含有不允许的字符“a”"),
+            ("1" * 31, "电话过长"),
+            ("=1+1", "电话含有不允许的字符“=”"),
+        ):
+            field("phone").clear()
+            field("phone").send_keys(bad)
+            browser.find_element(By.ID, "btn-save").click()
+            shown_error = wait_for(
+                browser,
+                lambda d, says=says: (
+                    (e := d.find_element(By.CSS_SELECTOR, '.err[data-for="phone"]').text).startswith(says) and e
+                ),
+            )
+            assert "\n" not in shown_error, shown_error  # one line
+            assert field("phone").get_attribute("value") == bad
+            assert {name: field(name).get_attribute("value") for name in typed} == typed
+            assert field("next_day_callback").is_selected() and field("next_day_at").get_attribute("value") == due_text
+        assert counts(database) == before
+        with database.session() as session:
+            assert session.get(Call, call_id).wrapped_up_at is None
+        field("phone").clear()
+        field("phone").send_keys(number)
         field("resolution").send_keys(Keys.CONTROL, Keys.ENTER)  # the keyboard saves it
         wait_for(browser, lambda d: d.find_element(By.ID, "wrap-result").text not in ("", "保存中…"), 15)
         shown = browser.execute_script(
@@ -327,6 +355,8 @@ def test_the_page_needs_the_token_and_each_change_its_csrf_value_and_refuses_bad
                 ("get", "/api/wrap-up/no-such-call", ""): 404,
                 ("put", "/api/customer", json.dumps({"phone": "13800138000", "values": {"notes": "x" * 30000}})): 422,
                 ("put", "/api/customer", json.dumps({"phone": "abc", "values": {}})): 422,
+                ("put", "/api/customer", json.dumps({"phone": "1" * 31, "values": {}})): 422,
+                ("put", "/api/customer", json.dumps({"phone": "=1+1", "values": {"name": "张三"}})): 422,
                 ("post", "/api/agent/not-ready", "{not json"): 422,
             }
             for (method, path, body), status in hostile.items():
@@ -336,7 +366,14 @@ def test_the_page_needs_the_token_and_each_change_its_csrf_value_and_refuses_bad
                 assert answer.status_code == status, (path, answer.status_code, answer.text)
                 detail = answer.json()["detail"]
                 assert isinstance(detail, str) and re.search(r"[\u4e00-\u9fff]", detail), (path, detail)
+                if path == "/api/customer" and '"phone": "13800138000"' not in body:  # the numbering-plan check
+                    assert answer.json()["errors"]["phone"].startswith("电话"), answer.json()
             assert client.get("/api/snapshot").json()["agent"]["state"] == "ready"
+            # full-width digits (a Chinese input method) pass the check and are stored as ASCII, as everywhere
+            wide = client.put(
+                "/api/customer", json={"phone": "１３９ ００１３ ９０００", "values": {}}, headers=headers
+            )
+            assert wide.status_code == 200 and wide.json()["customer"]["phone"] == "139 0013 9000", wide.text
             assert client.post("/api/agent/not-ready", json={"reason": "会议"}, headers=headers).status_code == 200
             assert client.get("/api/snapshot").json()["agent"]["label"] == "小休"
     finally:

@@ -7,7 +7,9 @@ from __future__ import annotations
 import re
 
 import pytest
+from fastapi import Depends
 from fastapi.testclient import TestClient
+from sqlalchemy import text
 
 from tests.helpers.web import client_as
 
@@ -69,6 +71,7 @@ def test_every_inline_script_and_style_carries_this_responses_nonce(console: dic
         "/live",
         "/wallboard",
         "/admin",
+        "/admin/access-log",
         "/login",
         "/calls?until=9999-12-31",  # the error page
     ):
@@ -86,7 +89,7 @@ def test_every_inline_script_and_style_carries_this_responses_nonce(console: dic
             assert f'nonce="{nonce[1]}"' in attributes, (path, tag, attributes)
         assert not re.search(r"<[^>]+\sstyle=", answer.text), path
         assert not re.search(r"<[^>]+\son[a-z]+=", answer.text), path  # no inline event handlers either
-    assert len(nonces) == 9
+    assert len(nonces) == 10
 
 
 def test_the_api_browser_keeps_working_but_cannot_be_framed(console: dict) -> None:
@@ -99,3 +102,40 @@ def test_the_api_browser_keeps_working_but_cannot_be_framed(console: dict) -> No
     assert docs.headers["x-frame-options"] == "DENY"
     schema = TestClient(console["app"]).get("/api/openapi.json")
     assert schema.status_code == 200 and schema.headers["x-content-type-options"] == "nosniff"
+
+
+def test_an_internal_error_is_a_chinese_page_or_json_with_the_headers_and_no_trace(console: dict) -> None:
+    """An unhandled exception's 500 is sent by Starlette from outside every middleware: it must still carry the
+    headers (an error page is a page like any other) and say nothing of the exception. Provoked for real: the
+    calls table gone from the store, and a route whose dependency fails with a secret in its message."""
+    secret = "$argon2id$v=19$m=65536$secret-in-the-exception"
+
+    def failing() -> None:
+        raise RuntimeError(secret)
+
+    def endpoint() -> dict[str, str]:
+        return {}
+
+    app = console["app"]
+    for path in ("/broken", "/api/broken"):
+        app.add_api_route(path, endpoint, dependencies=[Depends(failing)], include_in_schema=False)
+    client = client_as(console, "wang", raise_server_exceptions=False)
+    with console["database"].engine.begin() as connection:
+        connection.execute(text("ALTER TABLE calls RENAME TO calls_gone"))
+
+    for path in ("/calls", "/broken"):
+        page = client.get(path)
+        assert page.status_code == 500, (path, page.text)
+        assert_secure(page, path)
+        assert page.headers["content-type"].startswith("text/html")
+        assert "服务器出错" in page.text and "请稍后重试" in page.text, page.text
+        nonce = policy(page.headers)["script-src"].split()[-1].removeprefix("'nonce-").removesuffix("'")
+        assert f'<style nonce="{nonce}">' in page.text  # the page's own style runs under its policy
+        for leak in ("Traceback", "RuntimeError", "argon2", "secret", "no such table", "sqlite", "SELECT", ".py"):
+            assert leak.lower() not in page.text.lower(), (path, leak)
+
+    for path in ("/api/calls", "/api/broken"):
+        answer = client.get(path)
+        assert answer.status_code == 500, (path, answer.text)
+        assert_secure(answer, path)
+        assert answer.json() == {"detail": "internal server error"}

@@ -25,7 +25,7 @@ from contactcenter.speech.rules import load_rules
 from contactcenter.storage.models import Call
 from contactcenter.web import live_feed
 from tests.helpers.browser import wait_for
-from tests.helpers.web import PASSWORD, serving
+from tests.helpers.web import PASSWORD, client_as, serving
 
 ARTEFACTS = Path(__file__).parent / "artefacts"
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
@@ -195,3 +195,43 @@ def test_an_admin_switches_a_rule_off_and_puts_it_back(console: dict, browser) -
         assert row.find_element(By.NAME, "enabled").is_selected() and not row.find_elements(
             By.CSS_SELECTOR, ".rule-reset"
         )
+
+
+def test_an_admin_reads_filters_and_exports_the_access_log(console: dict, browser) -> None:
+    """From the admin page to the access log in the browser: Chinese headings, newest first a page at a time,
+    the filter form (a choice and a text box), and the CSV of what the filters select, by its link."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    reviewer = client_as(console, "lin")
+    for call_id in console["ids"][:12]:
+        assert reviewer.get(f"/calls/{call_id}").status_code == 200
+    assert client_as(console, "wang").get("/customers", params={"q": "张"}).status_code == 200
+
+    def rows() -> list[list[str]]:
+        return [
+            [cell.text for cell in row.find_elements(By.TAG_NAME, "td")]
+            for row in browser.find_elements(By.CSS_SELECTOR, "#access-log tbody tr")
+        ]
+
+    with serving(console["app"]) as base:
+        sign_in(browser, base, "/admin", "zhao")
+        click_and_wait(browser, browser.find_element(By.ID, "access-log-link"))
+        headings = [th.text for th in browser.find_elements(By.CSS_SELECTOR, "#access-log thead th")]
+        assert headings == ["时间", "用户", "角色", "地址", "操作", "访问内容"]
+        first = rows()
+        assert len(first) == 10 and first[0][1:] == ["wang", "主管", "testclient", "查找客户", "/customers?q=张"]
+        click_and_wait(browser, browser.find_element(By.ID, "next-page"))
+        assert [r[5] for r in rows()] == [f"/calls/{call_id}" for call_id in reversed(console["ids"][:3])]
+
+        Select(browser.find_element(By.NAME, "action")).select_by_visible_text("查看通话")
+        browser.find_element(By.NAME, "username").send_keys("lin")
+        click_and_wait(browser, browser.find_element(By.ID, "apply-access-filters"))
+        shown = rows()
+        assert len(shown) == 10 and {(r[1], r[4]) for r in shown} == {("lin", "查看通话")}
+
+        browser.find_element(By.ID, "access-export").click()
+        wait_for(browser, lambda d: [p for p in browser.downloads.glob("access-log-*.csv") if p.stat().st_size > 0])
+        [exported] = browser.downloads.glob("access-log-*.csv")
+        entries = list(csv.DictReader(io.StringIO(exported.read_text(encoding="utf-8-sig"))))
+        assert len(entries) == 12 and {(e["username"], e["action"]) for e in entries} == {("lin", "call")}

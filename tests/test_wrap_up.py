@@ -267,6 +267,27 @@ def test_the_form_is_prefilled_from_the_customer_record_and_the_call(app: App) -
     assert again.phone == "13800138000" and again.caller_name == "张伟"
 
 
+def test_a_number_the_form_would_refuse_is_not_prefilled_and_a_typed_one_is_stored_clean(app: App) -> None:
+    """A SIP caller whose user part is no phone number (letters, 31 digits) gets the customer's number or an
+    empty field, not one the agent would be refused for; full-width digits typed are stored as ASCII."""
+    with app.database.session() as session:
+        upsert_customer(session, phone="13900139000", values={"name": "王女士"}, changed_by="import")
+    letters = stored_call(app, sip_call_id="letters@x", remote_number="abc1")
+    long = stored_call(app, sip_call_id="long@x", remote_number="1" * 31)
+    known = stored_call(app, sip_call_id="known@x", remote_number="anonymous1")
+    with app.database.session() as session:
+        session.get(Call, known.id).customer_id = find_customer(session, "13900139000").id
+    with app.database.session() as session:
+        assert wrap_up_defaults(session, app.settings, letters.id, now=NOW).phone == ""
+        assert wrap_up_defaults(session, app.settings, long.id, now=NOW).phone == ""
+        assert wrap_up_defaults(session, app.settings, known.id, now=NOW).phone == "13900139000"
+    record, _ = wrap(app, letters.id, typed(phone="１３８ ００１３ ８０００"))
+    assert record.phone == "138 0013 8000"
+    with app.database.session() as session:
+        customer = find_customer(session, "13800138000")
+        assert customer is not None and customer.phone == "138 0013 8000"
+
+
 def test_an_unknown_call_is_refused(app: App) -> None:
     published = Published(app)
     with pytest.raises(WrapUpError) as refused:
@@ -307,7 +328,18 @@ REFUSALS = [
     ),
     ("control character", {"caller_name": "张\x07伟"}, "caller_name", "来电人姓名含有不可见的控制字符"),
     ("NUL in a note", {"notes": "型号\x00"}, "notes", "控制字符"),
-    ("letters for a phone", {"phone": "一三八"}, "phone", "电话只能包含数字、空格和 + - ( )"),
+    # the phone by the numbering plan (phones.phone_problem), as every other way a number comes in
+    (
+        "Chinese numerals for a phone",
+        {"phone": "一三八"},
+        "phone",
+        "电话含有不允许的字符“一”(只能有数字、空格和 + - ( ) .)",
+    ),
+    ("letters for a phone", {"phone": "abc"}, "phone", "电话含有不允许的字符“a”"),
+    ("31 digits for a phone", {"phone": "1" * 31}, "phone", "电话过长(31 位数字;最多 20 位数字、32 个字符)"),
+    ("a formula for a phone", {"phone": "=1+1"}, "phone", "电话含有不允许的字符“=”"),
+    ("HYPERLINK for a phone", {"phone": '=HYPERLINK("http://x")'}, "phone", "电话含有不允许的字符“=”"),
+    ("no such mobile", {"phone": "12345678901"}, "phone", "不是有效的电话号码(手机 11 位;座机请带区号"),
     ("outcome without callback", {"callback_outcome": "done"}, "closes_callback_id", "没有指明要关闭的回访任务"),
 ]
 

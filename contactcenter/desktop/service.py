@@ -19,7 +19,7 @@ from fastapi.encoders import jsonable_encoder
 
 from contactcenter.callbacks.book import CallbackBook, CallbackError, CallbackFilter
 from contactcenter.desktop.hub import DeskHub
-from contactcenter.phones import phone_key, phone_problem
+from contactcenter.phones import clean_phone, phone_key, phone_problem
 from contactcenter.records import CallbackRecord
 from contactcenter.settings import Settings
 from contactcenter.storage.customers import (
@@ -443,6 +443,7 @@ class AgentDesktop:
         if errors:
             raise DesktopError("请检查标红的字段", 422, errors)
         clean = {k: values[k] for k in EDITABLE if k in values and k != "phone"}
+        number = clean_phone(number)  # full-width digits as ASCII, as the wrap-up and the import store them
         with self._database().session() as session:
             upsert_customer(session, phone=number, values=clean, changed_by=f"agent:{self.extension}")
             session.commit()

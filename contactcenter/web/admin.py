@@ -1,6 +1,7 @@
 """The admin pages: the service-script rules in force (switch a rule off, change its severity, weight or
 phrases, put it back as the file has it, and the history of changes), the plugins with their delivery
-health, and the console's users.
+health, the console's users, and the access log (who read which customer's data; read and exported, never
+changed, from the console).
 
 Rule changes are kept in the database (``speech/rule_book.py``), so every desk follows them from its next call.
 Plugins are installed with pip and enabled in settings.toml on each desk machine; the console shows what is
@@ -9,18 +10,21 @@ installed and enabled and what each plugin has failed to take, but does not load
 No `from __future__ import annotations`: FastAPI reads the route signatures.
 """
 
+from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
+from urllib.parse import unquote_plus, urlencode
 from zoneinfo import ZoneInfo
 
 from fastapi import Body, Depends, FastAPI, HTTPException, Path, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import Field, ValidationError
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from contactcenter.hooks.host import describe_plugins
+from contactcenter.phones import mask_numbers
 from contactcenter.settings import Settings, SettingsError
 from contactcenter.speech.rule_book import (
     MAX_PHRASES,
@@ -32,12 +36,11 @@ from contactcenter.speech.rule_book import (
     rule_states,
 )
 from contactcenter.speech.rules import RuleSet, load_rules
-from contactcenter.storage.access_log import access_entries
 from contactcenter.storage.database import Database
-from contactcenter.storage.models import OutboxMessage, UndeliveredEvent
+from contactcenter.storage.models import AccessLog, OutboxMessage, UndeliveredEvent
 from contactcenter.web.auth import Accounts, SignedIn
 from contactcenter.web.exports import csv_response
-from contactcenter.web.guards import MAX_TEXT, NO_NUL, TEMPLATES, Blank, Day, Guards, Text, explain
+from contactcenter.web.guards import MAX_TEXT, NO_NUL, TEMPLATES, Blank, Day, Guards, RowId, Text, explain
 from contactcenter.web.queries import local_time
 
 MAX_PHRASE = 200  # one phrase an agent says (or must not say)
@@ -103,6 +106,87 @@ def plugin_health(session: Session) -> dict[str, dict[str, Any]]:
 
 
 ACCESS_LOG_LIMIT = 10_000  # rows at a time, on the page's API and in one export
+
+# What the access log records (web/access.py's ACCESSES), as the page names it.
+AccessAction = Literal["call", "recording", "customer", "customers", "export"]
+ACCESS_ACTIONS: dict[str, str] = {
+    "call": "查看通话",
+    "recording": "收听录音",
+    "customer": "查看客户",
+    "customers": "查找客户",
+    "export": "导出",
+}
+ACCESS_COLUMNS = ["at", "username", "role", "address", "action", "target"]
+
+
+@dataclass(frozen=True)
+class AccessFilter:
+    """Which entries of the access log: local days ``since``..``until``, one user, one kind of read, and a
+    part of what was read (a path such as ``/calls/12``, or a search)."""
+
+    since: date | None = None
+    until: date | None = None
+    username: str = ""
+    action: str = ""
+    target: str = ""
+
+    def as_query(self) -> dict[str, str]:
+        """The filters given, as the page's links carry them (the next page, the export)."""
+        given = {
+            "since": self.since,
+            "until": self.until,
+            "username": self.username,
+            "action": self.action,
+            "target": self.target,
+        }
+        return {name: str(value) for name, value in given.items() if value}
+
+
+def access_rows(
+    session: Session, where: AccessFilter, zone: ZoneInfo, limit: int, before: int | None = None
+) -> tuple[list[AccessLog], bool]:
+    """Up to ``limit`` entries, newest first, after the entry ``before`` (the last of the previous page), and
+    whether there are more. Pages go by position in the log rather than by number, so entries written while
+    an admin reads do not shift a row onto two pages. 422 when ``before`` is no entry."""
+    query = select(AccessLog).order_by(AccessLog.at.desc(), AccessLog.id.desc())
+    if where.since is not None:
+        query = query.where(AccessLog.at >= datetime.combine(where.since, time(), zone))
+    if where.until is not None:
+        query = query.where(AccessLog.at < datetime.combine(where.until + timedelta(days=1), time(), zone))
+    if where.username:
+        query = query.where(AccessLog.username == where.username)
+    if where.action:
+        query = query.where(AccessLog.action == where.action)
+    if where.target:
+        query = query.where(AccessLog.target.contains(where.target, autoescape=True))
+    if before is not None:
+        at = session.scalar(select(AccessLog.at).where(AccessLog.id == before))
+        if at is None:
+            raise HTTPException(status_code=422, detail="no such page of the access log")
+        query = query.where(or_(AccessLog.at < at, and_(AccessLog.at == at, AccessLog.id < before)))
+    found = list(session.scalars(query.limit(limit + 1)))
+    return found[:limit], len(found) > limit
+
+
+def readable_target(target: str) -> str:
+    """What was read as a person reads it: the query's %-escapes and + decoded (``q=张三``, ``q=138 0013 8000``),
+    anything that does not print shown as �. A number can only be found (and masked) in this form."""
+    path, mark, query = target.partition("?")
+    text = path + mark + unquote_plus(query)
+    return "".join(char if char.isprintable() else "\ufffd" for char in text)
+
+
+def access_entry(row: AccessLog, zone: ZoneInfo, unmasked: bool) -> dict[str, Any]:
+    """One entry for the API and the export: the target as recorded, or for a role that may not see customers'
+    numbers, readable with every number in it masked (a customer search by phone is in its query)."""
+    return {
+        "at": local_time(row.at, zone),
+        "username": row.username,
+        "role": row.role,
+        "address": row.address,
+        "action": row.action,
+        "target": row.target if unmasked else mask_numbers(readable_target(row.target)),
+    }
 
 
 def add_admin_routes(app: FastAPI, guards: Guards, settings: Settings, database: Database, accounts: Accounts) -> None:
@@ -239,46 +323,80 @@ def add_admin_routes(app: FastAPI, guards: Guards, settings: Settings, database:
         failed to take and the outside messages not delivered yet."""
         return {"plugins": plugins_view()}
 
-    def access_view(since: date | None, until: date | None, username: str, limit: int) -> list[dict[str, Any]]:
-        start = datetime.combine(since, time(), zone) if since else None
-        end = datetime.combine(until + timedelta(days=1), time(), zone) if until else None
+    def access_filter(
+        since: Annotated[Blank[Day], Query()] = None,
+        until: Annotated[Blank[Day], Query()] = None,
+        username: Annotated[Text, Query()] = "",
+        action: Annotated[Blank[AccessAction], Query()] = None,
+        target: Annotated[Text, Query()] = "",
+    ) -> AccessFilter:
+        if since is not None and until is not None and since > until:
+            raise HTTPException(status_code=422, detail="since is after until")
+        return AccessFilter(since, until, username, action or "", target)
+
+    AccessWhere = Annotated[AccessFilter, Depends(access_filter)]
+
+    def access_view(
+        where: AccessFilter, limit: int, unmasked: bool, before: int | None = None
+    ) -> tuple[list[dict[str, Any]], int | None]:
+        """The entries as the API and the export give them, and the id to pass as ``before`` for the next
+        page (None on the last)."""
         with database.session() as session:
-            rows = access_entries(session, start, end, username or None, limit)
-            return [
-                {
-                    "at": local_time(r.at, zone),
-                    "username": r.username,
-                    "role": r.role,
-                    "address": r.address,
-                    "action": r.action,
-                    "target": r.target,
-                }
-                for r in rows
-            ]
+            rows, more = access_rows(session, where, zone, limit, before)
+            return [access_entry(r, zone, unmasked) for r in rows], (rows[-1].id if more and rows else None)
+
+    @app.get("/admin/access-log", response_class=HTMLResponse, include_in_schema=False)
+    def access_log_page(
+        request: Request,
+        user: Admin,
+        where: AccessWhere,
+        before: Annotated[Blank[RowId], Query()] = None,
+    ) -> Response:
+        """The access log, newest first, a page at a time, with its filters and the CSV of what they select.
+        Nothing on it changes the log: its only form is the filters' GET."""
+        unmasked = guards.unmasked(user)
+        entries, next_before = access_view(where, settings.web.page_size, unmasked, before)
+        for entry in entries:  # the page shows the query decoded; masked, it is decoded already
+            entry["shown"] = readable_target(entry["target"]) if unmasked else entry["target"]
+        query = where.as_query()
+        return TEMPLATES.TemplateResponse(
+            request,
+            "access_log.html",
+            {
+                "user": user,
+                "where": where,
+                "entries": entries,
+                "actions": ACCESS_ACTIONS,
+                "later_page": before is not None,
+                "first_link": f"/admin/access-log?{urlencode(query)}" if query else "/admin/access-log",
+                "next_link": f"/admin/access-log?{urlencode({**query, 'before': next_before})}" if next_before else "",
+                "export_query": urlencode(query),
+                "limit": ACCESS_LOG_LIMIT,
+            },
+        )
 
     @app.get("/api/admin/access-log", tags=["admin"])
     def api_access_log(
         user: Admin,
-        since: Annotated[Blank[Day], Query()] = None,
-        until: Annotated[Blank[Day], Query()] = None,
-        username: Annotated[Text, Query()] = "",
+        where: AccessWhere,
         limit: Annotated[int, Query(ge=1, le=ACCESS_LOG_LIMIT)] = 500,
+        before: Annotated[Blank[RowId], Query()] = None,
     ) -> dict[str, Any]:
-        """Who read which call, recording, customer or export, newest first (local days ``since``..``until``).
+        """Who read which call, recording, customer or export, newest first (local days ``since``..``until``,
+        one ``username``, one ``action``, ``target`` containing a text); ``next_before`` fetches the next page.
         The log can be read and exported, never changed, from the console."""
-        return {"entries": access_view(since, until, username, limit)}
+        entries, next_before = access_view(where, limit, guards.unmasked(user), before)
+        return {"entries": entries, "next_before": next_before}
 
     @app.get("/api/admin/access-log.csv", tags=["admin"])
-    def export_access_log(
-        user: Admin,
-        since: Annotated[Blank[Day], Query()] = None,
-        until: Annotated[Blank[Day], Query()] = None,
-        username: Annotated[Text, Query()] = "",
-    ) -> Response:
-        """The access log as CSV (at most :data:`ACCESS_LOG_LIMIT` rows, newest first)."""
-        rows = access_view(since, until, username, ACCESS_LOG_LIMIT)
-        columns = ["at", "username", "role", "address", "action", "target"]
-        return csv_response(f"access-log-{datetime.now(zone):%Y%m%d}.csv", (columns, rows))
+    def export_access_log(user: Admin, where: AccessWhere) -> Response:
+        """The access log as CSV, with the same filters (at most :data:`ACCESS_LOG_LIMIT` rows, newest
+        first; ``X-Export-Truncated`` when there are more)."""
+        rows, more = access_view(where, ACCESS_LOG_LIMIT, guards.unmasked(user))
+        response = csv_response(f"access-log-{datetime.now(zone):%Y%m%d}.csv", (ACCESS_COLUMNS, rows))
+        if more is not None:
+            response.headers["X-Export-Truncated"] = str(ACCESS_LOG_LIMIT)
+        return response
 
     @app.get("/api/admin/users", tags=["admin"])
     def api_users(user: Admin) -> dict[str, Any]:

@@ -6,15 +6,17 @@ CSRF token: a form field on pages, the ``X-CSRF-Token`` header on the API. The O
 ``/api/openapi.json`` (and browsable at ``/api/docs``).
 
 Every value from outside is bounded before it reaches the store (``guards.py``): a refused one is a 422 with
-the reason, as JSON for programs and as a Chinese page for a browser, like 403 and 404. Every response carries
-the security headers (``SecurityHeaders``): a Content-Security-Policy that runs only the pages' own scripts and
-styles (by a per-response nonce), no framing, no MIME sniffing, no referrer, and no caching of what holds
-customers' data.
+the reason, as JSON for programs and as a Chinese page for a browser, like 403 and 404; an unhandled error is
+a 500 the same way, with nothing of the exception in it (``server_error``). Every response carries the security
+headers (``SecurityHeaders``, and ``server_error`` for the 500): a Content-Security-Policy that runs only the
+pages' own scripts and styles (by a per-response nonce), no framing, no MIME sniffing, no referrer, and no
+caching of what holds customers' data.
 """
 
 # No `from __future__ import annotations`: FastAPI reads the route signatures, and the role and filter
 # dependencies are local names it could not resolve from strings.
 
+import logging
 import math
 import re
 import secrets
@@ -27,7 +29,14 @@ from fastapi import Depends, FastAPI, Form, HTTPException, Query, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.responses import (
+    FileResponse,
+    HTMLResponse,
+    JSONResponse,
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+)
 from pydantic import BaseModel, Field, ValidationError
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -59,6 +68,7 @@ from contactcenter.web.queries import CallFilter, call_detail, decode_cursor, li
 from contactcenter.web.reports import add_report_routes
 from contactcenter.web.wallboard import add_wallboard_routes
 
+log = logging.getLogger(__name__)
 MAX_COMMENT = 4000
 MAX_VERDICTS = 200
 CURSOR = r"^\d{1,12}(\.\d{1,6})?_\d{1,19}$"  # what encode_cursor writes: seconds_id
@@ -93,6 +103,20 @@ DOCS_POLICY = (
 DOCS_PATH = "/api/docs"
 
 
+def security_headers(path: str, nonce: str) -> dict[str, str]:
+    """The headers every console response carries (``SecurityHeaders``, and the 500 answer, which Starlette
+    sends from outside every middleware): one list, so the two cannot drift apart. Cache-Control is the
+    default a response that sets its own keeps."""
+    return {
+        "Content-Security-Policy": DOCS_POLICY if path == DOCS_PATH else PAGE_POLICY.format(nonce=nonce),
+        "X-Frame-Options": "DENY",
+        "X-Content-Type-Options": "nosniff",
+        "Referrer-Policy": "no-referrer",
+        "Cross-Origin-Opener-Policy": "same-origin",
+        "Cache-Control": "no-store",
+    }
+
+
 class SecurityHeaders:
     """Adds the security headers to every response (pages, API answers, downloads, event streams).
 
@@ -110,19 +134,14 @@ class SecurityHeaders:
             return
         nonce = secrets.token_urlsafe(18)
         scope.setdefault("state", {})["csp_nonce"] = nonce
-        path: str = scope.get("path", "")
-        policy = DOCS_POLICY if path == DOCS_PATH else PAGE_POLICY.format(nonce=nonce)
+        secure = security_headers(scope.get("path", ""), nonce)
 
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
-                headers["Content-Security-Policy"] = policy
-                headers["X-Frame-Options"] = "DENY"
-                headers["X-Content-Type-Options"] = "nosniff"
-                headers["Referrer-Policy"] = "no-referrer"
-                headers["Cross-Origin-Opener-Policy"] = "same-origin"
-                if "cache-control" not in headers:
-                    headers["Cache-Control"] = "no-store"
+                for name, value in secure.items():
+                    if name != "Cache-Control" or "cache-control" not in headers:
+                        headers[name] = value
             await send(message)
 
         await self.app(scope, receive, with_headers)
@@ -138,7 +157,9 @@ ERROR_TITLES = {
     409: "操作冲突",
     413: "内容过大",
     422: "输入有误",
+    500: "服务器出错",
 }
+SERVER_ERROR = "服务器内部出错,这次操作没有完成。请稍后重试;如果一再出现,请联系管理员(详情已记入服务器日志)。"
 ROLE_NAMES = {"reviewer": "质检员", "supervisor": "主管", "admin": "管理员"}
 # The API's English reasons as a person reads them on a page.
 ERROR_DETAILS = {
@@ -148,6 +169,7 @@ ERROR_DETAILS = {
     "missing or wrong CSRF token": "页面已过期,请刷新后重试",
     "since is after until": "开始日期晚于结束日期",
     "at most 366 days at a time": "一次最多查询 366 天",
+    "no such page of the access log": "翻页位置已失效,请从第一页开始",
     "Not Found": "地址不存在",
     "Method Not Allowed": "不支持该操作",
 }
@@ -181,7 +203,33 @@ def _finite(value: Any) -> Any:
     return value
 
 
+def server_error(request: Request) -> Response:
+    """The answer to an unhandled exception: the Chinese error page (JSON for a program) with nothing of the
+    exception in it, and the security headers set here.
+
+    Starlette sends this answer from its outermost layer (``ServerErrorMiddleware``), outside every middleware
+    the app adds, so ``SecurityHeaders`` never sees it; the page uses the nonce that middleware already put
+    in the request's state. The exception itself goes on to the server's log (Starlette raises it again)."""
+    nonce = getattr(request.state, "csp_nonce", "") or secrets.token_urlsafe(18)
+    request.state.csp_nonce = nonce
+    response: Response
+    try:
+        if wants_page(request):
+            response = error_page(request, 500, SERVER_ERROR)
+        else:
+            response = JSONResponse({"detail": "internal server error"}, status_code=500)
+    except Exception:  # the page itself failed: still no trace, still the headers
+        log.exception("the error page for %s could not be rendered", request.url.path)
+        response = PlainTextResponse(SERVER_ERROR, status_code=500)
+    response.headers.update(security_headers(request.url.path, nonce))
+    return response
+
+
 def add_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(Exception)
+    async def unhandled(request: Request, exc: Exception) -> Response:
+        return server_error(request)
+
     @app.exception_handler(RequestValidationError)
     async def refused_input(request: Request, exc: RequestValidationError) -> Response:
         if wants_page(request):

@@ -2,8 +2,9 @@
 
 An export is capped at ``EXPORT_LIMIT`` rows; when the cap cuts it short the response says so in the
 ``X-Export-Truncated`` header and the workbook's last row, rather than silently handing over part of it.
-Every cell goes through ``spreadsheet_cell``: a caller's number or name that begins like a formula
-(``=HYPERLINK(…)``, ``@SUM(…)``) opens as text, never as a formula.
+Every cell goes through ``spreadsheet_cell`` (CSV) or ``excel_cell`` (Excel): a caller's number or name that
+begins like a formula (``=HYPERLINK(…)``, ``@SUM(…)``) opens as text, never as a formula: in CSV with a leading
+quote, in a workbook as a string cell with Excel's quote prefix (no quote to see).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from urllib.parse import quote
 
 from fastapi.responses import Response
 
-from contactcenter.output import spreadsheet_cell
+from contactcenter.output import excel_cell, spreadsheet_cell
 
 EXPORT_LIMIT = 100_000
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
@@ -32,13 +33,18 @@ def _disposition(filename: str) -> dict[str, str]:
     }
 
 
-def _cell(value: Any) -> Any:
-    """One cell, formula-safe: a list or dict joined into text first, so the joined text is checked too."""
+def _joined(value: Any) -> Any:
+    """A list or dict as one text, so that the joined text is checked for a formula too."""
     if isinstance(value, (list, tuple)):
-        value = " ".join(str(v) for v in value)
-    elif isinstance(value, dict):
-        value = " ".join(f"{k}:{v}" for k, v in value.items())
-    return spreadsheet_cell(value)
+        return " ".join(str(v) for v in value)
+    if isinstance(value, dict):
+        return " ".join(f"{k}:{v}" for k, v in value.items())
+    return value
+
+
+def _cell(value: Any) -> Any:
+    """One CSV cell, formula-safe."""
+    return spreadsheet_cell(_joined(value))
 
 
 def csv_response(filename: str, table: Table, truncated: bool = False) -> Response:
@@ -60,11 +66,11 @@ def xlsx_response(filename: str, sheets: Mapping[str, Table], truncated: bool = 
     book = Workbook(write_only=True)
     for title, (columns, rows) in sheets.items():
         sheet = book.create_sheet(title)
-        sheet.append([_cell(column) for column in columns])
+        sheet.append([excel_cell(sheet, _joined(column)) for column in columns])
         for row in rows:
-            sheet.append([_cell(row.get(column)) for column in columns])
+            sheet.append([excel_cell(sheet, _joined(row.get(column))) for column in columns])
         if truncated:
-            sheet.append([TRUNCATED_NOTE.format(limit=EXPORT_LIMIT)])
+            sheet.append([excel_cell(sheet, TRUNCATED_NOTE.format(limit=EXPORT_LIMIT))])
     buffer = io.BytesIO()
     book.save(buffer)
     headers = _disposition(filename)

@@ -78,6 +78,8 @@ FIELD_NAMES = {
     "weight": "权重",
     "phrases": "话术",
     "username": "用户名",
+    "action": "操作",
+    "target": "访问内容",
     "password": "密码",
 }
 

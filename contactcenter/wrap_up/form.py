@@ -6,16 +6,16 @@ The form is checked in two steps, so that every problem reaches the agent in Chi
   (browsers send a textarea's lines as CRLF). :meth:`WrapUpForm.from_input` turns what pydantic refuses
   (a salutation not offered, a time that is no time) into :class:`WrapUpError` too.
 - :func:`check_form` applies the desk's rules: ``[agent] required_fields`` and ``categories``, the length of
-  each column, the working calendar for the callback time. It collects one message per field so the page
-  can mark them all at once, and it never shortens or silently mends what was typed: a note too long is
-  refused and the agent decides what to cut.
+  each column, the working calendar for the callback time, and the phone number by the numbering plan
+  (:func:`contactcenter.phones.phone_problem`, as the customer import, the CLI and the desktop's customer
+  edit check it). It collects one message per field so the page can mark them all at once, and it never
+  shortens or silently mends what was typed: a note too long is refused and the agent decides what to cut.
 
 The short messages live in :data:`MESSAGES`, one table, so they are worded (and can be reworded) together.
 """
 
 from __future__ import annotations
 
-import re
 import unicodedata
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 
 from contactcenter.callbacks.book import OPEN_STATES
 from contactcenter.callbacks.workdays import WorkCalendar
-from contactcenter.phones import phone_key
+from contactcenter.phones import clean_phone, phone_problem
 from contactcenter.settings import Settings
 from contactcenter.storage.customers import find_customer
 from contactcenter.storage.models import Call, Callback, Ticket
@@ -61,9 +61,7 @@ MESSAGES = {
     "control": "{label}含有不可见的控制字符，请删除后再保存",
     "invalid": "{label}格式不正确",
     "unknown_field": "表单中有不认识的字段：{value}",
-    "phone_chars": "电话只能包含数字、空格和 + - ( )",
-    "phone_digits": "电话中没有数字",
-    "phone_long": "电话最多 {limit} 位数字",
+    # why a typed phone number is refused is phone_problem's to say (contactcenter.phones): one check, every way in
     "phone_needed": "回访需要电话号码，请填写电话",
     "salutation": "称呼只能是“先生”“女士”或不填",
     "category_missing": "请选择类别",
@@ -91,8 +89,6 @@ LIMITS = {"caller_name": 100, "company": 200, "phone": 32, "purpose": 2000, "not
 MULTILINE = ("purpose", "notes", "resolution")
 TEXT_FIELDS = ("caller_name", "company", "phone", "salutation", "category", "purpose", "notes", "resolution")
 OPTIONAL_FIELDS = ("next_day_at", "closes_callback_id", "callback_outcome")
-MAX_PHONE_DIGITS = 32
-_PHONE = re.compile(r"[0-9+\-() ]+")
 # Explicit bidirectional embeddings, overrides and isolates: invisible, and they reorder what a reader sees.
 _BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
@@ -230,13 +226,9 @@ def check_form(form: WrapUpForm, settings: Settings, *, now: datetime | None = N
         if not getattr(form, field):
             fail(field, "required")
     if form.phone and "phone" not in errors:
-        digits = sum(char.isdigit() for char in form.phone)
-        if not _PHONE.fullmatch(form.phone):
-            fail("phone", "phone_chars")
-        elif digits == 0:
-            fail("phone", "phone_digits")
-        elif digits > MAX_PHONE_DIGITS:
-            fail("phone", "phone_long", limit=MAX_PHONE_DIGITS)
+        problem = phone_problem(form.phone)  # the numbering plan, as the import, the CLI and the desktop check
+        if problem is not None:
+            errors["phone"] = problem.zh
     categories = settings.agent.categories
     if not form.category:
         fail("category", "category_missing")
@@ -270,7 +262,11 @@ def check_form(form: WrapUpForm, settings: Settings, *, now: datetime | None = N
     if errors:
         raise WrapUpError(errors)
     return form.model_copy(
-        update={"complaint": form.complaint or form.category in policy.complaint_categories, "next_day_at": next_day_at}
+        update={
+            "complaint": form.complaint or form.category in policy.complaint_categories,
+            "next_day_at": next_day_at,
+            "phone": clean_phone(form.phone),  # full-width digits as ASCII, as every way in stores it
+        }
     )
 
 
@@ -286,10 +282,10 @@ def wrap_up_defaults(session: Session, settings: Settings, call_id: int, *, now:
     """The form as the agent first sees it, so that most calls need only the purpose and a note.
 
     From the customer record (found by the call's number) the name, company and salutation; the phone is
-    the number that called. The category is the call's, else its automatic ticket's (when it is one of
-    ``[agent] categories``); a complaint category ticks 投诉, a service category (报修) ticks 次日回访, at the
-    next working day (调休 included) at ``next_day_time``. A call wrapped up before shows what was saved, so
-    the agent corrects rather than retypes.
+    the number that called, if it is one the form takes (else the record's). The category is the call's,
+    else its automatic ticket's (when it is one of ``[agent] categories``); a complaint category ticks 投诉,
+    a service category (报修) ticks 次日回访, at the next working day (调休 included) at ``next_day_time``.
+    A call wrapped up before shows what was saved, so the agent corrects rather than retypes.
     """
     now = now or datetime.now(UTC)
     call = session.get(Call, call_id)
@@ -300,7 +296,9 @@ def wrap_up_defaults(session: Session, settings: Settings, call_id: int, *, now:
     calendar = WorkCalendar(policy, settings.general.timezone)
     customer = call.customer or find_customer(session, call.remote_number)
     ticket = call_ticket(session, call.id)
-    phone = call.remote_number if phone_key(call.remote_number) else (customer.phone if customer else "")
+    # the number that called, unless it is none the form would take (a SIP user of letters, 31 digits): the
+    # agent would be refused a number they never typed
+    phone = call.remote_number if phone_problem(call.remote_number) is None else (customer.phone if customer else "")
     next_day_at = calendar.next_day_callback(now)
     if call.wrapped_up_at is not None:
         category, purpose, complaint = call.category or "", call.purpose, call.complaint

@@ -80,8 +80,10 @@ def seed_calls(database: Database, count: int = 30) -> list[int]:
     return ids
 
 
-def client_as(console: dict, username: str | None) -> TestClient:
-    client = TestClient(console["app"])
+def client_as(console: dict, username: str | None, *, raise_server_exceptions: bool = True) -> TestClient:
+    """A client of the console signed in as ``username`` (None: signed out). ``raise_server_exceptions=False``
+    gets the 500 answer a browser would get instead of the exception."""
+    client = TestClient(console["app"], raise_server_exceptions=raise_server_exceptions)
     if username is not None:
         answer = client.post("/api/login", json={"username": username, "password": PASSWORD})
         assert answer.status_code == 200, answer.text
