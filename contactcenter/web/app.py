@@ -43,8 +43,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from contactcenter.settings import Settings
+from contactcenter.speech.rules import load_rules
 from contactcenter.storage.database import Database
 from contactcenter.storage.models import Call, Review
+from contactcenter.vocabulary import Vocabulary
 from contactcenter.web.access import AccessLogger
 from contactcenter.web.admin import add_admin_routes
 from contactcenter.web.auth import Accounts, SignedIn
@@ -247,6 +249,18 @@ def add_error_handlers(app: FastAPI) -> None:
         return await http_exception_handler(request, exc)
 
 
+def console_vocabulary(settings: Settings) -> Vocabulary:
+    """The vocabulary with the rules' descriptions as their names. A rules file that cannot be read leaves
+    the rules named by id (the admin page says what is wrong with it); the console still opens."""
+    names = Vocabulary.load(settings.scripts.vocabulary)
+    try:
+        rules = load_rules(settings.scripts.rules, settings.company.names_said)
+    except Exception as exc:  # any fault of the file: the pages must still open
+        log.warning("rules file unusable, rules are shown by id: %s", exc)
+        return names
+    return names.with_rules({rule.id: rule.spec.description for rule in rules.rules})
+
+
 def create_app(settings: Settings, database: Database) -> FastAPI:
     web = settings.web
     zone = ZoneInfo(settings.general.timezone)
@@ -260,6 +274,7 @@ def create_app(settings: Settings, database: Database) -> FastAPI:
         redoc_url=None,
     )
     app.state.accounts = accounts
+    app.state.vocabulary = console_vocabulary(settings)
     app.add_middleware(AccessLogger, database=database)
     app.add_middleware(SecurityHeaders)
     add_error_handlers(app)

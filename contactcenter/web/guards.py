@@ -15,6 +15,7 @@ from fastapi import Path as PathParameter
 from fastapi.templating import Jinja2Templates
 from pydantic import BeforeValidator, Field
 
+from contactcenter.vocabulary import Vocabulary
 from contactcenter.web.auth import Accounts, SignedIn
 
 T = TypeVar("T")
@@ -48,7 +49,16 @@ def _csp_nonce(request: Request) -> dict[str, Any]:
     return {"csp_nonce": getattr(request.state, "csp_nonce", "")}
 
 
-TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"), context_processors=[_csp_nonce])
+def _vocabulary(request: Request) -> dict[str, Any]:
+    """``zh(kind, code)``: the Chinese name of a stored code (scripts_zh/vocabulary.toml, the rules'
+    descriptions), the one way every page names a severity, a state, a role or a rule."""
+    names: Vocabulary = getattr(request.app.state, "vocabulary", None) or Vocabulary()
+    return {"zh": names.name, "vocabulary": names}
+
+
+TEMPLATES = Jinja2Templates(
+    directory=str(Path(__file__).parent / "templates"), context_processors=[_csp_nonce, _vocabulary]
+)
 
 # What a person reads when a value is refused: the field's name and the reason, in Chinese.
 FIELD_NAMES = {
