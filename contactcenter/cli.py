@@ -26,6 +26,7 @@ from contactcenter.commands import (
     prompts,
     registrar,
     retention,
+    review,
     rules,
     run,
     tickets,
@@ -163,6 +164,7 @@ for module in (
     web,
     registrar,
     retention,
+    review,
 ):
     cli.add_command(module.command)
 cli.add_command(callbacks.scheduler_command)

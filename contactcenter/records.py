@@ -143,6 +143,8 @@ class ComplianceReport(Record):
     results: tuple[RuleResult, ...] = ()
     unchecked_reason: str = ""
     dropped_seconds: float = Field(default=0.0, ge=0)
+    # what happened on the call that rules are timed from: hold_start, hold_end, transfer -> call times (s)
+    events: dict[str, tuple[float, ...]] = Field(default_factory=dict)
 
     @property
     def failed(self) -> tuple[RuleResult, ...]:

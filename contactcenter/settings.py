@@ -356,6 +356,21 @@ class CallbackSettings(Section):
         return self
 
 
+class ReviewSettings(Section):
+    """The reviewers' daily queue (质检任务): which calls are checked by a person, and by whom. Built each
+    night for the day before by whichever process runs the scheduler (`contactcenter review build` by hand)."""
+
+    critical_failures: bool = True  # every call that failed a critical rule
+    complaints: bool = True  # every complaint call (category in [callbacks] complaint_categories, or flagged)
+    sample_percent: float = Field(default=10.0, ge=0, le=100)  # 抽检: this share of the other checked calls
+    per_agent_per_day: int = Field(default=0, ge=0, le=1000)  # instead: this many of each agent's (0: use percent)
+    seed: str = "contactcenter"  # the day's sample is drawn from this and the date: the same day, the same sample
+    assign: Literal["round_robin", "by_team"] = "round_robin"
+    teams: dict[str, list[str]] = Field(default_factory=dict)  # by_team: agents' team -> reviewers' user names
+    double_review_percent: float = Field(default=10.0, ge=0, le=100)  # also to a supervisor, for calibration
+    build_time: ClockTime = "01:00"  # local time of the nightly build
+
+
 class RetentionSettings(Section):
     """How long personal data is kept (PIPL: no longer than the purpose needs). Older data is purged daily
     by whichever process runs the scheduler; 0 keeps it for ever. Scores, findings and counts stay, without
@@ -387,6 +402,7 @@ class Settings(Section):
     agent: AgentSettings = AgentSettings()
     team: TeamSettings = TeamSettings()
     retention: RetentionSettings = RetentionSettings()
+    review: ReviewSettings = ReviewSettings()
     source: Path = Path(DEFAULT_SETTINGS_FILE)
 
     @property

@@ -35,6 +35,8 @@ KINDS = (
     "survey_question",
     "survey_outcome",
     "review_state",
+    "call_event",
+    "dispute_state",
 )
 RULE = "rule"  # the kind under which rules.toml's descriptions are looked up
 

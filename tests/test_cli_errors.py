@@ -44,6 +44,9 @@ COMMANDS: dict[tuple[str, ...], tuple[list[str], str]] = {
     ("customers", "forget"): ([PHONE, "--yes"], "write"),
     ("retention", "purge"): ([], "write"),  # records that the purge ran, even with nothing to purge
     ("retention", "log"): ([], "read"),
+    ("review", "build"): (["--day", "2026-11-02"], "read"),  # the seeded store has no reviewer: nothing to write
+    ("review", "status"): ([], "read"),
+    ("review", "calibration"): ([], "read"),
     ("db", "upgrade"): ([], "read"),  # at head already: nothing to write
     ("db", "current"): ([], "read"),
     ("devices",): ([], "none"),

@@ -2,9 +2,11 @@
 the real Korean Vosk model, the tickets and CRM plugins) serves the page it prints; headless Chromium opens it;
 a SIPp caller rings through the desk's own Kamailio.
 
-Before the answer the page shows who is calling (the customer record and the last call); the agent answers at
-ring 1 from the page; speaks a stand-in banned phrase into the microphone and sees the alert with the script's
-suggested wording; holds and resumes; the caller hangs up; the wrap-up refuses bad input and saves nothing,
+Before the answer the page shows who is calling (the customer record, the last call, the open ticket and the
+callback owed); the agent answers at ring 1 from the page; speaks a stand-in banned phrase into the microphone
+and sees the alert, with its severity and the script's suggested wording; every code on the page is named as
+scripts_zh/vocabulary.toml names it, and the page runs under its Content-Security-Policy without one
+violation; holds and resumes; the caller hangs up; the wrap-up refuses bad input and saves nothing,
 then saves what was typed into the call, the customer, the ticket, the callback and the CRM; a break (小休)
 makes the next caller get 486; every state stretch is stored. The page's screenshot is written to
 ``tests/artefacts/agent_desktop.png``.
@@ -16,6 +18,7 @@ import json
 import re
 import subprocess
 import threading
+import tomllib
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -43,6 +46,40 @@ pytestmark = pytest.mark.sip
 ARTEFACTS = Path(__file__).parent / "artefacts"
 RING_PERIOD = 3.0  # long enough that a loaded machine still shows the screen-pop and takes the click in ring 1
 CALLER = KNOWN_CALLER
+# Records every Content-Security-Policy violation from the first moment of every document (added through the
+# DevTools protocol, so it runs whatever the page's policy says).
+CSP_LISTENER = """
+window.__csp = [];
+document.addEventListener("securitypolicyviolation", (e) => {
+  window.__csp.push(e.violatedDirective + " " + (e.blockedURI || "") + " " + (e.sample || ""));
+});
+"""
+
+
+def seed_open_business(database, customer_id: int) -> None:
+    """An open ticket and a complaint callback owed to the known caller: the screen-pop lists both."""
+    with database.session() as session:
+        session.add(
+            Ticket(customer_id=customer_id, caller_phone=CALLER, category="投诉", purpose="空调噪音大", status="open")
+        )
+        session.add(
+            Callback(
+                customer_id=customer_id,
+                phone=CALLER,
+                kind="complaint",
+                state="pending",
+                reason="噪音投诉跟进",
+                owner_extension="1001",
+                due_at=datetime.now(UTC) + timedelta(hours=20),
+            )
+        )
+
+
+def codes_shown(browser, vocabulary: dict[str, dict[str, str]], rule_ids: set[str]) -> set[str]:
+    """The stored codes (every table's, and the rules' ids) among the words the page shows."""
+    codes = {code for table in vocabulary.values() for code in table} | rule_ids
+    shown = browser.execute_script("return document.body.innerText")
+    return codes & set(re.findall(r"[A-Za-z][A-Za-z_]*", shown))
 
 
 class CrmReceiver:
@@ -115,13 +152,17 @@ def test_an_agent_works_a_call_from_the_desktop(
         plugins__crm_webhook__events='["call.ended", "call.wrapped_up"]',
     )
     env["CONTACTCENTER_CRM_SECRET"] = "desk-test-secret"
-    seed_known_caller(database)
+    seed_open_business(database, seed_known_caller(database))
+    vocabulary = tomllib.loads((desk_file.parent / "scripts_zh" / "vocabulary.toml").read_text(encoding="utf-8"))
+    rule_ids = set(re.findall(r'^id = "(\w+)"', rules.read_text(encoding="utf-8"), re.MULTILINE))
+    assert {"banned_phrases", "greeting"} <= rule_ids
     desk, url, output = start_desk(env, desk_file.parent)
     registrar = f"127.0.0.1:{env['CONTACTCENTER_LOCAL_REGISTRAR__PORT']}"
     caller_result: list = []
     try:
         # ------------------------------------------------------------------ the token opens the page
         assert httpx.get(url.split("?")[0]).status_code == 401  # without the token: no page
+        browser.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": CSP_LISTENER})
         browser.get(url)
         wait_for(browser, lambda d: d.find_element(By.ID, "agent-state").text.startswith("就绪"))
         assert "token" not in browser.current_url  # the token is exchanged for a cookie and leaves the address
@@ -135,6 +176,17 @@ def test_an_agent_works_a_call_from_the_desktop(
         wait_for(browser, lambda d: "张三" in d.find_element(By.ID, "pop").text, 10)
         pop = browser.find_element(By.ID, "pop").text
         assert "称呼:张先生" in pop and "示例公司" in pop and "报修" in pop and "92.5" in pop, pop
+        # the earlier call, the open ticket and the callback owed, each code named by the vocabulary
+        wait_for(browser, lambda d: "空调噪音大" in d.find_element(By.ID, "pop").text, 10)
+        pop = browser.find_element(By.ID, "pop").text
+        names = {
+            vocabulary["direction"]["inbound"],
+            vocabulary["disposition"]["completed"],
+            vocabulary["ticket_status"]["open"],
+            vocabulary["callback_kind"]["complaint"],
+            vocabulary["callback_state"]["pending"],
+        }
+        assert all(name in pop for name in names), (names, pop)
         assert browser.find_element(By.ID, "call-state").text == "振铃"  # all of it before the answer
         assert "自动接听" in browser.find_element(By.ID, "auto-answer").text
         browser.find_element(By.ID, "btn-answer").click()
@@ -145,6 +197,10 @@ def test_an_agent_works_a_call_from_the_desktop(
         microphone = sound_server.play(MIC, speech16k, rate=16000)
         alert = wait_for(browser, lambda d: d.find_element(By.CSS_SELECTOR, "#alerts .alert").text, 40)
         assert "服务禁语" in alert and "建议" in alert, alert
+        # the severity as the one vocabulary names it (banned_phrases is critical in the stand-in rules)
+        severity = browser.find_element(By.CSS_SELECTOR, '#alerts .alert[data-rule="banned_phrases"] .severity')
+        assert severity.text == "⚠ " + vocabulary["severity"]["critical"], severity.text
+        assert not codes_shown(browser, vocabulary, rule_ids), browser.execute_script("return document.body.innerText")
         wait_for(
             browser, lambda d: "[已说]" in d.find_element(By.CSS_SELECTOR, '#checklist li[data-rule="greeting"]').text
         )
@@ -274,6 +330,9 @@ def test_an_agent_works_a_call_from_the_desktop(
 
         # ------------------------------------------------- the customer record: its history, edited from the page
         wait_for(browser, lambda d: "示例公司 → 示例公司北京分公司" in d.find_element(By.ID, "customer-history").text)
+        assert vocabulary["role"]["agent"] + " 1001" in browser.find_element(By.ID, "customer-history").text
+        assert not codes_shown(browser, vocabulary, rule_ids), browser.execute_script("return document.body.innerText")
+        assert browser.execute_script("return window.__csp") == []  # the whole call, under the page's policy
         browser.find_element(By.ID, "c-vip").click()
         browser.find_element(By.ID, "c-notes").send_keys("老客户,报修请优先")
         browser.find_element(By.ID, "btn-save-customer").click()
@@ -339,7 +398,12 @@ def test_the_page_needs_the_token_and_each_change_its_csrf_value_and_refuses_bad
             assert signed.status_code == 303 and signed.headers["location"] == "/"
             assert "httponly" in signed.headers["set-cookie"].lower()
             assert "samesite=strict" in signed.headers["set-cookie"].lower()
-            csrf = re.search(r"const CSRF = \"([^\"]+)\"", client.get("/").text).group(1)
+            shown = client.get("/")
+            csrf = re.search(r"const CSRF = \"([^\"]+)\"", shown.text).group(1)
+            # `run`'s own desktop sends the security headers (tests/test_desktop_security.py has the rest)
+            for answer in (page, signed, shown, client.get("/api/snapshot")):
+                assert answer.headers["x-frame-options"] == "DENY" and answer.headers["cache-control"] == "no-store"
+                assert "frame-ancestors 'none'" in answer.headers["content-security-policy"]
             # a change without the page's own value (another site's form): refused, nothing changed
             assert client.post("/api/agent/not-ready", json={"reason": "会议"}).status_code == 403
             assert client.get("/api/snapshot").json()["agent"]["state"] == "ready"

@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import zipfile
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -220,16 +221,16 @@ def test_calls_csv_export_quotes_a_planted_number(console: dict) -> None:
     answer = client_as(console, "zhao").get("/api/export/calls.csv")
     assert answer.status_code == 200, answer.text
     rows = read_csv(answer.content)
-    assert {r["customer_phone"] for r in rows} >= QUOTED
-    assert {r["category"] for r in rows} >= QUOTED
-    assert "12.5" in {r["score"] for r in rows}  # a number is written as the number
+    assert {r["客户号码"] for r in rows} >= QUOTED
+    assert {r["类别"] for r in rows} >= QUOTED
+    assert "12.5" in {r["质检得分"] for r in rows}  # a number is written as the number
 
 
 def test_calls_csv_export_quotes_a_masked_number_too(console: dict) -> None:
     """A reviewer sees 138****8000-style masks: =HY…… masked still starts with = and is quoted."""
     plant_calls(console["database"])
     rows = read_csv(client_as(console, "lin").get("/api/export/calls.csv").content)
-    assert any(r["customer_phone"].startswith("'=HY") for r in rows)
+    assert any(r["客户号码"].startswith("'=HY") for r in rows)
 
 
 def test_calls_xlsx_export_writes_text_not_formulas(console: dict) -> None:
@@ -238,27 +239,38 @@ def test_calls_xlsx_export_writes_text_not_formulas(console: dict) -> None:
     answer = client_as(console, "zhao").get("/api/export/calls.xlsx")
     assert answer.status_code == 200, answer.text
     rows = read_xlsx(answer.content)["通话"]
-    assert {r["customer_phone"] for r in rows} >= set(PAYLOADS)
-    assert {r["category"] for r in rows} >= set(PAYLOADS)
-    assert 12.5 in {r["score"] for r in rows}  # and stays a number
+    assert {r["客户号码"] for r in rows} >= set(PAYLOADS)
+    assert {r["类别"] for r in rows} >= set(PAYLOADS)
+    assert 12.5 in {r["质检得分"] for r in rows}  # and stays a number
 
 
 def test_findings_csv_export_quotes_a_planted_match(console: dict) -> None:
     plant_calls(console["database"])
     rows = read_csv(client_as(console, "zhao").get("/api/export/findings.csv").content)
-    assert {r["matched_text"] for r in rows} >= QUOTED
+    assert {r["命中内容"] for r in rows} >= QUOTED
 
 
 def test_findings_xlsx_export_writes_text_not_formulas(console: dict) -> None:
     plant_calls(console["database"])
     rows = read_xlsx(client_as(console, "zhao").get("/api/export/findings.xlsx").content)["违规"]
-    assert {r["matched_text"] for r in rows} >= set(PAYLOADS)
+    assert {r["命中内容"] for r in rows} >= set(PAYLOADS)
 
 
 def test_scorecards_csv_export_quotes_a_planted_agent_name(console: dict) -> None:
     plant_calls(console["database"])
-    groups = read_csv(client_as(console, "lin").get("/api/export/scorecards.csv", params=PERIOD).content)
-    assert ("'" + HYPERLINK, "'@SUM(A1)") in {(r["name"], r["team"]) for r in groups}
+    answer = client_as(console, "lin").get("/api/export/scorecards.csv", params={**PERIOD, "part": "groups"})
+    groups = read_csv(answer.content)
+    assert ("'" + HYPERLINK, "'@SUM(A1)") in {(r["坐席"], r["班组"]) for r in groups}
+
+
+def test_the_scorecard_zip_quotes_a_planted_agent_name_in_every_table(console: dict) -> None:
+    """The CSV link's ZIP: every table formula-safe; the planted name quoted in the agents' table."""
+    plant_calls(console["database"])
+    answer = client_as(console, "lin").get("/api/export/scorecards.csv", params=PERIOD)
+    assert answer.status_code == 200 and answer.content.startswith(b"PK")
+    with zipfile.ZipFile(io.BytesIO(answer.content)) as archive:
+        tables = {name: read_csv(archive.read(name)) for name in archive.namelist()}
+    assert ("'" + HYPERLINK, "'@SUM(A1)") in {(r["坐席"], r["班组"]) for r in tables["02_坐席.csv"]}
 
 
 def test_scorecards_xlsx_export_writes_text_not_formulas(console: dict) -> None:
@@ -266,7 +278,7 @@ def test_scorecards_xlsx_export_writes_text_not_formulas(console: dict) -> None:
     answer = client_as(console, "lin").get("/api/export/scorecards.xlsx", params=PERIOD)
     assert answer.status_code == 200, answer.text
     sheets = read_xlsx(answer.content)
-    assert (HYPERLINK, "@SUM(A1)") in {(r["name"], r["team"]) for r in sheets["坐席"]}
+    assert (HYPERLINK, "@SUM(A1)") in {(r["坐席"], r["班组"]) for r in sheets["坐席"]}
 
 
 def test_an_escape_in_a_caller_name_does_not_break_the_excel_export(console: dict) -> None:
@@ -278,7 +290,7 @@ def test_an_escape_in_a_caller_name_does_not_break_the_excel_export(console: dic
         save_call(session, call)
     answer = client_as(console, "zhao").get("/api/export/calls.xlsx")
     assert answer.status_code == 200, answer.text
-    assert "=1+1" in {r["customer_phone"] for r in read_xlsx(answer.content)["通话"]}
+    assert "=1+1" in {r["客户号码"] for r in read_xlsx(answer.content)["通话"]}
 
 
 # ------------------------------------------------------------------------------------------ the commands

@@ -143,14 +143,14 @@ def test_free_text_is_masked_for_a_reviewer_in_pages_json_and_exports_and_whole_
     assert [c["reason"] for c in detail["callbacks"]] == ["回访:" + MASKED]
 
     rows = list(csv.DictReader(io.StringIO(reviewer.get("/api/export/findings.csv").text.lstrip("\ufeff"))))
-    assert MASKED in [r["matched_text"] for r in rows if r["call_id"] == str(call_id)]
+    assert MASKED in [r["命中内容"] for r in rows if r["通话编号"] == str(call_id)]
 
     whole = admin.get(f"/api/calls/{call_id}").json()
     assert whole["call"]["purpose"] == "来电目的:" + TYPED
     assert [c["reason"] for c in whole["callbacks"]] == ["回访:" + TYPED]
     assert "工单:" + TYPED in admin.get(f"/calls/{call_id}").text
     rows = list(csv.DictReader(io.StringIO(admin.get("/api/export/findings.csv").text.lstrip("\ufeff"))))
-    assert TYPED in [r["matched_text"] for r in rows if r["call_id"] == str(call_id)]
+    assert TYPED in [r["命中内容"] for r in rows if r["通话编号"] == str(call_id)]
 
 
 def test_a_display_name_carrying_the_number_is_masked_in_the_live_view(console: dict) -> None:

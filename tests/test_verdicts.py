@@ -175,10 +175,10 @@ def test_the_console_and_exports_show_which_calls_were_checked(console: dict) ->
     assert listed[unchecked]["check_label"] == "未检查" and listed[partly]["check_label"] == "部分检查"
     assert listed[console["ids"][0]]["check_label"] == "已检查"
     exported = {
-        row["id"]: row
+        row["通话编号"]: row
         for row in csv.DictReader(io.StringIO(reviewer.get("/api/export/calls.csv").text.lstrip("\ufeff")))
     }
-    assert (exported[str(unchecked)]["score"], exported[str(unchecked)]["check_label"]) == ("", "未检查")
+    assert (exported[str(unchecked)]["质检得分"], exported[str(unchecked)]["检查状态"]) == ("", "未检查")
     card = reviewer.get("/api/scorecards", params={"since": "2026-11-02", "until": "2026-11-10"}).json()
     totals = card["totals"]
     # independently: 10 seeded calls at 40, 20 at 95, and the partly checked call at 0; the unchecked one is left out

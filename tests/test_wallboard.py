@@ -35,11 +35,14 @@ from contactcenter.storage.team_calls import (
     overflow_took,
     settle_overflow,
 )
+from contactcenter.vocabulary import Vocabulary
 from contactcenter.web.wallboard import unchanging, wallboard_summary
 from tests.helpers.browser import wait_for
+from tests.helpers.paths import REPO
 from tests.helpers.web import PASSWORD, client_as, serving, sse_events
 
 ZONE = ZoneInfo("Asia/Shanghai")  # the repo's settings.toml
+NAMES = Vocabulary.load(REPO / "scripts_zh" / "vocabulary.toml")
 THREE_RINGS = 15.0  # three of the settings' 5 s rings
 NOW = datetime(2026, 12, 1, 6, 0, tzinfo=UTC)  # 14:00 in Shanghai
 STATE_ORDER = ["ready", "not_ready", "ringing", "on_call", "wrap_up", "offline"]
@@ -264,8 +267,10 @@ def test_the_wallboard_counts_every_figure(database) -> None:
     floor = seed_floor(database)
     scenarios: list[Scenario] = floor["scenarios"]
     with database.session() as session:
-        board = wallboard_summary(session, ZONE, THREE_RINGS, unmasked=False, now=NOW, not_agents={"1999"})
-        unmasked = wallboard_summary(session, ZONE, THREE_RINGS, unmasked=True, now=NOW, not_agents={"1999"})
+        board = wallboard_summary(session, ZONE, THREE_RINGS, unmasked=False, now=NOW, not_agents={"1999"}, names=NAMES)
+        unmasked = wallboard_summary(
+            session, ZONE, THREE_RINGS, unmasked=True, now=NOW, not_agents={"1999"}, names=NAMES
+        )
 
     assert board["now"] == "2026-12-01T14:00:00.000+08:00" and board["day"] == "2026-12-01"
 
@@ -325,10 +330,10 @@ def test_the_wallboard_counts_every_figure(database) -> None:
     # what ticks by itself is no change; a call leaving its grace (abandoned now) is one
     with database.session() as session:
         second_later = wallboard_summary(
-            session, ZONE, THREE_RINGS, unmasked=False, now=NOW + timedelta(seconds=1), not_agents={"1999"}
+            session, ZONE, THREE_RINGS, unmasked=False, now=NOW + timedelta(seconds=1), not_agents={"1999"}, names=NAMES
         )
         after_grace = wallboard_summary(
-            session, ZONE, THREE_RINGS, unmasked=False, now=NOW + timedelta(seconds=6), not_agents={"1999"}
+            session, ZONE, THREE_RINGS, unmasked=False, now=NOW + timedelta(seconds=6), not_agents={"1999"}, names=NAMES
         )
     assert second_later != board and unchanging(second_later) == unchanging(board)
     assert unchanging(after_grace) != unchanging(board)
@@ -340,7 +345,7 @@ def test_an_empty_day_has_no_rates(database) -> None:
     """No ended team call: every rate is None (shown as —), not 0 % or 100 %; nobody ringing."""
     with database.session() as session:
         note_arrival(session, TeamCallSeen("only", "8000", "13912340000", ago(3)))
-        board = wallboard_summary(session, ZONE, THREE_RINGS, unmasked=False, now=NOW, not_agents={"1999"})
+        board = wallboard_summary(session, ZONE, THREE_RINGS, unmasked=False, now=NOW, not_agents={"1999"}, names=NAMES)
     level = board["service_level"]
     assert (level["calls"], level["ended"], level["ringing"]) == (1, 0, 1)
     assert all(value is None for key, value in level.items() if key.endswith("rate") or key == "service_level")
@@ -551,19 +556,26 @@ def test_the_scorecards_report_the_service_level_per_day_and_week(console: dict)
     day_10 = re.search(r"<tr><td>2026-11-10</td>.*?</tr>", section, re.S).group(0)
     assert day_10.count("—") == 3  # nothing ended that day: no rate
 
+    from contactcenter.web.exports import SERVICE_LEVEL_COLUMNS
+
+    heading = {"day": "日期", **{column.key: column.title for column in SERVICE_LEVEL_COLUMNS}}
     daily = client.get("/api/export/scorecards.csv", params={**PERIOD, "part": "service_level_days"})
     rows = list(csv.DictReader(io.StringIO(daily.text.lstrip("\ufeff"))))
-    assert [row["day"] for row in rows] == [d["day"] for d in expected_days]
+    assert [row["日期"] for row in rows] == [d["day"] for d in expected_days]
     for row, want in zip(rows, expected_days, strict=True):
-        assert row == {key: "—" if value is None else str(value) for key, value in want.items()}
+        assert row == {heading[key]: "—" if value is None else str(value) for key, value in want.items()}
     weekly = client.get("/api/export/scorecards.csv", params={**PERIOD, "part": "service_level_weeks"})
-    assert [r["week"] for r in csv.DictReader(io.StringIO(weekly.text.lstrip("\ufeff")))] == ["2026-W45", "2026-W46"]
+    weeks_read = list(csv.DictReader(io.StringIO(weekly.text.lstrip("\ufeff"))))
+    assert [r["周"] for r in weeks_read] == ["2026年第45周", "2026年第46周"]
 
     book = load_workbook(io.BytesIO(client.get("/api/export/scorecards.xlsx", params=PERIOD).content))
     header, *sheet_days = list(book["服务水平(日)"].values)
-    assert list(header) == list(expected_days[0])
+    assert list(header) == [heading[key] for key in expected_days[0]]
+    # real dates; a rate with no figure is an empty cell here, so that the sheet's chart leaves a gap
     assert [list(r) for r in sheet_days] == [
-        ["—" if value is None else value for value in want.values()] for want in expected_days
+        [datetime.fromisoformat(value) if key == "day" else value for key, value in want.items()]
+        for want in expected_days
     ]
     header, *sheet_weeks = list(book["服务水平(周)"].values)
-    assert list(header) == list(expected_weeks[0]) and len(sheet_weeks) == 2
+    assert list(header) == ["周", "开始日期", "结束日期", *(heading[key] for key in expected_days[0] if key != "day")]
+    assert len(sheet_weeks) == 2

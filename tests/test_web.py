@@ -99,7 +99,7 @@ def test_the_call_page_highlights_the_violation_and_takes_a_review(console: dict
     page = client.get(f"/calls/{call_id}")
     assert page.status_code == 200
     assert (
-        '<mark class="critical" title="banned_phrases · critical" data-rule="banned_phrases">我不知道</mark>'
+        '<mark class="hit-violation" title="服务禁语 (R4) · 违规 · 致命" data-rule="banned_phrases">我不知道</mark>'
         in page.text
     )
     assert "通话记录" in page.text and "138****0003" in page.text
@@ -109,6 +109,8 @@ def test_the_call_page_highlights_the_violation_and_takes_a_review(console: dict
         f"/api/calls/{call_id}/reviews", json={"verdicts": {"banned_phrases": "agree"}, "comment": "确实违规"}
     )
     assert saved.status_code == 201
+    detail = client.get(f"/api/calls/{call_id}").json()["call"]
+    assert (detail["score"], detail["reviewed_score"]) == (40.0, 0.0)  # agreed: the one rule that applied failed
     form = client.post(
         f"/calls/{call_id}/review",
         data={"csrf": client.headers["X-CSRF-Token"], "verdict_banned_phrases": "disagree", "comment": "语境不同"},
@@ -117,10 +119,25 @@ def test_the_call_page_highlights_the_violation_and_takes_a_review(console: dict
     assert form.status_code == 303
     reviews = client.get(f"/api/calls/{call_id}").json()["reviews"]
     assert [(r["reviewer"], r["verdicts"], r["comment"]) for r in reviews] == [
-        ("lin", {"banned_phrases": "agree"}, "确实违规"),
-        ("lin", {"banned_phrases": "disagree"}, "语境不同"),
+        ("Lin", {"banned_phrases": "agree"}, "确实违规"),  # the person's name, not the login
+        ("Lin", {"banned_phrases": "disagree"}, "语境不同"),
     ]
+    detail = client.get(f"/api/calls/{call_id}").json()["call"]
+    assert (detail["score"], detail["reviewed_score"]) == (40.0, 100.0)  # the machine's score is kept beside it
     assert client.post("/api/calls/999999/reviews", json={}).status_code == 404
+
+
+def test_a_review_that_says_nothing_or_judges_another_rule_is_refused(console: dict) -> None:
+    call_id = console["ids"][3]
+    client = client_as(console, "lin")
+    empty = client.post(f"/api/calls/{call_id}/reviews", json={"verdicts": {}, "comment": "  "})
+    assert empty.status_code == 422 and "复核内容为空" in empty.json()["detail"]
+    stranger = client.post(f"/api/calls/{call_id}/reviews", json={"verdicts": {"greeting": "disagree"}})
+    assert stranger.status_code == 422 and "greeting" in stranger.json()["detail"]
+    form = client.post(f"/calls/{call_id}/review", data={"csrf": client.headers["X-CSRF-Token"], "comment": ""})
+    assert form.status_code == 422 and "复核内容为空" in form.text
+    assert client.get(f"/api/calls/{call_id}").json()["reviews"] == []
+    assert client.get(f"/api/calls/{call_id}").json()["call"]["reviewed_score"] is None
 
 
 def test_exports_follow_the_filters(console: dict) -> None:
@@ -128,11 +145,11 @@ def test_exports_follow_the_filters(console: dict) -> None:
     text = client.get("/api/export/calls.csv", params={"rule_failed": "banned_phrases"}).text
     assert text.startswith("\ufeff")
     rows = list(csv.DictReader(io.StringIO(text.lstrip("\ufeff"))))
-    assert len(rows) == 10 and {r["failed_rules"] for r in rows} == {"banned_phrases"}
+    assert len(rows) == 10 and {r["未通过规则"] for r in rows} == {"服务禁语 (R4)"}  # rules by description
     workbook = load_workbook(io.BytesIO(client.get("/api/export/calls.xlsx", params={"agent": "1001"}).content))
     sheet = workbook["通话"]
     header, *data = list(sheet.values)
-    assert header[0] == "id" and len(data) == 15 and {row[header.index("agent")] for row in data} == {"1001"}
+    assert header[0] == "通话编号" and len(data) == 15 and {row[header.index("分机")] for row in data} == {"1001"}
 
 
 def test_recordings_are_served_only_from_the_data_folder(console: dict) -> None:

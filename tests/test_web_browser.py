@@ -80,15 +80,17 @@ def test_a_reviewer_filters_opens_reviews_and_exports(console: dict, browser) ->
         assert len(browser.find_elements(By.CSS_SELECTOR, "#calls tbody tr")) == 10  # a page of 30
 
         browser.find_element(By.NAME, "agent").send_keys("1002")
-        browser.find_element(By.NAME, "rule_failed").send_keys("banned_phrases")
+        from selenium.webdriver.support.ui import Select
+
+        Select(browser.find_element(By.NAME, "rule_failed")).select_by_visible_text("服务禁语 (R4)")  # by name
         click_and_wait(browser, browser.find_element(By.ID, "apply-filters"))
         rows = browser.find_elements(By.CSS_SELECTOR, "#calls tbody tr")
-        assert len(rows) == 5 and all("banned_phrases" in row.text and "1002" in row.text for row in rows)
+        assert len(rows) == 5 and all("服务禁语" in row.text and "1002" in row.text for row in rows)
         assert all("****" in row.find_elements(By.TAG_NAME, "td")[3].text for row in rows)  # masked
 
         click_and_wait(browser, browser.find_element(By.LINK_TEXT, str(console["ids"][3])))
         mark = wait_for(browser, lambda d: d.find_element(By.CSS_SELECTOR, "#transcript mark[data-rule]"))
-        assert mark.text == "我不知道" and mark.get_attribute("title") == "banned_phrases · critical"
+        assert mark.text == "我不知道" and mark.get_attribute("title") == "服务禁语 (R4) · 违规 · 致命"
         assert mark.value_of_css_property("background-color") == "rgba(255, 179, 179, 1)"  # shown in red
         assert (
             browser.find_element(By.TAG_NAME, "audio")
@@ -105,15 +107,15 @@ def test_a_reviewer_filters_opens_reviews_and_exports(console: dict, browser) ->
         browser.find_element(By.ID, "comment").send_keys("坐席说了“我不知道”,确认违规")
         click_and_wait(browser, browser.find_element(By.ID, "submit-review"))
         review = wait_for(browser, lambda d: d.find_element(By.CSS_SELECTOR, "li.review"))
-        assert "lin" in review.text and "banned_phrases 同意" in review.text and "确认违规" in review.text
+        assert "Lin" in review.text and "服务禁语 (R4) 同意" in review.text and "确认违规" in review.text
 
         browser.get(base + "/calls?agent=1002&rule_failed=banned_phrases")
         browser.find_element(By.ID, "export-csv").click()
-        exported = browser.downloads / "calls.csv"
-        wait_for(browser, lambda d: exported.exists() and exported.stat().st_size > 0)
+        wait_for(browser, lambda d: any(f.stat().st_size > 0 for f in browser.downloads.glob("质检通话_*.csv")))
+        [exported] = browser.downloads.glob("质检通话_*.csv")  # named in Chinese, with its days
         rows = list(csv.DictReader(io.StringIO(exported.read_text(encoding="utf-8-sig"))))
-        assert len(rows) == 5 and {r["agent"] for r in rows} == {"1002"}
-        assert all("****" in r["customer_phone"] for r in rows)
+        assert len(rows) == 5 and {r["分机"] for r in rows} == {"1002"}
+        assert all("****" in r["客户号码"] for r in rows)
 
         browser.get(base + "/scorecards?since=2026-11-02&until=2026-11-10")
         assert browser.find_element(By.CSS_SELECTOR, "#trend svg polyline.series")

@@ -14,8 +14,10 @@ import sys
 from fastapi.testclient import TestClient
 from openpyxl import load_workbook
 
+from contactcenter.speech.rules import load_rules
 from contactcenter.storage.customers import upsert_customer
 from contactcenter.storage.models import Agent, SurveyResponse
+from tests.helpers.paths import REPO
 from tests.helpers.settings import desk_environment
 from tests.helpers.web import client_as
 
@@ -54,15 +56,18 @@ def test_the_scorecard_per_agent_rule_day_ring_and_survey(console: dict) -> None
     assert [
         (g["agent"], g["name"], g["team"], g["calls"], g["average_score"], g["pass_rate"]) for g in card["groups"]
     ] == [("1001", "李娜", "售后一组", 15, 76.7, 66.7), ("1002", "王强", "未分组", 15, 76.7, 66.7)]
-    assert card["rules"] == [
-        {
-            "rule_id": "banned_phrases",
-            "severity": "critical",
-            "failed_calls": 10,
-            "applied_calls": 30,
-            "pass_rate": 66.7,
-        }
-    ]
+    assert card["rules"][0] == {
+        "rule_id": "banned_phrases",
+        "severity": "critical",
+        "failed_calls": 10,
+        "applied_calls": 30,
+        "pass_rate": 66.7,
+    }
+    # every rule in force has a row: one that never failed shows 0 failures, and no pass rate if it never applied
+    listed = {r["rule_id"]: r for r in card["rules"]}
+    assert set(listed) == {rule.id for rule in load_rules(REPO / "scripts_zh" / "rules.toml", ["示例科技"]).rules}
+    assert all(r["failed_calls"] == 0 for r in card["rules"][1:])
+    assert all((r["pass_rate"] is None) == (r["applied_calls"] == 0) for r in card["rules"])
     assert len(card["trend"]) == 9  # one row per local day, 2 to 10 November
     assert card["trend"][0] == {
         "day": "2026-11-02",
@@ -101,7 +106,8 @@ def test_the_scorecard_per_agent_rule_day_ring_and_survey(console: dict) -> None
     assert no_team["totals"]["calls"] == 15 and [g["agent"] for g in no_team["groups"]] == ["1002"]
 
     empty = client_as(console, "lin").get("/api/scorecards", params={"since": "2025-01-01", "until": "2025-01-03"})
-    assert empty.json()["totals"]["average_score"] is None and empty.json()["rules"] == []
+    assert empty.json()["totals"]["average_score"] is None
+    assert all((r["failed_calls"], r["applied_calls"], r["pass_rate"]) == (0, 0, None) for r in empty.json()["rules"])
     client = client_as(console, "lin")
     assert client.get("/api/scorecards", params={"since": "2026-11-10", "until": "2026-11-01"}).status_code == 422
     assert client.get("/api/scorecards", params={"since": "2024-01-01", "until": "2026-11-01"}).status_code == 422
@@ -121,43 +127,46 @@ def test_the_scorecard_page_draws_its_charts_on_the_server(console: dict) -> Non
 
 
 def test_findings_and_scorecards_export_as_csv_and_excel(console: dict) -> None:
+    """Chinese headings and names throughout (tests/test_exports.py checks the exports in full)."""
     add_teams_and_surveys(console)
     client = client_as(console, "lin")
     text = client.get("/api/export/findings.csv", params={"agent": "1002"}).text
     findings = list(csv.DictReader(io.StringIO(text.lstrip("\ufeff"))))
-    assert len(findings) == 5 and {f["rule_id"] for f in findings} == {"banned_phrases"}
-    assert {f["matched_text"] for f in findings} == {"我不知道"} and {f["agent"] for f in findings} == {"1002"}
+    assert len(findings) == 5 and {f["规则"] for f in findings} == {"服务禁语 (R4)"}
+    assert {f["命中内容"] for f in findings} == {"我不知道"} and {f["分机"] for f in findings} == {"1002"}
+    assert {f["坐席"] for f in findings} == {"王强"}
     book = load_workbook(io.BytesIO(client.get("/api/export/findings.xlsx").content))
     header, *rows = list(book["违规"].values)
-    assert len(rows) == 10 and header[:4] == ("call_id", "invited_at", "agent", "rule_id")
+    assert len(rows) == 10 and header[:4] == ("通话编号", "开始时间", "坐席", "分机")
 
     scorecard = load_workbook(io.BytesIO(client.get("/api/export/scorecards.xlsx", params=PERIOD).content))
     assert scorecard.sheetnames == [
+        "汇总",
         "坐席",
-        "规则",
+        "坐席状态",
         "趋势",
+        "服务水平(周)",
+        "服务水平(日)",
+        "规则",
         "振铃",
         "满意度",
-        "坐席状态",
-        "服务水平(日)",
-        "服务水平(周)",
     ]
     header, *agents = list(scorecard["坐席"].values)
+    assert header[:3] == ("分机", "坐席", "班组")
     assert [row[:3] for row in agents] == [("1001", "李娜", "售后一组"), ("1002", "王强", "未分组")]
     assert len(list(scorecard["趋势"].values)) == 10  # header and nine days
     rules = client.get("/api/export/scorecards.csv", params={**PERIOD, "part": "rules"})
     assert "filename*=UTF-8" in rules.headers["content-disposition"]
-    assert list(csv.DictReader(io.StringIO(rules.text.lstrip("\ufeff")))) == [
-        {
-            "rule_id": "banned_phrases",
-            "severity": "critical",
-            "failed_calls": "10",
-            "applied_calls": "30",
-            "pass_rate": "66.7",
-        }
-    ]
-    teams = client.get("/api/export/scorecards.csv", params={**PERIOD, "group_by": "team"}).text
-    assert teams.lstrip("\ufeff").splitlines()[0].startswith("team,calls")
+    assert next(csv.DictReader(io.StringIO(rules.text.lstrip("\ufeff")))) == {
+        "规则": "服务禁语 (R4)",
+        "规则编号": "banned_phrases",
+        "严重程度": "致命",
+        "未通过通话数": "10",
+        "适用通话数": "30",
+        "通过率(%)": "66.7",
+    }
+    teams = client.get("/api/export/scorecards.csv", params={**PERIOD, "group_by": "team", "part": "groups"}).text
+    assert teams.lstrip("\ufeff").splitlines()[0].startswith("班组,通话数")
     assert client.get("/api/export/scorecards.csv", params={"part": "nothing"}).status_code == 422
 
 
@@ -189,7 +198,11 @@ def test_every_api_route_answers_each_role_as_it_should(console: dict) -> None:
 
     def needs(path: str) -> str:
         return (
-            "admin" if path.startswith("/api/admin/") else "supervisor" if path.startswith("/api/live/") else "reviewer"
+            "admin"
+            if path.startswith("/api/admin/")
+            else "supervisor"
+            if path.startswith(("/api/live/", "/api/review/"))
+            else "reviewer"
         )
 
     for path in gets:

@@ -7,6 +7,10 @@ snapshot to every open page (server-sent events) on each change. The telephony a
 update the view and wake the hub's own notifier thread, which builds the snapshot (changes in a burst make
 one) and hands it to the pages: a long transcript costs those threads nothing. The screen-pop lookup runs on
 its own small pool.
+
+Codes are named as everywhere else, by the vocabulary (``[scripts] vocabulary``): the agent's state in the
+snapshot, a rule by its description in the rules in force; the page gets the tables it names the rest with
+(severities, directions, dispositions, ticket and callback states and kinds) from :meth:`DeskHub.page_names`.
 """
 
 from __future__ import annotations
@@ -24,15 +28,29 @@ from contactcenter.desktop.assist import MISSED, SAID, CheckItem, Suggestions, c
 from contactcenter.records import CallRecord, RuleHitRecord, UtteranceRecord
 from contactcenter.settings import Settings
 from contactcenter.speech.rules import RuleSet
-from contactcenter.storage.agent_states import AGENT_STATE_LABELS
 from contactcenter.telephony.agent_state import AgentStatus
 from contactcenter.telephony.desk import DeskCall
+from contactcenter.vocabulary import RULE, Vocabulary
 
 log = logging.getLogger(__name__)
 TRANSCRIPT_SHOWN = 300  # lines of a call kept for the page (the store keeps the whole transcript)
 CALLS_KEPT = 20  # ended calls kept for the wrap-up and the page's recent list
 
-#: What the page calls each moment of a call.
+#: The vocabulary's tables the page names codes with (the screen-pop's calls, tickets and callbacks, the
+#: alerts' severities, the transcript's legs, who changed a customer record).
+PAGE_KINDS = (
+    "severity",
+    "direction",
+    "disposition",
+    "check",
+    "leg",
+    "ticket_status",
+    "callback_kind",
+    "callback_state",
+    "role",
+)
+#: What the page calls each moment of a call: the desk's own states of a call in progress, which no stored
+#: code (and so no vocabulary table) has.
 CALL_STATES = {
     "ringing": "振铃",
     "answered": "通话中",
@@ -51,7 +69,8 @@ FINISHED = ("ended", "abandoned", "refused", "answered_elsewhere", "ring_ended",
 @dataclass
 class Alert:
     rule_id: str
-    description: str
+    description: str  # the rule's name: its description in the rules in force
+    severity: str  # the rule's severity code; the page names it from the vocabulary
     matched_text: str
     suggestion: str
     at_s: float | None
@@ -103,8 +122,11 @@ class DeskHub:
         speech_on: bool,
         lookup: Callable[[str], dict[str, Any] | None] | None = None,
         speech_off_reason: str = "",
+        vocabulary: Vocabulary | None = None,
     ) -> None:
         self.settings = settings
+        # VocabularyError when the file cannot be used: `run` says so in one line before it answers calls
+        self.vocabulary = vocabulary if vocabulary is not None else Vocabulary.load(settings.scripts.vocabulary)
         self.status = status
         self.rules = rules
         self.speech_on = speech_on
@@ -212,15 +234,11 @@ class DeskHub:
 
     def _hit(self, view: CallView, hit: RuleHitRecord) -> None:
         if hit.kind == "violation":
-            description = next((item.description for item in view.checklist if item.rule_id == hit.rule_id), "")
-            rules = self._rules()
-            if not description and rules is not None:
-                rule = next((r for r in rules.rules if r.spec.id == hit.rule_id), None)
-                description = rule.spec.description if rule is not None else hit.rule_id
             view.alerts.append(
                 Alert(
                     rule_id=hit.rule_id,
-                    description=description or hit.rule_id,
+                    description=self.rule_names().name(RULE, hit.rule_id),
+                    severity=hit.severity,
                     matched_text=hit.matched_text,
                     suggestion=self.suggestions.for_hit(hit.rule_id, hit.matched_text),
                     at_s=hit.at_s,
@@ -274,7 +292,7 @@ class DeskHub:
                 "sent_at": time.time(),
                 "agent": {
                     "state": status.state,
-                    "label": AGENT_STATE_LABELS.get(status.state, status.state),
+                    "label": self.vocabulary.name("agent_state", status.state),
                     "reason": status.reason,
                     "since": status.since.isoformat(),
                     "wrap_up_until": status.wrap_up_until.isoformat() if status.wrap_up_until else None,
@@ -318,6 +336,18 @@ class DeskHub:
     def unsubscribe(self, queue: asyncio.Queue[dict[str, Any]]) -> None:
         with self._lock:
             self._subscribers = {(loop, q) for loop, q in self._subscribers if q is not queue}
+
+    def page_names(self) -> dict[str, dict[str, str]]:
+        """The vocabulary's tables the page names codes with, kind → code → name."""
+        return {kind: self.vocabulary.names(kind) for kind in PAGE_KINDS}
+
+    def rule_names(self) -> Vocabulary:
+        """The vocabulary with the rules in force named by their descriptions (admins may change them while
+        the desk runs, so asked for each finding; a rule not in force is shown by its id)."""
+        rules = self._rules()
+        if rules is None:
+            return self.vocabulary
+        return self.vocabulary.with_rules({rule.spec.id: rule.spec.description for rule in rules.rules})
 
     # ------------------------------------------------------------------------------------------ internals
 

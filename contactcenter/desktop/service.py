@@ -3,7 +3,8 @@
 Each action either does what it says or raises :class:`DesktopError` with a one-line reason in Chinese that
 the page shows; none of them can drop a call: the desk owns the calls, this only asks it. Database work
 (screen-pop, wrap-up, callbacks, customers, the agent's state history) never runs on a telephony thread, and
-the state history is written by its own thread so a slow or lost database never holds up the agent.
+the state history is written by its own thread so a slow or lost database never holds up the agent. The
+agent's own findings (我的质检) are read only when the page asks, on its request thread.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 from fastapi.encoders import jsonable_encoder
 
 from contactcenter.callbacks.book import CallbackBook, CallbackError, CallbackFilter
+from contactcenter.desktop import findings
 from contactcenter.desktop.hub import DeskHub
 from contactcenter.phones import clean_phone, phone_key, phone_problem
 from contactcenter.records import CallbackRecord
@@ -31,6 +33,7 @@ from contactcenter.storage.customers import (
     upsert_customer,
 )
 from contactcenter.storage.database import Database
+from contactcenter.storage.review_queue import QueueError, raise_dispute
 from contactcenter.storage.screen_pop import screen_pop
 from contactcenter.telephony.agent_history import AgentHistory
 from contactcenter.telephony.agent_state import AgentState, AgentStateError, AgentStatus
@@ -79,6 +82,7 @@ class AgentDesktop:
         self._cancel = threading.Event()  # set to stop the call the agent is dialling (a fresh one per dial)
         self._last_state = agent.status.state
         self._offer_state = agent.status.state
+        self._dispute_lock = threading.Lock()  # a double click sends two disputes: the second sees the first
         agent.add_listener(hub.agent_changed)
         agent.add_listener(self._left_wrap_up)
         agent.add_listener(self._offer_waiting_callback)
@@ -332,9 +336,9 @@ class AgentDesktop:
         except HeadsetBusy as exc:
             self._missed(book, callback, "agent_busy", f"未拨出: {exc}")
             return
-        except Exception as exc:
+        except Exception:
             log.exception("callback %s could not be dialled", callback.id)
-            self._missed(book, callback, "failed", f"拨号失败: {exc}")
+            self._missed(book, callback, "failed", "拨号失败,稍后重试(详情见坐席端日志)")
             return
         if result.outcome == "cancelled":  # the agent stopped it while it rang: nobody was called
             try:
@@ -342,8 +346,12 @@ class AgentDesktop:
             except Exception:
                 log.exception("callback %s could not be put back", callback.id)
             self.hub.set_dialling(None, "已取消拨号,回访仍在待办")
-        elif result.call is None:
-            self._missed(book, callback, result.outcome, f"未接通 ({result.reason}),稍后重试")
+        elif result.call is None:  # busy, no answer, failed: named as the callback's outcome is everywhere
+            why = self.hub.vocabulary.name("callback_outcome", result.outcome)
+            status = re.match(r"\d{3}\b", result.reason)  # the SIP status, for whoever looks into it; not its English
+            self._missed(
+                book, callback, result.outcome, f"未接通({why}{f',SIP {status[0]}' if status else ''}),稍后重试"
+            )
 
     def _missed(self, book: CallbackBook, callback: CallbackRecord, outcome: str, notice: str) -> None:
         try:
@@ -448,3 +456,36 @@ class AgentDesktop:
             upsert_customer(session, phone=number, values=clean, changed_by=f"agent:{self.extension}")
             session.commit()
         return self.customer(number)
+
+    # --------------------------------------------------------------------------- my findings, disputes
+
+    def my_findings(self, now: datetime | None = None) -> dict[str, Any]:
+        """The agent's recent calls with findings and their disputes (``findings.my_findings``)."""
+        if self.database is None:
+            raise DesktopError("没有数据库,无法查看质检结果", 503)
+        names = self.hub.rule_names()
+        with self.database.session() as session:
+            calls = findings.my_findings(session, self.extension, now or datetime.now(UTC), names)
+        return {"days": findings.DAYS, "limit": findings.CALLS, "reason_max": findings.REASON_MAX, "calls": calls}
+
+    def dispute(self, call_id: int, rule_id: str, reason: str) -> dict[str, Any]:
+        """The agent disputes a finding on a call they answered; the team lead decides it (console, /disputes).
+        Refused in one line, with nothing stored: another agent's call (403), a finding the call does not have,
+        an empty or too long reason, a finding already disputed (open, or decided: the decision is final)."""
+        if len(reason.strip()) > findings.REASON_MAX:
+            raise DesktopError(f"申诉理由不能超过 {findings.REASON_MAX} 字", 422)
+        with self._dispute_lock, self._database().session() as session:
+            if not findings.is_my_call(session, self.extension, call_id):
+                raise DesktopError("只能对自己接听的通话申诉", 403)
+            if not findings.has_finding(session, call_id, rule_id):
+                raise DesktopError("这通电话没有这条质检结果,无法申诉", 422)
+            if findings.decided(session, call_id, rule_id):
+                raise DesktopError("组长已裁定这条质检结果,裁定为最终结果,不能再申诉", 409)
+            try:
+                dispute_id = raise_dispute(
+                    session, call_id, rule_id, findings.raised_by(session, self.extension), reason
+                )
+            except QueueError as exc:
+                raise DesktopError(str(exc), 422) from None
+        states = findings.dispute_state_names(self.hub.vocabulary)
+        return {"id": dispute_id, "state": "open", "state_name": states["open"]}

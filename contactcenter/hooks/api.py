@@ -31,7 +31,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import CursorResult, delete, select, update
+from sqlalchemy import CursorResult, delete, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -301,6 +301,12 @@ class PluginAPI:
                 ticket = Ticket(source=self.plugin_name, **fields)
                 session.add(ticket)
                 session.flush()
+                if call_id is not None:  # a call's category is its ticket's unless the agent gave one
+                    session.execute(
+                        update(Call)
+                        .where(Call.id == call_id, or_(Call.category.is_(None), Call.category == ""))
+                        .values(category=ticket.category)
+                    )
                 record = ticket_record(ticket)
         except IntegrityError:
             existing = self.find_ticket(call_id) if call_id is not None else None

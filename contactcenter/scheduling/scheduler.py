@@ -16,8 +16,9 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -29,6 +30,7 @@ from contactcenter.settings import Settings
 from contactcenter.storage.database import Database
 from contactcenter.storage.personal_data import Tally
 from contactcenter.storage.retention import last_purge, purge
+from contactcenter.storage.review_queue import BuiltQueue, build_queue
 
 log = logging.getLogger(__name__)
 logging.getLogger("apscheduler").setLevel(logging.WARNING)  # every job run at INFO drowns the desk's own log
@@ -38,6 +40,7 @@ logging.getLogger("apscheduler.executors.default").setLevel(logging.ERROR)
 JOB_PREFIX = "callback-"
 SWEEP_JOB = "callbacks-sweep"
 RETENTION_JOB = "retention-purge"
+REVIEW_QUEUE_JOB = "review-queue"
 RETENTION_CATCH_UP = timedelta(minutes=15)  # after a start, when the daily purge was missed
 STUCK_DIAL = timedelta(minutes=10)  # an in_progress callback whose dialler vanished goes back to due
 
@@ -58,6 +61,12 @@ def fire_callback(callback_id: int) -> None:
 def sweep() -> None:
     if _active is not None:
         _active.sweep()
+
+
+def build_review_queue() -> None:
+    """The nightly build of the reviewers' queue (``[review]``), stored by reference like the others."""
+    if _active is not None:
+        _active.build_review_queue()
 
 
 def purge_retention() -> None:
@@ -151,6 +160,7 @@ class CallbackScheduler:
             misfire_grace_time=None,
         )
         self._schedule_retention(scheduler)
+        self._schedule_review_queue(scheduler)
         scheduler.resume()
         log.info(
             "callback scheduler running: %d jobs added, %d moved, %d removed, %d kept (%.2f s)",
@@ -192,6 +202,43 @@ class CallbackScheduler:
             misfire_grace_time=6 * 3600,
             **({"next_run_time": utcnow() + RETENTION_CATCH_UP} if overdue else {}),
         )
+
+    def _schedule_review_queue(self, scheduler: BackgroundScheduler) -> None:
+        """Nightly at ``[review] build_time``, and a quarter of an hour after each start (a build is
+        idempotent: a night the scheduler was down is made up, and a rerun adds nothing)."""
+        hour, minute = (int(part) for part in self.settings.review.build_time.split(":"))
+        scheduler.add_job(
+            build_review_queue,
+            "cron",
+            hour=hour,
+            minute=minute,
+            id=REVIEW_QUEUE_JOB,
+            replace_existing=True,
+            coalesce=True,
+            misfire_grace_time=6 * 3600,
+            next_run_time=utcnow() + RETENTION_CATCH_UP,
+        )
+
+    def build_review_queue(self, day: date | None = None) -> BuiltQueue | None:
+        """Queue ``day``'s calls (default: yesterday, local) for the reviewers; a failure is logged."""
+        zone = ZoneInfo(self.settings.general.timezone)
+        day = day or utcnow().astimezone(zone).date() - timedelta(days=1)
+        try:
+            with self.database.session() as session:
+                built = build_queue(
+                    session, day, zone, self.settings.review, self.settings.callbacks.complaint_categories
+                )
+        except Exception:
+            log.exception("the review queue for %s could not be built; it is tried again at the next build", day)
+            return None
+        log.info(
+            "review queue for %s: %d calls, %s%s",
+            day,
+            built.calls,
+            ", ".join(f"{reason} {n}" for reason, n in built.added.items()) or "nothing added",
+            f" ({built.problem})" if built.problem else "",
+        )
+        return built
 
     def purge_retention(self) -> Tally | None:
         """Run the retention purge; a failure is logged and the purge runs again tomorrow (or at the next

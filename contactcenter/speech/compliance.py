@@ -153,11 +153,12 @@ class CallCompliance:
         with self._lock:
             self._reused = set()
             results = [r for rule in self.rules.rules if (r := self._verdict(rule, call_end_s, hung_up_first))]
+            events = {name: tuple(round(t, 3) for t in times) for name, times in self.events.items()}
         total = sum(r.weight for r in results)
         if total == 0:  # no rule applied: nothing was checked, which is not the same as a perfect call
-            return ComplianceReport(score=None, results=tuple(results), unchecked_reason=NO_RULE_APPLIED)
+            return ComplianceReport(score=None, results=tuple(results), unchecked_reason=NO_RULE_APPLIED, events=events)
         score = 100.0 * sum(r.weight for r in results if r.passed) / total
-        return ComplianceReport(score=round(score, 1), results=tuple(results))
+        return ComplianceReport(score=round(score, 1), results=tuple(results), events=events)
 
     # ------------------------------------------------------------------------------------------- internals
 

@@ -9,7 +9,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from contactcenter.records import CallRecord, ComplianceReport, RuleHitRecord, UtteranceRecord
-from contactcenter.storage.models import Agent, Call, RuleHit, Utterance, utcnow
+from contactcenter.storage.models import Agent, Call, RuleHit, RuleResultRow, Utterance, utcnow
+from contactcenter.storage.reviews import rescore_after_reviews
 
 CALL_FIELDS = (
     "direction",
@@ -67,7 +68,16 @@ def save_call(
         row.compliance_score = report.score
         row.unchecked_reason = report.unchecked_reason[:32]
         row.dropped_seconds = report.dropped_seconds
+        row.events = {name: list(times) for name, times in report.events.items()}
     session.flush()
+    if report is not None:  # a re-check replaces the verdicts, and any reviewed score made from the old ones
+        session.execute(delete(RuleResultRow).where(RuleResultRow.call_id == row.id))
+        session.add_all(
+            RuleResultRow(call_id=row.id, rule_id=r.rule_id, passed=r.passed, severity=r.severity, weight=r.weight)
+            for r in {r.rule_id: r for r in report.results}.values()
+        )
+        session.flush()
+        rescore_after_reviews(session, row.id)
     if transcript or hits:
         session.execute(delete(Utterance).where(Utterance.call_id == row.id))
         session.execute(delete(RuleHit).where(RuleHit.call_id == row.id))

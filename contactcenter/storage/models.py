@@ -182,6 +182,11 @@ class Call(Base):
     # why the call has no score (records.UNCHECKED_REASONS), and audio the recogniser never heard (partly checked)
     unchecked_reason: Mapped[str] = mapped_column(String(32), default="", server_default="")
     dropped_seconds: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
+    # the score once reviewers' verdicts are applied (storage/reviews.py): a finding a reviewer disagreed with
+    # turns its rule's verdict round; None until a review, or for a call stored before rule results were kept
+    reviewed_score: Mapped[float | None] = mapped_column(Float)
+    # hold_start, hold_end, transfer -> call times in seconds: the reviewer's timeline marks them
+    events: Mapped[dict[str, list[float]]] = mapped_column(JSON, default=dict, server_default=text("'{}'"))
     recording_path: Mapped[str] = mapped_column(String(500), default="")  # under [general] data_dir
     # what of the call's personal data was removed, and why: {"recording" | "transcript" | "personal":
     # "retention" | "erasure"} (DATA_PARTS, REMOVAL_REASONS), so a page says "deleted", not "missing"
@@ -195,6 +200,9 @@ class Call(Base):
     )
     rule_hits: Mapped[list[RuleHit]] = relationship(
         back_populates="call", order_by="RuleHit.at_s", cascade="all, delete-orphan"
+    )
+    rule_results: Mapped[list[RuleResultRow]] = relationship(
+        back_populates="call", order_by="RuleResultRow.id", cascade="all, delete-orphan"
     )
 
 
@@ -232,6 +240,24 @@ class RuleHit(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     call: Mapped[Call] = relationship(back_populates="rule_hits")
+
+
+class RuleResultRow(Base):
+    """A rule's verdict on a call as the machine gave it, with the weight it counted for: every rule that
+    applied to the call, passed or failed (a rule that did not apply has no row). The score is these
+    weights' passed share; reviewers' verdicts are applied to them for the reviewed score."""
+
+    __tablename__ = "rule_results"
+    __table_args__ = (UniqueConstraint("call_id", "rule_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    call_id: Mapped[int] = mapped_column(ForeignKey("calls.id", ondelete="CASCADE"), index=True)
+    rule_id: Mapped[str] = mapped_column(String(100), index=True)
+    passed: Mapped[bool] = mapped_column(Boolean)
+    severity: Mapped[str] = mapped_column(String(16), default="major")
+    weight: Mapped[float] = mapped_column(Float, default=1.0)
+
+    call: Mapped[Call] = relationship(back_populates="rule_results")
 
 
 class Ticket(Base):
@@ -446,6 +472,9 @@ class Review(Base):
     call_id: Mapped[int] = mapped_column(ForeignKey("calls.id", ondelete="CASCADE"), index=True)
     reviewer_id: Mapped[int] = mapped_column(ForeignKey("web_users.id"), index=True)
     verdicts: Mapped[dict[str, Any]] = mapped_column(JSON)  # rule_id -> "agree" | "disagree"
+    reasons: Mapped[dict[str, str]] = mapped_column(
+        JSON, default=dict, server_default=text("'{}'")
+    )  # why, per disagree
     comment: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
 
@@ -532,3 +561,49 @@ class DataRemoval(Base):
     done_by: Mapped[str] = mapped_column(String(100), default="")  # the scheduler, or who ran the command
     reference: Mapped[str] = mapped_column(String(200), default="")
     counts: Mapped[dict[str, int]] = mapped_column(JSON)  # what -> how many (removal.COUNT_LABELS)
+
+
+#: A queued review's states (vocabulary [review_state]).
+REVIEW_STATES = ("pending", "in_review", "reviewed", "disputed")
+#: Why a call is in the queue: a critical rule failed, a complaint, the random sample, or the team lead's
+#: second look for calibration.
+QUEUE_REASONS = ("critical", "complaint", "sample", "calibration")
+
+
+class ReviewTask(Base):
+    """One call in one reviewer's queue for a day (质检任务). A call a supervisor also reviews for
+    calibration has a second task with reason "calibration"."""
+
+    __tablename__ = "review_tasks"
+    __table_args__ = (
+        UniqueConstraint("call_id", "reviewer_id"),
+        Index("ix_review_tasks_reviewer_day", "reviewer_id", "day"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    call_id: Mapped[int] = mapped_column(ForeignKey("calls.id", ondelete="CASCADE"), index=True)
+    day: Mapped[str] = mapped_column(String(10), index=True)  # the calls' local day, YYYY-MM-DD
+    reviewer_id: Mapped[int] = mapped_column(ForeignKey("web_users.id"))
+    reason: Mapped[str] = mapped_column(String(16))  # QUEUE_REASONS
+    state: Mapped[str] = mapped_column(String(16), default="pending", index=True)  # REVIEW_STATES
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    done_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Dispute(Base):
+    """An agent's appeal (申诉) against a finding, decided by a team lead: the decision is final and kept."""
+
+    __tablename__ = "disputes"
+    __table_args__ = (UniqueConstraint("call_id", "rule_id"),)  # one per finding: the lead's decision is final
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    call_id: Mapped[int] = mapped_column(ForeignKey("calls.id", ondelete="CASCADE"), index=True)
+    rule_id: Mapped[str] = mapped_column(String(100))
+    raised_by: Mapped[str] = mapped_column(String(100))  # the agent (extension or user name)
+    reason: Mapped[str] = mapped_column(Text)
+    raised_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    state: Mapped[str] = mapped_column(String(16), default="open", index=True)  # open | upheld | rejected
+    decided_by: Mapped[str] = mapped_column(String(100), default="")
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    decision: Mapped[str] = mapped_column(Text, default="")

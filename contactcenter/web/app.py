@@ -38,6 +38,7 @@ from fastapi.responses import (
     Response,
 )
 from pydantic import BaseModel, Field, ValidationError
+from sqlalchemy import select
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -45,7 +46,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from contactcenter.settings import Settings
 from contactcenter.speech.rules import load_rules
 from contactcenter.storage.database import Database
-from contactcenter.storage.models import Call, Review
+from contactcenter.storage.models import Agent, Call
+from contactcenter.storage.review_queue import next_in_queue, open_task
+from contactcenter.storage.reviews import ReviewRefused
+from contactcenter.storage.reviews import save_review as store_review
 from contactcenter.vocabulary import Vocabulary
 from contactcenter.web.access import AccessLogger
 from contactcenter.web.admin import add_admin_routes
@@ -66,12 +70,15 @@ from contactcenter.web.guards import (
     explain,
 )
 from contactcenter.web.live import add_live_routes
-from contactcenter.web.queries import CallFilter, call_detail, decode_cursor, list_calls
+from contactcenter.web.qa_report import add_qa_report_routes
+from contactcenter.web.queries import SORTS, CallFilter, agent_label, call_detail, decode_cursor, list_calls
 from contactcenter.web.reports import add_report_routes
+from contactcenter.web.review_pages import add_review_routes
 from contactcenter.web.wallboard import add_wallboard_routes
 
 log = logging.getLogger(__name__)
 MAX_COMMENT = 4000
+MAX_PAGES = 100_000  # a page number past this is no page of any list
 MAX_VERDICTS = 200
 CURSOR = r"^\d{1,12}(\.\d{1,6})?_\d{1,19}$"  # what encode_cursor writes: seconds_id
 
@@ -80,6 +87,11 @@ class ReviewIn(BaseModel):
     verdicts: dict[Annotated[str, Field(max_length=MAX_TEXT, pattern=NO_NUL)], Literal["agree", "disagree"]] = Field(
         default_factory=dict, max_length=MAX_VERDICTS
     )
+    # why, for each rule the reviewer disagreed with (the verdict they override)
+    reasons: dict[
+        Annotated[str, Field(max_length=MAX_TEXT, pattern=NO_NUL)],
+        Annotated[str, Field(max_length=500, pattern=NO_NUL)],
+    ] = Field(default_factory=dict, max_length=MAX_VERDICTS)
     comment: str = Field(default="", max_length=MAX_COMMENT, pattern=NO_NUL)
 
 
@@ -162,7 +174,6 @@ ERROR_TITLES = {
     500: "服务器出错",
 }
 SERVER_ERROR = "服务器内部出错,这次操作没有完成。请稍后重试;如果一再出现,请联系管理员(详情已记入服务器日志)。"
-ROLE_NAMES = {"reviewer": "质检员", "supervisor": "主管", "admin": "管理员"}
 # The API's English reasons as a person reads them on a page.
 ERROR_DETAILS = {
     "no such call": "没有这通电话",
@@ -244,7 +255,8 @@ def add_error_handlers(app: FastAPI) -> None:
             detail = str(exc.detail)
             needed = re.fullmatch(r"needs the (\w+) role", detail)
             if exc.status_code == 403 and needed:
-                detail = f"您的角色不能查看此页面:需要{ROLE_NAMES.get(needed[1], needed[1])}或更高的角色"
+                role = request.app.state.vocabulary.name("role", needed[1])
+                detail = f"您的角色不能查看此页面:需要{role}或更高的角色"
             return error_page(request, exc.status_code, ERROR_DETAILS.get(detail, detail))
         return await http_exception_handler(request, exc)
 
@@ -287,9 +299,8 @@ def create_app(settings: Settings, database: Database) -> FastAPI:
     async def not_signed_in(request: Request, exc: NotSignedIn) -> Response:
         if request.url.path.startswith("/api/"):
             return JSONResponse({"detail": "not signed in"}, status_code=401)
-        return TEMPLATES.TemplateResponse(
-            request, "login.html", {"next": request.url.path, "error": ""}, status_code=401
-        )
+        wanted = request.url.path + (f"?{request.url.query}" if request.url.query else "")  # back to the same view
+        return TEMPLATES.TemplateResponse(request, "login.html", {"next": wanted, "error": ""}, status_code=401)
 
     def start_session(response: Response, token: str) -> None:
         response.set_cookie(
@@ -324,7 +335,7 @@ def create_app(settings: Settings, database: Database) -> FastAPI:
                 refused.headers["Retry-After"] = str(result.retry_after_s)
             return refused
         response = RedirectResponse(
-            next if next.startswith("/") and not next.startswith("//") else "/calls", status_code=303
+            next if next.startswith("/") and not next.startswith(("//", "/\\")) else "/calls", status_code=303
         )
         start_session(response, token)
         return response
@@ -350,6 +361,7 @@ def create_app(settings: Settings, database: Database) -> FastAPI:
         rule_failed: Text | None = None,
         category: Text | None = None,
         complaint: Blank[bool] = None,
+        reviewed: Blank[bool] = None,
     ) -> CallFilter:
         return CallFilter(
             since=since,
@@ -360,10 +372,13 @@ def create_app(settings: Settings, database: Database) -> FastAPI:
             rule_failed=rule_failed or None,
             category=category or None,
             complaint=complaint,
+            reviewed=reviewed,
             complaint_categories=complaint_categories,
         )
 
     Filter = Annotated[CallFilter, Depends(call_filter)]
+    Sort = Annotated[Literal[SORTS], Query(description="time, score or duration; _asc for lowest first")]  # type: ignore[valid-type]
+    PageNumber = Annotated[int, Query(ge=1, le=MAX_PAGES)]
 
     def page_cursor(cursor: Annotated[str | None, Query(max_length=40, pattern=CURSOR)] = None) -> str | None:
         """The next-page cursor as ``next_cursor`` gave it; 422 for one that points nowhere."""
@@ -376,15 +391,41 @@ def create_app(settings: Settings, database: Database) -> FastAPI:
     Cursor = Annotated[str | None, Depends(page_cursor)]
 
     @app.get("/calls", response_class=HTMLResponse, include_in_schema=False)
-    def calls_page(request: Request, user: Reviewer, where: Filter, cursor: Cursor) -> Response:
+    def calls_page(
+        request: Request, user: Reviewer, where: Filter, sort: Sort = "time", page: PageNumber = 1
+    ) -> Response:
+        """The calls list: numbered pages (so a reviewer can go back), the total, any order."""
+        size = web.page_size
         with database.session() as session:
-            page = list_calls(session, where, zone, unmasked(user), web.page_size, cursor)
+            found = list_calls(
+                session, where, zone, unmasked(user), size, sort=sort, offset=(page - 1) * size, count=True
+            )
+            agents = session.execute(select(Agent.extension, Agent.name).order_by(Agent.extension)).all()
+        total = found.total or 0
+        pages = max(1, math.ceil(total / size))
         query = where.as_query()
-        next_link = f"/calls?{urlencode({**query, 'cursor': page.next_cursor})}" if page.next_cursor else ""
+
+        def link(to_page: int, to_sort: str = sort) -> str:
+            return "/calls?" + urlencode({**query, "sort": to_sort, "page": to_page})
+
         return TEMPLATES.TemplateResponse(
             request,
             "calls.html",
-            {"user": user, "rows": page.rows, "where": where, "next_link": next_link, "export_query": urlencode(query)},
+            {
+                "user": user,
+                "rows": found.rows,
+                "where": where,
+                "sort": sort,
+                "page": page,
+                "pages": pages,
+                "total": total,
+                "first_row": (page - 1) * size + 1 if found.rows else 0,
+                "previous_link": link(page - 1) if page > 1 else "",
+                "next_link": link(page + 1) if page < pages else "",
+                "sort_link": lambda to_sort: link(1, to_sort),
+                "agents": [{"extension": ext, "label": agent_label(name, ext)} for ext, name in agents],
+                "export_query": urlencode(query),
+            },
         )
 
     def call_view(
@@ -395,15 +436,26 @@ def create_app(settings: Settings, database: Database) -> FastAPI:
         typed: dict[str, Any] | None = None,
         status_code: int = 200,
     ) -> Response:
-        """The call's page; after a refused review, with the reason and the comment and verdicts as typed."""
+        """The call's page; after a refused review, with the reason and the comment and verdicts as typed.
+        Opening a call in one's queue puts its task in review."""
         with database.session() as session:
             detail = call_detail(session, call_id, zone, unmasked(user))
+            if detail is not None:
+                open_task(session, call_id, user.user_id)
+            queue_next = next_in_queue(session, user.user_id, call_id)
         if detail is None:
             raise HTTPException(status_code=404, detail="no such call")
         return TEMPLATES.TemplateResponse(
             request,
             "call.html",
-            {"user": user, "d": detail, "saved": False, "error": error, "typed": typed or {}},
+            {
+                "user": user,
+                "d": detail,
+                "saved": False,
+                "error": error,
+                "typed": typed or {},
+                "queue_next": queue_next,
+            },
             status_code=status_code,
         )
 
@@ -421,12 +473,22 @@ def create_app(settings: Settings, database: Database) -> FastAPI:
             if key.startswith("verdict_") and value in ("agree", "disagree")
         }
         comment = str(form.get("comment", ""))
+        reasons = {
+            key[len("reason_") :]: str(value)
+            for key, value in form.items()
+            if key.startswith("reason_") and str(value).strip() and verdicts.get(key[len("reason_") :]) == "disagree"
+        }
+        typed = {"comment": comment, "verdicts": verdicts, "reasons": reasons}
         try:
-            review = ReviewIn(verdicts=verdicts, comment=comment)
+            review = ReviewIn(verdicts=verdicts, reasons=reasons, comment=comment)
         except ValidationError as exc:  # shown on the form with what was typed: nothing is lost
-            typed = {"comment": comment, "verdicts": verdicts}
             return call_view(request, call_id, user, f"未保存:{explain(exc.errors())}", typed, 422)
-        save_review(call_id, user, review)
+        try:
+            save_review(call_id, user, review)
+        except ReviewRefused as refused:  # an empty review, a rule the call has no finding for
+            return call_view(request, call_id, user, f"未保存:{refused}", typed, 422)
+        if form.get("then") == "next":
+            return RedirectResponse(f"/queue/next?after={call_id}", status_code=303)
         return RedirectResponse(f"/calls/{call_id}#reviews", status_code=303)
 
     @app.get("/calls/{call_id}/recording", include_in_schema=False)
@@ -483,12 +545,22 @@ def create_app(settings: Settings, database: Database) -> FastAPI:
 
     @app.get("/api/calls", tags=["calls"])
     def api_calls(
-        user: Reviewer, where: Filter, cursor: Cursor, limit: Annotated[int, Query(ge=1, le=500)] = 50
+        user: Reviewer,
+        where: Filter,
+        cursor: Cursor,
+        limit: Annotated[int, Query(ge=1, le=500)] = 50,
+        sort: Sort = "time",
+        page: PageNumber = 1,
     ) -> dict[str, Any]:
-        """Calls, newest first, filtered; ``next_cursor`` fetches the next page."""
+        """Calls, filtered, with the total the filter matches. Newest first by default, where
+        ``next_cursor`` fetches the next page (stable while calls are added); any other ``sort`` is paged by
+        ``page`` (1, 2, …) of ``limit`` calls."""
+        offset = 0 if cursor else (page - 1) * limit
         with database.session() as session:
-            page = list_calls(session, where, zone, unmasked(user), limit, cursor)
-        return {"calls": page.rows, "next_cursor": page.next_cursor}
+            found = list_calls(
+                session, where, zone, unmasked(user), limit, cursor, sort=sort, offset=offset, count=True
+            )
+        return {"calls": found.rows, "next_cursor": found.next_cursor, "total": found.total}
 
     @app.get("/api/calls/{call_id}", tags=["calls"])
     def api_call(call_id: PathId, user: Reviewer) -> dict[str, Any]:
@@ -509,24 +581,29 @@ def create_app(settings: Settings, database: Database) -> FastAPI:
         }
 
     def save_review(call_id: int, user: SignedIn, review: ReviewIn) -> int:
+        """Store the review and the call's reviewed score (storage/reviews.py); ReviewRefused says why not."""
         with database.session() as session:
             if session.get(Call, call_id) is None:
                 raise HTTPException(status_code=404, detail="no such call")
-            row = Review(call_id=call_id, reviewer_id=user.user_id, verdicts=review.verdicts, comment=review.comment)
-            session.add(row)
-            session.flush()
-            return row.id
+            return store_review(
+                session, call_id, user.user_id, dict(review.verdicts), review.comment, dict(review.reasons)
+            )
 
     @app.post("/api/calls/{call_id}/reviews", tags=["calls"], status_code=201)
     def api_review(request: Request, call_id: PathId, review: ReviewIn, user: Reviewer) -> dict[str, Any]:
         """Store the signed-in reviewer's verdict (agree/disagree per rule) and comment on a call."""
         check_csrf(user, request.headers.get("X-CSRF-Token"))
-        return {"id": save_review(call_id, user, review)}
+        try:
+            return {"id": save_review(call_id, user, review)}
+        except ReviewRefused as refused:
+            raise HTTPException(status_code=422, detail=str(refused)) from None
 
     add_report_routes(app, guards, settings, database, call_filter)
     add_live_routes(app, guards, settings, database)
     add_wallboard_routes(app, guards, settings, database)
     add_admin_routes(app, guards, settings, database, accounts)
     add_customer_routes(app, guards, settings, database)
+    add_review_routes(app, guards, settings, database)
+    add_qa_report_routes(app, guards, settings, database)
 
     return app

@@ -5,6 +5,7 @@ Each function returns an ``<svg>`` element as a string, safe to put in a page as
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from xml.sax.saxutils import escape
 
@@ -20,6 +21,20 @@ def _frame(title: str, body: list[str]) -> str:
     )
 
 
+def count_axis(largest: float, most_steps: int = 5) -> tuple[int, int]:
+    """A count axis's top and number of steps: whole-number steps of 1, 2 or 5 × 10ⁿ, so the grid reads
+    0 / 20 / 40 / 60 rather than 27.75 / 55.5 / 83.25."""
+    largest = max(1, math.ceil(largest))
+    magnitude = 1
+    while True:
+        for factor in (1, 2, 5):
+            step = factor * magnitude
+            steps = math.ceil(largest / step)
+            if steps <= most_steps:
+                return step * steps, steps
+        magnitude *= 10
+
+
 def _axes(maximum: float, steps: int = 4) -> list[str]:
     parts = []
     plot_h = HEIGHT - TOP - BOTTOM
@@ -33,11 +48,26 @@ def _axes(maximum: float, steps: int = 4) -> list[str]:
     return parts
 
 
-def line_chart(title: str, labels: Sequence[str], values: Sequence[float | None], maximum: float = 100.0) -> str:
-    """A line through the values (a gap where a value is None), one x label every few points."""
+def line_chart(
+    title: str,
+    labels: Sequence[str],
+    values: Sequence[float | None],
+    maximum: float = 100.0,
+    reference: tuple[float, str] | None = None,
+) -> str:
+    """A line through the values (a gap where a value is None), one x label every few points; ``reference``
+    (value, label) draws a dashed line across, such as the pass line."""
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
     step = plot_w / max(1, len(values) - 1)
-    body = _axes(maximum)
+    body = _axes(maximum, 5)
+    if reference is not None:
+        level, name = reference
+        y = TOP + plot_h - plot_h * min(max(level, 0.0), maximum) / maximum
+        body.append(
+            f'<line class="reference" x1="{LEFT}" y1="{y:.1f}" x2="{WIDTH - RIGHT}" y2="{y:.1f}" '
+            f'stroke="#b00020" stroke-dasharray="6 4"/>'
+            f'<text x="{WIDTH - RIGHT - 2}" y="{y - 4:.1f}" text-anchor="end" fill="#b00020">{escape(name)}</text>'
+        )
     runs: list[list[str]] = [[]]
     for n, value in enumerate(values):
         if value is None:
@@ -67,9 +97,9 @@ def line_chart(title: str, labels: Sequence[str], values: Sequence[float | None]
 def bar_chart(title: str, labels: Sequence[str], values: Sequence[float]) -> str:
     """One bar per label, its value written on top."""
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
-    maximum = max([*values, 1])
+    maximum, steps = count_axis(max([*values, 1]))
     slot = plot_w / max(1, len(values))
-    body = _axes(maximum)
+    body = _axes(maximum, steps)
     for n, (label, value) in enumerate(zip(labels, values, strict=True)):
         h = plot_h * value / maximum
         x, y = LEFT + n * slot + slot * 0.15, TOP + plot_h - h

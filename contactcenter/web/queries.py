@@ -14,13 +14,13 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, exists, or_, select
+from sqlalchemy import and_, exists, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from contactcenter.phones import mask_number, mask_numbers
 from contactcenter.records import CHECK_LABELS, UNCHECKED_REASONS, check_status, removal_notes
 from contactcenter.speech.redact import redact_numbers
-from contactcenter.storage.models import Agent, Call, Callback, Review, RuleHit, Ticket, WebUser
+from contactcenter.storage.models import Agent, Call, Callback, Dispute, Review, RuleHit, Ticket, WebUser
 
 FAILED_KINDS = ("violation", "missing")
 
@@ -45,6 +45,7 @@ class CallFilter:
     rule_failed: str | None = None
     category: str | None = None
     complaint: bool | None = None
+    reviewed: bool | None = None  # True: calls with a review; False: calls nobody reviewed yet
     complaint_categories: tuple[str, ...] = ("投诉",)
 
     def as_query(self) -> dict[str, str]:
@@ -58,6 +59,7 @@ class CallFilter:
             "rule_failed": self.rule_failed,
             "category": self.category,
             "complaint": None if self.complaint is None else ("1" if self.complaint else "0"),
+            "reviewed": None if self.reviewed is None else ("1" if self.reviewed else "0"),
         }
         return {k: str(v) for k, v in values.items() if v not in (None, "")}
 
@@ -66,6 +68,27 @@ class CallFilter:
 class CallPage:
     rows: list[dict[str, Any]]
     next_cursor: str | None
+    total: int | None = None  # every call the filter matches (None: not counted)
+
+
+#: How the calls list can be ordered: name -> (what to order by, newest/highest first?). Ties by id.
+SORTS = ("time", "time_asc", "score", "score_asc", "duration", "duration_asc")
+
+
+def _duration(session: Session) -> Any:
+    """The talk time in seconds as this database computes it (SQLite has no interval arithmetic)."""
+    if session.get_bind().dialect.name == "sqlite":
+        return (func.julianday(Call.ended_at) - func.julianday(Call.answered_at)) * 86400.0
+    return func.extract("epoch", Call.ended_at - Call.answered_at)
+
+
+def _order(session: Session, sort: str) -> list[Any]:
+    column = {"time": Call.invited_at, "score": Call.compliance_score, "duration": _duration(session)}[
+        sort.removesuffix("_asc")
+    ]
+    if sort.endswith("_asc"):
+        return [column.is_(None), column.asc(), Call.id.asc()]  # calls with no score or duration last either way
+    return [column.is_(None), column.desc(), Call.id.desc()]
 
 
 def _conditions(where: CallFilter, zone: ZoneInfo) -> list[Any]:
@@ -74,8 +97,9 @@ def _conditions(where: CallFilter, zone: ZoneInfo) -> list[Any]:
         conditions.append(Call.invited_at >= datetime.combine(where.since, time(), zone))
     if where.until is not None:
         conditions.append(Call.invited_at < datetime.combine(where.until + timedelta(days=1), time(), zone))
-    if where.agent:
-        conditions.append(Call.agent_id.in_(select(Agent.id).where(Agent.extension == where.agent)))
+    if where.agent:  # the extension, or any part of the agent's name (李娜, 李)
+        named = or_(Agent.extension == where.agent, Agent.name.contains(where.agent, autoescape=True))
+        conditions.append(Call.agent_id.in_(select(Agent.id).where(named)))
     if where.score_min is not None:
         conditions.append(Call.compliance_score >= where.score_min)
     if where.score_max is not None:
@@ -88,8 +112,16 @@ def _conditions(where: CallFilter, zone: ZoneInfo) -> list[Any]:
                 failed.call_id == Call.id, failed.rule_id == where.rule_failed, failed.kind.in_(FAILED_KINDS)
             )
         )
-    if where.category:
-        conditions.append(Call.category == where.category)
+    if where.category:  # the call's own, or its ticket's (a ticket made after the call carries it)
+        conditions.append(
+            or_(
+                Call.category == where.category,
+                exists().where(Ticket.call_id == Call.id, Ticket.category == where.category),
+            )
+        )
+    if where.reviewed is not None:
+        reviewed = exists().where(Review.call_id == Call.id)
+        conditions.append(reviewed if where.reviewed else ~reviewed)
     if where.complaint is not None:
         is_complaint = or_(
             Call.category.in_(where.complaint_categories),
@@ -138,8 +170,21 @@ def verdict_check(score: float | None, dropped_seconds: float, unchecked_reason:
 
 
 def list_calls(
-    session: Session, where: CallFilter, zone: ZoneInfo, unmasked: bool, limit: int, cursor: str | None = None
+    session: Session,
+    where: CallFilter,
+    zone: ZoneInfo,
+    unmasked: bool,
+    limit: int,
+    cursor: str | None = None,
+    *,
+    sort: str = "time",
+    offset: int = 0,
+    count: bool = False,
 ) -> CallPage:
+    """A page of the filtered calls: after ``cursor`` (newest first only) or from ``offset`` in ``sort``
+    order; with the total the filter matches when ``count``."""
+    if sort not in SORTS:
+        raise ValueError(f"unknown sort {sort!r}")
     query = (
         select(
             Call.id,
@@ -155,17 +200,21 @@ def list_calls(
             Call.unchecked_reason,
             Call.dropped_seconds,
             Agent.extension,
+            Agent.name,
         )
         .outerjoin(Agent, Agent.id == Call.agent_id)
         .where(*_conditions(where, zone))
-        .order_by(Call.invited_at.desc(), Call.id.desc())
+        .order_by(*_order(session, sort))
         .limit(limit + 1)
     )
-    position = decode_cursor(cursor) if cursor else None
+    position = decode_cursor(cursor) if cursor and sort == "time" else None
     if position is not None:
         at, call_id = position
         query = query.where(or_(Call.invited_at < at, and_(Call.invited_at == at, Call.id < call_id)))
+    elif offset:
+        query = query.offset(offset)
     found = session.execute(query).all()
+    total = session.scalar(select(func.count()).select_from(Call).where(*_conditions(where, zone))) if count else None
     page, more = found[:limit], len(found) > limit
     failed: dict[int, list[str]] = defaultdict(list)
     if page:
@@ -175,6 +224,14 @@ def list_calls(
             .distinct()
         ):
             failed[call_id].append(rule_id)
+    ids = [r.id for r in page]
+    reviewed = set(session.scalars(select(Review.call_id).where(Review.call_id.in_(ids)).distinct())) if ids else set()
+    ticket_category: dict[int, str] = {}
+    if ids:
+        for call_id, category in session.execute(
+            select(Ticket.call_id, Ticket.category).where(Ticket.call_id.in_(ids)).order_by(Ticket.id)
+        ):
+            ticket_category.setdefault(call_id, category)
     rows = []
     for r in page:
         duration = (r.ended_at - r.answered_at).total_seconds() if r.answered_at and r.ended_at else None
@@ -183,19 +240,21 @@ def list_calls(
                 "id": r.id,
                 "invited_at": local_time(r.invited_at, zone),
                 "agent": r.extension or "",
+                "agent_name": r.name or "",
                 "customer_phone": r.remote_number if unmasked else mask_phone(r.remote_number),
                 "disposition": r.disposition,
                 "rings": r.rings_before_answer,
                 "score": r.compliance_score,
                 **verdict_check(r.compliance_score, r.dropped_seconds, r.unchecked_reason),
-                "category": r.category or "",
+                "category": r.category or ticket_category.get(r.id, ""),
+                "review_state": "reviewed" if r.id in reviewed else "pending",
                 "hung_up_first": r.hung_up_first or "",
                 "duration_s": round(duration) if duration else None,
                 "failed_rules": sorted(failed.get(r.id, [])),
             }
         )
-    next_cursor = encode_cursor(page[-1].invited_at, page[-1].id) if more else None
-    return CallPage(rows, next_cursor)
+    next_cursor = encode_cursor(page[-1].invited_at, page[-1].id) if more and sort == "time" else None
+    return CallPage(rows, next_cursor, total)
 
 
 def list_findings(
@@ -259,6 +318,13 @@ class CallDetail:
     callbacks: list[dict[str, Any]] = field(default_factory=list)
     reviews: list[dict[str, Any]] = field(default_factory=list)
     recording: str = ""
+    rule_results: dict[str, dict[str, Any]] = field(default_factory=dict)  # rule id -> the machine's verdict
+    disputes: list[dict[str, Any]] = field(default_factory=list)  # agents' appeals (申诉) and their decisions
+
+
+def agent_label(name: str, extension: str) -> str:
+    """How a person is shown: 李娜(1001); the extension alone when the agent has no name yet."""
+    return f"{name}({extension})" if name and extension else name or extension
 
 
 def highlight(text: str, hits: list[dict[str, Any]]) -> list[Segment]:
@@ -302,7 +368,9 @@ def call_detail(session: Session, call_id: int, zone: ZoneInfo, unmasked: bool) 
             "sip_call_id": call.sip_call_id,
             "direction": call.direction,
             "customer_phone": phone,
-            "agent": call.agent.extension if call.agent else "",
+            "agent": agent_label(call.agent.name, call.agent.extension) if call.agent else "",
+            "reviewed_score": call.reviewed_score,
+            "complaint": call.complaint,
             "invited_at": local(call.invited_at),
             "answered_at": local(call.answered_at),
             "ended_at": local(call.ended_at),
@@ -314,6 +382,7 @@ def call_detail(session: Session, call_id: int, zone: ZoneInfo, unmasked: bool) 
             "score": call.compliance_score,
             **verdict_check(call.compliance_score, call.dropped_seconds, call.unchecked_reason),
             "removed": removal_notes(call.data_removed),  # deleted by retention or erasure, not missing
+            "events": sorted((at, name) for name, times in (call.events or {}).items() for at in times),
         },
         recording=call.recording_path,
     )
@@ -331,6 +400,9 @@ def call_detail(session: Session, call_id: int, zone: ZoneInfo, unmasked: bool) 
         for h in sorted(call.rule_hits, key=lambda h: (h.at_s is None, h.at_s or 0))
     ]
     detail.findings = hits
+    detail.rule_results = {
+        r.rule_id: {"passed": r.passed, "severity": r.severity, "weight": r.weight} for r in call.rule_results
+    }
     for u in call.utterances:
         own = [
             h
@@ -368,12 +440,32 @@ def call_detail(session: Session, call_id: int, zone: ZoneInfo, unmasked: bool) 
         for c in session.scalars(select(Callback).where(Callback.call_id == call_id))
     ]
     detail.reviews = [
-        {"id": r.id, "reviewer": name, "verdicts": r.verdicts, "comment": r.comment, "created_at": local(r.created_at)}
-        for r, name in session.execute(
-            select(Review, WebUser.username)
+        {
+            "id": r.id,
+            "reviewer": display or login,
+            "verdicts": r.verdicts,
+            "reasons": {rule: shown(text) for rule, text in (r.reasons or {}).items()},
+            "comment": shown(r.comment),
+            "created_at": local(r.created_at),
+        }
+        for r, login, display in session.execute(
+            select(Review, WebUser.username, WebUser.display_name)
             .join(WebUser, WebUser.id == Review.reviewer_id)
             .where(Review.call_id == call_id)
             .order_by(Review.id)
         )
+    ]
+    detail.disputes = [
+        {
+            "id": d.id,
+            "rule_id": d.rule_id,
+            "raised_by": d.raised_by,
+            "reason": shown(d.reason),
+            "raised_at": local(d.raised_at),
+            "state": d.state,
+            "decided_by": d.decided_by,
+            "decision": shown(d.decision),
+        }
+        for d in session.scalars(select(Dispute).where(Dispute.call_id == call_id).order_by(Dispute.id))
     ]
     return detail

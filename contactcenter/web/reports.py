@@ -4,7 +4,7 @@ No `from __future__ import annotations`: FastAPI reads the route signatures.
 """
 
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Annotated, Any, Literal
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
@@ -15,137 +15,25 @@ from fastapi.responses import HTMLResponse, Response
 from contactcenter.settings import Settings, SettingsError
 from contactcenter.speech.rules import RuleSet, load_rules
 from contactcenter.storage.database import Database
+from contactcenter.vocabulary import Vocabulary
 from contactcenter.web.auth import SignedIn
 from contactcenter.web.charts import bar_chart, line_chart
-from contactcenter.web.exports import EXPORT_LIMIT, Table, csv_response, xlsx_response
+from contactcenter.web.exports import (
+    ListExport,
+    Part,
+    calls_export,
+    findings_export,
+    scorecard_csv,
+    scorecard_workbook,
+    scorecard_zip,
+)
+from contactcenter.web.exports import scorecard_table as scorecard_table  # one table as rows, for tests
 from contactcenter.web.guards import TEMPLATES, Blank, Day, Guards, Text
-from contactcenter.web.queries import CallFilter, list_calls, list_findings
-from contactcenter.web.scorecards import GroupBy, Period, Scorecard, hms, not_ready_column, scorecard
+from contactcenter.web.queries import CallFilter
+from contactcenter.web.scorecards import GroupBy, Period, ScoreBasis, Scorecard, hms, not_ready_column, scorecard
 
-CALL_COLUMNS = [
-    "id",
-    "invited_at",
-    "agent",
-    "customer_phone",
-    "disposition",
-    "rings",
-    "duration_s",
-    "score",
-    "check_label",  # 已检查 / 部分检查 / 未检查: an empty score is a call nobody could check, not a zero
-    "check_note",
-    "category",
-    "hung_up_first",
-    "failed_rules",
-]
-FINDING_COLUMNS = [
-    "call_id",
-    "invited_at",
-    "agent",
-    "rule_id",
-    "kind",
-    "severity",
-    "leg",
-    "at_s",
-    "matched_text",
-    "live",
-]
-SUMMARY_COLUMNS = [
-    "calls",
-    "answered",
-    "average_score",
-    "pass_rate",
-    "not_checked",
-    "partly_checked",
-    "answered_within_3_rings",
-]
-SERVICE_LEVEL_COLUMNS = [
-    "calls",
-    "ended",
-    "answered",
-    "answered_in_time",
-    "overflow",
-    "overflow_callback",
-    "overflow_no_callback",
-    "abandoned",
-    "unknown",
-    "service_level",
-    "overflow_rate",
-    "abandoned_rate",
-]
-SERVICE_LEVEL_RATES = ("service_level", "overflow_rate", "abandoned_rate")
-SCORECARD_PARTS: dict[str, tuple[str, list[str]]] = {  # part -> (sheet title, columns)
-    "groups": ("坐席", ["agent", "name", "team", *SUMMARY_COLUMNS]),
-    "teams": ("班组", ["team", *SUMMARY_COLUMNS]),
-    "rules": ("规则", ["rule_id", "severity", "failed_calls", "applied_calls", "pass_rate"]),
-    "trend": ("趋势", ["day", *SUMMARY_COLUMNS]),
-    "rings": ("振铃", ["rings", "calls"]),
-    "survey": ("满意度", ["question", "asked", "answered", "average", "distribution"]),
-    "service_level_days": ("服务水平(日)", ["day", *SERVICE_LEVEL_COLUMNS]),
-    "service_level_weeks": ("服务水平(周)", ["week", "since", "until", *SERVICE_LEVEL_COLUMNS]),
-}
-AGENT_STATES_SHEET = "坐席状态"
 DEFAULT_DAYS = 30
 MAX_DAYS = 366
-
-
-def agent_state_table(card: Scorecard, *, excel: bool = False) -> Table:
-    """The agents' state times with Chinese headings, a 小休 column per reason. Excel gets real durations
-    (cells it can add up, shown as [h]:mm:ss); CSV the same figures as h:mm:ss text. An occupancy that does
-    not exist (the agent was never available) is "—", not an empty cell that could be read as 0."""
-    reasons = [(reason, not_ready_column(reason)) for reason in card.not_ready_reasons]
-    columns = [
-        "分机",
-        "坐席",
-        "班组",
-        "就绪",
-        "振铃",
-        "通话",
-        "话后处理",
-        *(c for _, c in reasons),
-        "在线时长",
-        "占用率(%)",
-    ]
-
-    def duration(seconds: int) -> Any:
-        return timedelta(seconds=seconds) if excel else hms(seconds)
-
-    rows = [
-        {
-            "分机": row["agent"],
-            "坐席": row["name"] or row["agent"],
-            "班组": row["team"],
-            "就绪": duration(row["ready_s"]),
-            "振铃": duration(row["ringing_s"]),
-            "通话": duration(row["talk_s"]),
-            "话后处理": duration(row["wrap_up_s"]),
-            **{column: duration(row["not_ready_s"][reason]) for reason, column in reasons},
-            "在线时长": duration(row["logged_in_s"]),
-            "占用率(%)": "—" if row["occupancy"] is None else row["occupancy"],
-        }
-        for row in card.agent_states
-    ]
-    return columns, rows
-
-
-def scorecard_table(card: Scorecard, part: str) -> Table:
-    """One part of a scorecard as columns and rows (the group table's columns follow ``group_by``)."""
-    if part == "agent_states":
-        return agent_state_table(card)
-    if part in ("groups", "teams"):
-        _, columns = SCORECARD_PARTS["groups" if card.group_by == "agent" else "teams"]
-        return columns, card.groups
-    if part == "rules":  # a rule that applied to no call has no pass rate: "—", not an empty cell read as 0
-        _, columns = SCORECARD_PARTS[part]
-        return columns, [
-            {**row, "pass_rate": "—" if row["pass_rate"] is None else row["pass_rate"]} for row in card.rules
-        ]
-    if part in ("service_level_days", "service_level_weeks"):  # no ended call that day: "—", not 0
-        _, columns = SCORECARD_PARTS[part]
-        return columns, [
-            {**row, **{rate: "—" for rate in SERVICE_LEVEL_RATES if row[rate] is None}} for row in getattr(card, part)
-        ]
-    _, columns = SCORECARD_PARTS[part]
-    return columns, getattr(card, part)
 
 
 def add_report_routes(
@@ -177,7 +65,9 @@ def add_report_routes(
         except SettingsError:
             return None
 
-    def card(days: Period, group_by: GroupBy, agent: str | None, team: str | None) -> Scorecard:
+    def card(
+        days: Period, group_by: GroupBy, agent: str | None, team: str | None, basis: ScoreBasis = "machine"
+    ) -> Scorecard:
         rules = rules_in_file()
         with database.session() as session:
             return scorecard(
@@ -192,6 +82,7 @@ def add_report_routes(
                 rules=rules,
                 apology_after_rings=settings.ring.apology_after_rings,
                 three_rings_s=3 * settings.ring.ring_period_seconds,
+                basis=basis,
             )
 
     # -------------------------------------------------------------------------------------------- pages
@@ -204,18 +95,24 @@ def add_report_routes(
         group_by: GroupBy = "agent",
         agent: Text | None = None,
         team: Text | None = None,
+        basis: ScoreBasis = "machine",
     ) -> Response:
-        found = card(days, group_by, agent, team)
+        found = card(days, group_by, agent, team, basis)
         query = {
             "since": days.since.isoformat(),
             "until": days.until.isoformat(),
             "group_by": group_by,
             **({"agent": agent} if agent else {}),
             **({"team": team} if team else {}),
+            **({"basis": basis} if basis != "machine" else {}),
         }
+        pass_score = settings.web.pass_score
         charts = {
             "trend": line_chart(
-                "每日平均质检得分", [t["day"] for t in found.trend], [t["average_score"] for t in found.trend]
+                "每日平均质检得分",
+                [t["day"] for t in found.trend],
+                [t["average_score"] for t in found.trend],
+                reference=(pass_score, f"合格线 {pass_score:g}"),
             ),
             "rings": bar_chart("接听前振铃次数", [r["rings"] for r in found.rings], [r["calls"] for r in found.rings]),
             "service_level": line_chart(
@@ -237,6 +134,7 @@ def add_report_routes(
                 "team": team or "",
                 "hms": hms,
                 "not_ready_column": not_ready_column,
+                "pass_score": f"{pass_score:g}",
             },
         )
 
@@ -244,7 +142,12 @@ def add_report_routes(
 
     @app.get("/api/scorecards", tags=["scorecards"])
     def api_scorecards(
-        user: Reviewer, days: Days, group_by: GroupBy = "agent", agent: Text | None = None, team: Text | None = None
+        user: Reviewer,
+        days: Days,
+        group_by: GroupBy = "agent",
+        agent: Text | None = None,
+        team: Text | None = None,
+        basis: ScoreBasis = "machine",
     ) -> dict[str, Any]:
         """Per agent (or team) over local days: calls, average score, QA pass rate, answered within three
         rings; pass rate per rule over the calls it applied to (``applied_calls``; null when none); the daily
@@ -253,11 +156,12 @@ def add_report_routes(
         team line's service level per day and per week (``service_level_days``, ``service_level_weeks``:
         calls, answered by an agent within three rings, overflow, abandoned, in percent of the calls that
         have ended, null when none has; the whole line's, whatever the agent and team filters)."""
-        found = card(days, group_by, agent, team)
+        found = card(days, group_by, agent, team, basis)
         return {
             "since": days.since.isoformat(),
             "until": days.until.isoformat(),
             "group_by": group_by,
+            "basis": basis,  # machine: the machine's scores; reviewed: reviewers' verdicts applied where reviewed
             "totals": found.totals,
             "groups": found.groups,
             "rules": found.rules,
@@ -271,77 +175,87 @@ def add_report_routes(
         }
 
     # ------------------------------------------------------------------------------------------ exports
+    # Chinese headings and names (the app's vocabulary), typed cells, dated file names: web/exports.py.
 
-    def call_rows(user: SignedIn, where: CallFilter) -> tuple[list[dict[str, Any]], bool]:
-        with database.session() as session:
-            page = list_calls(session, where, zone, guards.unmasked(user), EXPORT_LIMIT)
-        return page.rows, page.next_cursor is not None
+    def names(request: Request) -> Vocabulary:
+        return getattr(request.app.state, "vocabulary", None) or Vocabulary()
 
-    def finding_rows(user: SignedIn, where: CallFilter) -> tuple[list[dict[str, Any]], bool]:
+    def listed(
+        request: Request, user: SignedIn, where: CallFilter, fmt: Literal["csv", "xlsx"], export: ListExport
+    ) -> Response:
         with database.session() as session:
-            return list_findings(session, where, zone, guards.unmasked(user), EXPORT_LIMIT)
+            return export(session, where, zone, guards.unmasked(user), names(request), fmt)
 
     @app.get("/api/export/calls.csv", tags=["exports"])
-    def export_calls_csv(user: Reviewer, where: Filter) -> Response:
-        """The filtered calls as CSV (UTF-8 with BOM, so Excel opens the Chinese text correctly)."""
-        rows, truncated = call_rows(user, where)
-        return csv_response("calls.csv", (CALL_COLUMNS, rows), truncated)
+    def export_calls_csv(request: Request, user: Reviewer, where: Filter) -> Response:
+        """The filtered calls as CSV (UTF-8 with BOM, so Excel opens the Chinese text correctly): Chinese
+        headings and names, the agent's name and extension, the latest review and the verdicts in force, a
+        column per survey question. Named 质检通话_<first day>_<last day>.csv."""
+        return listed(request, user, where, "csv", calls_export)
 
     @app.get("/api/export/calls.xlsx", tags=["exports"])
-    def export_calls_xlsx(user: Reviewer, where: Filter) -> Response:
-        """The filtered calls as an Excel workbook (sheet 通话)."""
-        rows, truncated = call_rows(user, where)
-        return xlsx_response("calls.xlsx", {"通话": (CALL_COLUMNS, rows)}, truncated)
+    def export_calls_xlsx(request: Request, user: Reviewer, where: Filter) -> Response:
+        """The filtered calls as an Excel workbook (sheet 通话): the columns of the CSV, with real dates,
+        numbers and durations, fitted widths, a frozen heading row and an autofilter."""
+        return listed(request, user, where, "xlsx", calls_export)
 
     @app.get("/api/export/findings.csv", tags=["exports"])
-    def export_findings_csv(user: Reviewer, where: Filter) -> Response:
-        """Every violation and missed required phrase of the filtered calls, one per row."""
-        rows, truncated = finding_rows(user, where)
-        return csv_response("findings.csv", (FINDING_COLUMNS, rows), truncated)
+    def export_findings_csv(request: Request, user: Reviewer, where: Filter) -> Response:
+        """Every violation and missed required phrase of the filtered calls, one per row, with the latest
+        reviewer's verdict on its rule (同意 / 不同意), who gave it and when."""
+        return listed(request, user, where, "csv", findings_export)
 
     @app.get("/api/export/findings.xlsx", tags=["exports"])
-    def export_findings_xlsx(user: Reviewer, where: Filter) -> Response:
+    def export_findings_xlsx(request: Request, user: Reviewer, where: Filter) -> Response:
         """The findings of the filtered calls as an Excel workbook (sheet 违规)."""
-        rows, truncated = finding_rows(user, where)
-        return xlsx_response("findings.xlsx", {"违规": (FINDING_COLUMNS, rows)}, truncated)
+        return listed(request, user, where, "xlsx", findings_export)
 
     @app.get("/api/export/scorecards.csv", tags=["exports"])
     def export_scorecards_csv(
+        request: Request,
         user: Reviewer,
         days: Days,
         group_by: GroupBy = "agent",
         agent: Text | None = None,
         team: Text | None = None,
-        part: Literal[
-            "groups",
-            "rules",
-            "trend",
-            "rings",
-            "survey",
-            "agent_states",
-            "service_level_days",
-            "service_level_weeks",
-        ] = "groups",
+        part: Part | None = None,
+        basis: ScoreBasis = "machine",
     ) -> Response:
-        """One table of the scorecard as CSV: per agent/team (``groups``), ``rules``, ``trend``, ``rings``,
-        ``survey``, the agents' state times (``agent_states``, Chinese headings, durations as h:mm:ss) or the
-        team line's service level per day or week (``service_level_days``, ``service_level_weeks``)."""
-        found = card(days, group_by, agent, team)
-        return csv_response(f"scorecard-{part}-{days.since}-{days.until}.csv", scorecard_table(found, part))
+        """The scorecard as CSV. Without ``part``, every table, as a ZIP of CSV files (as
+        ``scorecards.zip``); with it, one table: the totals (``totals``), per agent/team (``groups``), the
+        agents' state times (``agent_states``, durations as h:mm:ss), the daily ``trend``, the team line's
+        service level per week or day (``service_level_weeks``, ``service_level_days``), ``rules``,
+        ``rings``, ``survey``."""
+        found = card(days, group_by, agent, team, basis)
+        if part is None:
+            return scorecard_zip(found, names(request))
+        return scorecard_csv(found, part, names(request))
+
+    @app.get("/api/export/scorecards.zip", tags=["exports"])
+    def export_scorecards_zip(
+        request: Request,
+        user: Reviewer,
+        days: Days,
+        group_by: GroupBy = "agent",
+        agent: Text | None = None,
+        team: Text | None = None,
+        basis: ScoreBasis = "machine",
+    ) -> Response:
+        """The whole scorecard as a ZIP of CSV files, one per table, numbered in the page's order (01_汇总.csv,
+        02_坐席.csv, …), each UTF-8 with BOM. Named 绩效看板_<since>_<until>.zip."""
+        return scorecard_zip(card(days, group_by, agent, team, basis), names(request))
 
     @app.get("/api/export/scorecards.xlsx", tags=["exports"])
     def export_scorecards_xlsx(
-        user: Reviewer, days: Days, group_by: GroupBy = "agent", agent: Text | None = None, team: Text | None = None
+        request: Request,
+        user: Reviewer,
+        days: Days,
+        group_by: GroupBy = "agent",
+        agent: Text | None = None,
+        team: Text | None = None,
+        basis: ScoreBasis = "machine",
     ) -> Response:
-        """The whole scorecard as one workbook, a sheet per table (then the agents' state times, 坐席状态, and
-        the team line's service level per day and per week)."""
-        found = card(days, group_by, agent, team)
-        groups_title = SCORECARD_PARTS["groups" if group_by == "agent" else "teams"][0]
-        sheets = {groups_title: scorecard_table(found, "groups")}
-        sheets.update(
-            {SCORECARD_PARTS[part][0]: scorecard_table(found, part) for part in ("rules", "trend", "rings", "survey")}
-        )
-        sheets[AGENT_STATES_SHEET] = agent_state_table(found, excel=True)
-        for part in ("service_level_days", "service_level_weeks"):
-            sheets[SCORECARD_PARTS[part][0]] = scorecard_table(found, part)
-        return xlsx_response(f"scorecard-{days.since}-{days.until}.xlsx", sheets)
+        """The whole scorecard as one workbook, a sheet per table in the page's order (汇总, 坐席 or 班组,
+        坐席状态, 趋势, 服务水平(周), 服务水平(日), 规则, 振铃, 满意度), with the page's charts beside their
+        tables (the score trend, the daily service level, the rings). Named 绩效看板_<since>_<until>.xlsx."""
+        return scorecard_workbook(card(days, group_by, agent, team, basis), names(request))

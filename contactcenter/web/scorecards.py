@@ -78,18 +78,19 @@ class Tally:
     partly_checked: int = 0  # scored calls part of whose audio the recogniser never heard
 
     @staticmethod
-    def columns(pass_score: float) -> list[Any]:
-        """The aggregate columns a Tally is made from, in its field order."""
+    def columns(pass_score: float, basis: ScoreBasis = "machine") -> list[Any]:
+        """The aggregate columns a Tally is made from, in its field order, on the chosen score."""
         answered = Call.answered_at.is_not(None)
+        score = score_column(basis)
         return [
             func.count(),
             func.count(Call.answered_at),
-            func.count(Call.compliance_score),
-            func.coalesce(func.sum(Call.compliance_score), 0.0),
-            func.sum(case((Call.compliance_score >= pass_score, 1), else_=0)),
+            func.count(score),
+            func.coalesce(func.sum(score), 0.0),
+            func.sum(case((score >= pass_score, 1), else_=0)),
             func.sum(case((and_(answered, Call.rings_before_answer <= 3), 1), else_=0)),
-            func.sum(case((and_(answered, Call.compliance_score.is_(None)), 1), else_=0)),
-            func.sum(case((and_(Call.compliance_score.is_not(None), Call.dropped_seconds > 0), 1), else_=0)),
+            func.sum(case((and_(answered, score.is_(None)), 1), else_=0)),
+            func.sum(case((and_(score.is_not(None), Call.dropped_seconds > 0), 1), else_=0)),
         ]
 
     @classmethod
@@ -121,6 +122,19 @@ class Tally:
             "not_checked": self.not_checked,
             "partly_checked": self.partly_checked,
         }
+
+
+#: Which score figures are taken from: the machine's, or the reviewed one (the machine's where no review).
+ScoreBasis = Literal["machine", "reviewed"]
+BASIS_LABELS = {"machine": "机器评分", "reviewed": "复核后评分(未复核的通话用机器评分)"}
+
+
+def score_column(basis: ScoreBasis) -> Any:
+    """The score a figure is taken from. Reviewed: a reviewer's verdicts applied where a call was reviewed,
+    the machine's score elsewhere, so a reviewed period and an unreviewed one stay comparable."""
+    if basis == "reviewed":
+        return func.coalesce(Call.reviewed_score, Call.compliance_score)
+    return Call.compliance_score
 
 
 def _rate(part: int, whole: int) -> float | None:
@@ -163,6 +177,7 @@ class Scorecard:
     not_ready_reasons: list[str] = field(default_factory=list)  # the 小休 columns of agent_states, in order
     service_level_days: list[dict[str, Any]] = field(default_factory=list)  # the team line, per local day
     service_level_weeks: list[dict[str, Any]] = field(default_factory=list)  # and per week (Monday to Sunday)
+    basis: str = "machine"  # which score the figures are taken from (ScoreBasis)
 
 
 def hms(seconds: float) -> str:
@@ -290,6 +305,7 @@ def scorecard(
     rules: RuleSet | None = None,
     apology_after_rings: int = 3,
     three_rings_s: float = 15.0,
+    basis: ScoreBasis = "machine",
 ) -> Scorecard:
     """Everything the scorecard page shows, for calls invited within ``period`` (local days), and the
     agents' state times over the same days (open spans counted up to ``now``, default the present).
@@ -306,7 +322,7 @@ def scorecard(
     def calls(*columns: Any) -> Any:
         return select(*columns).select_from(Call).outerjoin(Agent, Agent.id == Call.agent_id).where(*where)
 
-    tally = Tally.columns(pass_score)
+    tally = Tally.columns(pass_score, basis)
     keys = [Agent.team] if group_by == "team" else [Agent.extension, Agent.name, Agent.team]
     groups: dict[str, tuple[Tally, tuple[str, str]]] = {}
     for row in session.execute(calls(*keys, *tally).group_by(*keys)):
@@ -349,10 +365,12 @@ def scorecard(
     )
     by_id = {rule.id: rule for rule in rules.rules} if rules is not None else {}
     rules_found = []
-    for rule_id, severity, failed, required_calls in rule_rows:
-        if not failed:
-            continue  # the table lists the rules that failed somewhere
+    found_rows = {rule_id: (severity, failed, required) for rule_id, severity, failed, required in rule_rows}
+    for rule_id in by_id:  # a rule in force that left no finding at all still has a row
+        found_rows.setdefault(rule_id, (None, 0, 0))
+    for rule_id, (severity, failed, required_calls) in found_rows.items():
         rule = by_id.get(rule_id)
+        severity = severity or (rule.spec.severity if rule is not None else None)
         if applies_everywhere(rule, bool(required_calls)):
             has_finding = exists().where(RuleHit.call_id == Call.id, RuleHit.rule_id == rule_id)
             applied = int(
@@ -376,7 +394,8 @@ def scorecard(
                 "pass_rate": _rate(applied - int(failed), applied),
             }
         )
-    rules_found.sort(key=lambda r: (-r["failed_calls"], r["rule_id"]))
+    # most failures first; a rule that never failed stays listed (it passed, or never applied: pass rate None)
+    rules_found.sort(key=lambda r: (-r["failed_calls"], r["pass_rate"] is None, r["rule_id"]))
 
     answers: dict[str, Counter[int]] = defaultdict(Counter)
     asked: Counter[str] = Counter()
@@ -418,6 +437,7 @@ def scorecard(
         trend=[{"day": day.isoformat(), **by_day.get(n, Tally()).summary()} for n, day in enumerate(days)],
         rings=[{"rings": b, "calls": rings.get(b, 0)} for b in RING_BUCKETS],
         survey=survey,
+        basis=basis,
         agent_states=state_rows,
         not_ready_reasons=reasons,
         service_level_days=level_days,

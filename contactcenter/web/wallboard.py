@@ -27,10 +27,10 @@ from fastapi.sse import EventSourceResponse, ServerSentEvent
 from sqlalchemy.orm import Session
 
 from contactcenter.settings import Settings
-from contactcenter.storage.agent_states import AGENT_STATE_LABELS
 from contactcenter.storage.database import Database
 from contactcenter.storage.team_calls import ringing_now, service_level
 from contactcenter.storage.wallboard import STATE_ORDER, agents_now, callbacks_due, handle_time
+from contactcenter.vocabulary import Vocabulary
 from contactcenter.web.auth import SignedIn
 from contactcenter.web.guards import COOKIE, TEMPLATES, Guards
 from contactcenter.web.queries import mask_phone
@@ -44,9 +44,9 @@ def _local(at: datetime | None, zone: ZoneInfo) -> str | None:
     return at.astimezone(zone).isoformat(timespec="milliseconds") if at is not None else None
 
 
-def state_label(state: str, reason: str) -> str:
+def state_label(state: str, reason: str, names: Vocabulary) -> str:
     """小休(午餐) for a break with a reason; the state's name otherwise."""
-    label = AGENT_STATE_LABELS.get(state, state)
+    label = names.name("agent_state", state)
     return f"{label}({reason})" if state == "not_ready" and reason else label
 
 
@@ -63,6 +63,8 @@ def wallboard_summary(
     unmasked: bool,
     now: datetime | None = None,
     not_agents: Collection[str] = (),
+    *,
+    names: Vocabulary,
 ) -> dict[str, Any]:
     """Everything the wallboard shows, as of ``now`` (default: the present). Rates are in percent of the
     team calls of today that have ended, ``None`` when none has: never a made-up 0 % or 100 %."""
@@ -78,13 +80,13 @@ def wallboard_summary(
                 "team": agent.team,
                 "state": agent.state,
                 "reason": agent.reason,
-                "label": state_label(agent.state, agent.reason),
+                "label": state_label(agent.state, agent.reason, names),
                 "since": _local(agent.since, zone),
                 "in_state_s": round((now - agent.since).total_seconds(), 1) if agent.since is not None else None,
             }
         )
     states = [
-        {"state": state, "label": AGENT_STATE_LABELS[state], "agents": sum(a["state"] == state for a in agents)}
+        {"state": state, "label": names.name("agent_state", state), "agents": sum(a["state"] == state for a in agents)}
         for state in STATE_ORDER
     ]
 
@@ -140,7 +142,9 @@ def add_wallboard_routes(app: FastAPI, guards: Guards, settings: Settings, datab
 
     def summary(unmasked: bool) -> dict[str, Any]:
         with database.session() as session:
-            return wallboard_summary(session, zone, three_rings_s, unmasked, not_agents=not_agents)
+            return wallboard_summary(
+                session, zone, three_rings_s, unmasked, not_agents=not_agents, names=app.state.vocabulary
+            )
 
     @app.get("/wallboard", response_class=HTMLResponse, include_in_schema=False)
     def wallboard_page(request: Request, user: Supervisor) -> Response:

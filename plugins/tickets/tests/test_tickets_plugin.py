@@ -89,6 +89,8 @@ def test_a_repair_call_and_a_question_get_their_categories(host: PluginHost) -> 
     question = end_call(host, question_call, "请问你们几点下班")
     assert (repair.category, repair.priority) == ("报修", "normal")
     assert question.category == "咨询" and question.due_at == question_call.ended_at + timedelta(hours=72)
+    with host.database.session() as session:  # the call carries its ticket's category: the 类别 filter finds it
+        assert session.get(Call, question_call.id).category == "咨询"
 
 
 def test_the_agents_category_and_purpose_win(host: PluginHost) -> None:
