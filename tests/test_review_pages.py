@@ -90,6 +90,15 @@ def test_a_dispute_is_decided_once_by_a_team_lead(console: dict) -> None:
     assert empty.status_code == 422
     assert lin.get("/disputes").status_code == 403  # a reviewer does not decide
     [dispute] = wang.get("/api/review/disputes", params={"state": "open"}).json()["disputes"]
+    assert dispute["reason"] == "这是客户说的"
+    zhao = client_as(console, "zhao")  # an admin sees numbers whole; a supervisor does not
+    numbered = console["ids"][6]
+    zhao.post(
+        f"/calls/{numbered}/disputes",
+        data={"csrf": zhao.headers["X-CSRF-Token"], "rule_id": "banned_phrases", "reason": "客户 13800138000 可作证"},
+    )
+    reasons = {d["call_id"]: d["reason"] for d in wang.get("/api/review/disputes").json()["disputes"]}
+    assert "13800138000" not in reasons[numbered] and "8000" in reasons[numbered]
     decide = {"csrf": wang.headers["X-CSRF-Token"], "outcome": "upheld", "decision": "录音确认"}
     assert wang.post(f"/disputes/{dispute['id']}/decision", data=decide, follow_redirects=False).status_code == 303
     assert wang.post(f"/disputes/{dispute['id']}/decision", data={**decide, "outcome": "rejected"}).status_code == 422

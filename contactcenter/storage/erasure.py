@@ -53,7 +53,7 @@ from contactcenter.storage.models import (
     UndeliveredEvent,
     Utterance,
 )
-from contactcenter.storage.personal_data import Tally, remove_call_data
+from contactcenter.storage.personal_data import CALLBACK_PERSONAL, TICKET_PERSONAL, Tally, remove_call_data
 
 REMOVED_TEXT = "[已删除]"
 OPEN_CALLBACKS = ("pending", "due")
@@ -180,15 +180,7 @@ def forget_number(
             session,
             update(Ticket)
             .where(Ticket.id.in_(ticket_ids))
-            .values(
-                caller_name="",
-                caller_phone="",
-                purpose="",
-                summary="",
-                resolution="",
-                escalation_note="",
-                customer_id=None,
-            )
+            .values(TICKET_PERSONAL)
             .execution_options(synchronize_session=False),
         ),
     )
@@ -208,7 +200,7 @@ def forget_number(
             session,
             update(Callback)
             .where(Callback.id.in_(callback_ids))
-            .values(phone="", reason="", note="", customer_id=None)
+            .values(CALLBACK_PERSONAL)
             .execution_options(synchronize_session=False),
         ),
     )

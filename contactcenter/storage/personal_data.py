@@ -51,6 +51,19 @@ COUNT_LABELS: dict[str, str] = {
 }
 
 
+#: What an anonymised ticket and callback keep empty: everything that names or reaches the caller.
+TICKET_PERSONAL = {
+    "caller_name": "",
+    "caller_phone": "",
+    "purpose": "",
+    "summary": "",
+    "resolution": "",
+    "escalation_note": "",
+    "customer_id": None,
+}
+CALLBACK_PERSONAL = {"phone": "", "reason": "", "note": "", "customer_id": None}
+
+
 @dataclass
 class Tally:
     """How many of each thing (``COUNT_LABELS``) a removal changed, or would change in a dry run."""

@@ -42,7 +42,13 @@ from contactcenter.storage.models import (
     UndeliveredEvent,
     Utterance,
 )
-from contactcenter.storage.personal_data import Tally, delete_file, remove_call_data
+from contactcenter.storage.personal_data import (
+    CALLBACK_PERSONAL,
+    TICKET_PERSONAL,
+    Tally,
+    delete_file,
+    remove_call_data,
+)
 
 BATCH = 200
 CLOSED_TICKETS = ("resolved", "closed")
@@ -176,15 +182,7 @@ def _purge_other_personal(session: Session, cutoff: datetime, tally: Tally) -> N
                     Ticket.customer_id.is_not(None),
                 ),
             )
-            .values(
-                caller_name="",
-                caller_phone="",
-                purpose="",
-                summary="",
-                resolution="",
-                escalation_note="",
-                customer_id=None,
-            )
+            .values(TICKET_PERSONAL)
             .execution_options(synchronize_session=False),
         ),
     )
@@ -200,7 +198,7 @@ def _purge_other_personal(session: Session, cutoff: datetime, tally: Tally) -> N
                     Callback.phone != "", Callback.reason != "", Callback.note != "", Callback.customer_id.is_not(None)
                 ),
             )
-            .values(phone="", reason="", note="", customer_id=None)
+            .values(CALLBACK_PERSONAL)
             .execution_options(synchronize_session=False),
         ),
     )

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
-from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi import Depends, FastAPI, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlalchemy import ColumnElement, and_, case, distinct, exists, func, literal, or_, select
 from sqlalchemy.orm import Session
@@ -49,9 +49,9 @@ from contactcenter.storage.database import Database
 from contactcenter.storage.models import Agent, Call, Review, RuleHit, WebUser
 from contactcenter.vocabulary import Vocabulary
 from contactcenter.web.auth import SignedIn
-from contactcenter.web.guards import TEMPLATES, Blank, Day, Guards, Text
+from contactcenter.web.guards import TEMPLATES, Blank, Guards, Text
 from contactcenter.web.queries import agent_label
-from contactcenter.web.reports import DEFAULT_DAYS, MAX_DAYS
+from contactcenter.web.reports import period_dependency
 from contactcenter.web.scorecards import (
     FAILED_KINDS,
     NO_TEAM,
@@ -697,18 +697,7 @@ def add_qa_report_routes(app: FastAPI, guards: Guards, settings: Settings, datab
         else:  # an install without the package's data files: the report's tables still show, without charts
             log.warning("%s is missing: the QA report is shown without its charts", STATIC)
 
-    def period(since: Blank[Day] = None, until: Blank[Day] = None) -> Period:
-        """The report's days: the last 30 by default; at most a year (as the scorecard's)."""
-        today = datetime.now(zone).date()
-        until = until or today
-        since = since or Period.last_days(DEFAULT_DAYS, until).since
-        if since > until:
-            raise HTTPException(status_code=422, detail="since is after until")
-        if (until - since).days >= MAX_DAYS:
-            raise HTTPException(status_code=422, detail=f"at most {MAX_DAYS} days at a time")
-        return Period(since, until)
-
-    Days = Annotated[Period, Depends(period)]
+    Days = Annotated[Period, Depends(period_dependency(zone))]  # as the scorecard's
 
     def rules_in_file() -> RuleSet | None:
         try:

@@ -257,49 +257,6 @@ def list_calls(
     return CallPage(rows, next_cursor, total)
 
 
-def list_findings(
-    session: Session, where: CallFilter, zone: ZoneInfo, unmasked: bool, limit: int
-) -> tuple[list[dict[str, Any]], bool]:
-    """The automatic findings (violations, missed required phrases) of the filtered calls, newest call
-    first; and whether ``limit`` cut the list short."""
-    query = (
-        select(
-            RuleHit.call_id,
-            RuleHit.rule_id,
-            RuleHit.kind,
-            RuleHit.severity,
-            RuleHit.leg,
-            RuleHit.at_s,
-            RuleHit.matched_text,
-            RuleHit.live,
-            Call.invited_at,
-            Agent.extension,
-        )
-        .join(Call, Call.id == RuleHit.call_id)
-        .outerjoin(Agent, Agent.id == Call.agent_id)
-        .where(*_conditions(where, zone), RuleHit.kind.in_(FAILED_KINDS))
-        .order_by(Call.invited_at.desc(), Call.id.desc(), RuleHit.at_s, RuleHit.id)
-        .limit(limit + 1)
-    )
-    found = session.execute(query).all()
-    rows = [
-        {
-            "call_id": r.call_id,
-            "invited_at": local_time(r.invited_at, zone),
-            "agent": r.extension or "",
-            "rule_id": r.rule_id,
-            "kind": r.kind,
-            "severity": r.severity,
-            "leg": r.leg or "",
-            "at_s": r.at_s,
-            "live": r.live,
-            "matched_text": r.matched_text if unmasked else redact_numbers(mask_numbers(r.matched_text)),
-        }
-        for r in found[:limit]
-    ]
-    return rows, len(found) > limit
-
-
 # ----------------------------------------------------------------------------------------------- one call
 
 

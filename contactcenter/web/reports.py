@@ -30,10 +30,35 @@ from contactcenter.web.exports import (
 from contactcenter.web.exports import scorecard_table as scorecard_table  # one table as rows, for tests
 from contactcenter.web.guards import TEMPLATES, Blank, Day, Guards, Text
 from contactcenter.web.queries import CallFilter
-from contactcenter.web.scorecards import GroupBy, Period, ScoreBasis, Scorecard, hms, not_ready_column, scorecard
+from contactcenter.web.scorecards import (
+    CardQuery,
+    GroupBy,
+    Period,
+    ScoreBasis,
+    Scorecard,
+    hms,
+    not_ready_column,
+    scorecard,
+)
 
 DEFAULT_DAYS = 30
 MAX_DAYS = 366
+
+
+def period_dependency(zone: ZoneInfo) -> Callable[..., Period]:
+    """The ``since``/``until`` query of every report page (scorecards, QA report, calibration): local days,
+    the last 30 by default, at most a year, refused with a reason a page shows in Chinese."""
+
+    def period(since: Blank[Day] = None, until: Blank[Day] = None) -> Period:
+        until = until or datetime.now(zone).date()
+        since = since or Period.last_days(DEFAULT_DAYS, until).since
+        if since > until:
+            raise HTTPException(status_code=422, detail="since is after until")
+        if (until - since).days >= MAX_DAYS:
+            raise HTTPException(status_code=422, detail=f"at most {MAX_DAYS} days at a time")
+        return Period(since, until)
+
+    return period
 
 
 def add_report_routes(
@@ -43,18 +68,7 @@ def add_report_routes(
     Reviewer = Annotated[SignedIn, Depends(guards.role("reviewer"))]
     Filter = Annotated[CallFilter, Depends(call_filter)]
 
-    def period(since: Blank[Day] = None, until: Blank[Day] = None) -> Period:
-        """The scorecard's days: the last 30 by default; at most a year."""
-        today = datetime.now(zone).date()
-        until = until or today
-        since = since or Period.last_days(DEFAULT_DAYS, until).since
-        if since > until:
-            raise HTTPException(status_code=422, detail="since is after until")
-        if (until - since).days >= MAX_DAYS:
-            raise HTTPException(status_code=422, detail=f"at most {MAX_DAYS} days at a time")
-        return Period(since, until)
-
-    Days = Annotated[Period, Depends(period)]
+    Days = Annotated[Period, Depends(period_dependency(zone))]
 
     def rules_in_file() -> RuleSet | None:
         """The rules file as it is now, to tell which calls each rule applied to (which calls a rule applies
@@ -65,24 +79,33 @@ def add_report_routes(
         except SettingsError:
             return None
 
-    def card(
-        days: Period, group_by: GroupBy, agent: str | None, team: str | None, basis: ScoreBasis = "machine"
-    ) -> Scorecard:
+    def card_query(
+        days: Days,
+        group_by: GroupBy = "agent",
+        agent: Text | None = None,
+        team: Text | None = None,
+        basis: ScoreBasis = "machine",
+    ) -> CardQuery:
+        return CardQuery(days, group_by, agent or None, team or None, basis)
+
+    Card = Annotated[CardQuery, Depends(card_query)]
+
+    def card(q: CardQuery) -> Scorecard:
         rules = rules_in_file()
         with database.session() as session:
             return scorecard(
                 session,
-                days,
+                q.days,
                 zone,
-                group_by,
-                agent or None,
-                team or None,
+                q.group_by,
+                q.agent,
+                q.team,
                 settings.web.pass_score,
                 not_ready_reasons=settings.agent.not_ready_reasons,
                 rules=rules,
                 apology_after_rings=settings.ring.apology_after_rings,
                 three_rings_s=3 * settings.ring.ring_period_seconds,
-                basis=basis,
+                basis=q.basis,
             )
 
     # -------------------------------------------------------------------------------------------- pages
@@ -91,21 +114,10 @@ def add_report_routes(
     def scorecards_page(
         request: Request,
         user: Reviewer,
-        days: Days,
-        group_by: GroupBy = "agent",
-        agent: Text | None = None,
-        team: Text | None = None,
-        basis: ScoreBasis = "machine",
+        q: Card,
     ) -> Response:
-        found = card(days, group_by, agent, team, basis)
-        query = {
-            "since": days.since.isoformat(),
-            "until": days.until.isoformat(),
-            "group_by": group_by,
-            **({"agent": agent} if agent else {}),
-            **({"team": team} if team else {}),
-            **({"basis": basis} if basis != "machine" else {}),
-        }
+        found = card(q)
+        query = q.as_query()
         pass_score = settings.web.pass_score
         charts = {
             "trend": line_chart(
@@ -130,8 +142,8 @@ def add_report_routes(
                 "charts": charts,
                 "query": query,
                 "export_query": urlencode(query),
-                "agent": agent or "",
-                "team": team or "",
+                "agent": q.agent or "",
+                "team": q.team or "",
                 "hms": hms,
                 "not_ready_column": not_ready_column,
                 "pass_score": f"{pass_score:g}",
@@ -143,11 +155,7 @@ def add_report_routes(
     @app.get("/api/scorecards", tags=["scorecards"])
     def api_scorecards(
         user: Reviewer,
-        days: Days,
-        group_by: GroupBy = "agent",
-        agent: Text | None = None,
-        team: Text | None = None,
-        basis: ScoreBasis = "machine",
+        q: Card,
     ) -> dict[str, Any]:
         """Per agent (or team) over local days: calls, average score, QA pass rate, answered within three
         rings; pass rate per rule over the calls it applied to (``applied_calls``; null when none); the daily
@@ -156,12 +164,12 @@ def add_report_routes(
         team line's service level per day and per week (``service_level_days``, ``service_level_weeks``:
         calls, answered by an agent within three rings, overflow, abandoned, in percent of the calls that
         have ended, null when none has; the whole line's, whatever the agent and team filters)."""
-        found = card(days, group_by, agent, team, basis)
+        found = card(q)
         return {
-            "since": days.since.isoformat(),
-            "until": days.until.isoformat(),
-            "group_by": group_by,
-            "basis": basis,  # machine: the machine's scores; reviewed: reviewers' verdicts applied where reviewed
+            "since": q.days.since.isoformat(),
+            "until": q.days.until.isoformat(),
+            "group_by": q.group_by,
+            "basis": q.basis,  # machine: the machine's scores; reviewed: reviewers' verdicts applied where reviewed
             "totals": found.totals,
             "groups": found.groups,
             "rules": found.rules,
@@ -214,19 +222,15 @@ def add_report_routes(
     def export_scorecards_csv(
         request: Request,
         user: Reviewer,
-        days: Days,
-        group_by: GroupBy = "agent",
-        agent: Text | None = None,
-        team: Text | None = None,
+        q: Card,
         part: Part | None = None,
-        basis: ScoreBasis = "machine",
     ) -> Response:
         """The scorecard as CSV. Without ``part``, every table, as a ZIP of CSV files (as
         ``scorecards.zip``); with it, one table: the totals (``totals``), per agent/team (``groups``), the
         agents' state times (``agent_states``, durations as h:mm:ss), the daily ``trend``, the team line's
         service level per week or day (``service_level_weeks``, ``service_level_days``), ``rules``,
         ``rings``, ``survey``."""
-        found = card(days, group_by, agent, team, basis)
+        found = card(q)
         if part is None:
             return scorecard_zip(found, names(request))
         return scorecard_csv(found, part, names(request))
@@ -235,27 +239,19 @@ def add_report_routes(
     def export_scorecards_zip(
         request: Request,
         user: Reviewer,
-        days: Days,
-        group_by: GroupBy = "agent",
-        agent: Text | None = None,
-        team: Text | None = None,
-        basis: ScoreBasis = "machine",
+        q: Card,
     ) -> Response:
         """The whole scorecard as a ZIP of CSV files, one per table, numbered in the page's order (01_汇总.csv,
         02_坐席.csv, …), each UTF-8 with BOM. Named 绩效看板_<since>_<until>.zip."""
-        return scorecard_zip(card(days, group_by, agent, team, basis), names(request))
+        return scorecard_zip(card(q), names(request))
 
     @app.get("/api/export/scorecards.xlsx", tags=["exports"])
     def export_scorecards_xlsx(
         request: Request,
         user: Reviewer,
-        days: Days,
-        group_by: GroupBy = "agent",
-        agent: Text | None = None,
-        team: Text | None = None,
-        basis: ScoreBasis = "machine",
+        q: Card,
     ) -> Response:
         """The whole scorecard as one workbook, a sheet per table in the page's order (汇总, 坐席 or 班组,
         坐席状态, 趋势, 服务水平(周), 服务水平(日), 规则, 振铃, 满意度), with the page's charts beside their
         tables (the score trend, the daily service level, the rings). Named 绩效看板_<since>_<until>.xlsx."""
-        return scorecard_workbook(card(days, group_by, agent, team, basis), names(request))
+        return scorecard_workbook(card(q), names(request))

@@ -9,7 +9,7 @@ team lead per reviewer on the calls both reviewed. Building the queue is the sch
 No `from __future__ import annotations`: FastAPI reads the route signatures.
 """
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
@@ -32,11 +32,12 @@ from contactcenter.storage.review_queue import (
     rule_agreement,
 )
 from contactcenter.web.auth import SignedIn
+from contactcenter.web.customers import mask_text
 from contactcenter.web.exports import csv_response
-from contactcenter.web.guards import TEMPLATES, Blank, Day, Guards, PathId, RowId
+from contactcenter.web.guards import TEMPLATES, Guards, PathId, RowId
 from contactcenter.web.queries import local_time
-
-MAX_DAYS = 366
+from contactcenter.web.reports import period_dependency
+from contactcenter.web.scorecards import Period
 
 
 def add_review_routes(app: FastAPI, guards: Guards, settings: Settings, database: Database) -> None:
@@ -47,17 +48,11 @@ def add_review_routes(app: FastAPI, guards: Guards, settings: Settings, database
     def today() -> date:
         return datetime.now(UTC).astimezone(zone).date()
 
-    def period(since: Blank[Day] = None, until: Blank[Day] = None) -> tuple[date, date]:
-        """Local days, both included; the last 30 days by default."""
-        last = until or today()
-        first = since or last - timedelta(days=29)
-        if first > last:
-            raise HTTPException(status_code=422, detail="since is after until")
-        if (last - first).days >= MAX_DAYS:
-            raise HTTPException(status_code=422, detail="at most 366 days at a time")
-        return first, last
+    def period(days: Annotated[Period, Depends(period_dependency(zone))]) -> tuple[date, date]:
+        """Local days, both included: the last 30 by default, at most a year (as every report's)."""
+        return days.since, days.until
 
-    Period = Annotated[tuple[date, date], Depends(period)]
+    Days = Annotated[tuple[date, date], Depends(period)]
 
     def queue_rows(user: SignedIn) -> dict[str, list[dict[str, Any]]]:
         with database.session() as session:
@@ -103,12 +98,12 @@ def add_review_routes(app: FastAPI, guards: Guards, settings: Settings, database
             return queue_status(session, *days)
 
     @app.get("/api/review/status", tags=["review queue"])
-    def api_status(user: Supervisor, days: Period) -> dict[str, Any]:
+    def api_status(user: Supervisor, days: Days) -> dict[str, Any]:
         """Per reviewer over the days: tasks pending, in review, reviewed, in dispute."""
         return {"since": days[0].isoformat(), "until": days[1].isoformat(), "reviewers": status_table(days)}
 
     @app.get("/api/export/review-status.csv", tags=["exports"])
-    def export_status(user: Reviewer, days: Period) -> Response:
+    def export_status(user: Reviewer, days: Days) -> Response:
         """The queue's status per reviewer as CSV (Chinese headings)."""
         names = app.state.vocabulary
         rows = [
@@ -148,7 +143,9 @@ def add_review_routes(app: FastAPI, guards: Guards, settings: Settings, database
             raise HTTPException(status_code=422, detail=str(refused)) from None
         return RedirectResponse(f"/calls/{call_id}#disputes", status_code=303)
 
-    def dispute_rows(state: str | None) -> list[dict[str, Any]]:
+    def dispute_rows(state: str | None, user: SignedIn) -> list[dict[str, Any]]:
+        """Disputes newest first; the agent's reason and the lead's note are free text, masked as everywhere."""
+        shown = (lambda text: text) if guards.unmasked(user) else mask_text
         query = select(Dispute).order_by(Dispute.raised_at.desc(), Dispute.id.desc()).limit(500)
         if state:
             query = query.where(Dispute.state == state)
@@ -159,12 +156,12 @@ def add_review_routes(app: FastAPI, guards: Guards, settings: Settings, database
                     "call_id": d.call_id,
                     "rule_id": d.rule_id,
                     "raised_by": d.raised_by,
-                    "reason": d.reason,
+                    "reason": shown(d.reason),
                     "raised_at": local_time(d.raised_at, zone),
                     "state": d.state,
                     "decided_by": d.decided_by,
                     "decided_at": local_time(d.decided_at, zone),
-                    "decision": d.decision,
+                    "decision": shown(d.decision),
                 }
                 for d in session.scalars(query)
             ]
@@ -172,7 +169,9 @@ def add_review_routes(app: FastAPI, guards: Guards, settings: Settings, database
     @app.get("/disputes", response_class=HTMLResponse, include_in_schema=False)
     def disputes_page(request: Request, user: Supervisor) -> Response:
         return TEMPLATES.TemplateResponse(
-            request, "disputes.html", {"user": user, "open": dispute_rows("open"), "decided": dispute_rows(None)}
+            request,
+            "disputes.html",
+            {"user": user, "open": dispute_rows("open", user), "decided": dispute_rows(None, user)},
         )
 
     @app.get("/api/review/disputes", tags=["review queue"])
@@ -180,7 +179,7 @@ def add_review_routes(app: FastAPI, guards: Guards, settings: Settings, database
         user: Supervisor, state: Annotated[str | None, Query(pattern="^(open|upheld|rejected)$")] = None
     ) -> dict[str, Any]:
         """Disputes (申诉), newest first; ``state`` open, upheld or rejected."""
-        return {"disputes": dispute_rows(state)}
+        return {"disputes": dispute_rows(state, user)}
 
     @app.post("/disputes/{dispute_id}/decision", include_in_schema=False)
     def decide_form(
@@ -212,20 +211,20 @@ def add_review_routes(app: FastAPI, guards: Guards, settings: Settings, database
             }
 
     @app.get("/calibration", response_class=HTMLResponse, include_in_schema=False)
-    def calibration_page(request: Request, user: Supervisor, days: Period) -> Response:
+    def calibration_page(request: Request, user: Supervisor, days: Days) -> Response:
         return TEMPLATES.TemplateResponse(
             request, "calibration.html", {"user": user, "c": calibration(days), "status": status_table(days)}
         )
 
     @app.get("/api/review/calibration", tags=["review queue"])
-    def api_calibration(user: Supervisor, days: Period) -> dict[str, Any]:
+    def api_calibration(user: Supervisor, days: Days) -> dict[str, Any]:
         """Per rule: reviewers' verdicts on its findings and the share that agreed with the machine; per
         reviewer: verdicts shared with the team lead on calibration calls and the share that matched."""
         return calibration(days)
 
     @app.get("/api/export/calibration.csv", tags=["exports"])
     def export_calibration(
-        user: Reviewer, days: Period, table: Annotated[str, Query(pattern="^(rules|reviewers)$")] = "rules"
+        user: Reviewer, days: Days, table: Annotated[str, Query(pattern="^(rules|reviewers)$")] = "rules"
     ) -> Response:
         """A calibration table as CSV: ``rules`` (reviewers vs the machine) or ``reviewers`` (vs the lead)."""
         found = calibration(days)

@@ -163,6 +163,28 @@ def _applies_to(rule: Rule | None, apology_after_rings: int) -> ColumnElement[bo
     return and_(*conditions)
 
 
+@dataclass(frozen=True)
+class CardQuery:
+    """What a scorecard is asked for: the days, by agent or team, one agent or team, and which score."""
+
+    days: Period
+    group_by: GroupBy = "agent"
+    agent: str | None = None
+    team: str | None = None
+    basis: ScoreBasis = "machine"
+
+    def as_query(self) -> dict[str, str]:
+        """As URL parameters, for the page's links and its export links (defaults left out)."""
+        return {
+            "since": self.days.since.isoformat(),
+            "until": self.days.until.isoformat(),
+            "group_by": self.group_by,
+            **({"agent": self.agent} if self.agent else {}),
+            **({"team": self.team} if self.team else {}),
+            **({"basis": self.basis} if self.basis != "machine" else {}),
+        }
+
+
 @dataclass
 class Scorecard:
     period: Period
