@@ -87,7 +87,13 @@ def test_a_dispute_is_decided_once_by_a_team_lead(console: dict) -> None:
         f"/calls/{call_id}/disputes",
         data={"csrf": lin.headers["X-CSRF-Token"], "rule_id": "banned_phrases", "reason": ""},
     )
-    assert empty.status_code == 422
+    assert empty.status_code == 422 and "申诉未提交:申诉理由不能为空" in empty.text
+    again = lin.post(
+        f"/calls/{call_id}/disputes",
+        data={"csrf": lin.headers["X-CSRF-Token"], "rule_id": "banned_phrases", "reason": "再说一遍理由"},
+    )
+    assert again.status_code == 422 and "已有未处理的申诉" in again.text
+    assert 'value="再说一遍理由"' in again.text  # shown again on the call page as typed: nothing lost
     assert lin.get("/disputes").status_code == 403  # a reviewer does not decide
     [dispute] = wang.get("/api/review/disputes", params={"state": "open"}).json()["disputes"]
     assert dispute["reason"] == "这是客户说的"

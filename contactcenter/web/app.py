@@ -47,7 +47,7 @@ from contactcenter.settings import Settings
 from contactcenter.speech.rules import load_rules
 from contactcenter.storage.database import Database
 from contactcenter.storage.models import Agent, Call
-from contactcenter.storage.review_queue import next_in_queue, open_task
+from contactcenter.storage.review_queue import QueueError, next_in_queue, open_task, raise_dispute
 from contactcenter.storage.reviews import ReviewRefused
 from contactcenter.storage.reviews import save_review as store_review
 from contactcenter.vocabulary import Vocabulary
@@ -490,6 +490,23 @@ def create_app(settings: Settings, database: Database) -> FastAPI:
         if form.get("then") == "next":
             return RedirectResponse(f"/queue/next?after={call_id}", status_code=303)
         return RedirectResponse(f"/calls/{call_id}#reviews", status_code=303)
+
+    @app.post("/calls/{call_id}/disputes", include_in_schema=False)
+    async def dispute_form(request: Request, call_id: PathId, user: Reviewer) -> Response:
+        """A dispute raised in the console on an agent's behalf (the agent's desktop raises its own); a
+        refusal is shown on the call's page with the reason as typed, so nothing is lost."""
+        form = await request.form()
+        check_csrf(user, str(form.get("csrf", "")))
+        rule_id, reason = str(form.get("rule_id", ""))[:100], str(form.get("reason", ""))[:4000]
+        try:
+            with database.session() as session:
+                if session.get(Call, call_id) is None:
+                    raise HTTPException(status_code=404, detail="no such call")
+                raise_dispute(session, call_id, rule_id, user.display_name or user.username, reason)
+        except QueueError as refused:
+            typed = {"dispute_rule": rule_id, "dispute_reason": reason}
+            return call_view(request, call_id, user, f"申诉未提交:{refused}", typed, 422)
+        return RedirectResponse(f"/calls/{call_id}#disputes", status_code=303)
 
     @app.get("/calls/{call_id}/recording", include_in_schema=False)
     def recording(call_id: PathId, user: Reviewer) -> Response:

@@ -19,7 +19,7 @@ from sqlalchemy import select
 
 from contactcenter.settings import Settings
 from contactcenter.storage.database import Database
-from contactcenter.storage.models import Call, Dispute
+from contactcenter.storage.models import Dispute
 from contactcenter.storage.review_queue import (
     QueueError,
     day_bounds,
@@ -27,14 +27,13 @@ from contactcenter.storage.review_queue import (
     my_queue,
     next_in_queue,
     queue_status,
-    raise_dispute,
     reviewer_agreement,
     rule_agreement,
 )
 from contactcenter.web.auth import SignedIn
 from contactcenter.web.customers import mask_text
 from contactcenter.web.exports import csv_response
-from contactcenter.web.guards import TEMPLATES, Guards, PathId, RowId
+from contactcenter.web.guards import TEMPLATES, Guards, RowId
 from contactcenter.web.queries import local_time
 from contactcenter.web.reports import period_dependency
 from contactcenter.web.scorecards import Period
@@ -127,21 +126,6 @@ def add_review_routes(app: FastAPI, guards: Guards, settings: Settings, database
         return csv_response(f"质检任务进度_{days[0]}_{days[1]}.csv", (columns, rows))
 
     # ----------------------------------------------------------------------------------------- disputes
-
-    @app.post("/calls/{call_id}/disputes", include_in_schema=False)
-    async def dispute_form(request: Request, call_id: PathId, user: Reviewer) -> Response:
-        """A dispute raised in the console on an agent's behalf (the agent's desktop raises its own)."""
-        form = await request.form()
-        guards.check_csrf(user, str(form.get("csrf", "")))
-        rule_id, reason = str(form.get("rule_id", ""))[:100], str(form.get("reason", ""))[:4000]
-        try:
-            with database.session() as session:
-                if session.get(Call, call_id) is None:
-                    raise HTTPException(status_code=404, detail="no such call")
-                raise_dispute(session, call_id, rule_id, user.display_name or user.username, reason)
-        except QueueError as refused:
-            raise HTTPException(status_code=422, detail=str(refused)) from None
-        return RedirectResponse(f"/calls/{call_id}#disputes", status_code=303)
 
     def dispute_rows(state: str | None, user: SignedIn) -> list[dict[str, Any]]:
         """Disputes newest first; the agent's reason and the lead's note are free text, masked as everywhere."""
