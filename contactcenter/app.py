@@ -7,11 +7,13 @@ import os
 from functools import cached_property
 from pathlib import Path
 
+from contactcenter.audio.voice_activity import VoiceActivitySettings
 from contactcenter.hooks.host import PluginHost
 from contactcenter.settings import Settings, load_settings
 from contactcenter.speech.monitor import SpeechMonitor
 from contactcenter.speech.rule_book import RuleBook
 from contactcenter.speech.rules import RuleSet, load_rules
+from contactcenter.speech.talk_activity import ActivitySettings
 from contactcenter.speech.vosk_model import SpeechModel
 from contactcenter.storage.database import Database
 from contactcenter.vocabulary import Vocabulary
@@ -59,6 +61,7 @@ class App:
             speech.max_backlog_seconds,
             speech.silence_threshold_dbfs,
             speech.silence_hangover_ms,
+            ActivitySettings(VoiceActivitySettings(speech.voice_activity, speech.vad_aggressiveness)),
         )
 
     @cached_property

@@ -120,6 +120,33 @@ class RuleHitRecord(Record):
     at_s: float | None = None
     matched_text: str = ""
     live: bool = False
+    end_s: float | None = None  # where the finding is a stretch of the call (an overlap, a silence, a turn)
+
+
+class ConversationMeasures(Record):
+    """How the call was talked, from both legs' voice activity and the agent's word timings (seconds of
+    call time). Reported whatever the rules say: the scorecards' talk time, overlap, dead air and speech rate.
+
+    ``both_legs`` is False for a one-leg recording, whose overlap, silence and ratio are not known (None)."""
+
+    both_legs: bool = True
+    agent_talk_s: float = 0.0
+    customer_talk_s: float | None = None
+    overlap_s: float | None = None
+    non_talk_s: float | None = None  # neither leg speaking, hold excluded
+    hold_s: float = 0.0
+    interruptions: int | None = None
+    dead_air_s: float | None = None  # silences longer than the dead-air rule's limit, hold excluded
+    agent_chars: int = 0
+    agent_speaking_s: float = 0.0  # the agent's recognised utterances, first word to last
+    speech_rate_cpm: float | None = None  # characters per minute of agent speaking time; None: not enough speech
+
+    @property
+    def talk_ratio(self) -> float | None:
+        """The agent's share of the talk time (0..1); None when only one leg or nobody spoke."""
+        if self.customer_talk_s is None or self.agent_talk_s + self.customer_talk_s <= 0:
+            return None
+        return self.agent_talk_s / (self.agent_talk_s + self.customer_talk_s)
 
 
 class RuleResult(Record):
@@ -145,6 +172,7 @@ class ComplianceReport(Record):
     dropped_seconds: float = Field(default=0.0, ge=0)
     # what happened on the call that rules are timed from: hold_start, hold_end, transfer -> call times (s)
     events: dict[str, tuple[float, ...]] = Field(default_factory=dict)
+    conversation: ConversationMeasures | None = None  # None: no audio was analysed (no speech model, not answered)
 
     @property
     def failed(self) -> tuple[RuleResult, ...]:

@@ -173,6 +173,10 @@ class SpeechSettings(Section):
     silence_threshold_dbfs: float = Field(default=-45.0, ge=-90, le=0)
     silence_hangover_ms: int = Field(default=300, ge=0, le=5000)
     partial_stable_ms: int = Field(default=200, ge=0, le=5000)
+    # who talks when (talk time, overlaps, interruptions, dead air): WebRTC's VAD over an energy floor, or
+    # the energy threshold alone; aggressiveness 0 (keeps most as speech) .. 3 (strictest)
+    voice_activity: Literal["webrtc", "energy"] = "webrtc"
+    vad_aggressiveness: int = Field(default=3, ge=0, le=3)
 
 
 class DatabaseSettings(Section):

@@ -50,6 +50,7 @@ COMMANDS: dict[tuple[str, ...], tuple[list[str], str]] = {
     ("db", "upgrade"): ([], "read"),  # at head already: nothing to write
     ("db", "current"): ([], "read"),
     ("devices",): ([], "none"),
+    ("evaluate",): (["{transcripts}", "--labels", "{labels}"], "none"),  # reads the console's rule changes if it can
     ("models", "verify"): ([], "none"),
     ("plugins", "list"): ([], "none"),
     ("plugins", "enable"): (["no-such-plugin"], "none"),
@@ -129,6 +130,10 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Store:
     csv.write_text(f"姓名,电话\n李四,{PHONE}\n", encoding="utf-8")
     new_customers = root / "new-customers.csv"
     new_customers.write_text("姓名,电话\n王五,13900139000\n", encoding="utf-8")
+    transcripts = root / "calls.jsonl"
+    transcripts.write_text('{"call": "c1", "leg": "agent", "start": 0.5, "end": 2, "text": "您好"}\n', encoding="utf-8")
+    labels = root / "labels.csv"
+    labels.write_text("c1,greeting,satisfied\n", encoding="utf-8")
     database = root / "seed" / "desk.db"
     env = clean_env(CONTACTCENTER_SETTINGS=str(desk), CONTACTCENTER_DATABASE__URL=f"sqlite:///{database}")
     for args in (
@@ -139,7 +144,13 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Store:
     ):
         seeded = invoke(args, env)
         assert seeded.exit_code == 0, (args, seeded.output)
-    return Store(desk, database, {"wav": str(wav), "new_customers": str(new_customers)})
+    files = {
+        "wav": str(wav),
+        "new_customers": str(new_customers),
+        "transcripts": str(transcripts),
+        "labels": str(labels),
+    }
+    return Store(desk, database, files)
 
 
 def write_wav(path: Path) -> None:
@@ -258,6 +269,16 @@ def test_a_callback_for_a_call_or_ticket_that_does_not_exist_is_refused(store: S
     for args in (["callbacks", "add", PHONE, "--call", "9" * 30], ["tickets", "show", "9" * 30]):
         huge = invoke(args, env)  # was an OverflowError from the SQLite driver
         assert huge.exit_code == 2 and "is not in the range" in huge.stderr and "Traceback" not in huge.output
+
+
+def test_evaluate_names_the_bad_line_of_a_labels_file(store: Store, tmp_path: Path) -> None:
+    """A reviewer's typo in the labels: one line naming the file and line, exit 2, nothing on standard output."""
+    labels = tmp_path / "labels.csv"
+    labels.write_text("call,rule,expected\nc1,greeting,satisfied\nc1,greting,violation\n", encoding="utf-8")
+    env = process_env(store, f"sqlite:///{store.database}")
+    result = contactcenter("evaluate", store.files["transcripts"], "--labels", str(labels), env=env, cwd=tmp_path)
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.splitlines() == [f"Error: {labels}:3: unknown rule 'greting' (did you mean 'greeting'?)"]
 
 
 def test_web_refuses_a_port_it_cannot_have(store: Store, tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from contactcenter.app import App
 from contactcenter.output import Format, emit_rows
-from contactcenter.qa.audit import AuditResult, audit_files, find_recordings
+from contactcenter.qa.audit import AuditResult, audit_files, find_recordings, pair_legs
 from contactcenter.records import Leg
 
 COLUMNS = ["file", "ok", "duration_s", "score", "check", "failed_rules", "violations", "utterances", "call_id", "error"]
@@ -33,6 +33,12 @@ COLUMNS = ["file", "ok", "duration_s", "score", "check", "failed_rules", "violat
     show_default=True,
     help="Mono recordings: whose voice it is.",
 )
+@click.option(
+    "--leg-suffixes",
+    metavar="AGENT,CUSTOMER",
+    default=None,
+    help="Mono files, one per leg: NAME<AGENT>.wav and NAME<CUSTOMER>.wav are one call (e.g. -out,-in).",
+)
 @click.option("--agent", "agent_extension", default="", help="Extension of the agent on these recordings.")
 @click.option("--no-store", is_flag=True, help="Print the results without storing them.")
 @click.option("--json", "as_json", is_flag=True, help="JSON on standard output.")
@@ -43,6 +49,7 @@ def command(
     targets: tuple[Path, ...],
     agent_channel: str,
     mono_leg: Leg,
+    leg_suffixes: str | None,
     agent_extension: str,
     no_store: bool,
     as_json: bool,
@@ -55,6 +62,7 @@ def command(
     """
     if as_json and as_csv:
         raise click.UsageError("choose one of --json and --csv")
+    suffixes = _suffixes(leg_suffixes)
     paths = find_recordings(list(targets))
     if not paths:
         raise click.ClickException("no recordings found in " + ", ".join(map(str, targets)))
@@ -69,7 +77,7 @@ def command(
         console=stderr,
         transient=True,
     ) as progress:
-        task = progress.add_task("", total=len(paths))
+        task = progress.add_task("", total=len(pair_legs(paths, suffixes)))
 
         def done(result: AuditResult) -> None:
             progress.update(task, advance=1, description=result.path.name)
@@ -87,8 +95,21 @@ def command(
             redact=app.settings.speech.redact_numbers,
             partial_stable_s=app.settings.speech.partial_stable_ms / 1000,
             on_done=done,
+            leg_suffixes=suffixes,
         )
     fmt: Format = "json" if as_json else "csv" if as_csv else "table"
     emit_rows([r.row() for r in results], COLUMNS, fmt, title="audit")
     if not all(r.ok for r in results):
         raise SystemExit(1)
+
+
+def _suffixes(text: str | None) -> tuple[str, str] | None:
+    """``--leg-suffixes -out,-in`` → ("-out", "-in"); a clear usage error for anything else."""
+    if text is None:
+        return None
+    parts = [part.strip() for part in text.split(",")]
+    if len(parts) != 2 or not all(parts) or parts[0] == parts[1]:
+        raise click.BadParameter(
+            "expected two different suffixes, the agent's then the customer's: -out,-in", param_hint="--leg-suffixes"
+        )
+    return parts[0], parts[1]

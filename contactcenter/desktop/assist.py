@@ -13,6 +13,7 @@ import tomllib
 from dataclasses import dataclass
 
 from contactcenter.settings import Settings
+from contactcenter.speech.phrases import PhraseSetting
 from contactcenter.speech.rules import Rule, RuleSet
 
 #: Checklist states, as the page shows them.
@@ -42,7 +43,7 @@ def checklist(rules: RuleSet | None, *, direction: str, late: bool, speech_on: b
             CheckItem(
                 rule_id=spec.id,
                 description=spec.description or spec.id,
-                example=spec.phrases[0] if spec.phrases else "",
+                example=PhraseSetting.parse(spec.phrases[0]).text if spec.phrases else "",  # without "[strict]"
                 status=PENDING if speech_on else NOT_CHECKED,
                 around_hold=rule.window.event in HOLD_EVENTS,
             )

@@ -1,7 +1,9 @@
 """Auditing recorded calls with the same recogniser and rules as live calls.
 
 A stereo recording carries one leg per channel (the agent on ``agent_channel``); a mono recording is one
-leg (``mono_leg``). Any sample rate, PCM of any width, float, or G.711 µ-law / A-law WAV: whatever
+leg (``mono_leg``), unless it is one of a pair of mono files, one per leg, as a PBX writes them (Asterisk's
+MixMonitor with separate receive and transmit files): with ``leg_suffixes`` ("-out", "-in"), ``x-out.wav``
+and ``x-in.wav`` are the agent and customer legs of one call, audited as a stereo recording would be. Any sample rate, PCM of any width, float, or G.711 µ-law / A-law WAV: whatever
 libsndfile reads. A file that cannot be read, or holds no usable audio (under a second, or silence
 throughout), is reported by name, skipped and not stored; the rest are audited.
 """
@@ -20,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import soundfile
 
-from contactcenter.records import CHECK_LABELS, UNCHECKED_REASONS, CallRecord, Leg
+from contactcenter.records import CHECK_LABELS, UNCHECKED_REASONS, CallRecord, CallSpeechOutcome, Leg
 from contactcenter.speech.compliance import CallFacts
 from contactcenter.speech.live import CallSpeech
 from contactcenter.speech.monitor import SpeechMonitor
@@ -49,6 +51,47 @@ class Recording:
     rate: int
     legs: dict[Leg, np.ndarray]  # int16 samples per leg
     duration_s: float
+    customer_path: Path | None = None  # the customer leg's own file, for a pair of mono files
+
+
+#: A recording to audit: one file, or the agent's and the customer's mono files of one call.
+Target = Path | tuple[Path, Path]
+
+
+def pair_legs(paths: Sequence[Path], leg_suffixes: tuple[str, str] | None) -> list[Target]:
+    """The files as calls: with ``leg_suffixes`` (agent, customer), ``NAME<agent>.ext`` and
+    ``NAME<customer>.ext`` side by side are one call; a file without its other half is audited alone."""
+    if leg_suffixes is None:
+        return list(paths)
+    agent_suffix, customer_suffix = leg_suffixes
+    present = set(paths)
+    paired: set[Path] = set()
+    targets: list[Target] = []
+    for path in paths:
+        if path.stem.endswith(agent_suffix):
+            other = path.with_name(path.stem.removesuffix(agent_suffix) + customer_suffix + path.suffix)
+            if other in present:
+                targets.append((path, other))
+                paired.update((path, other))
+    return [*targets, *(p for p in paths if p not in paired)]
+
+
+def read_leg_pair(agent_path: Path, customer_path: Path) -> Recording:
+    """One call from two mono files, the agent's and the customer's; the shorter is padded with silence."""
+    agent = read_recording(agent_path, mono_leg="agent")
+    customer = read_recording(customer_path, mono_leg="customer")
+    if len(agent.legs) != 1 or len(customer.legs) != 1:
+        raise RecordingError(f"{agent_path}, {customer_path}: a pair of legs must be two mono files")
+    if agent.rate != customer.rate:
+        raise RecordingError(
+            f"{agent_path}, {customer_path}: the legs have different sample rates ({agent.rate}, {customer.rate} Hz)"
+        )
+    length = max(agent.legs["agent"].size, customer.legs["customer"].size)
+    legs: dict[Leg, np.ndarray] = {
+        "agent": np.pad(agent.legs["agent"], (0, length - agent.legs["agent"].size)),
+        "customer": np.pad(customer.legs["customer"], (0, length - customer.legs["customer"].size)),
+    }
+    return Recording(agent_path, agent.rate, legs, length / agent.rate, customer_path)
 
 
 @dataclass
@@ -63,6 +106,7 @@ class AuditResult:
     violations: list[str] = field(default_factory=list)
     utterances: int = 0
     call_id: int | None = None
+    outcome: CallSpeechOutcome | None = field(default=None, repr=False)  # the transcript, report and findings
 
     def row(self) -> dict[str, object]:
         return {
@@ -118,11 +162,12 @@ def read_recording(path: Path, agent_channel: int = 0, mono_leg: Leg = "agent") 
     return Recording(path, int(rate), legs, samples.shape[0] / rate)
 
 
-def _file_call_id(path: Path) -> str:
+def _file_call_id(*paths: Path) -> str:
     digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while block := handle.read(1 << 20):
-            digest.update(block)
+    for path in paths:
+        with path.open("rb") as handle:
+            while block := handle.read(1 << 20):
+                digest.update(block)
     return f"audit:{digest.hexdigest()[:32]}"
 
 
@@ -139,7 +184,7 @@ def audit_recording(
     modified = datetime.fromtimestamp(recording.path.stat().st_mtime, tz=UTC)
     started = modified - timedelta(seconds=recording.duration_s)
     call = CallRecord(
-        sip_call_id=_file_call_id(recording.path),
+        sip_call_id=_file_call_id(recording.path, *([recording.customer_path] if recording.customer_path else [])),
         direction="inbound",
         invited_at=started,
         answered_at=started,
@@ -174,6 +219,7 @@ def audit_recording(
         failed_rules=[r.rule_id for r in outcome.report.failed],
         violations=[f"{h.at_s:.1f}s {h.rule_id}: {h.matched_text}" for h in outcome.hits if h.kind == "violation"],
         utterances=len(outcome.transcript),
+        outcome=outcome,
     )
     if database is not None:
         with database.session() as session:
@@ -193,12 +239,18 @@ def audit_files(
     redact: bool = True,
     partial_stable_s: float = 0.2,
     on_done: Callable[[AuditResult], None] | None = None,
+    leg_suffixes: tuple[str, str] | None = None,
 ) -> list[AuditResult]:
-    """Audit every file, a few at a time; unreadable files come back with ``ok=False`` and the reason."""
+    """Audit every file (or pair of leg files, see ``pair_legs``), a few at a time; unreadable files come
+    back with ``ok=False`` and the reason."""
 
-    def one(path: Path) -> AuditResult:
+    def one(target: Target) -> AuditResult:
+        path = target[0] if isinstance(target, tuple) else target
         try:
-            recording = read_recording(path, agent_channel, mono_leg)
+            if isinstance(target, tuple):
+                recording = read_leg_pair(*target)
+            else:
+                recording = read_recording(target, agent_channel, mono_leg)
             result = audit_recording(recording, monitor, rules, database, agent_extension, redact, partial_stable_s)
         except RecordingError as exc:
             result = AuditResult(path, ok=False, error=str(exc))
@@ -209,5 +261,6 @@ def audit_files(
             on_done(result)
         return result
 
-    with ThreadPoolExecutor(max(1, min(len(paths), monitor.workers, os.cpu_count() or 1))) as pool:
-        return list(pool.map(one, paths))
+    targets = pair_legs(paths, leg_suffixes)
+    with ThreadPoolExecutor(max(1, min(len(targets), monitor.workers, os.cpu_count() or 1))) as pool:
+        return list(pool.map(one, targets))

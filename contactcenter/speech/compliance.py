@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from contactcenter.records import (
     NO_RULE_APPLIED,
     ComplianceReport,
+    ConversationMeasures,
     Direction,
     HitKind,
     Leg,
@@ -28,7 +29,10 @@ from contactcenter.records import (
     RuleResult,
     UtteranceRecord,
 )
-from contactcenter.speech.rules import Rule, RuleSet
+from contactcenter.speech import conversation_rules as talk_rules
+from contactcenter.speech.conversation_rules import Moment, Talk
+from contactcenter.speech.rules import CONVERSATION_KINDS, Rule, RuleSet, RuleSpec, Window
+from contactcenter.speech.talk_activity import Span, TalkActivity
 
 #: Seconds of audio a leg must have been recognised past a window's end before "missing" is declared;
 #: covers the recogniser's end-of-utterance delay, so a phrase said just before the end still counts.
@@ -38,6 +42,9 @@ DEFAULT_PARTIAL_STABLE_S = 0.2
 #: A finding reported live from a partial result is timed when the partial showed it, a little after the
 #: word's start that the final result gives: within this many seconds they are the same finding.
 SAME_FINDING_S = 3.0
+#: The live conversation rules look again each time this much more of the timeline is settled.
+LIVE_STEP_S = 0.2
+_DEFAULTS = {kind: RuleSpec(id=f"default-{kind}", kind=kind) for kind in ("interruption", "dead_air")}
 
 
 @dataclass(frozen=True)
@@ -47,6 +54,7 @@ class CallFacts:
     rings_before_answer: int | None = None
     apology_after_rings: int = 3
     direction: Direction = "inbound"  # calls the desk places are checked only by rules that apply to them
+    complaint: bool = False  # the call is known to be a complaint (the stricter interruption limit applies)
 
     @property
     def late_answer(self) -> bool:
@@ -92,6 +100,13 @@ class CallCompliance:
         self._reused: set[int] = set()  # findings already used as evidence by the report being made
         self._partials: dict[Leg, _PartialWatch] = {"agent": _PartialWatch(), "customer": _PartialWatch()}
         self._early: set[tuple[Leg, str, str]] = set()  # (leg, rule, phrase) already reported from a partial
+        self.activity: TalkActivity | None = None  # who talked when; None: only the words are known
+        self._live_checked_s = 0.0
+        self._alerted: set[tuple[str, float]] = set()  # (rule, start) of conversation findings alerted live
+
+    def watch_talk(self, activity: TalkActivity) -> None:
+        """Judge the conversation rules on this timeline (live as it settles, and in the report)."""
+        self.activity = activity
 
     # ------------------------------------------------------------------------------------------------ input
 
@@ -139,6 +154,30 @@ class CallCompliance:
                         self._report_if_live(rule, found)
             self._close_windows()
 
+    def talk_settled(self, settled_s: float) -> None:
+        """More of the timeline is settled: interruptions and dead air are alerted as soon as they are."""
+        if self.activity is None or settled_s - self._live_checked_s < LIVE_STEP_S:
+            return
+        with self._lock:
+            self._live_checked_s = settled_s
+            live = [
+                rule
+                for rule in self.rules.conversation_rules()
+                if rule.spec.live and rule.spec.kind in ("interruption", "dead_air") and self._applies(rule)
+            ]
+            if not live:
+                return
+            talk = self._talk(settled_s)
+            for rule in live:
+                found = talk_rules.interruptions(talk, rule) if rule.spec.kind == "interruption" else []
+                if rule.spec.kind == "dead_air":
+                    found = talk_rules.dead_air(talk, rule)
+                for moment in found:
+                    key = (rule.id, moment.span.start)
+                    if key not in self._alerted and self._in_window(rule, moment.span.start):
+                        self._alerted.add(key)  # once, though the overlap or silence goes on growing
+                        self._emit(rule, "violation", moment.leg, moment.span.start, moment.text)
+
     def advance(self, leg: Leg, at_s: float) -> None:
         """The recogniser has worked through ``leg`` up to ``at_s``: windows that ended before may close."""
         with self._lock:
@@ -152,13 +191,21 @@ class CallCompliance:
         """Every applicable rule's verdict with evidence, and the score out of 100 (none if no rule applied)."""
         with self._lock:
             self._reused = set()
-            results = [r for rule in self.rules.rules if (r := self._verdict(rule, call_end_s, hung_up_first))]
+            talk = self._talk(call_end_s) if self.activity is not None else None
+            results = [r for rule in self.rules.rules if (r := self._verdict(rule, call_end_s, hung_up_first, talk))]
             events = {name: tuple(round(t, 3) for t in times) for name, times in self.events.items()}
+            conversation = self._measures(talk)
         total = sum(r.weight for r in results)
         if total == 0:  # no rule applied: nothing was checked, which is not the same as a perfect call
-            return ComplianceReport(score=None, results=tuple(results), unchecked_reason=NO_RULE_APPLIED, events=events)
+            return ComplianceReport(
+                score=None,
+                results=tuple(results),
+                unchecked_reason=NO_RULE_APPLIED,
+                events=events,
+                conversation=conversation,
+            )
         score = 100.0 * sum(r.weight for r in results if r.passed) / total
-        return ComplianceReport(score=round(score, 1), results=tuple(results), events=events)
+        return ComplianceReport(score=round(score, 1), results=tuple(results), events=events, conversation=conversation)
 
     # ------------------------------------------------------------------------------------------- internals
 
@@ -215,10 +262,97 @@ class CallCompliance:
                 if not any(start <= f.at_s <= end for f in self._found_for(rule)):
                     self._emit(rule, "missing", None if rule.spec.speaker == "any" else rule.spec.speaker, end, "")
 
-    def _verdict(self, rule: Rule, call_end: float, hung_up_first: str | None) -> RuleResult | None:
+    def _talk(self, until_s: float) -> Talk:
+        """The timeline up to ``until_s`` as the conversation rules read it (activity set; lock held)."""
+        assert self.activity is not None
+        return Talk(
+            agent=self.activity.spans("agent") if "agent" in self.activity.legs else [],
+            customer=self.activity.spans("customer") if self.activity.both_legs else None,
+            until_s=until_s,
+            holds=self._holds(until_s),
+            utterances=list(self.utterances),
+            complaint=self.facts.complaint,
+        )
+
+    def _holds(self, until_s: float) -> list[Span]:
+        starts = sorted(self.events.get("hold_start", []))
+        ends = sorted(self.events.get("hold_end", []))
+        holds = []
+        for start in starts:
+            end = next((e for e in ends if e >= start), max(until_s, start))
+            holds.append(Span(start, end))
+        return holds
+
+    def _measures(self, talk: Talk | None) -> ConversationMeasures | None:
+        if talk is None:
+            return None
+        rules = {rule.spec.kind: rule for rule in self.rules.conversation_rules()}
+        dead_air_rule = rules.get("dead_air")
+        silence_s = dead_air_rule.spec.silence_s if dead_air_rule else _DEFAULTS["dead_air"].silence_s
+        measured = talk_rules.measures(talk, silence_s)
+        if not measured.both_legs:
+            return measured
+        interruption = rules.get("interruption") or Rule(_DEFAULTS["interruption"], Window("whole"), None)
+        return measured.model_copy(update={"interruptions": len(talk_rules.interruptions(talk, interruption))})
+
+    def _conversation_verdict(self, rule: Rule, talk: Talk | None, call_end: float) -> RuleResult | None:
+        """A conversation rule's verdict; None where it cannot be judged (no timeline, one leg, too little
+        speech) or only reports (talk_ratio)."""
+        kind = rule.spec.kind
+        if kind == "talk_ratio":
+            return None
+        if kind == "speech_rate":
+            windows, moments = talk_rules.rate_outside(self.utterances, rule)
+            if not windows:
+                return None
+        elif talk is None or talk.customer is None:
+            return None
+        elif kind == "interruption":
+            moments = talk_rules.interruptions(talk, rule)
+        elif kind == "dead_air":
+            moments = talk_rules.dead_air(talk, rule)
+        else:
+            moments = talk_rules.long_turns_unanswered(talk, rule)
+        spans = rule.window.spans(self.events, call_end) or []
+        moments = [m for m in moments if any(s <= m.span.start <= e for s, e in spans)]
+        evidence = tuple(self._span_finding(rule, moment) for moment in moments)
+        if kind == "interruption":
+            assert talk is not None
+            passed = talk_rules.interruption_passed(talk, rule, moments)
+        else:
+            passed = not moments
+        return _result(rule, passed, evidence)
+
+    def _span_finding(self, rule: Rule, moment: Moment) -> RuleHitRecord:
+        """The live finding for this stretch (completed with its end and measure), or a new one."""
+        at_s, end_s = round(moment.span.start, 3), round(moment.span.end, 3)
+        for index, hit in enumerate(self.findings):
+            if index in self._reused or hit.rule_id != rule.id or hit.at_s is None:
+                continue
+            if abs(hit.at_s - at_s) < 0.05:
+                done = hit.model_copy(update={"end_s": end_s, "matched_text": moment.text})
+                self.findings[index] = done
+                self._reused.add(index)
+                return done
+        hit = RuleHitRecord(
+            rule_id=rule.id,
+            kind="violation",
+            severity=rule.spec.severity,
+            leg=moment.leg,
+            at_s=at_s,
+            matched_text=moment.text,
+            end_s=end_s,
+        )
+        self.findings.append(hit)
+        self._reused.add(len(self.findings) - 1)
+        return hit
+
+    def _verdict(self, rule: Rule, call_end: float, hung_up_first: str | None, talk: Talk | None) -> RuleResult | None:
         spec = rule.spec
         if not self._applies(rule):
             return None
+        if rule.spec.kind in CONVERSATION_KINDS:
+            return self._conversation_verdict(rule, talk, call_end)
         if spec.kind == "hangup_order":
             if hung_up_first is None:
                 return None

@@ -18,10 +18,12 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from contactcenter.audio.silence import SilenceGate
 from contactcenter.records import Leg
 from contactcenter.speech.recognizer import FinalHandler, LegRecognizer, PartialHandler
+from contactcenter.speech.talk_activity import ActivitySettings
 from contactcenter.speech.vosk_model import SpeechModel
 
 log = logging.getLogger(__name__)
@@ -50,19 +52,37 @@ class MonitorMetrics:
         return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
 
 
+class AudioListener(Protocol):
+    """Something else that follows a leg's audio on the recognition thread (who talked when)."""
+
+    def add_audio(self, leg: Leg, pcm: bytes) -> None: ...
+
+    def add_gap(self, leg: Leg, size: int) -> None: ...
+
+    def finish_leg(self, leg: Leg) -> None: ...
+
+
 @dataclass
 class _Chunk:
     pcm: bytes
     pushed_at: float
+    gap_before: int = 0  # bytes of this leg dropped just before this chunk (backlog full)
 
 
 class LegStream:
     """One leg's queue into the monitor. ``push`` from the audio thread; ``finish`` when the leg ends."""
 
     def __init__(
-        self, monitor: SpeechMonitor, recognizer: LegRecognizer, on_progress: ProgressHandler | None, live: bool = True
+        self,
+        monitor: SpeechMonitor,
+        recognizer: LegRecognizer,
+        on_progress: ProgressHandler | None,
+        live: bool = True,
+        listener: AudioListener | None = None,
     ) -> None:
         self.monitor = monitor
+        self.listener = listener
+        self._gap_bytes = 0
         self.live = live  # a live call's lag is a health figure; a recording is pushed faster than real time
         self.recognizer = recognizer
         self.on_progress = on_progress
@@ -90,9 +110,11 @@ class LegStream:
             while self._queued_bytes + len(pcm) > self.max_backlog_bytes:
                 if not block:
                     self.monitor._dropped(self, len(pcm))
+                    self._gap_bytes += len(pcm)
                     return False
                 self._room.wait()
-            self._queue.append(_Chunk(pcm, time.monotonic()))
+            self._queue.append(_Chunk(pcm, time.monotonic(), self._gap_bytes))
+            self._gap_bytes = 0
             self._queued_bytes += len(pcm)
             schedule = not self._scheduled
             self._scheduled = True
@@ -126,6 +148,7 @@ class LegStream:
             if chunks:
                 for chunk in chunks:  # in place: the recogniser gathers Vosk's units itself
                     self.recognizer.feed(chunk.pcm)
+                self._follow(chunks)
                 self.monitor._processed(self, chunks)
                 if self.on_progress is not None:
                     self.on_progress(self.recognizer.leg, self.recognizer.audio_seconds)
@@ -139,6 +162,11 @@ class LegStream:
         if more:
             self.monitor._schedule(self)
         elif finishing:
+            if self.listener is not None:
+                try:
+                    self.listener.finish_leg(self.recognizer.leg)
+                except Exception:
+                    log.exception("following the %s leg's talk failed at its end", self.recognizer.leg)
             try:
                 self.recognizer.finish()
                 self.monitor._leg_closed(self)
@@ -147,6 +175,21 @@ class LegStream:
                 log.exception("could not finish the %s leg", self.recognizer.leg)
                 self.monitor._leg_closed(self)
                 self.done.set_exception(exc)
+
+    def _follow(self, chunks: list[_Chunk]) -> None:
+        """The same audio to the listener; if it fails it is dropped for this leg and recognition goes on."""
+        listener = self.listener
+        if listener is None:
+            return
+        leg = self.recognizer.leg
+        try:
+            for chunk in chunks:
+                if chunk.gap_before:
+                    listener.add_gap(leg, chunk.gap_before)
+                listener.add_audio(leg, chunk.pcm)
+        except Exception:
+            self.listener = None
+            log.exception("following the %s leg's talk failed; its recognition goes on", leg)
 
 
 class SpeechMonitor:
@@ -159,8 +202,10 @@ class SpeechMonitor:
         max_backlog_seconds: float = 30.0,
         silence_threshold_dbfs: float | None = -45.0,
         silence_hangover_ms: int = 300,
+        activity: ActivitySettings | None = None,
     ) -> None:
         self.model = model
+        self.activity = activity or ActivitySettings()  # how each call's talk activity is judged
         self.workers = workers or os.cpu_count() or 1
         self.max_backlog_seconds = max_backlog_seconds
         self.silence_threshold_dbfs = silence_threshold_dbfs
@@ -178,6 +223,7 @@ class SpeechMonitor:
         on_partial: PartialHandler | None = None,
         on_progress: ProgressHandler | None = None,
         live: bool = True,
+        listener: AudioListener | None = None,
     ) -> LegStream:
         gate = (
             None
@@ -187,7 +233,7 @@ class SpeechMonitor:
         recognizer = LegRecognizer(self.model, leg, rate, on_final, on_partial, gate)
         with self._lock:
             self.metrics.legs_active += 1
-        return LegStream(self, recognizer, on_progress, live)
+        return LegStream(self, recognizer, on_progress, live, listener)
 
     def _schedule(self, stream: LegStream) -> None:
         self._executor.submit(stream._turn)

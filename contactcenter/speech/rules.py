@@ -20,6 +20,24 @@ from contactcenter.settings import SettingsError
 from contactcenter.speech.phrases import MatchMode, PhraseMatcher, Strictness, split_phrase_list
 
 Speaker = Literal["agent", "customer", "any"]
+RuleKind = Literal["phrase", "hangup_order", "interruption", "speech_rate", "listening", "dead_air", "talk_ratio"]
+#: The rule kinds judged from how the call was talked (voice activity and word timings), not from phrases.
+CONVERSATION_KINDS = ("interruption", "speech_rate", "listening", "dead_air", "talk_ratio")
+#: The keys each conversation kind takes (with their defaults in RuleSpec); others are refused for it.
+CONVERSATION_KEYS: dict[str, tuple[str, ...]] = {
+    "interruption": (
+        "min_customer_ms",
+        "min_overlap_ms",
+        "max_count",
+        "max_per_minute",
+        "complaint_max_count",
+        "complaint_phrases",
+    ),
+    "speech_rate": ("min_cpm", "max_cpm", "rate_window_s"),
+    "listening": ("phrases", "phrases_file", "turn_s", "turn_gap_ms", "backchannel_max_ms", "match", "strictness"),
+    "dead_air": ("phrases", "phrases_file", "silence_s", "excuse_s", "match", "strictness"),
+    "talk_ratio": (),
+}
 EVENTS = ("answer", "hold_start", "hold_end", "transfer")
 _WINDOW = re.compile(r"^(whole|first:(\d+(\.\d+)?)|last:(\d+(\.\d+)?)|(after|before):(\w+):(\d+(\.\d+)?))$")
 
@@ -71,12 +89,13 @@ class RuleSpec(BaseModel):
 
     id: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     description: str = ""
-    kind: Literal["phrase", "hangup_order"] = "phrase"
+    kind: RuleKind = "phrase"
     phrases: list[str] = Field(default_factory=list)
     phrases_file: str | None = None
     negate: bool = False
     match: MatchMode = "pinyin"
     strictness: Strictness = "normal"
+    min_edit_length: int = Field(default=3, ge=1)  # phrases shorter (in syllables) match by sound, no edits
     speaker: Speaker = "agent"
     window: str = "whole"
     when: Literal["always", "late_answer", "inbound", "outbound"] = "always"  # which calls the rule applies to
@@ -84,6 +103,27 @@ class RuleSpec(BaseModel):
     severity: Severity = "major"
     weight: float = Field(default=1.0, ge=0)
     expect_first: Literal["customer", "agent"] = "customer"
+    # interruption: the agent starts while the customer has spoken min_customer_ms, and both go on for
+    # min_overlap_ms; more than max_count (or max_per_minute) fails the call, complaint_max_count on complaints
+    min_customer_ms: int = Field(default=1000, ge=0)
+    min_overlap_ms: int = Field(default=1000, ge=100)
+    max_count: int = Field(default=0, ge=0)
+    max_per_minute: float | None = Field(default=None, ge=0)
+    complaint_max_count: int | None = Field(default=None, ge=0)
+    complaint_phrases: list[str] = Field(default_factory=list)
+    # speech_rate: characters per minute of agent speaking time, judged over windows of rate_window_s
+    min_cpm: float = Field(default=180.0, ge=0)
+    max_cpm: float = Field(default=300.0, gt=0)
+    rate_window_s: float = Field(default=20.0, gt=0)
+    # listening: a customer turn of turn_s or more needs a listening response (a phrase, or a short agent
+    # sound of at most backchannel_max_ms that does not take the turn); pauses up to turn_gap_ms keep a turn
+    turn_s: float = Field(default=15.0, gt=0)
+    turn_gap_ms: int = Field(default=1500, ge=0)
+    backchannel_max_ms: int = Field(default=1200, ge=100)
+    # dead_air: both legs silent for silence_s outside a hold, unless a hold line (phrases) was said within
+    # excuse_s before the silence began
+    silence_s: float = Field(default=10.0, gt=0)
+    excuse_s: float = Field(default=5.0, ge=0)
 
     @field_validator("window")
     @classmethod
@@ -95,7 +135,32 @@ class RuleSpec(BaseModel):
     def _needs_phrases(self) -> RuleSpec:
         if self.kind == "phrase" and not self.phrases and not self.phrases_file:
             raise ValueError("a phrase rule needs phrases or phrases_file")
+        if self.kind in CONVERSATION_KINDS:
+            allowed = set(CONVERSATION_KEYS[self.kind])
+            foreign = sorted(
+                key
+                for key in self.model_fields_set
+                if key in _KIND_KEYS and key not in allowed and key not in _COMMON_KEYS
+            )
+            if foreign:
+                raise ValueError(f"{', '.join(foreign)}: not a setting of {self.kind} rules")
+        else:
+            stray = sorted(key for key in self.model_fields_set if key in _CONVERSATION_ONLY)
+            if stray:
+                raise ValueError(f"{', '.join(stray)}: only for conversation rules ({', '.join(CONVERSATION_KINDS)})")
+        if self.kind == "speech_rate" and self.min_cpm >= self.max_cpm:
+            raise ValueError("min_cpm must be below max_cpm")
         return self
+
+
+_COMMON_KEYS = {"id", "description", "kind", "window", "when", "live", "severity", "weight"}
+_CONVERSATION_ONLY = {key for keys in CONVERSATION_KEYS.values() for key in keys} - {
+    "phrases",
+    "phrases_file",
+    "match",
+    "strictness",
+}
+_KIND_KEYS = set(RuleSpec.model_fields) - _COMMON_KEYS
 
 
 class RulesFile(BaseModel):
@@ -122,6 +187,8 @@ class Rule:
     window: Window
     matcher: PhraseMatcher | None
     phrases: tuple[str, ...] = ()
+    #: a conversation rule's phrases: listening responses, hold lines, or a complaint's words
+    cues: PhraseMatcher | None = None
 
     @property
     def id(self) -> str:
@@ -149,6 +216,9 @@ class RuleSet:
 
     def phrase_rules(self) -> list[Rule]:
         return [rule for rule in self.rules if rule.matcher is not None]
+
+    def conversation_rules(self) -> list[Rule]:
+        return [rule for rule in self.rules if rule.spec.kind in CONVERSATION_KINDS]
 
 
 def _expand(phrases: Sequence[str], company_names: Sequence[str]) -> list[str]:
@@ -199,9 +269,16 @@ def load_rules(path: Path, company_names: Sequence[str]) -> RuleSet:
 
 def build_rule(spec: RuleSpec, phrases: Sequence[str], company_names: Sequence[str], variants: dict[str, str]) -> Rule:
     """A rule ready to run from its spec and its phrases; ValueError if the phrases cannot be matched."""
-    matcher = None
+    matcher = cues = None
     if spec.kind == "phrase":
         if not phrases:
             raise ValueError("a phrase rule needs at least one phrase")
-        matcher = PhraseMatcher(_expand(phrases, company_names), spec.match, spec.strictness, variants)
-    return Rule(spec, Window.parse(spec.window), matcher, tuple(phrases) if spec.kind == "phrase" else ())
+        matcher = PhraseMatcher(
+            _expand(phrases, company_names), spec.match, spec.strictness, variants, min_edit_length=spec.min_edit_length
+        )
+    elif spec.kind == "listening" and not phrases:
+        raise ValueError("a listening rule needs its listening responses as phrases (嗯, 是的, ...)")
+    cue_phrases = list(spec.complaint_phrases) if spec.kind == "interruption" else list(phrases)
+    if spec.kind in CONVERSATION_KINDS and cue_phrases:
+        cues = PhraseMatcher(_expand(cue_phrases, company_names), spec.match, spec.strictness, variants)
+    return Rule(spec, Window.parse(spec.window), matcher, tuple(phrases) if spec.kind == "phrase" else (), cues)
