@@ -60,12 +60,12 @@ def test_the_commands_the_readme_promises(desk: Path, tmp_path: Path) -> None:
 
     upgraded = run("db", "upgrade")
     assert upgraded.returncode == 0, upgraded.stderr
-    assert "is at revision 0013" in upgraded.stdout
+    assert "is at revision 0014" in upgraded.stdout
     assert (desk.parent / "data" / "contactcenter.db").exists()  # the embedded default: SQLite under data/
 
     listed = run("tickets", "list", "--json")
     assert listed.returncode == 0 and json.loads(listed.stdout) == []
-    assert run("db", "current").stdout.strip() == "0013"
+    assert run("db", "current").stdout.strip() == "0014"
 
 
 def test_a_database_that_is_down_exits_with_a_message(desk: Path) -> None:

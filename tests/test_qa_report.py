@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import select
 
 from contactcenter.records import CallRecord, ComplianceReport, RuleHitRecord
-from contactcenter.speech.rules import load_rules
+from contactcenter.speech.rules import CONVERSATION_KINDS, load_rules
 from contactcenter.storage.calls import save_call
 from contactcenter.storage.models import Agent, Call, Review, WebUser
 from tests.helpers.web import PASSWORD, START, client_as, serving
@@ -176,6 +176,7 @@ def stored_calls(console: dict) -> list[dict[str, Any]]:
                 "rings": call.rings_before_answer,
                 "hung_up_first": call.hung_up_first,
                 "hits": [(h.rule_id, h.kind, h.severity) for h in call.rule_hits],
+                "judged": {r.rule_id for r in call.rule_results},  # the rules with a stored verdict
                 "reviews": reviews[call.id],
             }
             for call in session.scalars(select(Call))
@@ -363,6 +364,8 @@ def expected_report(console: dict, since: date, until: date, agent: str = "", te
                     return False
                 if when == "late_answer" and not (c["rings"] or 0) > late_after:
                     return False
+                if rule.spec.kind in CONVERSATION_KINDS and rule.id not in c["judged"]:
+                    return False  # judged only where the call allowed it (both legs, enough speech); talk_ratio never
                 return not (rule.spec.kind == "hangup_order" and c["hung_up_first"] is None)
 
             applied = len([c for c in checked if picked(c) or c in has])
@@ -504,7 +507,7 @@ def test_every_figure_matches_an_independent_count(console: dict) -> None:
 
     rules = {r["rule_id"]: r for r in report["rules"]}
     assert [r["rule_id"] for r in report["rules"]][:3] == ["banned_phrases", "greeting", "late_answer_apology"]
-    assert len(report["rules"]) == 8  # every rule of the file
+    assert len(report["rules"]) == 13  # every rule of the file, the conversation rules too
     assert (rules["banned_phrases"]["failed_calls"], rules["banned_phrases"]["applied_calls"]) == (10, 36)
     assert rules["greeting"]["pass_rate"] == 60.0 and rules["late_answer_apology"]["applied_calls"] == 2
     for never in ("greeting_company", "hold_request", "hold_return", "closing", "customer_hangs_up_first"):
@@ -539,7 +542,7 @@ def test_a_period_with_no_calls_and_one_day(console: dict) -> None:
     empty = client.get("/api/qa-report", params={"since": "2025-01-01", "until": "2025-01-07"}).json()
     assert empty["totals"]["calls"] == 0 and empty["totals"]["average_score"] is None
     assert empty["comparison"]["pass_rate"]["change"] is None and empty["agents"] == []
-    assert len(empty["rules"]) == 8 and all(r["failed_calls"] == 0 for r in empty["rules"])
+    assert len(empty["rules"]) == 13 and all(r["failed_calls"] == 0 for r in empty["rules"])
     one_day = client.get("/api/qa-report", params={"since": "2026-11-04", "until": "2026-11-04"}).json()
     assert (one_day["previous_since"], one_day["previous_until"]) == ("2026-11-03", "2026-11-03")
     assert_same(one_day, expected_report(console, date(2026, 11, 4), date(2026, 11, 4)))

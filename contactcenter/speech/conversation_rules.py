@@ -18,6 +18,7 @@ its recording (judged at once) get the same findings at the same times.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -58,18 +59,19 @@ def interruptions(talk: Talk, rule: Rule) -> list[Moment]:
     if talk.customer is None:
         return []
     spec = rule.spec
+    starts = [customer.start for customer in talk.customer]  # spans are in order and do not overlap
     found = []
     for agent in talk.agent:
-        for customer in talk.customer:
-            if not customer.start <= agent.start < customer.end:
-                continue
-            if agent.start - customer.start < spec.min_customer_ms / 1000:
-                break
-            overlap_end = min(agent.end, customer.end)
-            if overlap_end - agent.start >= spec.min_overlap_ms / 1000 and not _in_any(agent.start, talk.holds):
-                span = Span(agent.start, round(overlap_end, 3))
-                found.append(Moment(span, "agent", _words(talk.utterances, "agent", span) or f"{span.length:.1f} s"))
-            break
+        index = bisect.bisect_right(starts, agent.start) - 1
+        if index < 0:
+            continue
+        customer = talk.customer[index]
+        if agent.start >= customer.end or agent.start - customer.start < spec.min_customer_ms / 1000:
+            continue
+        overlap_end = min(agent.end, customer.end)
+        if overlap_end - agent.start >= spec.min_overlap_ms / 1000 and not _in_any(agent.start, talk.holds):
+            span = Span(agent.start, round(overlap_end, 3))
+            found.append(Moment(span, "agent", _words(talk.utterances, "agent", span) or f"{span.length:.1f} s"))
     return found
 
 

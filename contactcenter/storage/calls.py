@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy import delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from contactcenter.records import CallRecord, ComplianceReport, RuleHitRecord, UtteranceRecord
+from contactcenter.records import CallRecord, ComplianceReport, ConversationMeasures, RuleHitRecord, UtteranceRecord
 from contactcenter.storage.models import Agent, Call, RuleHit, RuleResultRow, Utterance, utcnow
 from contactcenter.storage.reviews import rescore_after_reviews
+
+log = logging.getLogger(__name__)
 
 CALL_FIELDS = (
     "direction",
@@ -69,6 +74,8 @@ def save_call(
         row.unchecked_reason = report.unchecked_reason[:32]
         row.dropped_seconds = report.dropped_seconds
         row.events = {name: list(times) for name, times in report.events.items()}
+        # a re-check replaces the measures too: None (no audio analysed this time) is stored as SQL NULL
+        row.conversation = None if report.conversation is None else report.conversation.model_dump(mode="json")
     session.flush()
     if report is not None:  # a re-check replaces the verdicts, and any reviewed score made from the old ones
         session.execute(delete(RuleResultRow).where(RuleResultRow.call_id == row.id))
@@ -94,6 +101,7 @@ def save_call(
             severity=h.severity,
             leg=h.leg,
             at_s=h.at_s,
+            end_s=h.end_s,
             matched_text=h.matched_text,
             live=h.live,
         )
@@ -101,3 +109,17 @@ def save_call(
     )
     session.flush()
     return row.id
+
+
+def conversation_of(stored: Mapping[str, Any] | None) -> ConversationMeasures | None:
+    """A call's stored measures (``Call.conversation``) as the record they were saved from; None when the call
+    has none. Keys a later version no longer knows are dropped; a row that still cannot be read counts as not
+    measured (and is logged), so one odd row never takes a call's page down or puts a made-up 0 on a card."""
+    if stored is None:
+        return None
+    known = {key: value for key, value in stored.items() if key in ConversationMeasures.model_fields}
+    try:
+        return ConversationMeasures.model_validate(known)
+    except ValidationError as exc:
+        log.warning("stored conversation measures cannot be read (%s): shown as not measured", exc)
+        return None

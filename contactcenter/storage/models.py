@@ -187,6 +187,11 @@ class Call(Base):
     reviewed_score: Mapped[float | None] = mapped_column(Float)
     # hold_start, hold_end, transfer -> call times in seconds: the reviewer's timeline marks them
     events: Mapped[dict[str, list[float]]] = mapped_column(JSON, default=dict, server_default=text("'{}'"))
+    # how the call was talked (records.ConversationMeasures as JSON): talk time per leg, overlap, silence,
+    # interruptions, speech rate, for the call's page and the scorecards. SQL NULL (not JSON null) when no audio
+    # was analysed, so that a figure nobody measured stays out of every sum; a key inside is null when that one
+    # measure is not known (a one-leg recording has no overlap)
+    conversation: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
     recording_path: Mapped[str] = mapped_column(String(500), default="")  # under [general] data_dir
     # what of the call's personal data was removed, and why: {"recording" | "transcript" | "personal":
     # "retention" | "erasure"} (DATA_PARTS, REMOVAL_REASONS), so a page says "deleted", not "missing"
@@ -235,6 +240,7 @@ class RuleHit(Base):
     severity: Mapped[str] = mapped_column(String(16), default="major")
     leg: Mapped[str | None] = mapped_column(String(16))
     at_s: Mapped[float | None] = mapped_column(Float)
+    end_s: Mapped[float | None] = mapped_column(Float)  # a finding that is a stretch (an overlap, a silence): its end
     matched_text: Mapped[str] = mapped_column(Text, default="")
     live: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -581,7 +581,11 @@ def create_app(settings: Settings, database: Database) -> FastAPI:
 
     @app.get("/api/calls/{call_id}", tags=["calls"])
     def api_call(call_id: PathId, user: Reviewer) -> dict[str, Any]:
-        """One call: metadata, transcript by leg with highlighted findings, tickets, callbacks, reviews."""
+        """One call: metadata, transcript by leg with highlighted findings (``end_s``: where a finding that is a
+        stretch of the call ends, null for a moment), tickets, callbacks, reviews, and ``conversation``: how the
+        call was talked (seconds of talk per leg, overlap, non-talk, hold, dead air; interruptions; the agent's
+        characters per minute; ``talk_ratio``, the agent's share of the talk time in percent), each null when
+        not known, or null altogether when the call's audio was never analysed."""
         with database.session() as session:
             detail = call_detail(session, call_id, zone, unmasked(user))
         if detail is None:
@@ -594,6 +598,7 @@ def create_app(settings: Settings, database: Database) -> FastAPI:
             "tickets": detail.tickets,
             "callbacks": detail.callbacks,
             "reviews": detail.reviews,
+            "conversation": detail.conversation,
             "has_recording": bool(detail.recording),
         }
 

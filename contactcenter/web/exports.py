@@ -5,7 +5,9 @@ Every heading is Chinese and every stored code is shown by its Chinese name from
 description, survey questions). An agent is shown by name beside the extension (the agents table), a
 reviewer by the person's display name. The calls and findings exports carry the reviewers' word: per
 finding the latest verdict given on its rule (同意 / 不同意), by whom and when; per call the latest review and
-the verdicts in force. A call's survey answers are one column per question.
+the verdicts in force. A call's survey answers are one column per question. How a call was talked (its
+stored measures) is in the calls export, and per agent, team and in all in the scorecard's, each figure
+beside the calls it was taken over; a measure nobody took is "—", never an empty cell read as 0.
 
 Workbooks and CSV are written by :mod:`contactcenter.web.workbook` (typed dates and numbers, widths, frozen
 heading, autofilter, charts; formula-safe cells). The calls and findings are read from the store a chunk at
@@ -34,11 +36,12 @@ from sqlalchemy.orm import Session
 from contactcenter.phones import mask_numbers
 from contactcenter.records import check_status
 from contactcenter.speech.redact import redact_numbers
+from contactcenter.storage.calls import conversation_of
 from contactcenter.storage.models import Agent, Call, Review, RuleHit, SurveyResponse, WebUser
 from contactcenter.vocabulary import RULE, Vocabulary
-from contactcenter.web.queries import FAILED_KINDS, CallFilter, mask_phone, verdict_check
+from contactcenter.web.queries import FAILED_KINDS, CallFilter, conversation_figures, mask_phone, verdict_check
 from contactcenter.web.queries import _conditions as call_conditions
-from contactcenter.web.scorecards import BASIS_LABELS, NO_TEAM, Scorecard, not_ready_column
+from contactcenter.web.scorecards import BASIS_LABELS, NO_TEAM, TALK_FIGURES, Scorecard, not_ready_column
 from contactcenter.web.workbook import (
     CSV,
     XLSX,
@@ -209,6 +212,26 @@ def survey_column(names: Vocabulary, question: str) -> str:
     return f"满意度({names.name('survey_question', question)})"
 
 
+#: How the call was talked (its stored measures), "—" where not measured.
+CALL_TALK_COLUMNS = [
+    Column("interruptions", "打断次数", "int"),
+    Column("speech_rate_cpm", "语速(字/分钟)", "number"),
+    Column("dead_air_s", "冷场秒数", "number"),
+    Column("talk_ratio", "坐席说话占比(%)", "number"),
+]
+
+
+def call_talk(stored: dict[str, Any] | None) -> dict[str, Any]:
+    """A call's measures as its export row shows them: "—" for one not measured (a one-leg recording has no
+    ratio; a call never analysed has none), never an empty cell that reads as 0."""
+    figures = conversation_figures(conversation_of(stored)) or {}
+    shown: dict[str, Any] = {}
+    for column in CALL_TALK_COLUMNS:
+        value = figures.get(column.key)
+        shown[column.key] = MISSING if value is None else round(value, 1) if isinstance(value, float) else value
+    return shown
+
+
 def call_columns(names: Vocabulary, questions: Sequence[str]) -> list[Column]:
     return [
         Column("id", "通话编号", "int"),
@@ -227,6 +250,7 @@ def call_columns(names: Vocabulary, questions: Sequence[str]) -> list[Column]:
         Column("check_note", "检查说明"),
         Column("category", "类别"),
         Column("hung_up_first", "先挂机"),
+        *CALL_TALK_COLUMNS,
         Column("failed_rules", "未通过规则"),
         Column("review_state", "复核状态"),
         Column("verdicts", "复核结论"),
@@ -269,6 +293,7 @@ def call_rows(
             Call.unchecked_reason,
             Call.category,
             Call.hung_up_first,
+            Call.conversation,
             Agent.extension,
             Agent.name,
             Agent.team,
@@ -309,6 +334,7 @@ def call_rows(
                 "check_note": checked["check_note"],
                 "category": r.category or "",
                 "hung_up_first": names.name("hung_up_first", r.hung_up_first),
+                **call_talk(r.conversation),
                 "failed_rules": [names.name(RULE, rule) for rule in failed.get(r.id, [])],
                 "review_state": names.name("review_state", "reviewed" if latest else "pending"),
                 "verdicts": ";".join(
@@ -337,6 +363,7 @@ FINDING_COLUMNS = [
     Column("severity", "严重程度"),
     Column("leg", "说话方"),
     Column("at_s", "时间点(秒)", "number"),
+    Column("end_s", "结束时间点(秒)", "number"),  # a finding that lasts (an overlap, a silence); empty for a moment
     Column("matched_text", "命中内容"),
     Column("live", "通话中发现"),
     Column("verdict", "复核结论"),
@@ -365,6 +392,7 @@ def finding_rows(
             RuleHit.severity,
             RuleHit.leg,
             RuleHit.at_s,
+            RuleHit.end_s,
             RuleHit.matched_text,
             RuleHit.live,
             Call.invited_at,
@@ -400,6 +428,7 @@ def finding_rows(
                 "severity": names.name("severity", r.severity),
                 "leg": names.name("leg", r.leg),
                 "at_s": r.at_s,
+                "end_s": r.end_s,
                 "matched_text": r.matched_text if unmasked else redact_numbers(mask_numbers(r.matched_text)),
                 "live": bool(r.live),
                 "verdict": names.name("review", review.verdicts[r.rule_id]) if review else "",
@@ -472,6 +501,21 @@ SUMMARY_COLUMNS = [
     Column("answered_within_3_rings", "三声内接听率(%)", "number"),
 ]
 SUMMARY_RATES = ("average_score", "pass_rate", "answered_within_3_rings")
+#: How the calls were talked (scorecards.Talk), beside the totals and each agent's or team's row: each figure
+#: with the calls it was taken over, "—" where none had the measure.
+TALK_COLUMNS = [
+    Column("interruptions_per_call", "打断次数/通", "number2"),
+    Column("interruption_calls", "打断统计通话数", "int"),
+    Column("speech_rate_cpm", "平均语速(字/分钟)", "number"),
+    Column("speech_rate_calls", "语速统计通话数", "int"),
+    Column("dead_air_s_per_call", "冷场秒数/通", "number"),
+    Column("dead_air_s", "冷场总秒数", "number"),
+    Column("dead_air_calls", "冷场统计通话数", "int"),
+    Column("talk_ratio", "坐席说话占比(%)", "number"),
+    Column("talk_ratio_calls", "说话占比统计通话数", "int"),
+]
+GROUP_COLUMNS = [*SUMMARY_COLUMNS, *TALK_COLUMNS]
+GROUP_MISSING = (*SUMMARY_RATES, *TALK_FIGURES)
 SERVICE_LEVEL_COLUMNS = [
     Column("calls", "来电", "int"),
     Column("ended", "已结束", "int"),
@@ -551,9 +595,9 @@ def scorecard_table(
             Column("since", "开始日期", "date"),
             Column("until", "结束日期", "date"),
             Column("basis", "评分口径"),
-            *SUMMARY_COLUMNS,
+            *GROUP_COLUMNS,
         ]
-        return columns, [_missing(row, SUMMARY_RATES, blank)]
+        return columns, [_missing(row, GROUP_MISSING, blank)]
     if part == "groups":
         label = (
             [Column("extension", "分机"), Column("agent", "坐席"), Column("team", "班组")]
@@ -563,12 +607,12 @@ def scorecard_table(
         rows = [
             _missing(
                 {**g, "extension": g.get("agent", ""), "agent": g.get("name") or g.get("agent", "")},
-                SUMMARY_RATES,
+                GROUP_MISSING,
                 blank,
             )
             for g in card.groups
         ]
-        return [*label, *SUMMARY_COLUMNS], rows
+        return [*label, *GROUP_COLUMNS], rows
     if part == "agent_states":
         return agent_state_table(card)
     if part == "trend":

@@ -18,8 +18,9 @@ from sqlalchemy import and_, exists, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from contactcenter.phones import mask_number, mask_numbers
-from contactcenter.records import CHECK_LABELS, UNCHECKED_REASONS, check_status, removal_notes
+from contactcenter.records import CHECK_LABELS, UNCHECKED_REASONS, ConversationMeasures, check_status, removal_notes
 from contactcenter.speech.redact import redact_numbers
+from contactcenter.storage.calls import conversation_of
 from contactcenter.storage.models import Agent, Call, Callback, Dispute, Review, RuleHit, Ticket, WebUser
 
 FAILED_KINDS = ("violation", "missing")
@@ -277,6 +278,17 @@ class CallDetail:
     recording: str = ""
     rule_results: dict[str, dict[str, Any]] = field(default_factory=dict)  # rule id -> the machine's verdict
     disputes: list[dict[str, Any]] = field(default_factory=list)  # agents' appeals (申诉) and their decisions
+    conversation: dict[str, Any] | None = None  # how the call was talked (conversation_figures); None: not analysed
+
+
+def conversation_figures(measures: ConversationMeasures | None) -> dict[str, Any] | None:
+    """A call's measures as its page and the API show them: the stored figures, and the agent's share of the
+    talk time in percent (``talk_ratio``, as the scorecards give it). A measure that is not known stays None
+    (the page says "—"); None for a call whose audio was never analysed."""
+    if measures is None:
+        return None
+    ratio = measures.talk_ratio
+    return {**measures.model_dump(mode="json"), "talk_ratio": round(100.0 * ratio, 1) if ratio is not None else None}
 
 
 def agent_label(name: str, extension: str) -> str:
@@ -351,12 +363,14 @@ def call_detail(session: Session, call_id: int, zone: ZoneInfo, unmasked: bool) 
             "severity": h.severity,
             "leg": h.leg,
             "at_s": h.at_s,
+            "end_s": h.end_s,  # a finding that is a stretch of the call (an overlap, a silence): where it ends
             "matched_text": shown(h.matched_text),
             "live": h.live,
         }
         for h in sorted(call.rule_hits, key=lambda h: (h.at_s is None, h.at_s or 0))
     ]
     detail.findings = hits
+    detail.conversation = conversation_figures(conversation_of(call.conversation))
     detail.rule_results = {
         r.rule_id: {"passed": r.passed, "severity": r.severity, "weight": r.weight} for r in call.rule_results
     }

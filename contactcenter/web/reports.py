@@ -163,7 +163,12 @@ def add_report_routes(
         ``not_ready_reasons``, logged in) with the occupancy in percent, null when it does not exist; and the
         team line's service level per day and per week (``service_level_days``, ``service_level_weeks``:
         calls, answered by an agent within three rings, overflow, abandoned, in percent of the calls that
-        have ended, null when none has; the whole line's, whatever the agent and team filters)."""
+        have ended, null when none has; the whole line's, whatever the agent and team filters). The totals and
+        each group also say how the calls were talked: ``interruptions_per_call`` (and ``interruptions``),
+        ``speech_rate_cpm`` (the agent's characters per minute of speaking time), ``dead_air_s_per_call`` and
+        ``dead_air_s`` (seconds), ``talk_ratio`` (the agent's share of the talk time, in percent), each over
+        the calls that had the measure (``interruption_calls``, ``speech_rate_calls``, ``dead_air_calls``,
+        ``talk_ratio_calls``) and null when none had it."""
         found = card(q)
         return {
             "since": q.days.since.isoformat(),

@@ -9,12 +9,22 @@ per day and per week is the exception: it is storage.team_calls.service_level fo
 indexed arrival time, counted in Python, because a call's outcome depends on the time it is read at), and the
 weeks are the sums of their days.
 
+How the calls were talked (:class:`Talk`, from each call's stored ``ConversationMeasures``) is summed the same
+way, per agent, team and for everyone: interruptions per call, the agent's speech rate (characters over
+speaking time, so a long call weighs as much as it lasted), dead air per call and in all, and the agent's share
+of the talk time. Each figure counts only the calls that have that measure (``n``): a call whose audio was
+never analysed, or a one-leg recording without overlap or ratio, is left out rather than counted as 0, and a
+group with no such call has no figure.
+
 A rule's pass rate is taken over the calls the rule applied to, not over every call: a late-answer rule
 applies only to the calls answered late, a hold rule only to calls with a hold. What "applied" means
 depends on the rule (:func:`applies_everywhere`): a required phrase leaves a finding on every call it
 applied to (satisfied or missing), so its calls are those with a finding; a banned phrase or a hang-up
 order leaves none when passed, so its calls are the scored calls its ``when`` picks (with any call that has
-a finding for it). A rule that applied to no call has no pass rate (None), not 100 %.
+a finding for it); a conversation rule (interruption, speech rate, listening, dead air) is judged only where
+the call allows it (both legs, enough speech), so its calls are those with its stored verdict, and
+``talk_ratio``, which only reports, applies to none. A rule that applied to no call has no pass rate (None),
+not 100 %.
 """
 
 from __future__ import annotations
@@ -29,9 +39,9 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import ColumnElement, and_, case, distinct, exists, func, literal, or_, select
 from sqlalchemy.orm import Session
 
-from contactcenter.speech.rules import Rule, RuleSet
+from contactcenter.speech.rules import CONVERSATION_KINDS, Rule, RuleSet
 from contactcenter.storage.agent_states import AgentTimes, state_durations
-from contactcenter.storage.models import Agent, Call, RuleHit, SurveyResponse
+from contactcenter.storage.models import Agent, Call, RuleHit, RuleResultRow, SurveyResponse
 from contactcenter.storage.team_calls import ServiceLevel, service_level
 
 FAILED_KINDS = ("violation", "missing")
@@ -124,6 +134,93 @@ class Tally:
         }
 
 
+def _measure(key: str) -> Any:
+    """One number of the call's stored measures (``Call.conversation``), NULL where it is not known."""
+    return Call.conversation[key].as_float()
+
+
+@dataclass
+class Talk:
+    """How one group's calls were talked: per measure the calls that have it and the sums over those calls."""
+
+    interruption_calls: int = 0
+    interruptions: float = 0.0
+    dead_air_calls: int = 0
+    dead_air_s: float = 0.0
+    rate_calls: int = 0  # calls with a speech rate: their characters and speaking time
+    agent_chars: float = 0.0
+    agent_speaking_s: float = 0.0
+    ratio_calls: int = 0  # calls with both legs' talk time (and some talk): their agent and whole talk time
+    agent_talk_s: float = 0.0
+    both_talk_s: float = 0.0
+
+    @staticmethod
+    def columns() -> list[Any]:
+        """The aggregate columns a Talk is made from, in its field order."""
+        interruptions, dead_air = _measure("interruptions"), _measure("dead_air_s")
+        has_rate = _measure("speech_rate_cpm").is_not(None)
+        agent, customer = _measure("agent_talk_s"), _measure("customer_talk_s")
+        has_ratio = and_(agent.is_not(None), customer.is_not(None), agent + customer > 0)  # records.talk_ratio
+        return [
+            func.count(interruptions),
+            func.sum(interruptions),
+            func.count(dead_air),
+            func.sum(dead_air),
+            func.count(case((has_rate, 1))),
+            func.sum(case((has_rate, _measure("agent_chars")))),
+            func.sum(case((has_rate, _measure("agent_speaking_s")))),
+            func.count(case((has_ratio, 1))),
+            func.sum(case((has_ratio, agent))),
+            func.sum(case((has_ratio, agent + customer))),
+        ]
+
+    @classmethod
+    def of(cls, values: Any) -> Talk:
+        n_int, ints, n_dead, dead, n_rate, chars, speaking, n_ratio, agent, both = (v or 0 for v in values)  # SUM
+        # over no call is NULL
+        return cls(
+            int(n_int),
+            float(ints),
+            int(n_dead),
+            float(dead),
+            int(n_rate),
+            float(chars),
+            float(speaking),
+            int(n_ratio),
+            float(agent),
+            float(both),
+        )
+
+    def __add__(self, other: Talk) -> Talk:
+        return Talk(*(getattr(self, f.name) + getattr(other, f.name) for f in fields(self)))
+
+    def summary(self) -> dict[str, Any]:
+        """The figures, each with its ``n``; None where no call had the measure."""
+        rate = (
+            60.0 * self.agent_chars / self.agent_speaking_s if self.rate_calls and self.agent_speaking_s > 0 else None
+        )
+        return {
+            "interruptions": round(self.interruptions) if self.interruption_calls else None,
+            "interruptions_per_call": _per(self.interruptions, self.interruption_calls, 2),
+            "interruption_calls": self.interruption_calls,
+            "speech_rate_cpm": round(rate, 1) if rate is not None else None,
+            "speech_rate_calls": self.rate_calls,
+            "dead_air_s": round(self.dead_air_s, 1) if self.dead_air_calls else None,
+            "dead_air_s_per_call": _per(self.dead_air_s, self.dead_air_calls, 1),
+            "dead_air_calls": self.dead_air_calls,
+            "talk_ratio": _per(100.0 * self.agent_talk_s, self.both_talk_s, 1) if self.ratio_calls else None,
+            "talk_ratio_calls": self.ratio_calls,
+        }
+
+
+def _per(total: float, count: float, digits: int) -> float | None:
+    return round(total / count, digits) if count else None
+
+
+#: The keys of :meth:`Talk.summary`: the figures (each None where no call had the measure) and their n.
+TALK_FIGURES = ("interruptions_per_call", "speech_rate_cpm", "dead_air_s_per_call", "dead_air_s", "talk_ratio")
+
+
 #: Which score figures are taken from: the machine's, or the reviewed one (the machine's where no review).
 ScoreBasis = Literal["machine", "reviewed"]
 BASIS_LABELS = {"machine": "机器评分", "reviewed": "复核后评分(未复核的通话用机器评分)"}
@@ -160,6 +257,11 @@ def _applies_to(rule: Rule | None, apology_after_rings: int) -> ColumnElement[bo
         conditions.append(Call.rings_before_answer > apology_after_rings)
     if rule is not None and rule.spec.kind == "hangup_order":
         conditions.append(Call.hung_up_first.is_not(None))  # no verdict when nobody is known to have hung up
+    if rule is not None and rule.spec.kind in CONVERSATION_KINDS:
+        # judged only where it could be (both legs, enough speech; talk_ratio never, it only reports): the
+        # calls with its stored verdict. These rules are newer than the stored verdicts, so none is missed
+        judged = exists().where(RuleResultRow.call_id == Call.id, RuleResultRow.rule_id == rule.spec.id)
+        conditions.append(judged)
     return and_(*conditions)
 
 
@@ -344,17 +446,21 @@ def scorecard(
     def calls(*columns: Any) -> Any:
         return select(*columns).select_from(Call).outerjoin(Agent, Agent.id == Call.agent_id).where(*where)
 
-    tally = Tally.columns(pass_score, basis)
+    tally, talk = Tally.columns(pass_score, basis), Talk.columns()
     keys = [Agent.team] if group_by == "team" else [Agent.extension, Agent.name, Agent.team]
-    groups: dict[str, tuple[Tally, tuple[str, str]]] = {}
-    for row in session.execute(calls(*keys, *tally).group_by(*keys)):
+    groups: dict[str, tuple[Tally, Talk, tuple[str, str]]] = {}
+    for row in session.execute(calls(*keys, *tally, *talk).group_by(*keys)):
         if group_by == "team":
             key, name, team_name = row[0] or NO_TEAM, "", row[0] or NO_TEAM
         else:
             key, name, team_name = row[0] or "?", row[1] or "", row[2] or NO_TEAM
-        found = Tally.of(row[len(keys) :])
-        groups[key] = (groups[key][0] + found if key in groups else found, (name, team_name))
-    totals = sum((t for t, _ in groups.values()), Tally())
+        found = Tally.of(row[len(keys) : len(keys) + len(tally)])
+        talked = Talk.of(row[len(keys) + len(tally) :])
+        if key in groups:
+            found, talked = groups[key][0] + found, groups[key][1] + talked
+        groups[key] = (found, talked, (name, team_name))
+    totals = sum((t for t, _, _ in groups.values()), Tally())
+    talk_totals = sum((t for _, t, _ in groups.values()), Talk())
 
     days = period.days
     boundaries = [datetime.combine(day + timedelta(days=1), time(), zone) for day in days[:-1]]
@@ -445,15 +551,15 @@ def scorecard(
 
     group_rows = []
     for key in sorted(groups, key=lambda k: (-groups[k][0].calls, k)):
-        found, (name, team_name) = groups[key]
+        found, talked, (name, team_name) = groups[key]
         label = {"agent": key, "name": name, "team": team_name} if group_by == "agent" else {"team": key}
-        group_rows.append({**label, **found.summary()})
+        group_rows.append({**label, **found.summary(), **talked.summary()})
     state_rows, reasons = agent_state_rows(session, start, end, agent, team, not_ready_reasons, now)
     level_days, level_weeks = service_level_rows(session, period, zone, three_rings_s, now)
     return Scorecard(
         period=period,
         group_by=group_by,
-        totals=totals.summary(),
+        totals={**totals.summary(), **talk_totals.summary()},
         groups=group_rows,
         rules=rules_found,
         trend=[{"day": day.isoformat(), **by_day.get(n, Tally()).summary()} for n, day in enumerate(days)],
