@@ -41,6 +41,7 @@ from contactcenter.storage.calls import CALL_FIELDS
 from contactcenter.storage.customers import upsert_customer
 from contactcenter.storage.database import Database
 from contactcenter.storage.models import Call, Callback, Customer, Ticket
+from contactcenter.wrap_up.complaint_verdict import hold_to_complaint_limit, rules_in_force
 from contactcenter.wrap_up.form import (
     STATE_NAMES,
     WrapUpError,
@@ -153,6 +154,8 @@ def _save(session: Session, settings: Settings, call_id: int, form: WrapUpForm, 
     book = CallbackBook(cast(Database, _Lent(session)), settings)
     closed = _close_callback(session, book, call, form, now) if form.closes_callback_id is not None else None
     promised, cancelled = _promise_callbacks(session, book, settings, call, form, agent, now)
+    if form.complaint and (rules := rules_in_force(session, settings)) is not None:
+        hold_to_complaint_limit(session, call, rules)
     session.flush()
     wrap_up = WrapUpRecord(
         call_id=call.id,
