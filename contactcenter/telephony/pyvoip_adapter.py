@@ -20,6 +20,12 @@ its finding and has a regression test in tests/test_pyvoip_fixes.py that fails o
   the call), and is not tracked by pyVoIP's janitor, which deleted calls whose thread had returned.
 * Send pacing against an absolute clock: 20.00 ms per packet (stock drifted to 20.1 ms).
 * pyVoIP's debug prints go to logging.
+* Every datagram is checked first (sip_requests.SipScreen, issue 19 item 3): pyVoIP parses only what the screen
+  let through, rewritten to the plain form its parser handles; the rest the screen answers itself (400 naming the
+  fault, 505, 501/405, 416, 420, 415, 406, 488, 481, addressed by the top Via with received/rport, never by a name
+  lookup), absorbs (responses for no call of ours) or drops (counted, logged once per source per minute). The
+  parser below is tolerant of what the screen passes: any Via, From or To RFC 3261 allows, SDP lines it cannot read
+  skipped, an INVITE without Contact (RFC 2543) rung with our own Contact in the 180.
 
 Added (pyVoIP 1.6.8 has neither):
 
@@ -57,6 +63,7 @@ from pyVoIP.VoIP.VoIP import CallState, InvalidStateError, VoIPCall, VoIPPhone
 
 from contactcenter.audio.g711 import ALAW_TO_PCM, ULAW_TO_PCM, pcm16_to_alaw, pcm16_to_ulaw
 from contactcenter.audio.line import FRAME_BYTES, FRAME_SAMPLES, FRAME_SECONDS, RATE, SAMPLE_WIDTH
+from contactcenter.telephony.sip_requests import MAX_DATAGRAM, Rejection, SipScreen, Via, parse_addresses, parse_vias
 
 log = logging.getLogger(__name__)
 
@@ -271,7 +278,7 @@ class DeskSIPMessage(SIP.SIPMessage):
             name = COMPACT_HEADERS.get(name, CANONICAL_HEADERS.get(name.lower(), name))
             value = value.strip()
             if name == "Via":
-                headers["Via"] += [v.strip() for v in value.split(",") if v.strip()]
+                headers["Via"].append(value)  # a list of via-parms: split by parse_header, quotes respected
             elif name == "Record-Route":
                 record_route += [v.strip() for v in value.split(",") if v.strip()]
             elif name not in headers:
@@ -288,28 +295,81 @@ class DeskSIPMessage(SIP.SIPMessage):
         if header == "Record-Route":
             self.record_route = data  # every Record-Route (pyVoIP kept none)
             return
+        try:
+            if header == "Via":  # pyVoIP split at spaces: folded or spaced Vias, IPv6 and quoted commas broke it
+                self.headers["Via"] += [_via_fields(via) for value in data for via in parse_vias(value)]
+                return
+            if header in ("From", "To"):  # pyVoIP raised on a tel: URI and misread a spaced or non-final tag
+                self.headers[header] = _party_fields(data)
+                return
+        except Rejection:  # not RFC 3261 syntax (only a message the screen did not check): pyVoIP's reading
+            if header == "Via":
+                data = [v.strip() for value in data for v in value.split(",") if v.strip()]
+        if header == "Content-Type":  # pyVoIP compares it with "application/sdp" as written
+            data = data.split(";")[0].strip().lower()
+        if header == "CSeq":  # any whitespace between number and method (pyVoIP split at one space)
+            data = " ".join(data.split())
         super().parse_header(header, data)
 
     def parse_body(self, header: str, data: str) -> None:
-        """An rtpmap or fmtp for a payload type the m= line does not offer is ignored (pyVoIP crashed)."""
-        if header == "a" and data.partition(":")[0] in ("rtpmap", "fmtp"):
+        """An rtpmap or fmtp for a payload type the m= line does not offer is ignored (pyVoIP crashed), and so is
+        an rtpmap without a clock rate and any other line pyVoIP cannot read (the screen checked the c= and m=
+        lines a call needs; RFC 4475's ``a=rtpmap:31 LPC`` made pyVoIP drop the whole INVITE)."""
+        sdp = self.headers.get("Content-Type") == "application/sdp"  # else pyVoIP keeps each line as text
+        if sdp and header == "a" and data.partition(":")[0] in ("rtpmap", "fmtp"):
             payload_type = re.split(" |/", data.partition(":")[2])[0]
             if not any(payload_type in media["methods"] for media in self.body.get("m", [])):
                 return
-        super().parse_body(header, data)
+            if data.startswith("rtpmap:") and len(re.split(" |/", data.partition(":")[2])) < 3:
+                return
+        try:
+            super().parse_body(header, data)
+        except (IndexError, KeyError, ValueError, NameError) as exc:  # NameError: pyVoIP's k= without a colon
+            log.debug("SDP line %s=%s ignored (%s)", header, data, exc)
 
     @staticmethod
     def parse_raw_body(body: bytes, handle: Callable[[str, str], None]) -> None:
-        for line in body.decode("utf-8", errors="replace").split("\r\n"):
+        for line in re.split(r"\r?\n", body.decode("utf-8", errors="replace")):
             if "=" in line:
                 key, _, value = line.partition("=")
                 handle(key, value)
 
     def parse_sip_response(self, data: bytes) -> None:
+        """A status code pyVoIP has no name for is read as its class's x00 (RFC 3261 8.1.3.2; pyVoIP raised)."""
+        status_line, separator, rest = data.partition(b"\r\n")
+        parts = status_line.split(b" ", 2)
+        if len(parts) > 1 and parts[1].isdigit() and int(parts[1]) not in SIP_STATUS_CODES:
+            parts[1] = parts[1][:1] + b"00"
+            data = b" ".join(parts) + separator + rest
         super().parse_sip_response(_one_body_split(data))
 
     def parse_sip_message(self, data: bytes) -> None:
         super().parse_sip_message(_one_body_split(data))
+
+
+SIP_STATUS_CODES = frozenset(int(status) for status in SIP.SIPStatus)
+
+
+def _via_fields(via: Via) -> dict[str, Any]:
+    """A via-parm as pyVoIP keeps it: ``type``, ``address`` (host, port as text) and each parameter."""
+    fields: dict[str, Any] = {"type": via.protocol, "address": (via.host, str(via.port or 5060))}
+    fields.update((key.lower(), value) for key, value in via.params)
+    return fields
+
+
+def _party_fields(value: str) -> dict[str, Any]:
+    """From or To as pyVoIP keeps it: ``raw`` (all but the tag), ``tag``, ``address`` (the URI after its scheme),
+    ``number`` (the user part), ``caller`` (the display name), ``host``."""
+    [party] = parse_addresses(value, "Malformed From or To")
+    address = party.uri_text.partition(":")[2]
+    return {
+        "raw": party.without_tag,
+        "tag": party.tag,
+        "address": address,
+        "number": party.uri.user,
+        "caller": party.display_name,
+        "host": address.rpartition("@")[2],
+    }
 
 
 def _one_body_split(data: bytes) -> bytes:
@@ -329,6 +389,12 @@ class DeskSIPClient(SIP.SIPClient):
         self.dialogs: dict[str, Dialog] = {}  # outbound calls' dialogs, by Call-ID
         self._local_cseq: dict[str, int] = {}  # the CSeq of our last request in each call's dialog
         self._cseq_lock = threading.Lock()
+        self.screen = SipScreen(
+            allowed=ALLOWED.split(", "),
+            known=KNOWN_METHODS,
+            agent=USER_AGENT,
+            call_exists=lambda call_id: call_id in self.phone.calls,
+        )
 
     def forget(self, call_id: str) -> None:
         """Drop what was kept for a finished call (pyVoIP kept every call's tag for the life of the process)."""
@@ -357,18 +423,33 @@ class DeskSIPClient(SIP.SIPClient):
         threading.Thread(target=self.recv_loop, name="SIP receive", daemon=True).start()
 
     def recv(self) -> None:
-        raw = self.s.recv(8192)  # BlockingIOError goes back to recv_loop, as in pyVoIP
-        if raw.strip(b"\x00\r\n") == b"":
-            return  # keep-alive
+        """One datagram: the screen's answer sent, or what it let through handled (see the module docstring)."""
+        raw, source = self.s.recvfrom(MAX_DATAGRAM)  # BlockingIOError goes back to recv_loop, as in pyVoIP
+        verdict = self.screen.screen(raw, source)
+        if verdict.reply is not None and verdict.reply_to is not None:
+            self.send_answer(verdict.reply, verdict.reply_to)
+        if verdict.deliver is None:
+            return
         try:
-            message = DeskSIPMessage(raw)
-        except Exception as exc:
-            log.warning("unparseable SIP message ignored (%s): %r", exc, raw[:300])
+            message = DeskSIPMessage(verdict.deliver)
+        except Exception as exc:  # the screen let it through: pyVoIP's fault, so the sender still gets an answer
+            why = f"passed the checks but pyVoIP could not parse it ({type(exc).__name__}: {exc}); answered 500"
+            self.screen.faults.emit(logging.WARNING, source, why, raw)
+            answer = self.screen.answer(verdict, 500, "Server Internal Error")
+            if answer is not None:
+                self.send_answer(*answer)
             return
         try:
             self.parse_message(message)
         except Exception:
             log.exception("error handling SIP %s", message.heading.decode(errors="replace"))
+
+    def send_answer(self, data: bytes, address: tuple[str, int]) -> None:
+        """Send one of the screen's answers; a network that refuses it costs a debug line, not the SIP thread."""
+        try:
+            self.s.sendto(data, address)
+        except OSError as exc:
+            log.debug("SIP answer to %s:%s not sent: %s", *address, exc)
 
     def parse_message(self, message: SIP.SIPMessage) -> None:
         if message.type == SIP.SIPMessageType.RESPONSE:
@@ -474,7 +555,8 @@ class DeskSIPClient(SIP.SIPClient):
         tag = to["tag"] or to_tag or self.tagLibrary.get(message.headers["Call-ID"]) or self.gen_tag()
         lines = [f"SIP/2.0 {code} {phrase}\r\n", self._gen_response_via_header(message)]
         lines += [f"Record-Route: {rr}\r\n" for rr in getattr(message, "record_route", [])]
-        lines.append(f"From: {message.headers['From']['raw']};tag={message.headers['From']['tag']}\r\n")
+        from_tag = message.headers["From"]["tag"]
+        lines.append(f"From: {message.headers['From']['raw']}{f';tag={from_tag}' if from_tag else ''}\r\n")
         lines.append(f"To: {to['raw']};tag={tag}\r\n")
         lines.append(f"Call-ID: {message.headers['Call-ID']}\r\n")
         lines.append(f"CSeq: {message.headers['CSeq']['check']} {message.headers['CSeq']['method']}\r\n")
@@ -489,7 +571,11 @@ class DeskSIPClient(SIP.SIPClient):
         )
 
     def gen_ringing(self, request: SIP.SIPMessage) -> str:
-        return _with_record_route(super().gen_ringing(request), request)
+        """180 with our own Contact (pyVoIP copied the caller's into it, and raised KeyError for an RFC 2543 INVITE
+        that has none), the Record-Route copied (RFC 3261 12.1.1), and a To tag kept for the call."""
+        tag = self.tagLibrary[request.headers["Call-ID"]] = self.gen_tag()
+        contact = f"Contact: <sip:{self.username}@{self.myIP}:{self.myPort}>\r\nAllow: {ALLOWED}\r\n"
+        return self.response_text(request, 180, "Ringing", contact, to_tag=tag)
 
     def gen_answer(self, request: SIP.SIPMessage, sess_id: str, ms: Any, sendtype: Any) -> str:
         return _with_record_route(super().gen_answer(request, sess_id, ms, sendtype), request)
@@ -504,7 +590,8 @@ class DeskSIPClient(SIP.SIPClient):
         return Dialog(
             local=f"{request.headers['To']['raw']};tag={self.tagLibrary[call_id]}",
             remote=f"{request.headers['From']['raw']};tag={request.headers['From']['tag']}",
-            target=_uri_of(request.headers["Contact"]),
+            # RFC 2543 allowed an INVITE without Contact: then the far end is reached at its From URI
+            target=_uri_of(request.headers.get("Contact") or request.headers["From"]["raw"]),
             routes=list(getattr(request, "record_route", [])),
         )
 
@@ -888,6 +975,22 @@ class DeskVoIPCall(VoIPCall):
             raise TypeError(f"call {self.call_id}: a media stream is not a DeskRTPClient")
         return self.RTPClients
 
+    def __del__(self) -> None:
+        """pyVoIP's __del__ releases the call's ports under the phone's lock; run by the garbage collector inside
+        release_ports (which holds that lock) it deadlocked the thread, and every later hang-up with it. Ports are
+        released by _finish; a call collected without it gives its ports back only if the lock is free at once
+        (else pyVoIP's request_port frees them when it runs short: they belong to no call)."""
+        if not getattr(self, "assignedPorts", None) or not hasattr(self, "phone"):
+            return
+        lock = self.phone.portsLock
+        if lock.acquire(blocking=False):
+            try:
+                for port in self.assignedPorts:
+                    if port in self.phone.assignedPorts:
+                        self.phone.assignedPorts.remove(port)
+            finally:
+                lock.release()
+
     def dtmf_callback(self, code: str) -> None:
         """A digit (RFC 4733): kept for ``get_dtmf`` (IVRs read them) and pushed to ``on_dtmf``."""
         super().dtmf_callback(code)
@@ -1165,7 +1268,12 @@ class DeskVoIPPhone(VoIPPhone):
             return
         session_id = random.randint(1, 100000)
         self.sip.s.sendto(self.sip.gen_ringing(request).encode("utf8"), self.sip.reply_address(request))
-        self._create_Call(request, session_id)
+        try:
+            self._create_Call(request, session_id)
+        except Exception:  # the screen passed the offer but pyVoIP could not take it: end the INVITE, not silence
+            log.exception("call %s could not be set up; answered 500", call_id)
+            self.sip.respond(request, 500, "Server Internal Error")
+            return
         thread = threading.Thread(target=self.on_call, args=(self.calls[call_id],), name=f"call {call_id}", daemon=True)
         thread.start()
 

@@ -217,6 +217,11 @@ class SipTrace:
         self.received.append((time.monotonic(), data.decode("utf-8", errors="replace")))
         return data
 
+    def recvfrom(self, size: int) -> tuple[bytes, tuple[str, int]]:
+        data, address = self._socket.recvfrom(size)
+        self.received.append((time.monotonic(), data.decode("utf-8", errors="replace")))
+        return data, address
+
     def __getattr__(self, name: str) -> object:
         return getattr(self._socket, name)
 
