@@ -126,6 +126,9 @@ class SipSettings(Section):
     local_port: Port = 5062
     rtp_port_low: Port = 10000
     rtp_port_high: Port = 20000
+    # RFC 3261 timers over UDP: a 200 OK is resent at t1, doubling up to t2, until the ACK (64*t1 at most)
+    t1_ms: int = Field(default=500, ge=10, le=10000)
+    t2_ms: int = Field(default=4000, ge=10, le=60000)
 
     @property
     def password(self) -> str | None:
@@ -141,6 +144,8 @@ class SipSettings(Section):
     def _rtp_range(self) -> SipSettings:
         if self.rtp_port_low >= self.rtp_port_high:
             raise ValueError("rtp_port_low must be below rtp_port_high")
+        if self.t1_ms > self.t2_ms:
+            raise ValueError("t1_ms must not be above t2_ms")
         return self
 
 

@@ -200,6 +200,8 @@ def command(app: App) -> None:
         local_port=sip.local_port,
         rtp_low=sip.rtp_port_low,
         rtp_high=sip.rtp_port_high,
+        t1=sip.t1_ms / 1000,
+        t2=sip.t2_ms / 1000,
     )
     phone = Softphone(account, desk.handle)
     membership = None

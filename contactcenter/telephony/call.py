@@ -124,6 +124,11 @@ class Call:
         return cancelled_as_answered_elsewhere(self._call.cancel_reason)
 
     @property
+    def not_connected(self) -> bool:
+        """Answered, but the caller's ACK never came (the 200 OK did not reach it): ended, never connected."""
+        return bool(getattr(self._call, "not_connected", False))  # only the adapter's calls know
+
+    @property
     def hung_up_by(self) -> str | None:
         """``customer``, ``agent``, ``system`` or ``transfer`` (the agent handed the caller on) once it ended."""
         return self._call.hung_up_by

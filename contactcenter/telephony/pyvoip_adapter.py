@@ -26,6 +26,16 @@ its finding and has a regression test in tests/test_pyvoip_fixes.py that fails o
   lookup), absorbs (responses for no call of ours) or drops (counted, logged once per source per minute). The
   parser below is tolerant of what the screen passes: any Via, From or To RFC 3261 allows, SDP lines it cannot read
   skipped, an INVITE without Contact (RFC 2543) rung with our own Contact in the 180.
+* INVITE server transactions (issue 19 items 1-2, RFC 3261 13.3.1.4 and 17.2.1): a new INVITE gets its 180 at
+  once, which stands for 100 Trying (17.2.1 asks a 100 only of a UAS slower than 200 ms), so no 100 is sent.
+  Every response to an INVITE (180, 200, 486, 487, 500) goes per its top Via with
+  received/rport (stock sent the 200 OK to the registrar, so a caller sending straight to the desk's port never
+  connected) and is kept as the transaction's last: a retransmitted INVITE (same Call-ID and branch) gets it
+  again instead of a second call or a re-INVITE answer, until 64*T1 after the call ends. The 200 OK is resent
+  at T1, 2*T1, ... capped at T2 until the ACK; no ACK within 64*T1: BYE, and the call ends ``not_connected``
+  (the desk stores it so, unscored); a re-INVITE also proves the 200 arrived (RFC 3261 14.1). T1 and T2 come
+  from [sip] t1_ms, t2_ms. A retransmitted BYE (its 200 was
+  lost) gets the same 200 for 64*T1 (it got 481, so the caller saw its hang-up fail).
 
 Added (pyVoIP 1.6.8 has neither):
 
@@ -125,7 +135,8 @@ KNOWN_METHODS = [
 ALLOWED = "INVITE, ACK, BYE, CANCEL, OPTIONS, NOTIFY, INFO"
 
 REFER_TIMEOUT = 5.0  # seconds for the transferee to answer a REFER at all (RFC 3261 would wait 32 s)
-T1, T2 = 0.5, 4.0  # RFC 3261 retransmission timers for a non-INVITE request over UDP
+T1, T2 = 0.5, 4.0  # RFC 3261 retransmission timers over UDP (defaults; the phone takes [sip] t1_ms, t2_ms)
+ACK_WAIT_T1S = 64  # RFC 3261 13.3.1.4: a 2xx not ACKed within 64*T1 ends the call (BYE)
 EXTENSION = re.compile(r"[A-Za-z0-9+*][A-Za-z0-9_.*+-]{0,31}")  # what may stand in a Refer-To's user part
 SIPFRAG_STATUS = re.compile(r"SIP/2\.0\s+(\d{3})\s*([^\r\n]*)")
 
@@ -201,6 +212,16 @@ def _sipfrag_status(message: SIP.SIPMessage) -> tuple[int, str] | None:
     body = message.raw.partition(b"\r\n\r\n")[2].decode("utf-8", errors="replace").lstrip()
     match = SIPFRAG_STATUS.match(body)
     return (int(match.group(1)), match.group(2).strip()) if match else None
+
+
+@dataclass
+class InviteResponse:
+    """The last response sent for an INVITE (one server transaction, RFC 3261 17.2.1): a retransmitted INVITE
+    (same branch) gets it again instead of starting a second call. Kept ``until`` (monotonic) once final."""
+
+    data: bytes
+    address: tuple[str, int]
+    until: float = float("inf")
 
 
 @dataclass(frozen=True)
@@ -386,6 +407,10 @@ class DeskSIPClient(SIP.SIPClient):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._answers: dict[tuple[str, str], bytes] = {}  # (Call-ID, CSeq) → 200 OK, for retransmitted re-INVITEs
+        self.t1, self.t2 = T1, T2  # seconds; the phone sets them from [sip] t1_ms, t2_ms
+        self._invite_responses: dict[tuple[str, str], InviteResponse] = {}  # (Call-ID, branch) → last response
+        self._bye_answers: dict[tuple[str, str], InviteResponse] = {}  # (Call-ID, branch) → 200, for resent BYEs
+        self._invite_lock = threading.Lock()
         self.dialogs: dict[str, Dialog] = {}  # outbound calls' dialogs, by Call-ID
         self._local_cseq: dict[str, int] = {}  # the CSeq of our last request in each call's dialog
         self._cseq_lock = threading.Lock()
@@ -393,7 +418,7 @@ class DeskSIPClient(SIP.SIPClient):
             allowed=ALLOWED.split(", "),
             known=KNOWN_METHODS,
             agent=USER_AGENT,
-            call_exists=lambda call_id: call_id in self.phone.calls,
+            call_exists=lambda call_id: call_id in self.phone.calls or self._bye_answered(call_id),
         )
 
     def forget(self, call_id: str) -> None:
@@ -455,6 +480,8 @@ class DeskSIPClient(SIP.SIPClient):
         if message.type == SIP.SIPMessageType.RESPONSE:
             call_id = message.headers.get("Call-ID")
             call = self.phone.calls.get(call_id) if call_id is not None else None
+            if call is None and call_id is not None and self._bye_answered(call_id):
+                return  # the screen passes messages of a call just hung up (for its BYE's retransmissions)
             if message.headers["CSeq"]["method"] == "REFER":
                 if isinstance(call, DeskVoIPCall):
                     call.refer_answered(message)
@@ -480,6 +507,11 @@ class DeskSIPClient(SIP.SIPClient):
             if method == "BYE":
                 self._bye_received(message)
                 return
+            if method == "ACK":
+                self._ack_received(message)
+                return
+            if method == "INVITE" and self.resend_invite_response(message):
+                return
             if method == "INVITE" and message.headers.get("Call-ID") in self.phone.calls:
                 self._reinvite(message)
                 return
@@ -501,12 +533,31 @@ class DeskSIPClient(SIP.SIPClient):
             self.respond(call.request, 487, "Request Terminated", to_tag=self.tagLibrary.get(call.call_id))
             call.cancelled()
 
+    def _bye_answered(self, call_id: str) -> bool:
+        """A call that ended by a BYE we answered, still absorbing that BYE's retransmissions (the screen passes them)."""
+        with self._invite_lock:
+            return any(key[0] == call_id for key in self._bye_answers)
+
     def _bye_received(self, message: SIP.SIPMessage) -> None:
+        """200 and the call ends; a retransmitted BYE (its 200 was lost) gets the same 200 for 64*T1, not 481."""
+        key = self.invite_key(message)  # Call-ID and branch name this BYE's transaction too
+        now = time.monotonic()
+        with self._invite_lock:
+            for old in [old for old, kept in self._bye_answers.items() if kept.until < now]:
+                del self._bye_answers[old]
+            kept = self._bye_answers.get(key)
+        if kept is not None:
+            self.send_answer(kept.data, kept.address)
+            return
         call = self.phone.desk_call(message.headers["Call-ID"])
         if call is None:
             self.respond(message, 481, "Call/Transaction Does Not Exist")
             return
-        self.respond(message, 200, "OK")
+        data = self.response_text(message, 200, "OK").encode("utf8")
+        address = self.reply_address(message)
+        with self._invite_lock:
+            self._bye_answers[key] = InviteResponse(data, address, now + ACK_WAIT_T1S * self.t1)
+        self.send_answer(data, address)
         call.remote_hangup()
 
     def _notify_received(self, message: SIP.SIPMessage) -> None:
@@ -527,6 +578,53 @@ class DeskSIPClient(SIP.SIPClient):
             return
         call.refer_notified(*status, event_id.group(1) if event_id else None)
 
+    def _ack_received(self, message: SIP.SIPMessage) -> None:
+        """An ACK: for our 2xx it confirms the call (the 200's retransmissions stop); for a non-2xx it ends the
+        transaction. Either way it gets no response (RFC 3261 17.2.1)."""
+        call = self.phone.desk_call(message.headers["Call-ID"])
+        if call is not None and not call.outbound:
+            call.acked.set()
+
+    # -------------------------------------------------------------------------- INVITE server transactions
+
+    @staticmethod
+    def invite_key(request: SIP.SIPMessage) -> tuple[str, str]:
+        """What names a server transaction: Call-ID, top Via branch (RFC 3261 17.2.3) and CSeq number (a peer
+        that reuses a branch for its re-INVITE still starts a new one; an RFC 2543 request may have no branch)."""
+        via = request.headers["Via"][0]
+        return request.headers["Call-ID"], f"{via.get('branch') or ''} {request.headers['CSeq']['check']}"
+
+    def send_invite_response(self, request: SIP.SIPMessage, data: bytes) -> None:
+        """Send a response to an INVITE per its top Via (received/rport), kept as the transaction's last: a
+        final non-2xx is kept 64*T1 to absorb late retransmissions, 1xx/2xx until the call ends."""
+        final_failure = data[8:11].isdigit() and int(data[8:11]) >= 300
+        until = time.monotonic() + ACK_WAIT_T1S * self.t1 if final_failure else float("inf")
+        address = self.reply_address(request)
+        with self._invite_lock:
+            self._invite_responses[self.invite_key(request)] = InviteResponse(data, address, until)
+        self.send_answer(data, address)
+
+    def resend_invite_response(self, request: SIP.SIPMessage) -> bool:
+        """A retransmitted INVITE (a transaction we have) gets the last response again; whether it was one.
+        Expired transactions are dropped here."""
+        now = time.monotonic()
+        with self._invite_lock:
+            for key in [key for key, kept in self._invite_responses.items() if kept.until < now]:
+                del self._invite_responses[key]
+            kept = self._invite_responses.get(self.invite_key(request))
+        if kept is None:
+            return False
+        log.debug("retransmitted INVITE %s: last response sent again", request.headers["Call-ID"])
+        self.send_answer(kept.data, kept.address)
+        return True
+
+    def invite_over(self, request: SIP.SIPMessage) -> None:
+        """The call ended: its INVITE transaction still absorbs retransmissions for 64*T1, then is forgotten."""
+        with self._invite_lock:
+            kept = self._invite_responses.get(self.invite_key(request))
+            if kept is not None:
+                kept.until = min(kept.until, time.monotonic() + ACK_WAIT_T1S * self.t1)
+
     def _reinvite(self, message: SIP.SIPMessage) -> None:
         call = self.phone.desk_call(message.headers["Call-ID"])
         if call is None:
@@ -535,6 +633,9 @@ class DeskSIPClient(SIP.SIPClient):
         if key not in self._answers:
             if call.state == CallState.RINGING:
                 return  # a retransmitted initial INVITE: the 180 is on its way
+            # a UAC starts no INVITE while its first is in progress (RFC 3261 14.1): it got our 200, so stop
+            # resending it even if the ACK was lost
+            call.acked.set()
             self._answers[key] = call.renegotiated(message).encode("utf8")
         self.s.sendto(self._answers[key], self.reply_address(message))
 
@@ -549,7 +650,12 @@ class DeskSIPClient(SIP.SIPClient):
         return host, int(port)
 
     def response_text(
-        self, message: SIP.SIPMessage, code: int, phrase: str, extra: str = "", to_tag: str | None = None
+        self,
+        message: SIP.SIPMessage,
+        code: int,
+        phrase: str,
+        extra: str = "",
+        to_tag: str | None = None,
     ) -> str:
         to = message.headers["To"]
         tag = to["tag"] or to_tag or self.tagLibrary.get(message.headers["Call-ID"]) or self.gen_tag()
@@ -566,9 +672,11 @@ class DeskSIPClient(SIP.SIPClient):
     def respond(
         self, message: SIP.SIPMessage, code: int, phrase: str, extra: str = "", to_tag: str | None = None
     ) -> None:
-        self.s.sendto(
-            self.response_text(message, code, phrase, extra, to_tag).encode("utf8"), self.reply_address(message)
-        )
+        data = self.response_text(message, code, phrase, extra, to_tag).encode("utf8")
+        if message.method == "INVITE":  # kept for the INVITE's retransmissions
+            self.send_invite_response(message, data)
+        else:
+            self.s.sendto(data, self.reply_address(message))
 
     def gen_ringing(self, request: SIP.SIPMessage) -> str:
         """180 with our own Contact (pyVoIP copied the caller's into it, and raised KeyError for an RFC 2543 INVITE
@@ -966,6 +1074,8 @@ class DeskVoIPCall(VoIPCall):
         self._referral_lock = threading.Lock()
         self.on_dtmf: Callable[[str], None] | None = None  # each digit as it arrives, pushed
         self.cancel_reason = ""  # the CANCEL's Reason header (RFC 3326), if the caller's side gave one
+        self.acked = threading.Event()  # the caller's ACK for our 200 arrived: the call is connected
+        self.not_connected = False  # answered, but no ACK came within 64*T1: ended with a BYE, never connected
         super().__init__(phone, *args, **kwargs)
 
     @property
@@ -1024,6 +1134,8 @@ class DeskVoIPCall(VoIPCall):
         self.hung_up_by = self.hung_up_by or by
         self.end_reason = self.end_reason or reason
         self.phone.calls.pop(self.call_id, None)
+        if not self.outbound:
+            self.sip.invite_over(self.request)
         self.phone.release_ports(call=self)
         self.assignedPorts = {}  # released: pyVoIP's __del__ must not release them again
         self.sip.forget(self.call_id)
@@ -1054,10 +1166,53 @@ class DeskVoIPCall(VoIPCall):
             self._finish("agent", "rejected")
 
     def answer(self) -> None:
+        """200 OK per the top Via (pyVoIP sent it to the registrar: a caller not behind it never connected),
+        then retransmitted until the ACK (RFC 3261 13.3.1.4); see :meth:`_await_ack`."""
         with self.ringing_lock:
             if self.state != CallState.RINGING:
                 raise InvalidStateError("Call is not ringing")
-            super().answer()
+            media = self.gen_ms()
+            text = self.sip.gen_answer(self.request, self.session_id, media, self.sendmode).encode("utf8")
+            self.state = CallState.ANSWERED
+            self.sip.send_invite_response(self.request, text)
+        threading.Thread(target=self._await_ack, args=(text,), name=f"2xx {self.call_id}", daemon=True).start()
+
+    def _await_ack(self, text: bytes) -> None:
+        """Resend the 200 at T1, 2*T1, ... capped at T2 until the ACK comes or the call ends; no ACK within
+        64*T1: BYE, and the call ends ``not_connected`` (the caller never heard the answer)."""
+        t1, t2 = self.sip.t1, self.sip.t2
+        address = self.sip.reply_address(self.request)
+        started = time.monotonic()
+        interval, deadline = t1, started + ACK_WAIT_T1S * t1
+        resend_at = started + interval
+        while not self.acked.wait(max(0.0, min(resend_at, deadline) - time.monotonic())):
+            if self.ended.is_set():
+                return
+            now = time.monotonic()
+            if now >= deadline:
+                break
+            if now >= resend_at:
+                self.sip.send_answer(text, address)
+                interval = min(interval * 2, t2)
+                resend_at += interval
+        else:
+            log.debug("call %s: ACK after %.3f s", self.call_id, time.monotonic() - started)
+            return
+        with self.ringing_lock:
+            if self.ended.is_set() or self.acked.is_set():
+                return
+            self.not_connected = True
+        log.warning(
+            "call %s: no ACK for the 200 OK within %.1f s (sent to %s:%s); BYE sent, stored as not connected",
+            self.call_id,
+            ACK_WAIT_T1S * t1,
+            *address,
+        )
+        try:
+            self.sip.bye(self.request)
+        except OSError as exc:
+            log.debug("BYE for call %s not sent: %s", self.call_id, exc)
+        self._finish("system", "no ACK")
 
     def renegotiated(self, request: SIP.SIPMessage) -> str:
         """F6: answer a re-INVITE with the streams already running; follow the new address."""
@@ -1216,6 +1371,8 @@ class DeskVoIPPhone(VoIPPhone):
         sipPort: int,
         rtpPortLow: int,
         rtpPortHigh: int,
+        t1: float = T1,
+        t2: float = T2,
     ) -> None:
         # pyVoIP's callCallback is typed for any VoIPCall and read only by _callback_MSG_Invite, overridden
         # below; ours takes the DeskVoIPCalls this phone makes, so it is kept as on_call instead.
@@ -1242,6 +1399,7 @@ class DeskVoIPPhone(VoIPPhone):
             callCallback=self.callback,
             fatalCallback=self.fatal,
         )
+        self.sip.t1, self.sip.t2 = t1, t2
 
     def desk_call(self, call_id: str) -> DeskVoIPCall | None:
         """The call with this Call-ID while it is on; _create_Call and place_call make only DeskVoIPCalls."""
@@ -1267,7 +1425,7 @@ class DeskVoIPPhone(VoIPPhone):
             self.sip.respond(request, 486, "Busy Here")
             return
         session_id = random.randint(1, 100000)
-        self.sip.s.sendto(self.sip.gen_ringing(request).encode("utf8"), self.sip.reply_address(request))
+        self.sip.send_invite_response(request, self.sip.gen_ringing(request).encode("utf8"))
         try:
             self._create_Call(request, session_id)
         except Exception:  # the screen passed the offer but pyVoIP could not take it: end the INVITE, not silence

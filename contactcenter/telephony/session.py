@@ -24,6 +24,7 @@ from contactcenter.media.recorder import StreamingRecorder
 from contactcenter.records import (
     NO_MODEL,
     NO_RULES,
+    NOT_ANSWERED,
     RECOGNITION_BEHIND,
     RECOGNITION_FAILED,
     CallRecord,
@@ -138,6 +139,9 @@ class CallSession:
         hung_up_first = {"customer": "customer", "agent": "agent", "transfer": "agent"}.get(by or "", "system")
         judged_order = None if by == "transfer" else hung_up_first
         outcome = self._finish_speech(self._speech, (ended - answered).total_seconds(), judged_order)
+        disposition = self.disposition
+        if call.not_connected:  # the caller never heard the answer: nothing to judge, never "completed"
+            disposition, outcome = "not_connected", CallSpeechOutcome.not_checked(NOT_ANSWERED)
         self.recording = media.close()
         if self.keep is not None and not self.keep():
             if self.recording is not None:
@@ -145,7 +149,7 @@ class CallSession:
                 self.recording = None
             log.info("call %s not stored: another desk answered it", call.sip_call_id)
             return self.record.model_copy(update={"ended_at": ended, "disposition": "duplicate"})
-        update: dict[str, object] = {"ended_at": ended, "hung_up_first": hung_up_first, "disposition": self.disposition}
+        update: dict[str, object] = {"ended_at": ended, "hung_up_first": hung_up_first, "disposition": disposition}
         if self.recording is not None:
             update["recording_path"] = str(self.recording.relative_to(Path(services.settings.general.data_dir)))
         return services.store(self.record.model_copy(update=update), outcome)

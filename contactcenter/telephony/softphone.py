@@ -34,6 +34,8 @@ class SipAccount:
     local_port: int
     rtp_low: int
     rtp_high: int
+    t1: float = 0.5  # seconds: RFC 3261 timers ([sip] t1_ms, t2_ms)
+    t2: float = 4.0
 
 
 class Softphone:
@@ -52,6 +54,8 @@ class Softphone:
             sipPort=account.local_port,
             rtpPortLow=account.rtp_low,
             rtpPortHigh=account.rtp_high,
+            t1=account.t1,
+            t2=account.t2,
         )
 
     def _call_thread(self, call: DeskVoIPCall) -> None:

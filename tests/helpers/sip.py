@@ -168,6 +168,8 @@ def extension_phone(
     user: str = "1001",
     rtp_low: int = 30000,
     rtp_high: int = 30999,
+    t1: float = 0.5,
+    t2: float = 4.0,
 ) -> Softphone:
     """Extension ``user``'s softphone (the desk's 1001 unless told: a transfer needs a colleague) on a free
     port, registered with the loopback registrar on ``registrar_port``, handing each incoming call to
@@ -181,6 +183,8 @@ def extension_phone(
         local_port=free_port(),
         rtp_low=rtp_low,
         rtp_high=rtp_high,
+        t1=t1,
+        t2=t2,
     )
     phone = Softphone(account, on_call)
     phone.start()

@@ -120,18 +120,20 @@ class TeamLine:
         return run_sipp(scenario, remote=remote, service=service, timeout=40 + talk_ms // 1000, messages=trace)
 
     def answers_received(self, caller: str) -> int:
-        """How many 200 OKs to its INVITE the SIPp caller ``caller`` received (from its message trace): one
-        desk's answer, never a second desk's as well."""
+        """How many desks' 200 OKs to its INVITE the SIPp caller ``caller`` received (from its message trace; a
+        desk resends its 200 until ACKed, so they are told apart by To tag): one desk's answer, never a second
+        desk's as well."""
         logs = list(self.tmp.glob(f"uac_team_{caller}_*_messages.log"))
         assert len(logs) == 1, logs
         chunks = re.split(r"^-{20,}.*$", logs[0].read_text(errors="replace"), flags=re.M)
         parted = [chunk.strip().partition("\n") for chunk in chunks]
         received = [body for head, _, body in parted if "message received" in head]
-        return sum(
-            1
+        answers = {
+            to.group(1) if (to := re.search(r"^(?:To|t):.*?;\s*tag=([^;\s]+)", message, re.M | re.I)) else message
             for message in received
             if message.lstrip().startswith("SIP/2.0 200") and re.search(r"^CSeq:\s*1 INVITE", message, re.M | re.I)
-        )
+        }
+        return len(answers)
 
     def team_call(self, caller: str) -> TeamCall:
         with self.database.session() as session:
