@@ -16,6 +16,7 @@ from contactcenter.app import App
 from contactcenter.commands import (
     agents,
     audit,
+    audit_worker,
     callbacks,
     customers,
     db,
@@ -155,6 +156,7 @@ for module in (
     devices,
     agents,
     audit,
+    audit_worker,
     evaluate,
     rules,
     prompts,

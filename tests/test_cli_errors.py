@@ -33,6 +33,7 @@ COMMANDS: dict[tuple[str, ...], tuple[list[str], str]] = {
     ("agents", "list"): ([], "read"),
     ("agents", "set"): (["1001", "--name", "张三"], "write"),
     ("audit",): (["{wav}"], "write"),
+    ("audit-worker",): (["--until-done"], "write"),  # needs PostgreSQL: on SQLite it says so in one line
     ("callbacks", "list"): ([], "read"),
     ("callbacks", "add"): ([PHONE, "--reason", "回访"], "write"),
     ("callbacks", "done"): (["1"], "write"),

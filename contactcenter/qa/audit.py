@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import soundfile
+from sqlalchemy import select
 
 from contactcenter.records import CHECK_LABELS, UNCHECKED_REASONS, CallRecord, CallSpeechOutcome, Leg
 from contactcenter.speech.compliance import CallFacts
@@ -29,6 +30,7 @@ from contactcenter.speech.monitor import SpeechMonitor
 from contactcenter.speech.rules import RuleSet
 from contactcenter.storage.calls import save_call
 from contactcenter.storage.database import Database
+from contactcenter.storage.models import Call
 
 log = logging.getLogger(__name__)
 
@@ -227,6 +229,60 @@ def audit_recording(
     return result
 
 
+@dataclass(frozen=True)
+class AuditOptions:
+    """How a run's recordings are read and checked: the same for every file, in whichever process audits it."""
+
+    agent_channel: int = 0
+    mono_leg: Leg = "agent"
+    agent_extension: str = ""
+    redact: bool = True
+    partial_stable_s: float = 0.2
+
+
+def target_files(target: Target) -> tuple[Path, ...]:
+    """The file(s) of one recording: one, or the agent's and the customer's leg files."""
+    return target if isinstance(target, tuple) else (target,)
+
+
+def read_target(target: Target, agent_channel: int = 0, mono_leg: Leg = "agent") -> Recording:
+    """One recording to audit, from one file or a pair of leg files; RecordingError says why it cannot be."""
+    if isinstance(target, tuple):
+        return read_leg_pair(*target)
+    return read_recording(target, agent_channel, mono_leg)
+
+
+def recording_call_id(target: Target) -> str:
+    """The key a recording is stored under (``calls.sip_call_id``): a hash of its content, so a copy or a
+    re-audit of the same audio replaces the stored call instead of adding one."""
+    return _file_call_id(*target_files(target))
+
+
+def stored_call_id(database: Database, target: Target) -> int | None:
+    """The stored call of this recording's content, if it has been audited (the id), else None."""
+    key = recording_call_id(target)
+    with database.session() as session:
+        return session.scalar(select(Call.id).where(Call.sip_call_id == key))
+
+
+def audit_target(
+    target: Target, monitor: SpeechMonitor, rules: RuleSet, database: Database | None, options: AuditOptions
+) -> AuditResult:
+    """Audit one recording; never raises: a file that cannot be read, or an audit that fails (the database
+    went away), comes back with ``ok=False`` and the reason, so one bad file never stops a run."""
+    path = target_files(target)[0]
+    try:
+        recording = read_target(target, options.agent_channel, options.mono_leg)
+        return audit_recording(
+            recording, monitor, rules, database, options.agent_extension, options.redact, options.partial_stable_s
+        )
+    except RecordingError as exc:
+        return AuditResult(path, ok=False, error=str(exc))
+    except Exception as exc:  # e.g. the database went away: report this file, audit the rest
+        log.exception("audit of %s failed", path)
+        return AuditResult(path, ok=False, error=f"{path}: audit failed ({type(exc).__name__}: {exc})")
+
+
 def audit_files(
     paths: Sequence[Path],
     monitor: SpeechMonitor,
@@ -241,22 +297,13 @@ def audit_files(
     on_done: Callable[[AuditResult], None] | None = None,
     leg_suffixes: tuple[str, str] | None = None,
 ) -> list[AuditResult]:
-    """Audit every file (or pair of leg files, see ``pair_legs``), a few at a time; unreadable files come
-    back with ``ok=False`` and the reason."""
+    """Audit every file (or pair of leg files, see ``pair_legs``), a few at a time on threads of this
+    process; unreadable files come back with ``ok=False`` and the reason. (``qa.audit_pool`` spreads the same
+    work over processes.)"""
+    options = AuditOptions(agent_channel, mono_leg, agent_extension, redact, partial_stable_s)
 
     def one(target: Target) -> AuditResult:
-        path = target[0] if isinstance(target, tuple) else target
-        try:
-            if isinstance(target, tuple):
-                recording = read_leg_pair(*target)
-            else:
-                recording = read_recording(target, agent_channel, mono_leg)
-            result = audit_recording(recording, monitor, rules, database, agent_extension, redact, partial_stable_s)
-        except RecordingError as exc:
-            result = AuditResult(path, ok=False, error=str(exc))
-        except Exception as exc:  # e.g. the database went away: report this file, audit the rest
-            log.exception("audit of %s failed", path)
-            result = AuditResult(path, ok=False, error=f"{path}: audit failed ({type(exc).__name__}: {exc})")
+        result = audit_target(target, monitor, rules, database, options)
         if on_done is not None:
             on_done(result)
         return result
