@@ -15,13 +15,13 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import get_args
 
 import click
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
+from rich.progress import Progress, SpinnerColumn, TextColumn
 
 from contactcenter.app import App
+from contactcenter.commands.recording_options import agent_channel_option, mono_leg_option, progress_bar
 from contactcenter.output import Format, emit_rows, spreadsheet_cell, terminal_text
 from contactcenter.qa.audit import (
     AuditOptions,
@@ -46,20 +46,8 @@ COLUMNS = ["file", "ok", "duration_s", "score", "check", "failed_rules", "violat
 
 @click.command("audit")
 @click.argument("targets", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option(
-    "--agent-channel",
-    type=click.Choice(["0", "1"]),
-    default="0",
-    show_default=True,
-    help="Stereo recordings: the channel with the agent (0 left, 1 right); the other is the customer.",
-)
-@click.option(
-    "--mono-leg",
-    type=click.Choice(get_args(Leg)),
-    default="agent",
-    show_default=True,
-    help="Mono recordings: whose voice it is.",
-)
+@agent_channel_option
+@mono_leg_option
 @click.option(
     "--leg-suffixes",
     metavar="AGENT,CUSTOMER",
@@ -263,14 +251,7 @@ def _processes(
 @contextmanager
 def _bar(stderr: Console, total: int) -> Iterator[Callable[[AuditResult], None]]:
     """A progress bar on standard error (interactive runs); yields what to call as each recording is done."""
-    with Progress(
-        TextColumn("auditing"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.description}"),
-        console=stderr,
-        transient=True,
-    ) as progress:
+    with progress_bar("auditing", stderr) as progress:
         task = progress.add_task("", total=total)
 
         def done(result: AuditResult) -> None:

@@ -20,10 +20,10 @@ from typing import Any
 
 import click
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
 
 from contactcenter.app import App
 from contactcenter.commands.audit import RowStream, queue_for
+from contactcenter.commands.recording_options import progress_bar
 from contactcenter.output import Format
 from contactcenter.qa.audit import AuditResult
 from contactcenter.qa.audit_queue import AuditQueue, WorkerOptions, job_handler
@@ -196,15 +196,7 @@ def _queue_bar(stderr: Console) -> Iterator[Callable[[dict[str, int] | None, str
     if not stderr.is_terminal:
         yield None
         return
-    with Progress(
-        SpinnerColumn(),
-        TextColumn("audit queue"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.description}"),
-        console=stderr,
-        transient=True,
-    ) as progress:
+    with progress_bar("audit queue", stderr, spinner=True) as progress:
         task = progress.add_task("waiting for recordings", total=None)
         start: dict[str, int] = {}
 

@@ -5,14 +5,14 @@ from __future__ import annotations
 import csv
 import sys
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any
 
 import click
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from sqlalchemy.exc import SQLAlchemyError
 
 from contactcenter.app import App
+from contactcenter.commands.recording_options import agent_channel_option, mono_leg_option, progress_bar
 from contactcenter.output import Format, emit_rows
 from contactcenter.qa.evaluation import (
     DEFAULT_TOLERANCE_S,
@@ -92,20 +92,8 @@ class BadInput(click.ClickException):
     show_default=True,
     help="Seconds a finding may be from a labelled time and still be that violation.",
 )
-@click.option(
-    "--agent-channel",
-    type=click.Choice(["0", "1"]),
-    default="0",
-    show_default=True,
-    help="Stereo recordings: the channel with the agent (0 left, 1 right).",
-)
-@click.option(
-    "--mono-leg",
-    type=click.Choice(get_args(Leg)),
-    default="agent",
-    show_default=True,
-    help="Mono recordings: whose voice.",
-)
+@agent_channel_option
+@mono_leg_option
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True)
 @click.pass_obj
 def command(
@@ -190,14 +178,7 @@ def _hear(
     """The recordings through the recogniser, with a progress bar; those that cannot be read named on stderr."""
     monitor = app.speech_monitor
     stderr = Console(stderr=True)
-    with Progress(
-        TextColumn("recognising"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.description}"),
-        console=stderr,
-        transient=True,
-    ) as progress:
+    with progress_bar("recognising", stderr) as progress:
         task = progress.add_task("", total=len(recordings))
 
         def done(path: Path, error: str) -> None:
