@@ -22,7 +22,7 @@ step() { printf '\n== %s\n' "$*"; }
 # Debian packages: the SIP registrar and test peers (SIPp, baresip), PostgreSQL for the tests, PortAudio for
 # headsets, and PulseAudio with its ALSA plugin (the tests run the headset on its null sinks). Chromium, its WebDriver
 # and CJK fonts for the reviewer console's browser tests.
-DEBIAN_PACKAGES=(kamailio sip-tester baresip-core espeak-ng postgresql libportaudio2 libasound2-plugins pulseaudio
+DEBIAN_PACKAGES=(kamailio kamailio-tls-modules sip-tester baresip-core espeak-ng postgresql libportaudio2 libasound2-plugins pulseaudio
   pulseaudio-utils python3-venv chromium chromium-driver fonts-noto-cjk)
 missing=()
 for pkg in "${DEBIAN_PACKAGES[@]}"; do

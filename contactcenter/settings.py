@@ -117,6 +117,14 @@ class CompanySettings(Section):
         return self.spoken_names or [self.name]
 
 
+def _optional_file(value: str, info: ValidationInfo) -> str:
+    """An existing file's resolved path, or "" (the setting is optional and TOML has no null)."""
+    return str(_existing_file(Path(value), info)) if value else ""
+
+
+OptionalFile = Annotated[str, AfterValidator(_optional_file)]
+
+
 class SipSettings(Section):
     server: str = ""
     port: Port = 5060
@@ -129,6 +137,10 @@ class SipSettings(Section):
     # RFC 3261 timers over UDP: a 200 OK is resent at t1, doubling up to t2, until the ACK (64*t1 at most)
     t1_ms: int = Field(default=500, ge=10, le=10000)
     t2_ms: int = Field(default=4000, ge=10, le=60000)
+    # signalling: "tls" (one verified connection to the registrar/PBX, kept open and reused), "tcp" or "udp"
+    transport: Literal["udp", "tcp", "tls"] = "udp"
+    tls_ca_file: OptionalFile = ""  # PEM of the CAs to trust; empty: the system store (or the loopback's own)
+    media_encryption: Literal["none", "srtp"] = "none"  # "srtp": SDES keys (RFC 4568) in the SDP, so only over TLS
 
     @property
     def password(self) -> str | None:
@@ -146,6 +158,11 @@ class SipSettings(Section):
             raise ValueError("rtp_port_low must be below rtp_port_high")
         if self.t1_ms > self.t2_ms:
             raise ValueError("t1_ms must not be above t2_ms")
+        if self.media_encryption == "srtp" and self.transport != "tls":
+            raise ValueError(
+                f'media_encryption = "srtp" needs transport = "tls" (it is "{self.transport}"): '
+                "the SRTP keys travel in the SDP, which plain SIP would show to anyone on the path"
+            )
         return self
 
 
@@ -174,10 +191,19 @@ class SpeechSettings(Section):
     model_manifest: ExistingFile = Path("models/manifest.toml")
     redact_numbers: bool = True
     workers: int = Field(default=0, ge=0, le=64)  # 0: one per CPU core
+    # recognition in worker processes forked after the model loads (sharing it), at lower CPU priority than
+    # the desk's media threads; "thread": on threads of the desk process, as before
+    backend: Literal["process", "thread"] = "process"
+    worker_nice: int = Field(default=10, ge=0, le=19)  # added to the desk's niceness in the workers
+    memory_per_leg_mb: float = Field(default=36.0, ge=0, le=4096)  # recognisers' memory per open leg; 0: no bound
     max_backlog_seconds: float = Field(default=30.0, gt=0, le=600)
+    max_lag_seconds: float = Field(default=5.0, ge=0, le=600)  # live calls: drop what recognition is this late on
     silence_threshold_dbfs: float = Field(default=-45.0, ge=-90, le=0)
     silence_hangover_ms: int = Field(default=300, ge=0, le=5000)
     partial_stable_ms: int = Field(default=200, ge=0, le=5000)
+    # the decoder's step (feature frames, 10 ms each): smaller alerts sooner on words said mid-utterance, for
+    # more CPU (speech/recognizer.py has the figures); 0: what the model's conf/model.conf says
+    decoder_frames_per_chunk: int = Field(default=0, ge=0, le=200)
     # who talks when (talk time, overlaps, interruptions, dead air): WebRTC's VAD over an energy floor, or
     # the energy threshold alone; aggressiveness 0 (keeps most as speech) .. 3 (strictest)
     voice_activity: Literal["webrtc", "energy"] = "webrtc"

@@ -160,7 +160,7 @@ def command(
     stderr = Console(stderr=True)
     if workers is None:
         rules = app.rule_book.refresh()  # as live calls are checked
-        monitor = app.speech_monitor
+        monitor = app.recording_monitor
         with _bar(stderr, len(pair_legs(paths, suffixes))) as done:
             results = audit_files(
                 paths,
@@ -232,13 +232,15 @@ def _processes(
     app: App, workers: int, rules: Callable[[], RuleSet], database: Database | None, options: AuditOptions
 ) -> Auditor:
     """N audit processes, forked once the model is loaded here (so they share it)."""
-    SpeechModel.load(app.settings.speech.model_path)  # also: a missing model is said once, here, not per child
+    SpeechModel.load(
+        app.settings.speech.model_path, app.settings.speech.decoder_frames_per_chunk
+    )  # also: a missing model is said once, here, not per child
     app.database.engine.dispose()  # no connection crosses the fork (the store and the rule book share it)
 
     @contextmanager
     def setup() -> Iterator[Callable[[Target], AuditResult]]:
         app.database.engine.dispose(close=False)  # the parent's pool, if any, is not this process's to close
-        monitor = app.speech_monitor  # built here: threads (and recogniser processes) do not cross a fork
+        monitor = app.recording_monitor  # built here: threads do not cross a fork
         try:
             yield lambda target: audit_target(target, monitor, rules(), database, options)
         finally:
@@ -342,7 +344,7 @@ def _watch(
         if workers is not None:
             auditor = _processes(app, workers, rules, database, options)
         else:
-            monitor = app.speech_monitor
+            monitor = app.recording_monitor
             auditor = ThreadAuditor(lambda t: audit_target(t, monitor, rules(), database, options), monitor.workers)
     failed = False
     queued = queue is not None

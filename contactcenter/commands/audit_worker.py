@@ -94,7 +94,9 @@ def command(
     queue = queue_for(app)
     database = app.store
     queue.ensure_schema()
-    SpeechModel.load(app.settings.speech.model_path)  # here, once: the forked processes share it
+    SpeechModel.load(
+        app.settings.speech.model_path, app.settings.speech.decoder_frames_per_chunk
+    )  # here, once: the forked processes share it
     options = WorkerOptions(until_done, max_files, heartbeat_s, stalled_s, poll_s)
     fmt: Format = "json" if as_json else "table"
     stderr = Console(stderr=True)
@@ -117,7 +119,7 @@ def _serve(
     """One worker in this process: a line per recording on standard output, progress (or, when standard error is
     not a terminal, a line per recording started) on standard error."""
     stream = RowStream(fmt)
-    monitor = app.speech_monitor
+    monitor = app.recording_monitor
 
     def started(path: os.PathLike[str]) -> None:
         if show is not None:
@@ -157,7 +159,7 @@ def _serve_forked(
         try:
             _serve(app, queue, database, options, fmt, stderr, None)
         finally:
-            app.speech_monitor.close()  # its recogniser processes too: this child ends without the app's close
+            app.recording_monitor.close()  # its recogniser threads: this child ends without the app's close
 
     children = [context.Process(target=child, name=f"audit-worker-{i + 1}") for i in range(workers)]
     sys.stdout.flush()  # what is buffered here would be written again by each child when it exits

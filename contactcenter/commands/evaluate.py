@@ -176,7 +176,7 @@ def _hear(
     app: App, recordings: list[Path], rules: RuleSet, agent_channel: int, mono_leg: Leg
 ) -> tuple[dict[str, JudgedCall], dict[str, str]]:
     """The recordings through the recogniser, with a progress bar; those that cannot be read named on stderr."""
-    monitor = app.speech_monitor
+    monitor = app.recording_monitor
     stderr = Console(stderr=True)
     with progress_bar("recognising", stderr) as progress:
         task = progress.add_task("", total=len(recordings))

@@ -27,6 +27,7 @@ from contactcenter.scheduling.scheduler import CallbackScheduler
 from contactcenter.speech.vosk_model import SpeechModelError
 from contactcenter.telephony.agent_history import AgentHistory
 from contactcenter.telephony.agent_state import AgentState
+from contactcenter.telephony.certificates import loopback_certificate
 from contactcenter.telephony.desk import Desk, DeskCall
 from contactcenter.telephony.registrar import LocalRegistrar, RegistrarError, TeamRouting
 from contactcenter.telephony.softphone import RegistrationError, SipAccount, Softphone
@@ -144,17 +145,33 @@ def command(app: App) -> None:
         signal.signal(signum, lambda *_: stop.set())
     registrar = None
     sip = settings.sip
+    if settings.team.enabled and sip.transport != "udp":
+        # the team number's contact is registered on its own UDP socket (team.py): over TLS it could not be reached
+        raise click.ClickException(f'[team] needs [sip] transport = "udp" for now (it is "{sip.transport}")')
     server, port = sip.server, sip.port
+    ca_file = sip.tls_ca_file
     if sip.uses_local_registrar:
         reg = settings.local_registrar
-        registrar = LocalRegistrar(reg.listen_ip, reg.port, reg.kamailio, team=team_routing(app))
+        # TLS: a self-signed certificate made once in <data_dir>/tls/, the one the desk trusts for loopback
+        certificate = loopback_certificate(settings.general.data_dir / "tls") if sip.transport == "tls" else None
+        registrar = LocalRegistrar(
+            reg.listen_ip,
+            reg.port,
+            reg.kamailio,
+            team=team_routing(app),
+            transport=sip.transport,
+            certificate=certificate,
+        )
         try:
             registrar.start()
         except RegistrarError as exc:
             raise click.ClickException(f"local registrar: {exc}") from None
         server, port = registrar.listen_ip, registrar.port
+        if certificate is not None and not ca_file:
+            ca_file = str(certificate.certificate)  # the loopback registrar's own: verified, not skipped
+        also = f" and {sip.transport}:{registrar.address}" if sip.transport != "udp" else ""
         click.echo(
-            f"registrar: Kamailio on udp:{registrar.address} (loopback only); "
+            f"registrar: Kamailio on udp:{registrar.address}{also} (loopback only); "
             f"call {sip.user} from a softphone registered at {registrar.address}"
         )
     desktop = None
@@ -202,6 +219,9 @@ def command(app: App) -> None:
         rtp_high=sip.rtp_port_high,
         t1=sip.t1_ms / 1000,
         t2=sip.t2_ms / 1000,
+        transport=sip.transport,
+        ca_file=ca_file,
+        media_encryption=sip.media_encryption,
     )
     phone = Softphone(account, desk.handle)
     membership = None
@@ -218,6 +238,7 @@ def command(app: App) -> None:
             f"registered as {sip.user} at {server}:{port}; answering at ring "
             f"{settings.ring.answer_after_rings}. Ctrl-C stops."
         )
+        click.echo(f"sip: {phone.security()}")
         desk.phone = phone
         if history is not None:
             history.start()

@@ -39,6 +39,10 @@ from contactcenter.speech.talk_activity import Span, TalkActivity
 DEFAULT_GRACE_S = 1.5
 #: A banned phrase must be in the partial result this long (audio seconds) before it is reported early.
 DEFAULT_PARTIAL_STABLE_S = 0.2
+#: ... except for a critical rule: reported from the first partial result that shows it, accepting more false
+#: alarms from hypotheses the recogniser revises (bench/speech_bench.py: p95 from the end of a word said
+#: mid-utterance 1.0 s at the first sight against 1.4 s after 0.2 s of stability).
+CRITICAL_PARTIAL_STABLE_S = 0.0
 #: A finding reported live from a partial result is timed when the partial showed it, a little after the
 #: word's start that the final result gives: within this many seconds they are the same finding.
 SAME_FINDING_S = 3.0
@@ -138,7 +142,8 @@ class CallCompliance:
                     key = (rule.id, match.phrase)
                     first = watch.first_seen.setdefault(key, at_s)
                     early_key = (leg, rule.id, match.phrase)
-                    if at_s - first >= self.partial_stable_s and early_key not in self._early:
+                    stable_s = CRITICAL_PARTIAL_STABLE_S if rule.spec.severity == "critical" else self.partial_stable_s
+                    if at_s - first >= stable_s and early_key not in self._early:
                         self._early.add(early_key)
                         found = _Found(rule.id, leg, round(first, 3), match.matched_text)
                         if self._in_window(rule, found.at_s):

@@ -26,27 +26,48 @@ its finding and has a regression test in tests/test_pyvoip_fixes.py that fails o
   lookup), absorbs (responses for no call of ours) or drops (counted, logged once per source per minute). The
   parser below is tolerant of what the screen passes: any Via, From or To RFC 3261 allows, SDP lines it cannot read
   skipped, an INVITE without Contact (RFC 2543) rung with our own Contact in the 180.
-* INVITE server transactions (issue 19 items 1-2, RFC 3261 13.3.1.4 and 17.2.1): a new INVITE gets its 180 at
-  once, which stands for 100 Trying (17.2.1 asks a 100 only of a UAS slower than 200 ms), so no 100 is sent.
-  Every response to an INVITE (180, 200, 486, 487, 500) goes per its top Via with
-  received/rport (stock sent the 200 OK to the registrar, so a caller sending straight to the desk's port never
-  connected) and is kept as the transaction's last: a retransmitted INVITE (same Call-ID and branch) gets it
-  again instead of a second call or a re-INVITE answer, until 64*T1 after the call ends. The 200 OK is resent
+* INVITE server transactions (issue 19 items 1-2, RFC 3261 13.3.1.4 and 17.2.1): a new INVITE gets 100 Trying
+  (no To tag) and then its 180 at once. Every response to an INVITE (100, 180, 200, 486, 487, 500) goes per its top
+  Via with received/rport (stock sent the 200 OK to the registrar, so a caller sending straight to the desk's port
+  never connected) and is kept as the transaction's last: a retransmitted INVITE (same Call-ID and branch) gets it
+  again instead of a second call or a re-INVITE answer, until a while after the call ends. The 200 OK is resent
   at T1, 2*T1, ... capped at T2 until the ACK; no ACK within 64*T1: BYE, and the call ends ``not_connected``
-  (the desk stores it so, unscored); a re-INVITE also proves the 200 arrived (RFC 3261 14.1). T1 and T2 come
-  from [sip] t1_ms, t2_ms. A retransmitted BYE (its 200 was
-  lost) gets the same 200 for 64*T1 (it got 481, so the caller saw its hang-up fail).
+  (the desk stores it so, unscored); a re-INVITE or a BYE in the dialog also proves the 200 arrived (RFC 3261
+  14.1; the caller's ACK was lost). T1 and T2 come from [sip] t1_ms, t2_ms. A retransmitted BYE (its 200 was
+  lost) gets the same 200 (it got 481, so the caller saw its hang-up fail).
+* Non-INVITE server transactions (17.2.2): a retransmitted OPTIONS, INFO, NOTIFY, CANCEL... (same branch, method,
+  CSeq and Call-ID) gets our last response again instead of being handled twice. Responses are kept 64*T1, but at
+  least 32 s: the peer retransmits by its own T1 (a proxy's 500 ms), which may exceed ours.
+* Client transactions (17.1, sip_transactions.ClientTransactions; stock sent every request once): our INVITE is
+  resent at T1 doubling until any response (timer A); none within 64*T1 (timer B) and the placed call fails,
+  saying so. BYE, CANCEL, REFER, OPTIONS and REGISTER are resent at T1 doubling capped at T2, at T2 once a
+  provisional came (timer E), until a final or 64*T1 (timer F). A repeated final is absorbed (a repeated non-2xx
+  to our INVITE gets its ACK again); a repeated 2xx gets the same ACK again. REGISTER is one of them, answered
+  through the receive loop (stock sent it once, then read the socket itself for 30 s while holding the receive
+  loop); the softphone's first OPTIONS ping leaves from the phone's own socket. ``retransmissions`` counts what
+  was resent (requests and 200 OKs).
+* Every request of ours carries ``;rport`` in its Via (RFC 3581; stock's INVITE, ACK and CANCEL did not). In-dialog
+  requests go to the first route or the remote target (F5), or to the phone's outbound proxy if it has one
+  (RFC 3261 8.1.2). ``contact_port`` advertises another port than the one bound (a static NAT or relay in front).
 
 Added (pyVoIP 1.6.8 has neither):
 
 * Blind transfer (REFER, RFC 3515) inside an answered call's dialog: ``Refer-To`` the extension at the
-  desk's registrar, ``Referred-By`` the desk, retransmitted until answered (5 s), then the transferee's
+  desk's registrar, ``Referred-By`` the desk, resent per timer E and given up unanswered after 5 s, then the transferee's
   ``NOTIFY`` (Event: refer, message/sipfrag) answered 200 and followed to its final status; on 2xx the desk
   sends BYE and the call ends ``hung_up_by == "transfer"``. A NOTIFY for a dialog we do not have is 481.
 * DTMF sent as RFC 4733 telephone-events (the payload type the SDP negotiated) in place of voice packets, on
   the voice stream's SSRC, sequence numbers and clock.
 * In-dialog requests (REFER, BYE) number their CSeq per dialog, above the INVITE's for calls we placed (the
   shared counter pyVoIP's BYE used could fall below it).
+* SIP over TCP or TLS (issue 19 item 4, ``transport``): the UDP socket is replaced by a
+  sip_transport.StreamSipSocket, one verified connection to the registrar (or outbound proxy) with the same
+  datagram face, reused both ways and re-opened (then re-registered) when lost.
+* SRTP with SDES keys (``media_encryption = "srtp"``, srtp_media, libsrtp): an INVITE's offer is checked before
+  it rings (SRTP only over TLS, plain RTP only when media is not to be encrypted; else 488 and one log line);
+  the answer and our own INVITE carry RTP/SAVP and ``a=crypto``; each media stream's socket is wrapped so every
+  packet is protected on the way out and authenticated on the way in. A callee answering our SRTP offer
+  without SRTP gets a BYE (outcome failed). A re-INVITE keeps the keys agreed first.
 """
 
 from __future__ import annotations
@@ -54,6 +75,7 @@ from __future__ import annotations
 import logging
 import random
 import re
+import select
 import socket
 import threading
 import time
@@ -69,11 +91,32 @@ import pyVoIP
 import pyVoIP.VoIP  # 1.6.8: pyVoIP.VoIP must be imported before pyVoIP.SIP
 from pyVoIP import RTP, SIP
 from pyVoIP.VoIP import VoIP as voip_module
-from pyVoIP.VoIP.VoIP import CallState, InvalidStateError, VoIPCall, VoIPPhone
+from pyVoIP.VoIP.VoIP import CallState, InvalidStateError, PhoneStatus, VoIPCall, VoIPPhone
 
 from contactcenter.audio.g711 import ALAW_TO_PCM, ULAW_TO_PCM, pcm16_to_alaw, pcm16_to_ulaw
 from contactcenter.audio.line import FRAME_BYTES, FRAME_SAMPLES, FRAME_SECONDS, RATE, SAMPLE_WIDTH
 from contactcenter.telephony.sip_requests import MAX_DATAGRAM, Rejection, SipScreen, Via, parse_addresses, parse_vias
+from contactcenter.telephony.sip_transactions import (
+    TIMEOUT_T1S,
+    ClientTransaction,
+    ClientTransactions,
+    message_key,
+    server_key,
+)
+from contactcenter.telephony.sip_transport import StreamSipSocket
+from contactcenter.telephony.srtp_media import (
+    CryptoAttribute,
+    SrtpRefused,
+    SrtpSession,
+    SrtpSocket,
+    accepted_attribute,
+    answer_attribute,
+    check_offer,
+    offer_attributes,
+    sdp_of,
+    secure_sdp,
+    with_body,
+)
 
 log = logging.getLogger(__name__)
 
@@ -407,7 +450,17 @@ class DeskSIPClient(SIP.SIPClient):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._answers: dict[tuple[str, str], bytes] = {}  # (Call-ID, CSeq) → 200 OK, for retransmitted re-INVITEs
-        self.t1, self.t2 = T1, T2  # seconds; the phone sets them from [sip] t1_ms, t2_ms
+        self.transactions = ClientTransactions(lambda data, address: self.s.sendto(data, address), T1, T2)
+        self.bind_port = self.myPort  # myPort is what we advertise (Via, Contact): the phone may set another
+        self.outbound_proxy: tuple[str, int] | None = None  # in-dialog requests too go there, if set
+        self.transport = "udp"  # "tcp"/"tls": self.s is one StreamSipSocket to the registrar (sip_transport)
+        self.ca_file = ""
+        self.media_encryption = "none"
+        # SRTP keys of each call (Call-ID): ours and the peer's once agreed; for calls we place, what we offered
+        self.srtp_keys: dict[str, tuple[CryptoAttribute, CryptoAttribute]] = {}
+        self.srtp_offers: dict[str, list[CryptoAttribute]] = {}
+        self._acks: dict[str, tuple[bytes, tuple[str, int]]] = {}  # our ACK of each placed call's 2xx
+        self._answered_requests: dict[tuple[str, str, str, str], InviteResponse] = {}  # server_key → our response
         self._invite_responses: dict[tuple[str, str], InviteResponse] = {}  # (Call-ID, branch) → last response
         self._bye_answers: dict[tuple[str, str], InviteResponse] = {}  # (Call-ID, branch) → 200, for resent BYEs
         self._invite_lock = threading.Lock()
@@ -419,13 +472,48 @@ class DeskSIPClient(SIP.SIPClient):
             known=KNOWN_METHODS,
             agent=USER_AGENT,
             call_exists=lambda call_id: call_id in self.phone.calls or self._bye_answered(call_id),
+            # SRTP offers pass to the phone, which takes them over TLS or refuses them with a reason (srtp_media)
+            media_profiles=("RTP/AVP", "RTP/SAVP"),
         )
+
+    @property
+    def t1(self) -> float:
+        """RFC 3261 T1 in seconds ([sip] t1_ms); the client transactions share it."""
+        return self.transactions.t1
+
+    @t1.setter
+    def t1(self, value: float) -> None:
+        self.transactions.t1 = value
+
+    @property
+    def t2(self) -> float:
+        return self.transactions.t2
+
+    @t2.setter
+    def t2(self, value: float) -> None:
+        self.transactions.t2 = value
+
+    @property
+    def absorb_seconds(self) -> float:
+        """How long a server transaction keeps its last response for retransmitted requests: 64*T1 (timers J, H),
+        but at least 64 of the default 500 ms: the peer retransmits by its own T1, which may exceed ours."""
+        return ACK_WAIT_T1S * max(self.t1, T1)
+
+    @property
+    def retransmissions(self) -> int:
+        """Requests resent by the client transactions, plus 200 OKs resent while waiting for an ACK."""
+        return self.transactions.retransmissions + self.ok_retransmissions
+
+    ok_retransmissions = 0  # 2xx to INVITEs resent (counted by the calls)
 
     def forget(self, call_id: str) -> None:
         """Drop what was kept for a finished call (pyVoIP kept every call's tag for the life of the process)."""
         self.dialogs.pop(call_id, None)
         self.tagLibrary.pop(call_id, None)
         self._local_cseq.pop(call_id, None)
+        self._acks.pop(call_id, None)
+        self.srtp_keys.pop(call_id, None)
+        self.srtp_offers.pop(call_id, None)
         for key in [key for key in self._answers if key[0] == call_id]:
             del self._answers[key]
 
@@ -438,18 +526,177 @@ class DeskSIPClient(SIP.SIPClient):
     def start(self) -> None:
         """Bind, register, and listen at once (pyVoIP started listening 1 s after registering, so a call
         arriving in that second waited for it)."""
+        if not self.NSD:  # the softphone may have started listening already (to ping the registrar first)
+            self.listen()
+        self.register()
+
+    def listen(self) -> None:
+        """Bind and start receiving and the client transactions' timers, without registering (REGISTER is a
+        transaction like any other: its answers come through the receive loop)."""
         if self.NSD:
             raise RuntimeError("Attempted to start already started SIPClient")
+        if self.transport in ("tcp", "tls"):
+            # one connection from our SIP port, kept open: every request and answer, both ways, goes over it
+            # (TransportError, one line, when it cannot be opened or its certificate is not trusted)
+            server = self.outbound_proxy or (self.server, self.port)
+            stream = StreamSipSocket(
+                server[0],
+                server[1],
+                "tls" if self.transport == "tls" else "tcp",
+                local_ip=self.myIP,
+                local_port=self.bind_port,
+                ca_file=self.ca_file or None,
+                on_reconnect=self._reconnected,
+            )
+            stream.connect()
+            self.s: Any = stream
+            self.transactions.reliable = True
+        else:
+            self.s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            self.s.bind((self.myIP, self.bind_port))
         self.NSD = True
-        self.s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.s.bind((self.myIP, self.myPort))
         self.out = self.s
-        self.register()
+        self.transactions.start()
         threading.Thread(target=self.recv_loop, name="SIP receive", daemon=True).start()
+
+    def _reconnected(self) -> None:
+        """The TCP/TLS connection was re-opened (the registrar restarted, a NAT dropped it): register again at
+        once, as the registrar reaches us only over the connection our REGISTER came on."""
+        if self.NSD and self.registerThread is not None:
+            self.registerThread.cancel()
+            self.register()
+
+    @property
+    def signalling_secure(self) -> bool:
+        """SIP over TLS: SDES keys may go in the SDP."""
+        return self.transport == "tls"
+
+    def security(self) -> str:
+        if isinstance(self.s, StreamSipSocket):
+            signalling = self.s.describe()
+        else:
+            signalling = f"udp to {self.server}:{self.port} (not encrypted)"
+        media = "SRTP (SDES keys, RFC 4568)" if self.media_encryption == "srtp" else "RTP, not encrypted"
+        return f"signalling {signalling}; media {media}"
+
+    def stop(self) -> None:
+        """Deregister (at most 2 s), end the transactions' timers, close the socket."""
+        if not self.NSD:
+            return
+        if self.registerThread:
+            self.registerThread.cancel()
+            self.deregister()
+        self.NSD = False
+        self.transactions.stop()
+        self._close_sockets()
+
+    # ------------------------------------------------------------------------------------------ registering
+
+    def register(self) -> bool:
+        """REGISTER as a client transaction (pyVoIP sent it once and read the socket itself for 30 s, holding the
+        receive loop); the authentication challenge answered; re-registered before it expires."""
+        try:
+            registered = self._registration(deregister=False)
+        except SIP.InvalidAccountInfoError as exc:
+            log.warning("registration at %s:%s refused: %s", self.server, self.port, exc)
+            self.phone._status = PhoneStatus.FAILED  # said at once: the softphone reports a wrong password
+            registered = False
+        except Exception as exc:
+            log.warning("registration at %s:%s failed: %s", self.server, self.port, exc)
+            registered = False
+        if registered:
+            self.phone._status = PhoneStatus.REGISTERED
+            self.registerFailures = 0
+        else:
+            self.registerFailures += 1
+            if self.registerFailures >= pyVoIP.REGISTER_FAILURE_THRESHOLD:
+                log.error(
+                    "registration at %s:%s failed %d times; giving up", self.server, self.port, self.registerFailures
+                )
+                threading.Thread(target=self.fatalCallback, name="SIP registration failed", daemon=True).start()
+                return False
+        if self.NSD:
+            delay = self.default_expires - 5 if registered else min(5.0, ACK_WAIT_T1S * self.t1)
+            self.registerThread = threading.Timer(delay, self.register)
+            self.registerThread.name = "SIP register"
+            self.registerThread.daemon = True
+            self.registerThread.start()
+        return registered
+
+    def deregister(self) -> bool:
+        try:
+            return self._registration(deregister=True, wait=min(2.0, TIMEOUT_T1S * self.t1))
+        except Exception as exc:
+            log.debug("deregistration failed: %s", exc)
+            return False
+
+    def _registration(self, deregister: bool, wait: float | None = None) -> bool:
+        """One REGISTER (and its authenticated repeat if challenged); whether the registrar said 2xx."""
+        if not deregister:
+            self.phone._status = PhoneStatus.REGISTERING
+        where = (self.server, self.port)
+        data = self.transactions.request(self.gen_first_response(deregister=deregister).encode("utf8"), where, wait)
+        if data is None:
+            raise TimeoutError(f"no answer to REGISTER within {TIMEOUT_T1S * self.t1:g} s")
+        response = DeskSIPMessage(data)
+        if int(response.status) in (401, 407):
+            again = self.gen_register(response, deregister=deregister).encode("utf8")
+            data = self.transactions.request(again, where, wait)
+            if data is None:
+                raise TimeoutError(f"no answer to the authenticated REGISTER within {TIMEOUT_T1S * self.t1:g} s")
+            response = DeskSIPMessage(data)
+            if int(response.status) in (401, 407):
+                raise SIP.InvalidAccountInfoError(f"the registrar {self.server}:{self.port} refused the password")
+        if 200 <= int(response.status) < 300:
+            if deregister:
+                self.phone._status = PhoneStatus.INACTIVE
+            return True
+        raise SIP.InvalidAccountInfoError(f"the registrar answered {int(response.status)} {response.status.phrase}")
+
+    def ping(self, address: tuple[str, int] | None = None, wait: float | None = None) -> int | None:
+        """OPTIONS to ``address`` (the registrar) as a client transaction: the final status, or None if none came
+        within 64*T1 (a keep-alive, and what the timer E/F tests use)."""
+        host, port = address or (self.server, self.port)
+        tag, call_id = self.gen_tag(), self.gen_call_id()
+        request = (
+            f"OPTIONS sip:{host}:{port} SIP/2.0\r\n"
+            f"Via: SIP/2.0/UDP {self.myIP}:{self.myPort};branch=z9hG4bK{uuid.uuid4().hex[:20]};rport\r\n"
+            f"Max-Forwards: 70\r\nFrom: <sip:{self.username}@{self.myIP}:{self.myPort}>;tag={tag}\r\n"
+            f"To: <sip:{host}:{port}>\r\nCall-ID: {call_id}\r\nCSeq: 1 OPTIONS\r\n"
+            f"User-Agent: {USER_AGENT}\r\nContent-Length: 0\r\n\r\n"
+        ).encode()
+        data = self.transactions.request(request, (host, port), wait)
+        return int(data[8:11]) if data is not None and data[8:11].isdigit() else None
+
+    def recv_loop(self) -> None:
+        """Receive until stopped: woken by the socket (select), not by pyVoIP's 10 ms polling, and ended quietly
+        when stop closes the socket under it (pyVoIP's loop died on the closed socket with a traceback)."""
+        while self.NSD:
+            try:
+                ready, _, _ = select.select([self.s], [], [], 0.2)
+                if ready:
+                    with self.recvLock:
+                        self.recv()
+            except BlockingIOError:
+                continue
+            except (OSError, ValueError):
+                if not self.NSD:
+                    return
+                log.exception("SIP receive failed; receiving goes on")
+                time.sleep(0.05)
 
     def recv(self) -> None:
         """One datagram: the screen's answer sent, or what it let through handled (see the module docstring)."""
         raw, source = self.s.recvfrom(MAX_DATAGRAM)  # BlockingIOError goes back to recv_loop, as in pyVoIP
+        if raw.startswith(b"SIP/2.0 "):  # a response: to one of our client transactions?
+            transaction, repeat = self.transactions.response(raw)
+            if repeat:
+                return  # a repeated final, absorbed (its ACK resent if it needed one)
+            if transaction is not None and transaction.on_response is not None:
+                transaction.on_response(raw)  # REGISTER, OPTIONS: their sender waits for it
+                return
+        elif self._resend_answer(raw):
+            return
         verdict = self.screen.screen(raw, source)
         if verdict.reply is not None and verdict.reply_to is not None:
             self.send_answer(verdict.reply, verdict.reply_to)
@@ -468,6 +715,31 @@ class DeskSIPClient(SIP.SIPClient):
             self.parse_message(message)
         except Exception:
             log.exception("error handling SIP %s", message.heading.decode(errors="replace"))
+
+    def _resend_answer(self, raw: bytes) -> bool:
+        """A retransmitted non-INVITE request we already answered gets the same response again (RFC 3261 17.2.2)
+        instead of being handled twice (a second NOTIFY, INFO, CANCEL); whether it was one."""
+        key = server_key(raw)
+        if key is None or key[1] in ("INVITE", "ACK"):
+            return False
+        with self._invite_lock:
+            kept = self._answered_requests.get(key)
+        if kept is None or kept.until < time.monotonic():
+            return False
+        log.debug("retransmitted %s: last response sent again", key[1])
+        self.send_answer(kept.data, kept.address)
+        return True
+
+    def _keep_answer(self, message: SIP.SIPMessage, data: bytes, address: tuple[str, int]) -> None:
+        """Keep a response to a non-INVITE request for 64*T1 (timer J), for its retransmissions."""
+        key = server_key(message.raw)
+        if key is None:
+            return
+        now = time.monotonic()
+        with self._invite_lock:
+            for old in [old for old, kept in self._answered_requests.items() if kept.until < now]:
+                del self._answered_requests[old]
+            self._answered_requests[key] = InviteResponse(data, address, now + self.absorb_seconds)
 
     def send_answer(self, data: bytes, address: tuple[str, int]) -> None:
         """Send one of the screen's answers; a network that refuses it costs a debug line, not the SIP thread."""
@@ -556,8 +828,10 @@ class DeskSIPClient(SIP.SIPClient):
         data = self.response_text(message, 200, "OK").encode("utf8")
         address = self.reply_address(message)
         with self._invite_lock:
-            self._bye_answers[key] = InviteResponse(data, address, now + ACK_WAIT_T1S * self.t1)
+            self._bye_answers[key] = InviteResponse(data, address, now + self.absorb_seconds)
         self.send_answer(data, address)
+        if call.state == CallState.ANSWERED:
+            call.acked.set()  # the caller's BYE names our To tag: it had the 200, even if its ACK was lost
         call.remote_hangup()
 
     def _notify_received(self, message: SIP.SIPMessage) -> None:
@@ -598,7 +872,7 @@ class DeskSIPClient(SIP.SIPClient):
         """Send a response to an INVITE per its top Via (received/rport), kept as the transaction's last: a
         final non-2xx is kept 64*T1 to absorb late retransmissions, 1xx/2xx until the call ends."""
         final_failure = data[8:11].isdigit() and int(data[8:11]) >= 300
-        until = time.monotonic() + ACK_WAIT_T1S * self.t1 if final_failure else float("inf")
+        until = time.monotonic() + self.absorb_seconds if final_failure else float("inf")
         address = self.reply_address(request)
         with self._invite_lock:
             self._invite_responses[self.invite_key(request)] = InviteResponse(data, address, until)
@@ -623,7 +897,7 @@ class DeskSIPClient(SIP.SIPClient):
         with self._invite_lock:
             kept = self._invite_responses.get(self.invite_key(request))
             if kept is not None:
-                kept.until = min(kept.until, time.monotonic() + ACK_WAIT_T1S * self.t1)
+                kept.until = min(kept.until, time.monotonic() + self.absorb_seconds)
 
     def _reinvite(self, message: SIP.SIPMessage) -> None:
         call = self.phone.desk_call(message.headers["Call-ID"])
@@ -676,7 +950,9 @@ class DeskSIPClient(SIP.SIPClient):
         if message.method == "INVITE":  # kept for the INVITE's retransmissions
             self.send_invite_response(message, data)
         else:
-            self.s.sendto(data, self.reply_address(message))
+            address = self.reply_address(message)
+            self._keep_answer(message, data, address)
+            self.send_answer(data, address)
 
     def gen_ringing(self, request: SIP.SIPMessage) -> str:
         """180 with our own Contact (pyVoIP copied the caller's into it, and raised KeyError for an RFC 2543 INVITE
@@ -686,9 +962,18 @@ class DeskSIPClient(SIP.SIPClient):
         return self.response_text(request, 180, "Ringing", contact, to_tag=tag)
 
     def gen_answer(self, request: SIP.SIPMessage, sess_id: str, ms: Any, sendtype: Any) -> str:
-        return _with_record_route(super().gen_answer(request, sess_id, ms, sendtype), request)
+        text = _with_record_route(super().gen_answer(request, sess_id, ms, sendtype), request)
+        keys = self.srtp_keys.get(request.headers["Call-ID"])
+        if keys is not None:  # SRTP: RTP/SAVP and our own key for the suite the caller offered (RFC 4568 7.1.2)
+            text = with_body(text, secure_sdp(sdp_of(text), [keys[0]]))
+        return text
 
     # --------------------------------------------------------------------------------- in-dialog requests
+
+    def next_hop(self, dialog: Dialog) -> tuple[str, int]:
+        """Where an in-dialog request goes: the first route (else the remote target), or the outbound proxy if
+        the phone has one (RFC 3261 8.1.2: everything leaves through it, e.g. a NAT's or SBC's one way out)."""
+        return self.outbound_proxy or dialog.next_hop()
 
     def dialog_of(self, request: SIP.SIPMessage) -> Dialog:
         """The dialog of a call: kept for calls we placed, derived from the INVITE for calls we took."""
@@ -738,15 +1023,21 @@ class DeskSIPClient(SIP.SIPClient):
         cseq = self.next_cseq(request)
         extra = f"Refer-To: <{uri}>\r\nReferred-By: <sip:{self.username}@{self.server}:{self.port}>\r\n"
         text = self.in_dialog_request("REFER", dialog, request.headers["Call-ID"], cseq, extra).encode("utf8")
-        return Referral(extension=extension, uri=uri, cseq=cseq, text=text, next_hop=dialog.next_hop())
+        return Referral(extension=extension, uri=uri, cseq=cseq, text=text, next_hop=self.next_hop(dialog))
 
     def send_refer(self, referral: Referral) -> None:
-        """Send a REFER, or retransmit it while nobody has answered (the same bytes: the same transaction)."""
-        self.s.sendto(referral.text, referral.next_hop)
+        """Send a REFER as a client transaction (resent per timer E until answered)."""
+
+        def timed_out(transaction: ClientTransaction) -> None:
+            referral.conclude(False, None, f"no answer to the REFER within {TIMEOUT_T1S * self.t1:g} s")
+
+        self.transactions.send(referral.text, referral.next_hop, on_timeout=timed_out)
 
     def bye(self, request: SIP.SIPMessage) -> None:
+        """BYE to the remote target along the route set, resent per timer E until answered (timer F gives up:
+        the call is over for us either way)."""
         dialog = self.dialog_of(request)
-        self.s.sendto(self.gen_bye(request).encode("utf8"), dialog.next_hop())
+        self.transactions.send(self.gen_bye(request).encode("utf8"), self.next_hop(dialog))
 
     # ------------------------------------------------------------------------------------------- outbound
 
@@ -756,13 +1047,21 @@ class DeskSIPClient(SIP.SIPClient):
         branch = "z9hG4bK" + uuid.uuid4().hex[:24]
         call_id = self.gen_call_id()
         session_id = self.sessID.next()
-        text = self.gen_invite(number, str(session_id), media, sendtype, branch, call_id).encode("utf8")
-        return text, DeskSIPMessage(text), call_id, session_id
+        text = self.gen_invite(number, str(session_id), media, sendtype, branch, call_id)
+        text = text.replace(f";branch={branch}\r\n", f";branch={branch};rport\r\n", 1)  # RFC 3581
+        if self.media_encryption == "srtp":  # offer every suite we take, each with a fresh key
+            offered = self.srtp_offers[call_id] = offer_attributes()
+            text = with_body(text, secure_sdp(sdp_of(text), offered))
+        return text.encode("utf8"), DeskSIPMessage(text.encode("utf8")), call_id, session_id
 
     def ack_2xx(self, invite: SIP.SIPMessage, response: SIP.SIPMessage) -> None:
         """F1: ACK the 200 with its To-tag, to its Contact, along its Record-Route (reversed), new branch.
         (pyVoIP's ACK had a random To-tag, so the callee kept resending 200 and hung up after ~32 s.)"""
         call_id = invite.headers["Call-ID"]
+        sent = self._acks.get(call_id)
+        if sent is not None:  # a retransmitted 200: the same ACK again (RFC 3261 13.2.2.4)
+            self.send_answer(*sent)
+            return
         dialog = Dialog(
             local=f"{invite.headers['From']['raw']};tag={invite.headers['From']['tag']}",
             remote=f"{response.headers['To']['raw']};tag={response.headers['To']['tag']}",
@@ -770,32 +1069,37 @@ class DeskSIPClient(SIP.SIPClient):
             routes=list(reversed(getattr(response, "record_route", []))),
         )
         self.dialogs[call_id] = dialog
-        ack = self.in_dialog_request("ACK", dialog, call_id, int(invite.headers["CSeq"]["check"]))
-        self.s.sendto(ack.encode("utf8"), dialog.next_hop())
+        ack = self.in_dialog_request("ACK", dialog, call_id, int(invite.headers["CSeq"]["check"])).encode("utf8")
+        self._acks[call_id] = (ack, self.next_hop(dialog))
+        self.send_answer(*self._acks[call_id])
 
     def ack_failure(self, invite: SIP.SIPMessage, response: SIP.SIPMessage) -> None:
-        """ACK a non-2xx final response: same branch as the INVITE, hop by hop (RFC 3261 17.1.1.3)."""
-        self._in_invite_transaction(
+        """ACK a non-2xx final response: same branch as the INVITE, hop by hop (RFC 3261 17.1.1.3); kept by the
+        INVITE's transaction, which sends it again if the final is repeated."""
+        ack = self._in_invite_transaction(
             "ACK", invite, f"{response.headers['To']['raw']};tag={response.headers['To']['tag']}"
         )
+        key = message_key(invite.raw)
+        if key is not None:
+            self.transactions.ack_sent(key, ack, (self.server, self.port))
+        self.send_answer(ack, (self.server, self.port))
 
     def cancel(self, invite: SIP.SIPMessage) -> None:
-        """Give up on an unanswered INVITE."""
-        self._in_invite_transaction("CANCEL", invite, invite.headers["To"]["raw"])
+        """Give up on an unanswered INVITE: CANCEL, a client transaction of its own (timer E/F)."""
+        self.transactions.send(
+            self._in_invite_transaction("CANCEL", invite, invite.headers["To"]["raw"]), (self.server, self.port)
+        )
 
-    def _in_invite_transaction(self, method: str, invite: SIP.SIPMessage, to: str) -> None:
+    def _in_invite_transaction(self, method: str, invite: SIP.SIPMessage, to: str) -> bytes:
         """ACK (non-2xx) and CANCEL share the INVITE's branch, Request-URI and next hop."""
         via = invite.headers["Via"][0]
-        self.s.sendto(
-            (
-                f"{method} {_request_uri(invite)} SIP/2.0\r\n"
-                f"Via: SIP/2.0/UDP {via['address'][0]}:{via['address'][1]};branch={via['branch']}\r\n"
-                f"Max-Forwards: 70\r\nFrom: {invite.headers['From']['raw']};tag={invite.headers['From']['tag']}\r\n"
-                f"To: {to}\r\nCall-ID: {invite.headers['Call-ID']}\r\n"
-                f"CSeq: {invite.headers['CSeq']['check']} {method}\r\nContent-Length: 0\r\n\r\n"
-            ).encode(),
-            (self.server, self.port),
-        )
+        return (
+            f"{method} {_request_uri(invite)} SIP/2.0\r\n"
+            f"Via: SIP/2.0/UDP {via['address'][0]}:{via['address'][1]};branch={via['branch']};rport\r\n"
+            f"Max-Forwards: 70\r\nFrom: {invite.headers['From']['raw']};tag={invite.headers['From']['tag']}\r\n"
+            f"To: {to}\r\nCall-ID: {invite.headers['Call-ID']}\r\n"
+            f"CSeq: {invite.headers['CSeq']['check']} {method}\r\nContent-Length: 0\r\n\r\n"
+        ).encode()
 
 
 def _with_record_route(response: str, request: SIP.SIPMessage) -> str:
@@ -874,6 +1178,19 @@ class DeskRTPClient(RTP.RTPClient):
         self._dtmf: deque[_DtmfPacket | None] = deque()  # under _out_lock; one is taken per 20 ms packet
         self._dtmf_timestamp = 0  # the RTP timestamp of the event being sent (all its packets carry it)
         self.dtmf_packets_sent = 0
+        self.srtp: SrtpSession | None = None  # set before start: every packet protected / authenticated
+
+    def start(self) -> None:
+        """pyVoIP's start, with the socket wrapped in SRTP before the first packet can be sent or read."""
+        if self.srtp is None:
+            super().start()
+            return
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.bind((self.inIP, self.inPort))
+        sock.setblocking(False)
+        self.sin = self.sout = SrtpSocket(sock, self.srtp)  # type: ignore[assignment]
+        threading.Thread(target=self.recv, name="SRTP receive", daemon=True).start()
+        threading.Thread(target=self.trans, name="SRTP send", daemon=True).start()
 
     # ---------------------------------------------------------------------------------------------- receive
 
@@ -1125,6 +1442,10 @@ class DeskVoIPCall(VoIPCall):
                     dtmf=self.dtmf_callback,
                 )
             )
+        keys = self.sip.srtp_keys.get(self.call_id)
+        if keys is not None:
+            for client in self.media_streams:
+                client.srtp = SrtpSession(*keys)
 
     def _finish(self, by: str, reason: str) -> None:
         for client in self.RTPClients:
@@ -1193,6 +1514,7 @@ class DeskVoIPCall(VoIPCall):
                 break
             if now >= resend_at:
                 self.sip.send_answer(text, address)
+                self.sip.ok_retransmissions += 1
                 interval = min(interval * 2, t2)
                 resend_at += interval
         else:
@@ -1236,12 +1558,46 @@ class DeskVoIPCall(VoIPCall):
         if 200 <= code < 300:
             self.sip.ack_2xx(self.request, response)  # also for a retransmitted 200
             if self.state == CallState.DIALING:
+                if not self._srtp_agreed(response):
+                    return
                 self.answered(response)
                 self._settle("answered", f"{code} {response.status.phrase}")
             return
         self.sip.ack_failure(self.request, response)
         outcome = "busy" if code in self.BUSY else "no_answer" if code in self.NO_ANSWER else "failed"
         self._settle(outcome, f"{code} {response.status.phrase}")
+        self._finish("system", self.outcome_reason)
+
+    def _srtp_agreed(self, response: SIP.SIPMessage) -> bool:
+        """For a call we offered SRTP: the keys the callee's answer chose, kept for the media streams. An answer
+        without them (plain RTP, or none of our attributes) is not a call we may carry: BYE, outcome failed."""
+        offered = self.sip.srtp_offers.get(self.call_id)
+        if offered is None:
+            return True
+        try:
+            self.sip.srtp_keys[self.call_id] = accepted_attribute(
+                sdp_of(bytes(response.raw).decode("utf8", "replace")), offered
+            )
+            return True
+        except SrtpRefused as exc:
+            log.warning("call %s: %s", self.call_id, exc)
+        self.state = CallState.ANSWERED  # the dialog exists: end it properly
+        self.request.headers["Contact"] = response.headers["Contact"]
+        self.request.headers["To"]["tag"] = response.headers["To"]["tag"]
+        try:
+            self.sip.bye(self.request)
+        except OSError as exc:
+            log.debug("BYE for call %s not sent: %s", self.call_id, exc)
+        self._settle("failed", "the callee did not accept SRTP")
+        self._finish("system", self.outcome_reason)
+        return False
+
+    def invite_timed_out(self) -> None:
+        """Timer B: not even a provisional answer to our INVITE within 64*T1: the call failed (the far end or the
+        way to it is down), said so instead of waiting for an answer that cannot come."""
+        if self.state != CallState.DIALING:
+            return
+        self._settle("failed", f"no response to the INVITE within {TIMEOUT_T1S * self.sip.t1:g} s")
         self._finish("system", self.outcome_reason)
 
     def _settle(self, outcome: str, reason: str) -> None:
@@ -1296,18 +1652,9 @@ class DeskVoIPCall(VoIPCall):
             referral.sent_at = time.monotonic()
             self.sip.send_refer(referral)
         log.info("call %s: REFER to %s", self.call_id, referral.uri)
-        interval, deadline = T1, referral.sent_at + refer_timeout
-        resend_at = referral.sent_at + interval
-        while not referral.responded.is_set():
-            now = time.monotonic()
-            if now >= deadline:
-                referral.conclude(False, None, f"no answer to the REFER within {refer_timeout:g} s")
-                break
-            if now >= resend_at:
-                self.sip.send_refer(referral)
-                interval = min(interval * 2, T2)
-                resend_at = now + interval
-            referral.responded.wait(min(resend_at, deadline) - now)
+        # the REFER's transaction resends it (timer E); here we only wait for an answer, at most refer_timeout
+        if not referral.responded.wait(max(0.0, referral.sent_at + refer_timeout - time.monotonic())):
+            referral.conclude(False, None, f"no answer to the REFER within {refer_timeout:g} s")
         if not referral.done.wait(max(0.0, referral.sent_at + timeout - time.monotonic())):
             reason = f"the transfer did not complete within {timeout:g} s{referral.last_heard()}"
             referral.conclude(False, None, reason)
@@ -1373,6 +1720,11 @@ class DeskVoIPPhone(VoIPPhone):
         rtpPortHigh: int,
         t1: float = T1,
         t2: float = T2,
+        contact_port: int | None = None,
+        outbound_proxy: tuple[str, int] | None = None,
+        transport: str = "udp",
+        ca_file: str = "",
+        media_encryption: str = "none",
     ) -> None:
         # pyVoIP's callCallback is typed for any VoIPCall and read only by _callback_MSG_Invite, overridden
         # below; ours takes the DeskVoIPCalls this phone makes, so it is kept as on_call instead.
@@ -1400,6 +1752,17 @@ class DeskVoIPPhone(VoIPPhone):
             fatalCallback=self.fatal,
         )
         self.sip.t1, self.sip.t2 = t1, t2
+        if contact_port is not None:  # a static NAT or relay in front of us: advertise its port, bind ours
+            self.sip.myPort = contact_port
+        self.sip.outbound_proxy = outbound_proxy
+        if media_encryption == "srtp" and transport != "tls":  # the settings refuse it too: keys never in clear
+            raise ValueError('media_encryption "srtp" needs transport "tls": the SDES keys travel in the SDP')
+        self.sip.transport, self.sip.ca_file = transport, ca_file
+        self.media_encryption = self.sip.media_encryption = media_encryption
+
+    def security(self) -> str:
+        """How signalling and media travel (the startup lines)."""
+        return self.sip.security()
 
     def desk_call(self, call_id: str) -> DeskVoIPCall | None:
         """The call with this Call-ID while it is on; _create_Call and place_call make only DeskVoIPCalls."""
@@ -1424,7 +1787,13 @@ class DeskVoIPPhone(VoIPPhone):
         if self.on_call is None:
             self.sip.respond(request, 486, "Busy Here")
             return
+        if not self._media_acceptable(request):
+            return
         session_id = random.randint(1, 100000)
+        trying = re.sub(
+            r"^(To: [^\r\n]*?);tag=[^;\r\n]*", r"\1", self.sip.response_text(request, 100, "Trying"), flags=re.M
+        )
+        self.sip.send_invite_response(request, trying.encode("utf8"))  # RFC 3261 17.2.1, no To tag (8.2.6.2)
         self.sip.send_invite_response(request, self.sip.gen_ringing(request).encode("utf8"))
         try:
             self._create_Call(request, session_id)
@@ -1434,6 +1803,26 @@ class DeskVoIPPhone(VoIPPhone):
             return
         thread = threading.Thread(target=self.on_call, args=(self.calls[call_id],), name=f"call {call_id}", daemon=True)
         thread.start()
+
+    def _media_acceptable(self, request: SIP.SIPMessage) -> bool:
+        """Whether the offer's media protection fits the settings: SRTP only over TLS, and only if media is
+        to be encrypted; plain RTP only if it is not. Else 488 and one log line saying why. An SRTP call's
+        keys (ours fresh, the caller's first usable one) are kept for its answer and its media streams."""
+        call_id = request.headers["Call-ID"]
+        try:
+            offered = check_offer(
+                sdp_of(bytes(request.raw).decode("utf8", "replace")),
+                encryption=self.media_encryption,
+                signalling_secure=self.sip.signalling_secure,
+            )
+        except SrtpRefused as exc:
+            caller = request.headers.get("From", {}).get("raw", "?")
+            log.warning("call %s from %s %s; answered 488", call_id, caller, exc)
+            self.sip.respond(request, exc.status, exc.phrase)
+            return False
+        if offered is not None:
+            self.sip.srtp_keys[call_id] = (answer_attribute(offered), offered)
+        return True
 
     def _create_Call(self, request: SIP.SIPMessage, sess_id: int) -> None:  # pyVoIP's name
         self.calls[request.headers["Call-ID"]] = DeskVoIPCall(
@@ -1449,7 +1838,7 @@ class DeskVoIPPhone(VoIPPhone):
             self, CallState.DIALING, invite, session_id, self.myIP, ms=media, sendmode=self.sendmode, outbound=True
         )
         self.calls[call_id] = call  # before sending: on loopback the answer can beat the next line
-        self.sip.s.sendto(text, (self.server, self.port))
+        self.sip.transactions.send(text, (self.server, self.port), on_timeout=lambda _: call.invite_timed_out())
         return call
 
     def _callback_MSG_Bye(self, request: SIP.SIPMessage) -> None:

@@ -22,6 +22,8 @@ from importlib.resources import files
 from pathlib import Path
 from types import TracebackType
 
+from contactcenter.telephony.certificates import CertificatePair
+
 MODULE_DIRS = ("/usr/lib/*/kamailio/modules", "/usr/lib/kamailio/modules", "/usr/local/lib*/kamailio/modules")
 
 
@@ -93,13 +95,30 @@ def sip_options_ping(host: str, port: int, timeout: float = 0.5) -> str | None:
 
 
 def registrar_config(
-    listen_ip: str, port: int, modules: str, *, team: TeamRouting | None = None, with_auth: bool = False
+    listen_ip: str,
+    port: int,
+    modules: str,
+    *,
+    team: TeamRouting | None = None,
+    with_auth: bool = False,
+    transport: str = "udp",
+    certificate: CertificatePair | None = None,
 ) -> str:
     """The Kamailio configuration, for the loopback registrar or for a host of its own (``registrar config``).
     With ``with_auth`` every REGISTER must carry the password Kamailio finds in its environment variable
-    CONTACTCENTER_REGISTRAR_PASSWORD, so the secret is in no file."""
+    CONTACTCENTER_REGISTRAR_PASSWORD, so the secret is in no file. ``transport`` "tcp" or "tls" adds a listener
+    of that kind on the same port (UDP stays, for softphones that use it); TLS serves ``certificate``."""
     template = files("contactcenter.telephony").joinpath("kamailio.cfg").read_text(encoding="utf-8")
     defines = (["#!define WITH_AUTH"] if with_auth else []) + (team.defines() if team is not None else [])
+    if transport == "tls":
+        if certificate is None:
+            raise RegistrarError("a TLS registrar needs a certificate and its key")
+        defines.append("#!define WITH_TLS")
+        template = template.replace("@TLS_CERTIFICATE@", str(certificate.certificate)).replace(
+            "@TLS_KEY@", str(certificate.key)
+        )
+    elif transport == "tcp":
+        defines.append("#!define WITH_TCP")
     if listen_ip in ("0.0.0.0", "::"):  # every address of the host: Kamailio finds them and takes each as its own
         template = re.sub(r'^auto_aliases=no\nalias=".*"\n', "auto_aliases=yes\n", template, flags=re.M)
     return (
@@ -122,8 +141,12 @@ class LocalRegistrar:
         password: str | None = None,
         outside_line: str | None = None,
         team: TeamRouting | None = None,
+        transport: str = "udp",
+        certificate: CertificatePair | None = None,
     ) -> None:
         self.team = team
+        self.transport = transport  # "tcp" or "tls": that listener too, on the same port number
+        self.certificate = certificate  # served over TLS (certificates.loopback_certificate)
         self.password = password  # digest authentication for REGISTER (any user), for testing against a PBX-like peer
         self.outside_line = outside_line  # "host:port" that numbers starting with 9 are sent to
         self.listen_ip = "127.0.0.1" if listen_ip == "localhost" else listen_ip
@@ -139,13 +162,23 @@ class LocalRegistrar:
 
     def config_text(self) -> str:
         return registrar_config(
-            self.listen_ip, self.port, kamailio_modules() + "/", team=self.team, with_auth=self.password is not None
+            self.listen_ip,
+            self.port,
+            kamailio_modules() + "/",
+            team=self.team,
+            with_auth=self.password is not None,
+            transport=self.transport,
+            certificate=self.certificate,
         )
 
     def start(self) -> None:
         executable = shutil.which(self.binary)
         if executable is None:
             raise RegistrarError(f"{self.binary} not found (install the Debian package: apt-get install kamailio)")
+        if self.transport == "tls" and not Path(kamailio_modules(), "tls.so").exists():
+            raise RegistrarError(
+                "Kamailio's TLS module is missing (install the Debian package: apt-get install kamailio-tls-modules)"
+            )
         if sip_options_ping(self.listen_ip, self.port, timeout=0.2) is not None:
             raise RegistrarError(
                 f"something already answers SIP on {self.address}; "

@@ -634,8 +634,10 @@ class SipScreen:
         agent: str,
         call_exists: Callable[[str], bool],
         clock: Callable[[], float] = time.monotonic,
+        media_profiles: Iterable[str] = ("RTP/AVP",),
     ) -> None:
         self.allowed = list(allowed)
+        self.media_profiles = tuple(media_profiles)  # the SDP transport profiles an offer's audio may use
         self.known = set(known) | set(self.allowed)
         self.agent = agent
         self.call_exists = call_exists
@@ -836,7 +838,7 @@ class SipScreen:
         ):  # our 200 OK carries SDP: a caller that cannot take it gets 406 (RFC 4475 §3.3.15)
             raise Rejection(406, "Not Acceptable", [("Warning", f'399 {WARN_AGENT} "an answer is SDP"')])
         if body:
-            check_offer(body)
+            check_offer(body, self.media_profiles)
         elif not _LOOSE_TAG.search(datagram.first("to") or ""):
             # an INVITE without an offer asks for ours in the 200 and the answer in the ACK, which pyVoIP cannot do
             raise Rejection(
@@ -944,9 +946,10 @@ def _check_content_length(datagram: Datagram) -> None:
             _fault("Content-Length Larger Than Message")
 
 
-def check_offer(body: bytes) -> None:
-    """An SDP offer (RFC 4566) the desk can answer: well formed where pyVoIP reads it (400 if not), with an RTP/AVP
-    audio stream offering PCMU or PCMA (488 with the Warning RFC 3261 §20.43 names if not)."""
+def check_offer(body: bytes, profiles: Iterable[str] = ("RTP/AVP",)) -> None:
+    """An SDP offer (RFC 4566) the desk can answer: well formed where pyVoIP reads it (400 if not), with an audio
+    stream in one of ``profiles`` (RTP/AVP; RTP/SAVP too when the phone decides on SRTP itself) offering PCMU or
+    PCMA (488 with the Warning RFC 3261 §20.43 names if not)."""
     media: list[tuple[str, int, str, list[str], dict[str, str]]] = []  # type, port, proto, formats, rtpmap names
     connection = False
     for line in re.split(r"\r?\n", body.decode("utf-8", errors="replace")):
@@ -972,7 +975,7 @@ def check_offer(body: bytes) -> None:
     if not connection:
         _fault("No Connection Address in SDP")
     audio = [stream for stream in media if stream[0] == "audio"]
-    avp = [stream for stream in audio if stream[2] == "RTP/AVP"]
+    avp = [stream for stream in audio if stream[2] in profiles]
     for _, _, _, formats, _ in avp:
         if not all(fmt.isdigit() and int(fmt) <= 127 for fmt in formats):
             _fault("Malformed SDP Media Line")

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from contactcenter.telephony.call import Call, DialResult
 from contactcenter.telephony.pyvoip_adapter import CallState, DeskVoIPCall, DeskVoIPPhone
-from contactcenter.telephony.registrar import sip_options_ping
+from contactcenter.telephony.sip_transport import TransportError
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +36,11 @@ class SipAccount:
     rtp_high: int
     t1: float = 0.5  # seconds: RFC 3261 timers ([sip] t1_ms, t2_ms)
     t2: float = 4.0
+    contact_port: int | None = None  # advertised in Via and Contact instead of local_port (a static NAT, a relay)
+    outbound_proxy: tuple[str, int] | None = None  # every request leaves through it, in-dialog ones too
+    transport: str = "udp"  # "tcp", "tls": one connection to the registrar, kept and reused ([sip] transport)
+    ca_file: str = ""  # the CAs TLS trusts; empty: the system store ([sip] tls_ca_file)
+    media_encryption: str = "none"  # "srtp": SDES-keyed SRTP on every call, TLS only ([sip] media_encryption)
 
 
 class Softphone:
@@ -56,6 +61,11 @@ class Softphone:
             rtpPortHigh=account.rtp_high,
             t1=account.t1,
             t2=account.t2,
+            contact_port=account.contact_port,
+            outbound_proxy=account.outbound_proxy,
+            transport=account.transport,
+            ca_file=account.ca_file,
+            media_encryption=account.media_encryption,
         )
 
     def _call_thread(self, call: DeskVoIPCall) -> None:
@@ -88,7 +98,13 @@ class Softphone:
     def _register_once(self) -> None:
         account = self.account
         where = f"{account.server}:{account.port}"
-        if sip_options_ping(account.server, account.port, timeout=2.0) is None:
+        sip = self.phone.sip
+        try:
+            sip.listen()  # the ping leaves from the phone's own socket: a NAT or relay in between passes its answer
+        except TransportError as exc:  # TCP/TLS: refused, or a certificate not trusted (one line)
+            raise RegistrationError(str(exc)) from None
+        if sip.ping(wait=2.0) is None:
+            sip.stop()
             raise RegistrationError(f"the registrar {where} does not answer (is the PBX up, the address right?)")
         self.phone.start()
         deadline = time.monotonic() + 3.0
@@ -127,6 +143,10 @@ class Softphone:
         if call.outcome == "answered":
             return DialResult("answered", call.outcome_reason, Call(call, "outbound"))
         return DialResult(call.outcome or "failed", call.outcome_reason or "no final response")
+
+    def security(self) -> str:
+        """How signalling and media travel, for the startup lines: transport, certificate check, encryption."""
+        return self.phone.security()
 
     @property
     def registered(self) -> bool:

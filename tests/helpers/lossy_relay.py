@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+import re
 import selectors
 import socket
 import threading
@@ -29,7 +30,10 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from contactcenter.telephony.registrar import LocalRegistrar
 
 Direction = Literal["a>b", "b>a"]
 DIRECTIONS: tuple[Direction, Direction] = ("a>b", "b>a")
@@ -253,6 +257,25 @@ class LossyRelay:
         """The counters of both directions, as plain data (for a JSON report)."""
         with self._lock:
             return {direction: self.stats[direction].as_dict() for direction in DIRECTIONS}
+
+
+# ------------------------------------------------------------------------------------------------ Kamailio behind it
+
+
+def advertising_registrar(port: int, advertise: str, **options: Any) -> LocalRegistrar:
+    """The loopback Kamailio on ``port``, telling everyone to reach it at ``advertise`` ("host:port", its
+    ``listen ... advertise``: in its Via and Record-Route). With ``advertise`` a relay's port facing the desk, and
+    the desk advertising the relay's other port (SipAccount.contact_port), every SIP message between the two
+    crosses the relay, as across a router with static port forwarding."""
+    from contactcenter.telephony.registrar import LocalRegistrar
+
+    class AdvertisingRegistrar(LocalRegistrar):
+        def config_text(self) -> str:
+            return re.sub(
+                r"^(listen=udp:\S+)$", rf"\1 advertise {advertise}", super().config_text(), count=1, flags=re.M
+            )
+
+    return AdvertisingRegistrar("127.0.0.1", port, **options)
 
 
 # ------------------------------------------------------------------------------------------------ self-test
