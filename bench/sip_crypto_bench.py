@@ -46,6 +46,7 @@ from contactcenter.telephony.registrar import LocalRegistrar
 from contactcenter.telephony.sip_transport import StreamSipSocket
 from contactcenter.telephony.softphone import SipAccount, Softphone
 from contactcenter.telephony.srtp_media import CryptoAttribute, SrtpSession
+from tests.helpers.memory import process_cpu
 from tests.helpers.paths import speech_clip
 from tests.helpers.ports import free_port
 from tests.helpers.secure_sip import SecureBaresip, free_udp_and_tcp_port
@@ -242,11 +243,6 @@ def real_calls(calls: int, seconds: float) -> None:
         )
     extra = results["tls"][0] - results["udp"][0]
     print(f"  TLS + SRTP costs the desk {extra * 1e3:+.1f} ms CPU per {seconds:g}-second call")
-
-
-def process_cpu(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def main() -> None:

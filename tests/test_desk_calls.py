@@ -272,6 +272,7 @@ def test_registration_with_digest_authentication_and_a_wrong_password() -> None:
     registrar = LocalRegistrar("127.0.0.1", free_port(), password="s3cret")
     registrar.start()
     try:
+        local_port = free_port()  # both phones: the first one's stop must have let go of it
 
         def account(password: str) -> SipAccount:
             return SipAccount(
@@ -280,7 +281,7 @@ def test_registration_with_digest_authentication_and_a_wrong_password() -> None:
                 user="1001",
                 password=password,
                 local_ip="127.0.0.1",
-                local_port=free_port(),
+                local_port=local_port,
                 rtp_low=31100,
                 rtp_high=31199,
             )

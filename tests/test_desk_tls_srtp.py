@@ -136,7 +136,7 @@ def test_a_call_over_tls_has_srtp_media_both_ways_and_nothing_plain_on_the_wire(
         to_desk_g711 = np.concatenate([table[np.frombuffer(p[12:-10], dtype=np.uint8)] for p in to_desk])
         assert best_correlation(to_desk_g711, voice[: 8000 * 2]) < 0.3
     # decrypted, baresip heard the greeting, and the desk recorded baresip's speech on the caller's leg
-    heard, _ = baresip.heard()
+    heard, _ = baresip.heard_with_rate()
     assert best_correlation(heard[: len(greeting) + 16000], greeting[: 8000 * 2]) >= 0.98
     assert best_correlation(recording[:, 1], voice[: 8000 * 2]) >= 0.9
 
@@ -192,7 +192,7 @@ def test_the_desk_calls_baresip_with_srtp_and_is_heard(secure_line: dict) -> Non
         call.hangup()
     finally:
         baresip.stop()
-    heard, rate = baresip.heard()
+    heard, rate = baresip.heard_with_rate()
     spectrum = np.abs(np.fft.rfft(heard.astype(float)))
     peak = np.fft.rfftfreq(len(heard), 1 / rate)[int(np.argmax(spectrum[1:])) + 1]
     assert abs(peak - 440) < 10, f"baresip heard a peak at {peak:.0f} Hz"

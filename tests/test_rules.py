@@ -4,6 +4,7 @@ be had here; the matching is what is Mandarin-specific)."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -199,9 +200,33 @@ def test_a_banned_phrase_is_a_live_violation_with_its_time(rules) -> None:
     assert report.score < 100
 
 
-def test_a_stable_partial_reports_a_banned_phrase_before_the_utterance_ends(rules) -> None:
+def test_a_critical_banned_phrase_alerts_from_the_first_partial_that_shows_it(rules) -> None:
+    """The shipped 服务禁语 rule is critical: alerted at first sight (speech at scale: the agent is still
+    talking), and the final result that confirms it does not alert twice."""
     hits = []
     call = CallCompliance(rules, CallFacts(), on_hit=hits.append)
+    call.add_partial("agent", "这个 我", 10.0)
+    assert hits == []
+    call.add_partial("agent", "这个 我 不 清楚", 10.5)
+    assert [(h.kind, h.matched_text, h.at_s) for h in hits] == [("violation", "不 清楚", 10.5)]
+    call.add_utterance(said("agent", 9.8, "这个", "我", "不", "清楚"))
+    assert len([h for h in hits if h.kind == "violation"]) == 1
+    assert "banned_phrases" in {r.rule_id for r in call.report(20.0).failed}
+
+
+def test_a_stable_partial_reports_a_banned_phrase_before_the_utterance_ends(rules) -> None:
+    """A rule below critical waits until the phrase has stayed in the partial results partial_stable_s."""
+    major = replace(
+        rules,
+        rules=tuple(
+            replace(rule, spec=rule.spec.model_copy(update={"severity": "major"}))
+            if rule.id == "banned_phrases"
+            else rule
+            for rule in rules.rules
+        ),
+    )
+    hits = []
+    call = CallCompliance(major, CallFacts(), on_hit=hits.append)
     call.add_partial("agent", "这个 我", 10.0)
     call.add_partial("agent", "这个 我 不 清楚", 10.5)
     assert hits == []  # not yet stable

@@ -173,7 +173,7 @@ def test_baresip_calls_over_tls_with_srtp_and_audio_crosses_encrypted_both_ways(
     assert correlation(tone, sent_as_pcmu) < 0.1
 
     # baresip decrypted our tone: its recording holds 440 Hz
-    heard, rate = baresip.heard()
+    heard, rate = baresip.heard_with_rate()
     assert len(heard) > rate  # over a second of audio
     spectrum = np.abs(np.fft.rfft(heard.astype(float)))
     peak = np.fft.rfftfreq(len(heard), 1 / rate)[int(np.argmax(spectrum[1:])) + 1]

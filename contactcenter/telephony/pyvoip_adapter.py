@@ -95,6 +95,7 @@ from pyVoIP.VoIP.VoIP import CallState, InvalidStateError, PhoneStatus, VoIPCall
 
 from contactcenter.audio.g711 import ALAW_TO_PCM, ULAW_TO_PCM, pcm16_to_alaw, pcm16_to_ulaw
 from contactcenter.audio.line import FRAME_BYTES, FRAME_SAMPLES, FRAME_SECONDS, RATE, SAMPLE_WIDTH
+from contactcenter.telephony.rtp_loop import RTP_LOOP
 from contactcenter.telephony.sip_requests import MAX_DATAGRAM, Rejection, SipScreen, Via, parse_addresses, parse_vias
 from contactcenter.telephony.sip_transactions import (
     TIMEOUT_T1S,
@@ -557,7 +558,8 @@ class DeskSIPClient(SIP.SIPClient):
         self.NSD = True
         self.out = self.s
         self.transactions.start()
-        threading.Thread(target=self.recv_loop, name="SIP receive", daemon=True).start()
+        self._receiver = threading.Thread(target=self.recv_loop, name="SIP receive", daemon=True)
+        self._receiver.start()
 
     def _reconnected(self) -> None:
         """The TCP/TLS connection was re-opened (the registrar restarted, a NAT dropped it): register again at
@@ -588,6 +590,11 @@ class DeskSIPClient(SIP.SIPClient):
             self.deregister()
         self.NSD = False
         self.transactions.stop()
+        # the receiver's select() holds the socket, bound, until it returns (0.2 s at most): let it end first,
+        # so a phone started next on the same port can bind it (EADDRINUSE otherwise, now and then)
+        receiver = getattr(self, "_receiver", None)
+        if receiver is not None and receiver is not threading.current_thread():
+            receiver.join(1.0)
         self._close_sockets()
 
     # ------------------------------------------------------------------------------------------ registering
@@ -1179,18 +1186,25 @@ class DeskRTPClient(RTP.RTPClient):
         self._dtmf_timestamp = 0  # the RTP timestamp of the event being sent (all its packets carry it)
         self.dtmf_packets_sent = 0
         self.srtp: SrtpSession | None = None  # set before start: every packet protected / authenticated
+        self._clock_start = time.monotonic()  # set again at start: packet n is due 20 ms * n after it
 
     def start(self) -> None:
-        """pyVoIP's start, with the socket wrapped in SRTP before the first packet can be sent or read."""
-        if self.srtp is None:
-            super().start()
-            return
+        """Bind the stream's socket (wrapped in SRTP before the first packet can be sent or read) and join the
+        process's RTP loop (rtp_loop.py): no threads of its own, unlike pyVoIP's two per stream."""
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         sock.bind((self.inIP, self.inPort))
         sock.setblocking(False)
-        self.sin = self.sout = SrtpSocket(sock, self.srtp)  # type: ignore[assignment]
-        threading.Thread(target=self.recv, name="SRTP receive", daemon=True).start()
-        threading.Thread(target=self.trans, name="SRTP send", daemon=True).start()
+        self.sin = self.sout = SrtpSocket(sock, self.srtp) if self.srtp is not None else sock  # type: ignore[assignment]
+        self._clock_start = time.monotonic()
+        RTP_LOOP.add(self, self.sin)
+
+    def stop(self) -> None:
+        """Leave the loop, then close the socket (never the other way round: its number may be reused)."""
+        self.NSD = False
+        sock = getattr(self, "sin", None)  # None: never started
+        if sock is not None:
+            RTP_LOOP.remove(sock)
+            sock.close()
 
     # ---------------------------------------------------------------------------------------------- receive
 
@@ -1344,24 +1358,31 @@ class DeskRTPClient(RTP.RTPClient):
             return pcm16_to_alaw(payload)
         return pcm16_to_ulaw(payload)
 
-    def trans(self) -> None:
-        """Send a packet every 20 ms against an absolute clock, so the pace never drifts."""
-        started = time.monotonic()
-        while self.NSD:
-            packet, frame = self._next_packet()
-            try:
-                self.sout.sendto(packet, (self.outIP, self.outPort))
-            except OSError:
-                if self.NSD:
-                    log.debug("RTP packet to %s:%s not sent", self.outIP, self.outPort)
-            if self.on_sent is not None:
-                self.on_sent(frame)
-            self.outSequence += 1
-            self.outTimestamp += FRAME_SAMPLES
-            self.packets_sent += 1
-            delay = started + self.packets_sent * FRAME_SECONDS - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
+    def next_due(self) -> float:
+        """When the next packet is due: the stream's start + 20 ms per packet sent (an absolute clock, so a
+        late packet is followed by one on time and the pace never drifts)."""
+        return self._clock_start + self.packets_sent * FRAME_SECONDS
+
+    def send_next(self) -> None:
+        """Send the next packet (the RTP loop's sender calls this when it is due)."""
+        packet, frame = self._next_packet()
+        try:
+            self.sout.sendto(packet, (self.outIP, self.outPort))
+        except OSError:
+            if self.NSD:
+                log.debug("RTP packet to %s:%s not sent", self.outIP, self.outPort)
+        if self.on_sent is not None:
+            self.on_sent(frame)
+        self.outSequence += 1
+        self.outTimestamp += FRAME_SAMPLES
+        self.packets_sent += 1
+
+    def receive_packet(self, packet: bytes) -> None:
+        """One datagram from the far end (the RTP loop's receiver): pyVoIP parses it, F9's path stores it."""
+        try:
+            self.parse_packet(packet)
+        except RTP.RTPParseError as exc:
+            log.debug("RTP packet from %s:%s ignored: %s", self.outIP, self.outPort, exc)
 
 
 class DeskVoIPCall(VoIPCall):

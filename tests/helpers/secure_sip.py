@@ -3,7 +3,6 @@ registers over TLS, verifies the registrar's certificate, and insists on SRTP (`
 
 from __future__ import annotations
 
-import json
 import shutil
 import socket
 import subprocess
@@ -14,6 +13,7 @@ import soundfile
 
 from contactcenter.telephony.certificates import CertificatePair
 from tests.helpers.ports import accepts_connections, free_port
+from tests.helpers.sip import Baresip
 from tests.helpers.waiting import wait_until
 
 
@@ -29,9 +29,9 @@ def free_udp_and_tcp_port() -> int:
         return port
 
 
-class SecureBaresip:
+class SecureBaresip(Baresip):
     """baresip registered as ``user`` at the TLS registrar on ``registrar_port``, media SRTP only: it speaks
-    ``voice`` (8 kHz 16-bit WAV) and keeps what it hears, decrypted and decoded (:meth:`heard`); answers
+    ``voice`` (8 kHz 16-bit WAV) and keeps what it hears, decrypted and decoded (:meth:`heard_with_rate`); answers
     by itself; ``dial``/``hangup`` through ctrl_tcp. It serves the registrar's certificate too, as Kamailio
     opens a new TLS connection to reach it (baresip does not reuse its own)."""
 
@@ -72,7 +72,7 @@ class SecureBaresip:
             self.stop()
             raise AssertionError("baresip did not register over TLS within 10 s:\n" + self.log_text()[-3000:])
 
-    def heard(self) -> tuple[np.ndarray, int]:
+    def heard_with_rate(self) -> tuple[np.ndarray, int]:
         """What baresip received (its sndfile dump of the decoded audio) and its sample rate."""
         [dump] = sorted((self.folder / "rec").glob("*dec*.wav"))
         audio, rate = soundfile.read(str(dump), dtype="int16")
@@ -87,24 +87,5 @@ class SecureBaresip:
     def established(self) -> bool:
         return "Call established" in self.log_text()
 
-    def command(self, command: str, params: str = "") -> None:
-        body = json.dumps({"command": command, "params": params, "token": "t"}).encode()
-        with socket.create_connection(("127.0.0.1", self.ctrl_port), timeout=3) as connection:
-            connection.sendall(str(len(body)).encode() + b":" + body + b",")
-            connection.recv(4096)
-
     def dial(self, extension: str) -> None:
         self.command("dial", f"sip:{extension}@127.0.0.1:{self.registrar_port}")
-
-    def log_text(self) -> str:
-        self._log.flush()
-        return (self.folder / "baresip.log").read_text(errors="replace")
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        self._log.close()
