@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 
 RECEIVE_WAIT_SECONDS = 0.5  # the receiver looks again this often even with nothing arriving
 MAX_DATAGRAM = 8192
+DRAIN_AT_MOST = 32  # packets read from one socket per wake-up: a flooded stream cannot hold up the others
 
 
 class Stream(Protocol):
@@ -119,8 +120,10 @@ class RtpLoop:
 
     @staticmethod
     def _drain(sock: Any, stream: Stream) -> None:
-        """Everything waiting on one stream's socket (the rest of the loop goes on if it misbehaves)."""
-        while stream.NSD:
+        """What is waiting on one stream's socket, up to DRAIN_AT_MOST (epoll reports the rest at once)."""
+        for _ in range(DRAIN_AT_MOST):
+            if not stream.NSD:
+                return
             try:
                 packet = sock.recv(MAX_DATAGRAM)
             except BlockingIOError:
