@@ -6,7 +6,7 @@
     .venv/bin/python bench/sip_load.py --calls 20 --speech off --loss 10   # 10 % of SIP lost each way
 
 For each run: calls that failed (SIPp's count), INVITE→200 p50/p95 (ring policy: 1 ring of 0.5 s), the
-spacing of the desk's outgoing RTP packets per call, measured at the callers' media socket (p50/p99/max),
+spacing of the desk's outgoing RTP packets per call, measured at the callers' media socket, a process of its own (p50/p99/max),
 and with speech on: the calls stored when the run ends and how they were checked (checked, partly checked:
 recognition dropped audio it could not keep up with, not checked), what recognition dropped, its lag, and
 the CPU and memory of the desk process and its recognition workers. The speech monitor is made as the desk
@@ -19,6 +19,7 @@ each way (seeded), once the desk has registered.
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import socket
 import sys
@@ -27,6 +28,7 @@ import threading
 import time
 from collections import defaultdict
 from dataclasses import replace
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 import numpy as np
@@ -51,22 +53,25 @@ from tests.helpers.memory import process_cpu, pss_mb
 from tests.helpers.ports import free_port
 from tests.helpers.settings import make_desk
 from tests.helpers.sip import run_sipp, sipp_scenario
-from tests.helpers.waiting import wait_until
 
 
-def sink(port_holder: list[int], arrivals: dict[int, list[float]], stop: threading.Event) -> None:
+def sink(conn: Connection) -> None:
+    """The callers' media socket, in a process of its own (so its timestamps do not wait on the desk's
+    interpreter): sends its port, records each packet's arrival by SSRC until told to stop, sends them back."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
     sock.bind(("127.0.0.1", 0))
     sock.settimeout(0.2)
-    port_holder.append(sock.getsockname()[1])
-    while not stop.is_set():
+    conn.send(sock.getsockname()[1])
+    arrivals: dict[int, list[float]] = defaultdict(list)
+    while not conn.poll():
         try:
             packet = sock.recv(2048)
         except TimeoutError:
             continue
         arrivals[int.from_bytes(packet[8:12], "big")].append(time.monotonic())
     sock.close()
+    conn.send(dict(arrivals))
 
 
 def run(calls: int, speech: bool, talk_s: int, backend: str | None, loss: float = 0.0) -> None:
@@ -125,12 +130,11 @@ def run(calls: int, speech: bool, talk_s: int, backend: str | None, loss: float 
     if relay is not None:
         relay.reset_counts()
         relay.set_loss(loss / 100)
-    arrivals: dict[int, list[float]] = defaultdict(list)
-    port: list[int] = []
+    listening, sink_end = multiprocessing.get_context("spawn").Pipe()
+    sink_process = multiprocessing.get_context("spawn").Process(target=sink, args=(sink_end,), daemon=True)
+    sink_process.start()
+    port = [listening.recv()]
     stop = threading.Event()
-    thread = threading.Thread(target=sink, args=(port, arrivals, stop), daemon=True)
-    thread.start()
-    wait_until(lambda: port, 10, step=0.01)
     scenario = sipp_scenario(
         "uac_call.xml", work, saved_as="load.xml", TALK_MS=talk_s * 1000, RTP_PORT=port[0], CODECS="0"
     )
@@ -168,7 +172,9 @@ def run(calls: int, speech: bool, talk_s: int, backend: str | None, loss: float 
     retransmissions = phone.phone.sip.retransmissions
     metrics = monitor.metrics if monitor is not None else None
     stop.set()
-    thread.join()
+    listening.send("stop")
+    arrivals: dict[int, list[float]] = listening.recv()
+    sink_process.join(10)
     phone.stop()
     registrar.stop()
     relay_summary = relay.summary() if relay is not None else None
