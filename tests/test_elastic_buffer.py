@@ -6,6 +6,8 @@ call with a sound card 0.3 % fast takes seconds and the result does not depend o
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 
@@ -126,3 +128,19 @@ def test_a_producer_that_stalls_and_bursts_is_cut_back_instead_of_adding_delay()
         buffer.push(np.full(160, 0.25, dtype=np.float32))
     assert buffer.fill_seconds() <= 4 * 0.03
     assert buffer.stats.overruns >= 1
+
+
+def test_a_consumer_that_pulls_late_is_measured_as_a_stall() -> None:
+    """The stall measure that tells a busy machine's overrun from the buffer's own (on the real clock: the
+    consumer pulls every 20 ms, then once 150 ms late)."""
+    buffer = ElasticBuffer(8000, 8000, 0.03)
+    for _ in range(10):
+        buffer.push(np.full(160, 0.25, dtype=np.float32))
+    buffer.pull(160)
+    quick = buffer.stats.longest_stall_s
+    deadline = time.monotonic() + 0.02 + 0.15
+    while time.monotonic() < deadline:  # busy-wait: a sleep may overshoot by more than what is measured
+        pass
+    buffer.pull(160)
+    assert quick == 0.0
+    assert 0.14 <= buffer.stats.longest_stall_s < 5.0

@@ -17,7 +17,7 @@ import pytest
 import soundfile
 
 from contactcenter.audio.devices import Device, HeadsetError, NoAudio, choose, list_devices
-from contactcenter.audio.elastic import MAX_CORRECTION
+from contactcenter.audio.elastic import MAX_CORRECTION, ElasticBuffer
 from contactcenter.audio.headset import LINE_FRAME, Headset, HeadsetBridge
 from contactcenter.settings import HeadsetSettings
 from tests.helpers.signals import dominant_frequency, rms_dbfs, tone
@@ -48,6 +48,7 @@ class LineClock:
     def __init__(self, bridge: HeadsetBridge, caller: list[bytes], speed: float = 1.0) -> None:
         self.bridge, self.caller, self.speed = bridge, caller, speed
         self.sent: list[bytes] = []
+        self.worst_lateness = 0.0  # seconds behind its schedule at worst (a busy machine's stall)
 
     def run(self, frames: int, on_frame=None) -> None:
         started = time.monotonic()
@@ -60,6 +61,17 @@ class LineClock:
             delay = started + (n + 1) * 0.02 / self.speed - time.monotonic()
             if delay > 0:  # must be real time: the bridge is measured against the sound card's own clock
                 time.sleep(delay)
+            else:
+                self.worst_lateness = max(self.worst_lateness, -delay)
+
+
+def assert_no_overrun_without_a_stall(buffer: ElasticBuffer, clock: LineClock) -> None:
+    """An overrun is the buffer cutting back audio it cannot hold: it must not happen unless one side stalled
+    longer than the buffer's headroom (a shared machine can stall a thread that long; that is not the bridge's
+    fault, and the stats say which side it was)."""
+    headroom = (buffer.limit - buffer.target) / buffer.out_rate
+    stalled = max(clock.worst_lateness, buffer.stats.longest_stall_s)
+    assert buffer.stats.overruns == 0 or stalled > 0.8 * headroom, (buffer.stats, clock.worst_lateness, headroom)
 
 
 @pytest.fixture
@@ -106,14 +118,15 @@ def test_the_caller_is_heard_in_the_earpiece(headset: Headset, sound_server: Sou
     recorder = sound_server.record(f"{EARS}.monitor")
     bridge = open_bridge(headset)
     try:
-        LineClock(bridge, line_frames(tone(440, 3, LINE_RATE, level=0.5))).run(150 + 10)
+        clock = LineClock(bridge, line_frames(tone(440, 3, LINE_RATE, level=0.5)))
+        clock.run(150 + 10)
     finally:
         headset.release(bridge)
         heard = sound_server.finish_recording(recorder)
     second = loudest_second(heard, RATE)
     assert dominant_frequency(second, RATE) == steered(440)
     assert steady_level(heard, RATE) == pytest.approx(rms_dbfs(tone(440, 1, RATE, level=0.5)), abs=1.0)
-    assert bridge.to_ears.stats.overruns == 0
+    assert_no_overrun_without_a_stall(bridge.to_ears, clock)
 
 
 def test_the_agents_microphone_reaches_the_line(headset: Headset, sound_server: SoundServer) -> None:
@@ -208,7 +221,7 @@ def test_a_line_clock_running_fast_does_not_build_up_delay_in_the_earpiece(
     target = bridge.to_ears.target / bridge.rate
     late = np.array(fills[-8:])
     assert late.mean() < target + 0.03, (late, target)
-    assert bridge.to_ears.stats.overruns == 0
+    assert_no_overrun_without_a_stall(bridge.to_ears, clock)
     assert bridge.to_ears.stats.correction < 0
 
 

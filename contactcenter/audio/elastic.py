@@ -12,6 +12,7 @@ timing variation (RTP packets, PortAudio callbacks).
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,6 +35,7 @@ class ElasticStats:
     overruns: int = 0  # times the buffer was cut back after the producer stalled and then caught up
     resyncs: int = 0  # times the consumer started or fell far behind and the oldest audio was dropped
     correction: float = 0.0  # current ratio correction (0.001 = 0.1 % more output per input)
+    longest_stall_s: float = 0.0  # the consumer's worst lateness: a pull this much later than its audio ran out
 
 
 class ElasticBuffer:
@@ -60,6 +62,8 @@ class ElasticBuffer:
         self._average_fill: float | None = None
         self._integral = 0.0
         self._applied = 0.0
+        self._last_pull: float | None = None  # when the consumer last pulled, and how much (its stall measure)
+        self._last_pull_seconds = 0.0
 
     RESAMPLER_DELAY_SECONDS = 0.03  # libsoxr's variable-rate filter holds back about 30 ms, whatever the rates
 
@@ -87,7 +91,12 @@ class ElasticBuffer:
 
     def pull(self, count: int) -> np.ndarray:
         """Exactly ``count`` samples at ``out_rate``; silence where there is not enough."""
+        now = time.monotonic()
         with self._lock:
+            if self._last_pull is not None:  # an overrun with no stall on either side would be a defect
+                stall = now - self._last_pull - self._last_pull_seconds
+                self.stats.longest_stall_s = max(self.stats.longest_stall_s, stall)
+            self._last_pull, self._last_pull_seconds = now, count / self.out_rate
             self.stats.pulled_samples += count
             if self._priming:
                 if len(self._data) < self.target:

@@ -98,6 +98,7 @@ from pyVoIP.VoIP.VoIP import CallState, InvalidStateError, PhoneStatus, VoIPCall
 from contactcenter.audio.g711 import ALAW_TO_PCM, ULAW_TO_PCM, pcm16_to_alaw, pcm16_to_ulaw
 from contactcenter.audio.line import FRAME_BYTES, FRAME_SAMPLES, FRAME_SECONDS, RATE, SAMPLE_WIDTH
 from contactcenter.telephony.rtp_loop import RTP_LOOP
+from contactcenter.telephony.rtp_ports import RTP_PORTS, NoRtpPortError
 from contactcenter.telephony.sip_requests import MAX_DATAGRAM, Rejection, SipScreen, Via, parse_addresses, parse_vias
 from contactcenter.telephony.sip_transactions import (
     TIMEOUT_T1S,
@@ -1193,8 +1194,10 @@ class DeskRTPClient(RTP.RTPClient):
     def start(self) -> None:
         """Bind the stream's socket (wrapped in SRTP before the first packet can be sent or read) and join the
         process's RTP loop (rtp_loop.py): no threads of its own, unlike pyVoIP's two per stream."""
-        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        sock.bind((self.inIP, self.inPort))
+        sock = RTP_PORTS.take(self.inIP, self.inPort)  # bound when the call was given the port (rtp_ports.py)
+        if sock is None:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            sock.bind((self.inIP, self.inPort))
         sock.setblocking(False)
         self.sin = self.sout = SrtpSocket(sock, self.srtp) if self.srtp is not None else sock  # type: ignore[assignment]
         self._clock_start = time.monotonic()
@@ -1438,6 +1441,7 @@ class DeskVoIPCall(VoIPCall):
                 for port in self.assignedPorts:
                     if port in self.phone.assignedPorts:
                         self.phone.assignedPorts.remove(port)
+                RTP_PORTS.release(self.myIP, list(self.assignedPorts))
             finally:
                 lock.release()
 
@@ -1583,7 +1587,12 @@ class DeskVoIPCall(VoIPCall):
             if self.state == CallState.DIALING:
                 if not self._srtp_agreed(response):
                     return
-                self.answered(response)
+                try:
+                    self.answered(response)
+                except OSError as exc:  # the media could not start: a call with no sound is not answered
+                    log.warning("call %s: answered, but its media could not start (%s); hanging up", self.call_id, exc)
+                    self._end_unusable(response, "the media could not start")
+                    return
                 self._settle("answered", f"{code} {response.status.phrase}")
             return
         self.sip.ack_failure(self.request, response)
@@ -1604,16 +1613,20 @@ class DeskVoIPCall(VoIPCall):
             return True
         except SrtpRefused as exc:
             log.warning("call %s: %s", self.call_id, exc)
-        self.state = CallState.ANSWERED  # the dialog exists: end it properly
+        self._end_unusable(response, "the callee did not accept SRTP")
+        return False
+
+    def _end_unusable(self, response: SIP.SIPMessage, reason: str) -> None:
+        """The callee answered a call we cannot carry: the dialog exists, so BYE it; the outcome is failed."""
         self.request.headers["Contact"] = response.headers["Contact"]
         self.request.headers["To"]["tag"] = response.headers["To"]["tag"]
+        self.state = CallState.ANSWERED
         try:
             self.sip.bye(self.request)
         except OSError as exc:
             log.debug("BYE for call %s not sent: %s", self.call_id, exc)
-        self._settle("failed", "the callee did not accept SRTP")
+        self._settle("failed", reason)
         self._finish("system", self.outcome_reason)
-        return False
 
     def invite_timed_out(self) -> None:
         """Timer B: not even a provisional answer to our INVITE within 64*T1: the call failed (the far end or the
@@ -1820,6 +1833,10 @@ class DeskVoIPPhone(VoIPPhone):
         self.sip.send_invite_response(request, self.sip.gen_ringing(request).encode("utf8"))
         try:
             self._create_Call(request, session_id)
+        except NoRtpPortError as exc:
+            log.warning("call %s refused with 503: %s", call_id, exc)
+            self.sip.respond(request, 503, "Service Unavailable")
+            return
         except Exception:  # the screen passed the offer but pyVoIP could not take it: end the INVITE, not silence
             log.exception("call %s could not be set up; answered 500", call_id)
             self.sip.respond(request, 500, "Server Internal Error")
@@ -1851,6 +1868,29 @@ class DeskVoIPPhone(VoIPPhone):
         self.calls[request.headers["Call-ID"]] = DeskVoIPCall(
             self, CallState.RINGING, request, sess_id, self.myIP, sendmode=self.recvmode
         )
+
+    def request_port(self, blocking: bool = True) -> int:
+        """A port of the RTP range with a socket already bound to it (rtp_ports.py): pyVoIP chose one no call
+        of its own held and bound it at the answer, when another socket may have had it. ``blocking`` is
+        pyVoIP's; a range used up raises NoRtpPortError after one clean-up of dead calls, as pyVoIP did."""
+        for attempt in range(2):
+            with self.portsLock:
+                try:
+                    port = RTP_PORTS.reserve(self.myIP, self.rtpPortLow, self.rtpPortHigh, set(self.assignedPorts))
+                except NoRtpPortError:
+                    if attempt:
+                        raise
+                else:
+                    self.assignedPorts.append(port)
+                    return port
+            self.release_ports()
+        raise AssertionError("unreachable")
+
+    def release_ports(self, call: VoIPCall | None = None) -> None:
+        """pyVoIP's, and the reserved sockets of ports whose stream never started are closed with them."""
+        before = set(self.assignedPorts)
+        super().release_ports(call)
+        RTP_PORTS.release(self.myIP, before - set(self.assignedPorts))
 
     def place_call(self, number: str) -> DeskVoIPCall:
         """Send the INVITE and return the dialing call at once; its ``settled`` event says how it went."""
