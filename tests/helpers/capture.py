@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 ETH_P_ALL = 0x0003
 PACKET_OUTGOING = 4  # on lo each datagram is seen leaving and arriving: the leaving copy is skipped
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # the kernel's receive time with each frame
 
 
 @dataclass(frozen=True)
@@ -17,6 +18,16 @@ class Datagram:
     source_port: int
     destination_port: int
     payload: bytes
+    arrived: float = 0.0  # the kernel's receive time (wall clock, s): spacing that does not wait on our thread
+
+
+def kernel_time(ancillary: list[tuple[int, int, bytes]]) -> float:
+    """The SO_TIMESTAMPNS stamp among a frame's ancillary data (0.0 if the kernel gave none)."""
+    for level, kind, data in ancillary:
+        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= 16:
+            seconds, nanoseconds = struct.unpack_from("qq", data)
+            return seconds + nanoseconds / 1e9
+    return 0.0
 
 
 class LoopbackCapture:
@@ -28,6 +39,7 @@ class LoopbackCapture:
         self._lock = threading.Lock()
         self._socket = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.ntohs(ETH_P_ALL))
         self._socket.bind(("lo", 0))
+        self._socket.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
         self._socket.settimeout(0.2)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="loopback capture", daemon=True)
@@ -44,7 +56,7 @@ class LoopbackCapture:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                frame, address = self._socket.recvfrom(65535)
+                frame, ancillary, _, address = self._socket.recvmsg(65535, socket.CMSG_SPACE(16))
             except TimeoutError:
                 continue
             except OSError:
@@ -58,7 +70,7 @@ class LoopbackCapture:
             source, destination, length = struct.unpack_from("!HHH", ip, header)
             payload = ip[header + 8 : header + length]
             with self._lock:
-                self.datagrams.append(Datagram(source, destination, payload))
+                self.datagrams.append(Datagram(source, destination, payload, kernel_time(ancillary)))
 
     def to_port(self, port: int) -> list[bytes]:
         with self._lock:

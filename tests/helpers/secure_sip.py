@@ -30,13 +30,22 @@ def free_udp_and_tcp_port() -> int:
 
 
 class SecureBaresip(Baresip):
-    """baresip registered as ``user`` at the TLS registrar on ``registrar_port``, media SRTP only: it speaks
+    """baresip registered as ``user`` at the TLS registrar on ``registrar_port``, media SRTP only (unless ``srtp`` is off: TLS signalling, plain RTP): it speaks
     ``voice`` (8 kHz 16-bit WAV) and keeps what it hears, decrypted and decoded (:meth:`heard_with_rate`); answers
-    by itself; ``dial``/``hangup`` through ctrl_tcp. It serves the registrar's certificate too, as Kamailio
+    by itself; ``dial``/``hangup`` through ctrl_tcp; holds up to ``max_calls`` at once. It serves the registrar's certificate too, as Kamailio
     opens a new TLS connection to reach it (baresip does not reuse its own)."""
 
     def __init__(
-        self, folder: Path, registrar_port: int, certificate: CertificatePair, voice: Path, *, user: str = "2000"
+        self,
+        folder: Path,
+        registrar_port: int,
+        certificate: CertificatePair,
+        voice: Path,
+        *,
+        user: str = "2000",
+        max_calls: int = 4,
+        rtp_ports: int = 10,
+        srtp: bool = True,
     ) -> None:
         if shutil.which("baresip") is None:
             raise AssertionError("baresip is not installed: run ./setup.sh (Debian package baresip-core)")
@@ -47,12 +56,13 @@ class SecureBaresip(Baresip):
         identity = folder / "identity.pem"  # baresip reads its certificate and key from one file
         identity.write_bytes(certificate.certificate.read_bytes() + certificate.key.read_bytes())
         identity.chmod(0o600)
-        rtp = free_port()
+        rtp = free_port()  # the first of ``rtp_ports`` (a load run's caller holds many calls)
         (folder / "config").write_text(
             f"poll_method\tepoll\nsip_listen\t127.0.0.1:{free_udp_and_tcp_port()}\nnet_interface\t127.0.0.1\n"
             f"sip_cafile\t{certificate.certificate}\nsip_certificate\t{identity}\n"
             f"audio_player\taufile,{folder / 'heard.wav'}\naudio_source\taufile,{voice}\n"
-            f"audio_alert\taufile,/dev/null\nrtp_ports\t{rtp}-{rtp + 9}\nmodule_path\t/usr/lib/baresip/modules\n"
+            f"audio_alert\taufile,/dev/null\nrtp_ports\t{rtp}-{rtp + rtp_ports - 1}\ncall_max_calls\t{max_calls}\n"
+            "module_path\t/usr/lib/baresip/modules\n"
             "module\tg711.so\nmodule\taufile.so\nmodule\tsrtp.so\nmodule\tctrl_tcp.so\nmodule\tsndfile.so\n"
             f"snd_path\t{folder / 'rec'}\n"
             "module_app\taccount.so\nmodule_app\tmenu.so\n"
@@ -61,7 +71,7 @@ class SecureBaresip(Baresip):
         )
         (folder / "accounts").write_text(
             f"<sip:{user}@127.0.0.1:{registrar_port};transport=tls>;regint=60;audio_codecs=PCMU;"
-            "answermode=auto;mediaenc=srtp-mand\n",
+            "answermode=auto" + (";mediaenc=srtp-mand" if srtp else "") + "\n",
             encoding="utf-8",
         )
         self._log = (folder / "baresip.log").open("w")
@@ -86,6 +96,10 @@ class SecureBaresip(Baresip):
 
     def established(self) -> bool:
         return "Call established" in self.log_text()
+
+    def calls_established(self) -> int:
+        """Calls baresip saw answered (one log line each)."""
+        return self.log_text().count("Call established")
 
     def dial(self, extension: str) -> None:
         self.command("dial", f"sip:{extension}@127.0.0.1:{self.registrar_port}")
