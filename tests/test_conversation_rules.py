@@ -108,6 +108,8 @@ def test_a_live_call_and_its_recording_give_the_same_timeline() -> None:
     live, recorded = judged_live(call), judged_recording(call)
     assert live.spans("agent") == recorded.spans("agent")
     assert live.spans("customer") == recorded.spans("customer")
+    # frame by frame, and hundreds of frames measured together for the echo test: the same frames are echo
+    assert live.echo_frames == recorded.echo_frames > 50
 
 
 def test_a_short_listening_sound_over_the_customer_is_not_an_interruption_and_counts_as_listening() -> None:

@@ -53,9 +53,11 @@ class VoiceActivity:
         self._vad_samples = self._vad_rate * FRAME_MS // 1000
         self._pending = np.zeros(0, dtype=np.int16)
 
-    def judge(self, frame: np.ndarray) -> tuple[bool, float]:
-        """Whether this frame (``frame_samples`` int16 samples) is speech, and its level in dBFS."""
-        level = frame_dbfs(frame)
+    def judge(self, frame: np.ndarray, level: float | None = None) -> tuple[bool, float]:
+        """Whether this frame (``frame_samples`` int16 samples) is speech, and its level in dBFS (``level``:
+        already measured, as when a caller measures many frames at once)."""
+        if level is None:
+            level = frame_dbfs(frame)
         if self._vad is None:
             return bool(level >= self.settings.energy_threshold_dbfs), level
         samples = frame if self._resampler is None else self._resample(frame)

@@ -30,6 +30,7 @@ FRAME_S = FRAME_MS / 1000
 LEVEL_FLOOR_DB = -100.0  # digital silence, as a number correlations can use
 ECHO_WINDOW = 50  # half-frames (10 ms each) compared for echo: 500 ms
 ECHO_CONFIRMATIONS = 10  # windows that must agree on the echo's delay before it is used to predict
+ECHO_BATCH = 256  # candidate frames measured together (a recording's whole leg would need gigabytes at once)
 ECHO_LOOKAHEAD = 10  # frames past the one judged that the echo test looks at (200 ms: the timeline settles later)
 
 
@@ -58,6 +59,30 @@ class ActivitySettings:
     echo_margin_db: float = 6.0
 
 
+class _Levels:
+    """A growing array of 10 ms levels (dB), appended in blocks and read as a numpy view without a copy (a
+    Python list had to be converted for every frame the echo test looked at)."""
+
+    def __init__(self) -> None:
+        self._data = np.empty(4096, dtype=np.float64)
+        self.size = 0
+
+    def extend(self, values: np.ndarray) -> None:
+        needed = self.size + len(values)
+        if needed > len(self._data):
+            grown = np.empty(max(needed, 2 * len(self._data)), dtype=np.float64)
+            grown[: self.size] = self._data[: self.size]
+            self._data = grown
+        self._data[self.size : needed] = values
+        self.size = needed
+
+    def view(self) -> np.ndarray:
+        return self._data[: self.size]
+
+    def __len__(self) -> int:
+        return self.size
+
+
 class _LegFrames:
     """One leg's judged frames: speech or not, and each 10 ms half's level (for the echo test)."""
 
@@ -66,7 +91,7 @@ class _LegFrames:
         self.frame_bytes = self.vad.frame_samples * 2
         self.remainder = b""
         self.speech = bytearray()
-        self.levels: list[float] = []  # two per frame
+        self.levels = _Levels()  # two per frame
 
 
 class TalkActivity:
@@ -102,21 +127,27 @@ class TalkActivity:
         data = frames.remainder + pcm if frames.remainder else pcm
         usable = len(data) - len(data) % frames.frame_bytes
         frames.remainder = data[usable:]
-        judged: list[tuple[bool, float, float]] = []
-        half = frames.vad.frame_samples // 2
-        for offset in range(0, usable, frames.frame_bytes):
-            samples = np.frombuffer(data, dtype="<i2", count=frames.vad.frame_samples, offset=offset)
-            speech, _ = frames.vad.judge(samples)
-            judged.append((speech, _level(samples[:half]), _level(samples[half:])))
-        if judged:
-            self._append(leg, judged)
+        count = usable // frames.frame_bytes
+        if not count:
+            return
+        # every frame's levels at once (numpy per frame cost more than the rest of the listener together)
+        size = frames.vad.frame_samples
+        half = size // 2
+        samples = np.frombuffer(data, dtype="<i2", count=count * size).reshape(count, size)
+        power = np.square(samples, dtype=np.float64)
+        halves = np.empty(2 * count, dtype=np.float64)
+        halves[0::2] = _decibels(power[:, :half].mean(axis=1) if half else np.zeros(count), LEVEL_FLOOR_DB)
+        halves[1::2] = _decibels(power[:, half:].mean(axis=1), LEVEL_FLOOR_DB)
+        whole = _decibels(power.mean(axis=1), -np.inf)
+        speech = bytearray(frames.vad.judge(samples[n], float(whole[n]))[0] for n in range(count))
+        self._append(leg, speech, halves)
 
     def add_gap(self, leg: Leg, size: int) -> None:
         """Audio of ``leg`` that never reached this side (dropped under overload): kept as time, not speech."""
         frames = self._frames[leg]
         count = size // frames.frame_bytes
         if count:
-            self._append(leg, [(False, LEVEL_FLOOR_DB, LEVEL_FLOOR_DB)] * count)
+            self._append(leg, bytearray(count), np.full(2 * count, LEVEL_FLOOR_DB))
 
     def finish_leg(self, leg: Leg) -> None:
         """No more audio on ``leg``: the other leg alone settles the rest of the timeline."""
@@ -126,12 +157,11 @@ class TalkActivity:
         if self._on_settled is not None:
             self._on_settled(settled)
 
-    def _append(self, leg: Leg, judged: list[tuple[bool, float, float]]) -> None:
+    def _append(self, leg: Leg, speech: bytearray, halves: np.ndarray) -> None:
         with self._lock:
             frames = self._frames[leg]
-            for speech, first, second in judged:
-                frames.speech.append(speech)
-                frames.levels += (first, second)
+            frames.speech += speech
+            frames.levels.extend(halves)
             settled = self._settle()
         if self._on_settled is not None:
             self._on_settled(settled)
@@ -160,50 +190,72 @@ class TalkActivity:
             target = min(lengths) - (ECHO_LOOKAHEAD if self.both_legs else 0)
         else:
             target = max(len(self._frames[leg].speech) for leg in self.legs)
-        for index in range(done, target):
-            for leg in self.legs:
-                frames = self._frames[leg].speech
-                speech = index < len(frames) and bool(frames[index])
-                if speech and leg == "customer" and "agent" in self._frames and self._is_echo(index):
-                    self.echo_frames += 1
-                    speech = False
-                self._talk[leg].append(speech)
+        if target <= done:
+            return target * FRAME_S
+        echo = self._echo_among(done, target) if "customer" in self._frames and "agent" in self._frames else []
+        for leg in self.legs:
+            flags = self._frames[leg].speech[done:target]
+            talk = self._talk[leg]
+            start = len(talk)
+            talk += flags + bytes(target - done - len(flags))  # a finished leg is silent past its end
+            if leg == "customer":
+                for index in echo:
+                    talk[start + index - done] = 0
+        self.echo_frames += len(echo)
         return target * FRAME_S
 
-    def _is_echo(self, index: int) -> bool:
-        """Is customer frame ``index`` the agent's voice coming back? The levels around it are compared,
-        up to ``ECHO_LOOKAHEAD`` frames past it, so the first syllable of an echo is judged with its onset
-        in view."""
-        agent = self._frames["agent"]
-        customer = self._frames["customer"]
+    def _echo_among(self, done: int, target: int) -> list[int]:
+        """Which customer frames of ``done``..``target`` are the agent's voice coming back. For each frame
+        that is speech while the agent spoke within ``echo_max_delay_ms``, the levels around it (up to
+        ``ECHO_LOOKAHEAD`` frames past it, so the first syllable of an echo is judged with its onset in
+        view) are correlated with the agent's at every delay; the frames are measured together, as one
+        numpy computation, and then decided in order (what a frame teaches about the echo path is used by
+        the frames after it)."""
+        agent, customer = self._frames["agent"], self._frames["customer"]
         max_delay = self.settings.echo_max_delay_ms // FRAME_MS
-        recent = agent.speech[max(0, index - max_delay) : index + 1]
-        if not any(recent):
-            return False
-        end = min(2 * (index + 1 + ECHO_LOOKAHEAD), len(customer.levels), len(agent.levels))
-        if end < ECHO_WINDOW:
-            return False
-        heard = np.asarray(customer.levels[end - ECHO_WINDOW : end])
-        if heard.std() < 1e-6:
-            return False
-        said = np.asarray(agent.levels[max(0, end - 2 * max_delay - ECHO_WINDOW) : end])
-        windows = sliding_window_view(said, ECHO_WINDOW)  # one row per delay (the last row: no delay)
-        centred = windows - windows.mean(axis=1, keepdims=True)
-        heard_centred = heard - heard.mean()
-        spread = np.sqrt((centred**2).sum(axis=1) * (heard_centred**2).sum())
-        with np.errstate(invalid="ignore", divide="ignore"):
-            correlation = np.where(spread > 1e-9, centred @ heard_centred / spread, 0.0)
-        best = int(np.argmax(correlation))
-        delay = windows.shape[0] - 1 - best  # in half-frames
-        here = 2 * index - (end - ECHO_WINDOW)
-        if correlation[best] >= self.settings.echo_correlation:
-            loss = float(np.median(windows[best] - heard))
-            if loss >= self.settings.echo_margin_db:
-                self._learn_echo_path(delay, loss)
-                if here >= 0:
-                    predicted = windows[best][here : here + 2] - loss
-                    return bool(np.all(heard[here : here + 2] <= predicted + self.settings.echo_margin_db))
-        return self._fits_echo_path(index)
+        candidates = [
+            index
+            for index in range(done, min(target, len(customer.speech)))
+            if customer.speech[index] and any(agent.speech[max(0, index - max_delay) : index + 1])
+        ]
+        if not candidates:
+            return []
+        echo: list[int] = []
+        for start in range(0, len(candidates), ECHO_BATCH):
+            echo += self._echo_decided(candidates[start : start + ECHO_BATCH], max_delay)
+        return echo
+
+    def _echo_decided(self, candidates: list[int], max_delay: int) -> list[int]:
+        """:meth:`_echo_among` for a batch of candidate frames (in order)."""
+        said_all = self._frames["agent"].levels.view()
+        heard_all = self._frames["customer"].levels.view()
+        ends = np.minimum(2 * (np.asarray(candidates) + 1 + ECHO_LOOKAHEAD), min(len(said_all), len(heard_all)))
+        measured = ends >= ECHO_WINDOW
+        if not measured.any():  # the call's first half second: no whole window yet
+            return []
+        correlation, delay, loss, heard, predicted = _echo_measures(said_all, heard_all, ends[measured], 2 * max_delay)
+        flats = (heard.std(axis=1) < 1e-6).tolist()
+        echo: list[int] = []
+        row = 0
+        for index, end, counted in zip(candidates, ends.tolist(), measured.tolist(), strict=True):
+            if not counted:
+                continue
+            flat = flats[row]
+            if not flat and correlation[row] >= self.settings.echo_correlation:
+                if loss[row] >= self.settings.echo_margin_db:
+                    self._learn_echo_path(int(delay[row]), float(loss[row]))
+                    here = 2 * index - (end - ECHO_WINDOW)
+                    if here >= 0:
+                        window = slice(here, here + 2)
+                        margin = self.settings.echo_margin_db
+                        if np.all(heard[row][window] <= predicted[row][window] - loss[row] + margin):
+                            echo.append(index)
+                        row += 1
+                        continue
+            if not flat and self._fits_echo_path(index):
+                echo.append(index)
+            row += 1
+        return echo
 
     def _learn_echo_path(self, delay: int, loss: float) -> None:
         """Keep the echo's delay and loss once several windows agree (they change little during a call)."""
@@ -221,18 +273,45 @@ class TalkActivity:
         if self._echo_path is None or self._echo_seen < ECHO_CONFIRMATIONS:
             return False
         delay, loss = self._echo_path
-        agent, customer = self._frames["agent"].levels, self._frames["customer"].levels
+        agent, customer = self._frames["agent"].levels.view(), self._frames["customer"].levels.view()
         halves = [2 * index, 2 * index + 1]
         if halves[0] - delay < 0:
             return False
         return all(customer[h] <= agent[h - delay] - loss + self.settings.echo_margin_db for h in halves)
 
 
-def _level(samples: np.ndarray) -> float:
-    if samples.size == 0:
-        return LEVEL_FLOOR_DB
-    rms = float(np.sqrt(np.mean(np.square(samples.astype(np.float64)))))
-    return max(LEVEL_FLOOR_DB, 20.0 * np.log10(rms / 32768.0)) if rms > 0 else LEVEL_FLOOR_DB
+def _decibels(mean_square: np.ndarray, floor: float) -> np.ndarray:
+    """Levels in dBFS of 16-bit audio from mean squares, at least ``floor`` (digital silence is ``floor``)."""
+    with np.errstate(divide="ignore"):
+        levels = 10.0 * np.log10(mean_square / (32768.0 * 32768.0))
+    return np.maximum(levels, floor)
+
+
+def _echo_measures(
+    said_all: np.ndarray, heard_all: np.ndarray, ends: np.ndarray, delays: int
+) -> tuple[np.ndarray, ...]:
+    """For each window end (in 10 ms halves): the customer's ``ECHO_WINDOW`` levels before it, their best
+    correlation with the agent's over the same window shifted back by 0..``delays`` halves, that shift, the
+    median level drop (agent minus customer) at it, and the agent's levels at it (rows in ``ends`` order).
+    Shifts that would start before the call are left out, as the window would not be whole."""
+    windows_all = sliding_window_view(said_all, ECHO_WINDOW)  # row s: the agent's levels s..s+W
+    heard = sliding_window_view(heard_all, ECHO_WINDOW)[ends - ECHO_WINDOW]  # (frames, W)
+    shifts = np.arange(delays, -1, -1)  # columns: the oldest window first, as a delay of ``delays``
+    starts = (ends - ECHO_WINDOW)[:, None] - shifts[None, :]
+    valid = starts >= 0
+    said = windows_all[np.maximum(starts, 0)]  # (frames, delays + 1, W)
+    centred = said - said.mean(axis=2, keepdims=True)
+    heard_centred = heard - heard.mean(axis=1, keepdims=True)
+    spread = np.sqrt((centred**2).sum(axis=2) * (heard_centred**2).sum(axis=1)[:, None])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        correlation = np.where(valid & (spread > 1e-9), np.einsum("fdw,fw->fd", centred, heard_centred) / spread, 0.0)
+    # the first best column among the valid ones: as before, the oldest window wins a tie
+    correlation = np.where(valid, correlation, -np.inf)
+    best = np.argmax(correlation, axis=1)
+    rows = np.arange(len(ends))
+    chosen = said[rows, best]
+    loss = np.median(chosen - heard, axis=1)
+    return correlation[rows, best], shifts[best], loss, heard, chosen
 
 
 def _spans(talk: bytes, settings: ActivitySettings) -> list[Span]:
