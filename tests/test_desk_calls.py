@@ -177,6 +177,7 @@ def test_a_silent_registrar_is_reported_quickly() -> None:
         local_port=free_port(),
         rtp_low=31000,
         rtp_high=31099,
+        t1=0.1,  # the start-up OPTIONS waits 16 T1 (8 s at the default 0.5 s)
     )
     phone = Softphone(account, lambda call: None)
     started = time.monotonic()

@@ -65,13 +65,15 @@ class LineClock:
                 self.worst_lateness = max(self.worst_lateness, -delay)
 
 
-def assert_no_overrun_without_a_stall(buffer: ElasticBuffer, clock: LineClock) -> None:
+def assert_no_overrun_without_a_stall(bridge: HeadsetBridge, buffer: ElasticBuffer, clock: LineClock) -> None:
     """An overrun is the buffer cutting back audio it cannot hold: it must not happen unless one side stalled
-    longer than the buffer's headroom (a shared machine can stall a thread that long; that is not the bridge's
-    fault, and the stats say which side it was)."""
+    for most of the buffer's headroom (a shared machine can stall a thread that long; that is not the bridge's
+    fault, and the stats say which side it was). What a stall has to fill is the headroom less what the buffer
+    holds in its normal swing: one sound-card block, one line frame, and 10 ms of the controller's error."""
     headroom = (buffer.limit - buffer.target) / buffer.out_rate
+    swing = bridge.block / bridge.rate + LINE_FRAME / LINE_RATE + 0.01
     stalled = max(clock.worst_lateness, buffer.stats.longest_stall_s)
-    assert buffer.stats.overruns == 0 or stalled > 0.8 * headroom, (buffer.stats, clock.worst_lateness, headroom)
+    assert buffer.stats.overruns == 0 or stalled > headroom - swing, (buffer.stats, clock.worst_lateness, headroom)
 
 
 @pytest.fixture
@@ -126,7 +128,7 @@ def test_the_caller_is_heard_in_the_earpiece(headset: Headset, sound_server: Sou
     second = loudest_second(heard, RATE)
     assert dominant_frequency(second, RATE) == steered(440)
     assert steady_level(heard, RATE) == pytest.approx(rms_dbfs(tone(440, 1, RATE, level=0.5)), abs=1.0)
-    assert_no_overrun_without_a_stall(bridge.to_ears, clock)
+    assert_no_overrun_without_a_stall(bridge, bridge.to_ears, clock)
 
 
 def test_the_agents_microphone_reaches_the_line(headset: Headset, sound_server: SoundServer) -> None:
@@ -221,7 +223,7 @@ def test_a_line_clock_running_fast_does_not_build_up_delay_in_the_earpiece(
     target = bridge.to_ears.target / bridge.rate
     late = np.array(fills[-8:])
     assert late.mean() < target + 0.03, (late, target)
-    assert_no_overrun_without_a_stall(bridge.to_ears, clock)
+    assert_no_overrun_without_a_stall(bridge, bridge.to_ears, clock)
     assert bridge.to_ears.stats.correction < 0
 
 
