@@ -260,6 +260,8 @@ def run(
     sink_port = listening.recv()
     stop = threading.Event()
     workers = monitor.worker_pids if monitor is not None else []
+    if monitor is not None and monitor.listener_pid is not None:  # the talk listener's process counts with them
+        workers.append(monitor.listener_pid)
     cpu = os.times()
     workers_cpu = sum(process_cpu(pid) for pid in workers)
     peak_pss = [0.0]
@@ -369,7 +371,7 @@ def run(
     )
     print(
         f"  CPU of the desk process: {cores:.2f} cores over {elapsed:.0f} s"
-        + (f", of its recognition workers {workers_used / elapsed:.2f} cores" if workers else "")
+        + (f", of its recognition workers and talk listener {workers_used / elapsed:.2f} cores" if workers else "")
         + f"; peak memory (PSS) of the desk and its workers {peak_pss[0]:.0f} MB"
     )
     if metrics is not None:

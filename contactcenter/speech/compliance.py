@@ -32,7 +32,7 @@ from contactcenter.records import (
 from contactcenter.speech import conversation_rules as talk_rules
 from contactcenter.speech.conversation_rules import Moment, Talk
 from contactcenter.speech.rules import CONVERSATION_KINDS, Rule, RuleSet, RuleSpec, Window
-from contactcenter.speech.talk_activity import Span, TalkActivity
+from contactcenter.speech.talk_activity import Span, Timeline
 
 #: Seconds of audio a leg must have been recognised past a window's end before "missing" is declared;
 #: covers the recogniser's end-of-utterance delay, so a phrase said just before the end still counts.
@@ -104,11 +104,11 @@ class CallCompliance:
         self._reused: set[int] = set()  # findings already used as evidence by the report being made
         self._partials: dict[Leg, _PartialWatch] = {"agent": _PartialWatch(), "customer": _PartialWatch()}
         self._early: set[tuple[Leg, str, str]] = set()  # (leg, rule, phrase) already reported from a partial
-        self.activity: TalkActivity | None = None  # who talked when; None: only the words are known
+        self.activity: Timeline | None = None  # who talked when; None: only the words are known
         self._live_checked_s = 0.0
         self._alerted: set[tuple[str, float]] = set()  # (rule, start) of conversation findings alerted live
 
-    def watch_talk(self, activity: TalkActivity) -> None:
+    def watch_talk(self, activity: Timeline) -> None:
         """Judge the conversation rules on this timeline (live as it settles, and in the report)."""
         self.activity = activity
 

@@ -25,7 +25,6 @@ from contactcenter.speech.compliance import CallCompliance, CallFacts
 from contactcenter.speech.monitor import LegStream, SpeechMonitor
 from contactcenter.speech.redact import redact_numbers, redact_word
 from contactcenter.speech.rules import RuleSet
-from contactcenter.speech.talk_activity import TalkActivity
 
 Publish = Callable[..., None]  # (hook name, **arguments), e.g. PluginHost.bus.publish
 
@@ -52,7 +51,7 @@ class CallSpeech:
         self._lock = threading.Lock()
         self._transcript: list[UtteranceRecord] = []
         self.compliance = CallCompliance(rules, facts, on_hit=self._on_hit, partial_stable_s=partial_stable_s)
-        self.activity = TalkActivity(rate, legs, monitor.activity, on_settled=self.compliance.talk_settled)
+        self.activity = monitor.talk_activity(rate, legs, on_settled=self.compliance.talk_settled)
         self.compliance.watch_talk(self.activity)
         self.legs: dict[Leg, LegStream] = {
             leg: monitor.open_leg(

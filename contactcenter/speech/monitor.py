@@ -3,8 +3,10 @@
 The phone pushes 20 ms frames into a leg's stream and returns at once. Two things follow each leg, in order:
 
 * its **listener** (who talks when: :class:`~contactcenter.speech.talk_activity.TalkActivity`), fed on a
-  small pool of threads of the desk process. It is cheap, so it follows the audio closely whatever
-  recognition is doing, and it hears all of it: overload never takes audio away from it.
+  small pool of threads of the desk process. With recognition in worker processes the listener itself runs
+  in a process of its own (listener_process.py: in the desk's interpreter it starved the RTP sender at 80
+  calls); the feeders only hand it the audio. It follows the audio closely whatever recognition is doing,
+  and it hears all of it: overload never takes audio away from it.
 * its **recognition**. Silence is judged as the audio is pushed (the energy gate, with its hangover), so only
   speech is sent for decoding: a leg that listens costs recognition nothing, and the recogniser is only told
   how much silence passed (which ends the utterance in progress at once). Speech goes one batch at a time
@@ -43,8 +45,9 @@ from typing import Any, Literal, Protocol
 from contactcenter.audio.line import FRAME_SECONDS
 from contactcenter.audio.silence import FULL_SCALE
 from contactcenter.records import Leg, UtteranceRecord
+from contactcenter.speech.listener_process import RemoteTalkActivity, TalkListener
 from contactcenter.speech.recognizer import FRAMES_PER_UNIT, FinalHandler, LegRecognizer, PartialHandler
-from contactcenter.speech.talk_activity import ActivitySettings
+from contactcenter.speech.talk_activity import ActivitySettings, TalkActivity
 from contactcenter.speech.vosk_model import SpeechModel
 from contactcenter.speech.workers import Batch, WorkerConfig, WorkerPool, feed_parts
 
@@ -639,9 +642,11 @@ class SpeechMonitor:
             self._backend = _ThreadBackend(model, self.workers)
         else:
             raise ValueError(f"speech backend {backend!r}: expected process or thread")
+        # with recognition in worker processes, who talks when is judged out of the desk's interpreter too
+        self._listener = TalkListener(worker_nice) if backend == "process" else None
         self._feeders = ThreadPoolExecutor(FEEDER_THREADS, thread_name_prefix="speech-feed")
         # a monitor nobody closed still stops its workers when it is collected, or at exit
-        self._finalizer = weakref.finalize(self, _shut_down, self._backend, self._feeders, False)
+        self._finalizer = weakref.finalize(self, _shut_down, self._backend, self._feeders, self._listener, False)
 
     @property
     def metrics(self) -> MonitorMetrics:
@@ -659,6 +664,20 @@ class SpeechMonitor:
             metrics.recognizers_created = self.model.created
             metrics.recognizers_retired = self.model.retired
         return metrics
+
+    def talk_activity(
+        self, rate: int, legs: tuple[Leg, ...], on_settled: Callable[[float], None] | None = None
+    ) -> TalkActivity | RemoteTalkActivity:
+        """A call's talk-activity listener: in the listener process with the process backend (the
+        listener is the heaviest Python work of a live call), else in this process."""
+        if self._listener is not None:
+            return self._listener.activity(rate, legs, self.activity, on_settled)
+        return TalkActivity(rate, legs, self.activity, on_settled=on_settled)
+
+    @property
+    def listener_pid(self) -> int | None:
+        """The talk listener process (None on the thread backend, or before the first call)."""
+        return self._listener.pid if self._listener is not None else None
 
     def _silence_gate(self) -> _LevelGate | None:
         if self.silence_threshold_dbfs is None:
@@ -773,11 +792,13 @@ class SpeechMonitor:
             except Exception:
                 pass
         if self._finalizer.detach() is not None:
-            _shut_down(self._backend, self._feeders, True)
+            _shut_down(self._backend, self._feeders, self._listener, True)
 
 
-def _shut_down(backend: _Backend, feeders: ThreadPoolExecutor, wait: bool) -> None:
+def _shut_down(backend: _Backend, feeders: ThreadPoolExecutor, listener: TalkListener | None, wait: bool) -> None:
     """Stop feeding and recognising; ``wait`` for the threads and workers (not when collected: the last
     reference may go on one of those threads)."""
     feeders.shutdown(wait=wait)
     backend.close(wait)
+    if listener is not None:
+        listener.close(wait)

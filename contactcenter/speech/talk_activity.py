@@ -19,6 +19,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -44,6 +45,18 @@ class Span:
     @property
     def length(self) -> float:
         return self.end - self.start
+
+
+class Timeline(Protocol):
+    """Who talked when, as the conversation rules read it (:class:`TalkActivity`, or its stand-in for a
+    listener in another process)."""
+
+    legs: tuple[Leg, ...]
+
+    @property
+    def both_legs(self) -> bool: ...
+
+    def spans(self, leg: Leg) -> list[Span]: ...
 
 
 @dataclass(frozen=True)
@@ -169,6 +182,17 @@ class TalkActivity:
     # --------------------------------------------------------------------------------------------- output
 
     @property
+    def finished_all(self) -> bool:
+        """Every leg has ended."""
+        with self._lock:
+            return len(self._finished) == len(self.legs)
+
+    def settled_talk(self, leg: Leg, start: int) -> bytes:
+        """The settled talk flags of ``leg`` (one byte per 20 ms frame, echo taken out) from frame ``start``."""
+        with self._lock:
+            return bytes(self._talk[leg][start:])
+
+    @property
     def settled_s(self) -> float:
         with self._lock:
             return len(self._talk[self.legs[0]]) * FRAME_S
@@ -178,7 +202,7 @@ class TalkActivity:
         speech frame so far)."""
         with self._lock:
             talk = bytes(self._talk[leg]) if leg in self._talk else b""
-        return _spans(talk, self.settings)
+        return spans_of(talk, self.settings)
 
     # ------------------------------------------------------------------------------------------ internals
 
@@ -314,7 +338,7 @@ def _echo_measures(
     return correlation[rows, best], shifts[best], loss, heard, chosen
 
 
-def _spans(talk: bytes, settings: ActivitySettings) -> list[Span]:
+def spans_of(talk: bytes, settings: ActivitySettings) -> list[Span]:
     """Runs of speech frames, joined across pauses up to ``join_gap_ms``, clicks (under ``min_speech_ms``)
     left out."""
     flags = np.frombuffer(talk, dtype=np.uint8)

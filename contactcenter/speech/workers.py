@@ -29,7 +29,6 @@ from __future__ import annotations
 import collections
 import ctypes
 import ctypes.util
-import gc
 import logging
 import os
 import signal
@@ -44,6 +43,7 @@ from multiprocessing.connection import Connection, Pipe
 from typing import Any, Protocol
 
 from contactcenter.records import Leg, UtteranceRecord
+from contactcenter.speech.forked_child import become_child
 from contactcenter.speech.recognizer import FinalHandler, LegRecognizer, PartialHandler
 from contactcenter.speech.vosk_model import SpeechModel
 
@@ -294,13 +294,7 @@ def _child(conn: Connection, model: SpeechModel, config: WorkerConfig) -> None:
     """Runs in the forked worker and never returns (``os._exit``): nothing of the desk's runs here."""
     code = 0
     try:
-        os.nice(config.nice)
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the desk stops us
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        keep = conn.fileno()
-        os.closerange(3, keep)  # the desk's sockets and files, and other workers' ends, are not ours to hold
-        os.closerange(keep + 1, os.sysconf("SC_OPEN_MAX"))
-        gc.freeze()  # the desk's objects stay shared: the collector never touches their pages
+        become_child(conn.fileno(), config.nice)
         model._pool_lock = threading.Lock()  # a desk thread may have held it at the fork
         inherited = model.forget_pool()  # the desk's warm recognisers (if any) stay shared, untouched
         model.created = model.retired = 0
