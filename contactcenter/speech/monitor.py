@@ -676,7 +676,7 @@ class SpeechMonitor:
 
     @property
     def listener_pid(self) -> int | None:
-        """The talk listener process (None on the thread backend, or before the first call)."""
+        """The talk listener process (None on the thread backend, or while none is alive)."""
         return self._listener.pid if self._listener is not None else None
 
     def _silence_gate(self) -> _LevelGate | None:
