@@ -30,6 +30,7 @@ its own, by SSRC (clear in an SRTP header). INVITE->200 is SIPp's measure and is
 from __future__ import annotations
 
 import argparse
+import gc
 import math
 import multiprocessing
 import os
@@ -60,6 +61,7 @@ from contactcenter.storage.models import Call
 from contactcenter.telephony.certificates import CertificatePair, loopback_certificate
 from contactcenter.telephony.desk import Desk
 from contactcenter.telephony.registrar import LocalRegistrar
+from contactcenter.telephony.rtp_loop import RTP_LOOP, SenderLateness
 from contactcenter.telephony.softphone import SipAccount, Softphone
 from tests.helpers.capture import SO_TIMESTAMPNS, LoopbackCapture, kernel_time
 from tests.helpers.lossy_relay import LossyRelay, advertising_registrar
@@ -177,6 +179,34 @@ def baresip_calls(
     return calls - sum(caller.calls_established() for caller in callers), callers
 
 
+class GcPauses:
+    """The interpreter's garbage-collection pauses in the desk process (every thread stops for them), per
+    generation: a full collection among a long run's objects is a candidate for the worst RTP spacing."""
+
+    def __init__(self) -> None:
+        self.pauses: dict[int, list[float]] = defaultdict(list)
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.pauses[info["generation"]].append(time.perf_counter() - self._started)
+
+    def start(self) -> GcPauses:
+        gc.callbacks.append(self)
+        return self
+
+    def stop(self) -> None:
+        gc.callbacks.remove(self)
+
+    def describe(self) -> str:
+        return "; ".join(
+            f"generation {generation}: {len(times)}, max {max(times) * 1000:.1f} ms, total {sum(times):.2f} s"
+            for generation, times in sorted(self.pauses.items())
+        )
+
+
 def run(
     calls: int,
     speech: bool,
@@ -272,6 +302,8 @@ def run(
 
     sampler = threading.Thread(target=sample_memory, daemon=True)
     sampler.start()
+    gc_pauses = GcPauses().start()
+    RTP_LOOP.lateness = SenderLateness()  # this run's
     started = time.monotonic()
     callers: list[SecureBaresip] = []
     if certificate is not None:
@@ -300,6 +332,8 @@ def run(
             failed = int(rows[-1].split(";")[header.split(";").index("FailedCall(C)")])
     idle = desk.wait_until_idle(talk_s + 60)
     elapsed = time.monotonic() - started
+    gc_pauses.stop()
+    lateness = RTP_LOOP.lateness
     used = os.times()
     workers_used = sum(process_cpu(pid) for pid in workers) - workers_cpu
     with database.session() as session:
@@ -368,6 +402,11 @@ def run(
         f"p99 {p(gaps_sorted, 0.99):.1f} ms, max {gaps_sorted[-1] if len(gaps_sorted) else float('nan'):.1f} ms, "
         f"mean {gaps.mean() if len(gaps) else float('nan'):.2f} ms; {seen} packets seen, {missed} missed by the "
         "measurement (sequence numbers skipped: lost before the measuring socket, not counted as spacing)"
+    )
+    print(
+        f"  the desk's RTP sender: {lateness.packets} packets, {lateness.late_5ms} sent more than "
+        f"5 ms after their time, {lateness.late_20ms} more than 20 ms, worst "
+        f"{lateness.worst_s * 1000:.1f} ms; garbage collection pauses: {gc_pauses.describe()}"
     )
     print(
         f"  CPU of the desk process: {cores:.2f} cores over {elapsed:.0f} s"

@@ -15,8 +15,9 @@ from tests.helpers.waiting import wait_until
 class SocketStream:
     """A stream sending a numbered datagram every 20 ms to ``target`` and keeping what arrives on its socket."""
 
-    def __init__(self, target: tuple[str, int], fail_after: int | None = None) -> None:
+    def __init__(self, target: tuple[str, int], fail_after: int | None = None, stall_at: int | None = None) -> None:
         self.NSD = True
+        self.stall_at = stall_at  # building this packet takes 60 ms (a stalled sender)
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind(("127.0.0.1", 0))
         self.sock.setblocking(False)
@@ -33,6 +34,8 @@ class SocketStream:
     def send_next(self) -> None:
         if self.fail_after is not None and self.sent >= self.fail_after:
             raise RuntimeError("this stream's encoder broke")
+        if self.sent == self.stall_at:
+            time.sleep(0.06)
         self.sock.sendto(self.sent.to_bytes(4, "big"), self.target)
         self.sent += 1
 
@@ -98,3 +101,25 @@ def test_a_flooded_stream_does_not_starve_the_others_and_a_stopped_one_leaves() 
         loop.remove(quiet.sock)
         for sock in (quiet.sock, sink, sender):
             sock.close()
+
+
+def test_the_sender_counts_the_packets_it_sent_late() -> None:
+    """One packet that takes 60 ms to build makes the next ones late (both streams'): the loop says how many and
+    how late, which the load benchmark prints beside the spacing on the wire."""
+    loop = RtpLoop()
+    sink = listener()
+    stalling, other = SocketStream(sink.getsockname(), stall_at=5), SocketStream(sink.getsockname())
+    loop.add(stalling, stalling.sock)
+    loop.add(other, other.sock)
+    try:
+        assert wait_until(lambda: other.sent >= 20 and stalling.sent >= 20, 5)
+        lateness = loop.lateness
+        assert lateness.packets >= 40
+        assert lateness.late_20ms >= 1 and lateness.late_5ms >= lateness.late_20ms
+        assert lateness.worst_s >= 0.035, lateness
+    finally:
+        for stream in (stalling, other):
+            stream.NSD = False
+            loop.remove(stream.sock)
+            stream.sock.close()
+        sink.close()
