@@ -217,5 +217,13 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         if not lingering:
             return
         time.sleep(0.2)
+    import sys
+    import traceback
+
     names = ", ".join(sorted({t.name for t in lingering}))
     print(f"\nwarning: threads still running after the tests (the process waits for them): {names}")
+    frames = sys._current_frames()
+    for thread in lingering:  # where each is stuck: the test that left it is usually plain from this
+        frame = frames.get(thread.ident or -1)
+        if frame is not None:
+            print(f"  {thread.name}:\n" + "".join(traceback.format_stack(frame)[-6:]))

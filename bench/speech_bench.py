@@ -38,7 +38,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from contactcenter.audio.silence import SilenceGate
-from contactcenter.records import RuleHitRecord, UtteranceRecord
+from contactcenter.records import Leg, RuleHitRecord, UtteranceRecord
 from contactcenter.settings import SpeechSettings
 from contactcenter.speech.compliance import CallCompliance, CallFacts
 from contactcenter.speech.monitor import SpeechMonitor
@@ -163,6 +163,7 @@ def alert_latency(model: SpeechModel, clips: int, hangover_ms: int = 300) -> dic
     result: dict[str, list[float]] = {}
     speech = monitor(model, 1, silence_hangover_ms=hangover_ms, max_lag_seconds=DEFAULTS.max_lag_seconds)
     warm_up(speech, 1, 30)
+    reading = ["final"]  # what the compliance is reading when a hit comes: a partial result or a final one
     for path in sorted(SPEECH.glob("*.wav"))[:clips]:
         clip = soundfile.read(str(path), dtype="int16")[0]
         audio = np.concatenate([np.zeros(RATE // 2, dtype=np.int16), clip, np.zeros(RATE * 3, dtype=np.int16)])
@@ -191,13 +192,21 @@ def alert_latency(model: SpeechModel, clips: int, hangover_ms: int = 300) -> dic
                 encoding="utf-8",
             )
             rules = load_rules(rules_file, ["x"])
-        hits: dict[str, float] = {}
+        hits: dict[str, tuple[float, str]] = {}
 
-        def hit(found: RuleHitRecord, hits: dict[str, float] = hits) -> None:
-            hits.setdefault(found.rule_id, time.monotonic())
+        def hit(found: RuleHitRecord, hits: dict[str, tuple[float, str]] = hits) -> None:
+            hits.setdefault(found.rule_id, (time.monotonic(), reading[0]))
 
         compliance = CallCompliance(rules, CallFacts(), on_hit=hit)
-        stream = speech.open_leg("agent", RATE, compliance.add_utterance, compliance.add_partial, compliance.advance)
+
+        def partial(leg: Leg, text: str, at_s: float, compliance: CallCompliance = compliance) -> None:
+            reading[0] = "partial"
+            try:
+                compliance.add_partial(leg, text, at_s)
+            finally:
+                reading[0] = "final"
+
+        stream = speech.open_leg("agent", RATE, compliance.add_utterance, partial, compliance.advance)
         frame_bytes = FRAME * 2
         data = audio.tobytes()
         started = time.monotonic()
@@ -209,11 +218,13 @@ def alert_latency(model: SpeechModel, clips: int, hangover_ms: int = 300) -> dic
         stream.finish().result()
         for i, (position, word) in enumerate(targets):
             for severity in ("critical", "major"):
-                at = hits.get(f"{severity}-{i}")
-                if at is None:
+                found = hits.get(f"{severity}-{i}")
+                if found is None:
                     result.setdefault(f"{severity} missed", []).append(0.0)
                 else:
-                    result.setdefault(f"{severity} {position}", []).append(at - (started + word.end_s))
+                    latency = found[0] - (started + word.end_s)
+                    result.setdefault(f"{severity} {position}", []).append(latency)
+                    result.setdefault(f"{severity} {position} from {found[1]}", []).append(latency)
     speech.close()
     return result
 
@@ -413,6 +424,14 @@ def main() -> None:
                     f"over {len(values)} words"
                 )
                 figures[f"alert_latency_{key.replace(' ', '_')}"] = {"p50": p50, "p95": p95, "n": len(values)}
+                for source in ("partial", "final"):
+                    part = sorted(latencies.get(f"{key} from {source}", []))
+                    if part:
+                        print(
+                            f"  of which alerted from a {source} result: {len(part)}, p50 "
+                            f"{part[len(part) // 2] * 1000:.0f} ms, p95 "
+                            f"{part[min(len(part) - 1, int(0.95 * len(part)))] * 1000:.0f} ms"
+                        )
         for severity in ("critical", "major"):
             missed = len(latencies.get(f"{severity} missed", []))
             print(f"  {severity}: {missed} words the live run never reported (recognised differently)")

@@ -22,6 +22,7 @@ import pytest
 import soundfile
 
 from contactcenter.records import CallRecord, Leg, UtteranceRecord
+from contactcenter.speech import workers
 from contactcenter.speech.compliance import CallFacts
 from contactcenter.speech.live import CallSpeech
 from contactcenter.speech.monitor import SpeechMonitor
@@ -134,6 +135,32 @@ def test_a_killed_worker_leaves_the_call_partly_checked_and_the_desk_going(
     assert replacement != victim
     assert transcribe(monitor, leg_audio("r01.wav"))  # the next call is recognised as usual
     monitor.close()
+
+
+def test_a_hung_worker_is_killed_and_the_leg_finishes_on_a_new_one(
+    korean_model: SpeechModel, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker that stops answering (stopped here with SIGSTOP; in life a deadlock) is not waited for without
+    end: once it has sat on its work for SILENT_WORKER_SECONDS it is killed, and the leg is finished by a new
+    worker, with what the hung one held counted as dropped."""
+    monkeypatch.setattr(workers, "SILENT_WORKER_SECONDS", 2.0)
+    monitor = SpeechMonitor(korean_model, workers=1, backend="process")
+    try:
+        finals: list[UtteranceRecord] = []
+        stream = monitor.open_leg("agent", RATE, finals.append, lambda *_: None, live=False)
+        audio = leg_audio("r01.wav", "r03.wav")
+        [hung] = monitor.worker_pids
+        push_all(stream, audio[: len(audio) // 2 // FRAME * FRAME])
+        os.kill(hung, signal.SIGSTOP)
+        with caplog.at_level(logging.ERROR):
+            push_all(stream, audio[len(audio) // 2 // FRAME * FRAME :])
+            stream.finish().result(timeout=60)
+        assert "without answering: killed as hung" in caplog.text
+        assert monitor.metrics.worker_restarts == 1 and monitor.worker_pids not in ([], [hung])
+        assert stream.dropped_seconds > 0 and finals  # what the hung worker held is dropped, not waited for
+        assert not os.path.exists(f"/proc/{hung}")  # killed and reaped
+    finally:
+        monitor.close()
 
 
 def test_live_audio_recognition_is_late_on_is_dropped_said_and_timed(

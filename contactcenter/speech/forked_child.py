@@ -1,4 +1,4 @@
-"""What a process forked from the desk does first (the recognition workers, the talk listener)."""
+"""What a process forked from the desk does first (the recognition workers)."""
 
 from __future__ import annotations
 

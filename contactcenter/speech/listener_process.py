@@ -7,7 +7,12 @@ RTP sender, which gives the lock up at every packet it sends, could not get it b
 packets left too late to be sent before the callers hung up. Switched off, every packet left.
 
 So, for live calls with recognition in worker processes, each call's :class:`TalkActivity` lives in one
-forked listener process, below the desk's CPU priority like the recognisers. The desk keeps a
+listener process, below the desk's CPU priority like the recognisers. It is started through
+multiprocessing's fork server, not forked from the desk: it needs nothing the desk has loaded (the
+recognisers are forked to share the model), and a child forked from a process with many threads can inherit
+a lock some thread held at that instant and wait on it forever (one suite run saw a leg's speech never
+finish, cause not established; this takes one candidate away). The fork server is a small
+single-threaded process of its own. The desk keeps a
 :class:`RemoteTalkActivity` per call: what the compliance rules read (the settled talk of each leg, as
 flags per 20 ms frame) arrives from the listener as it settles, and ``finish_leg`` waits for the listener
 to have settled the leg's end, as the in-process listener does. Audio goes as it comes, a turn at a time;
@@ -20,19 +25,16 @@ from __future__ import annotations
 
 import collections
 import logging
+import multiprocessing
 import os
 import signal
 import threading
 import time
-import traceback
-import warnings
 from collections.abc import Callable
-from multiprocessing import Pipe
 from multiprocessing.connection import Connection
 from typing import Any
 
 from contactcenter.records import Leg
-from contactcenter.speech.forked_child import become_child
 from contactcenter.speech.talk_activity import ActivitySettings, Span, TalkActivity, spans_of
 
 log = logging.getLogger(__name__)
@@ -40,6 +42,10 @@ log = logging.getLogger(__name__)
 FINISH_WAIT_SECONDS = 30.0  # a leg's end waits this long for the listener to settle it
 MAX_BACKLOG_BYTES = 64 << 20  # audio waiting for the listener beyond this is sent as gaps
 STOP_TIMEOUT_SECONDS = 5.0
+
+_START = multiprocessing.get_context("forkserver")
+# the fork server imports this module (numpy, the VAD) once; each listener is forked from it ready to run
+_START.set_forkserver_preload([__name__])
 
 
 def _serve(conn: Connection) -> None:
@@ -80,17 +86,12 @@ def _serve(conn: Connection) -> None:
                 del activities[key], sent[key]
 
 
-def _child(conn: Connection, nice: int) -> None:
-    """Runs in the forked listener and never returns (``os._exit``)."""
-    code = 0
-    try:
-        become_child(conn.fileno(), nice)
-        _serve(conn)
-    except BaseException:
-        code = 1
-        traceback.print_exc()
-    finally:
-        os._exit(code)
+def _listen(conn: Connection, nice: int) -> None:
+    """The listener process's life: below the desk's priority, Ctrl-C left to the desk (it reaches the whole
+    group; the desk stops its listener itself), then messages until the desk says stop or goes away."""
+    os.nice(nice)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _serve(conn)
 
 
 class RemoteTalkActivity:
@@ -175,7 +176,7 @@ class RemoteTalkActivity:
 
 
 class TalkListener:
-    """The listener process as the desk sees it (forked at once; again for the next call after it dies)."""
+    """The listener process as the desk sees it (started at once; again for the next call after it dies)."""
 
     def __init__(self, nice: int = 10) -> None:
         self.nice = nice
@@ -183,7 +184,7 @@ class TalkListener:
         self._lock = threading.Lock()
         self._keys = 0
         self._closed = False
-        self._process: _Process | None = _Process(nice)  # forked now, while the desk has few threads
+        self._process: _Process | None = _Process(nice)  # started now: ready for the first call
 
     def activity(
         self,
@@ -221,18 +222,14 @@ class TalkListener:
 
 
 class _Process:
-    """One forked listener: its pipe, a sender thread with what is waiting, a receiver thread."""
+    """One listener process: its pipe, a sender thread with what is waiting, a receiver thread."""
 
     def __init__(self, nice: int) -> None:
-        parent_end, child_end = Pipe(duplex=True)
-        with warnings.catch_warnings():  # 3.12+ warns of forking with threads: the child runs only _serve
-            warnings.simplefilter("ignore", DeprecationWarning)
-            pid = os.fork()
-        if pid == 0:
-            parent_end.close()
-            _child(child_end, nice)
+        parent_end, child_end = _START.Pipe(duplex=True)
+        self.process = _START.Process(target=_listen, args=(child_end, nice), name="talk listener", daemon=True)
+        self.process.start()
         child_end.close()
-        self.pid = pid
+        self.pid = self.process.pid
         self.conn = parent_end
         self.alive = True
         self.stopping = False
@@ -303,10 +300,7 @@ class _Process:
             calls = list(self.calls.values())
             self.calls.clear()
         self.conn.close()
-        try:
-            os.waitpid(self.pid, 0)
-        except ChildProcessError:
-            pass
+        self.process.join()  # reaped: no zombie left behind
         if not self.stopping:
             log.error(
                 "the talk listener process died; %d calls keep the talk heard so far (their conversation rules "
@@ -323,8 +317,5 @@ class _Process:
             return
         self._receiver.join(STOP_TIMEOUT_SECONDS)
         if self._receiver.is_alive():
-            try:
-                os.kill(self.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+            self.process.kill()
             self._receiver.join(STOP_TIMEOUT_SECONDS)

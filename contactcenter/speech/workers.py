@@ -57,6 +57,13 @@ STATS_EVERY_SECONDS = 1.0  # a worker says how much memory its recognisers hold 
 TRIM_EVERY_SECONDS = 2.0  # freed recogniser memory is handed back to the system at most this often
 RESPAWNS_PER_MINUTE = 10  # beyond this, a worker that dies is not replaced (something is badly wrong)
 STOP_TIMEOUT_SECONDS = 5.0
+# A worker with audio or a leg's end in hand that says nothing for this long is hung, not busy: a message is
+# at most BATCH_SECONDS (0.5 s) of audio, decoded in a fraction of that, or one utterance's final result.
+# It is killed, and its legs go on in a new worker as after a crash (without this a call whose leg never
+# finished waited [speech] catch-up time, half an hour, to be stored).
+SILENT_WORKER_SECONDS = 30.0
+WATCH_EVERY_SECONDS = 1.0
+ANSWERED = {"audio": "fed", "finish": "finished"}  # the messages a worker answers, and their answers
 
 
 @dataclass
@@ -324,13 +331,30 @@ class _Worker:
         self.stopping = False
         self.receiver: threading.Thread | None = None
         self.sender: threading.Thread | None = None
+        self.awaited = 0  # messages it has been given and not yet answered
+        self.heard_at = time.monotonic()  # when it last said something, or was given work while it had none
 
     def post(self, message: tuple[Any, ...]) -> None:
         """Queue a message for the worker; never blocks (a worker that is gone just never gets it)."""
         with self.ready:
             if self.alive:
+                if message[0] in ANSWERED:
+                    if not self.awaited:
+                        self.heard_at = time.monotonic()
+                    self.awaited += 1
                 self.outbox.append(message)
                 self.ready.notify()
+
+    def heard(self, kind: str) -> None:
+        with self.ready:
+            self.heard_at = time.monotonic()
+            if kind in ANSWERED.values():
+                self.awaited = max(0, self.awaited - 1)
+
+    def silent_for(self) -> float:
+        """How long it has had work in hand and said nothing (0 when it has none)."""
+        with self.ready:
+            return time.monotonic() - self.heard_at if self.awaited else 0.0
 
 
 class WorkerPool:
@@ -420,14 +444,36 @@ class WorkerPool:
     def _receive(self, worker: _Worker) -> None:
         while True:
             try:
+                if not worker.conn.poll(WATCH_EVERY_SECONDS):
+                    self._watch(worker)
+                    continue
                 message = worker.conn.recv()
             except (EOFError, OSError):
                 break
+            worker.heard(message[0])
             try:
                 self._dispatch(worker, message)
             except Exception:
                 log.exception("speech worker %d: handling %r failed", worker.number, message[0])
         self._ended(worker)
+
+    def _watch(self, worker: _Worker) -> None:
+        """Kill a worker that sits on its work without a word (hung): its end is then seen like a crash's."""
+        silent = worker.silent_for()
+        if silent < SILENT_WORKER_SECONDS or worker.stopping:
+            return
+        log.error(
+            "speech worker %d (pid %d) has had work for %.0f s without answering: killed as hung",
+            worker.number,
+            worker.pid,
+            silent,
+        )
+        try:
+            os.kill(worker.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        with worker.ready:
+            worker.awaited = 0  # said once
 
     def _dispatch(self, worker: _Worker, message: tuple[Any, ...]) -> None:
         kind = message[0]
