@@ -61,7 +61,7 @@ from contactcenter.storage.models import Call
 from contactcenter.telephony.certificates import CertificatePair, loopback_certificate
 from contactcenter.telephony.desk import Desk
 from contactcenter.telephony.registrar import LocalRegistrar
-from contactcenter.telephony.rtp_loop import RTP_LOOP, SenderLateness
+from contactcenter.telephony.rtp_loop import RTP_LOOP, SenderLateness, settle_heap
 from contactcenter.telephony.softphone import SipAccount, Softphone
 from tests.helpers.capture import SO_TIMESTAMPNS, LoopbackCapture, kernel_time
 from tests.helpers.lossy_relay import LossyRelay, advertising_registrar
@@ -90,7 +90,7 @@ def big_receive_buffer(sock: socket.socket) -> None:
 def sink(conn: Connection) -> None:
     """The callers' media socket, in a process of its own: sends its port, records each packet's sequence
     number and arrival time (the kernel's, SO_TIMESTAMPNS: not when this process got round to reading it) by
-    SSRC until told to stop, sends them back."""
+    source port and SSRC until told to stop, sends them back."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     big_receive_buffer(sock)
     sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
@@ -100,11 +100,11 @@ def sink(conn: Connection) -> None:
     arrivals: dict[int, list[tuple[int, float]]] = defaultdict(list)
     while not conn.poll():
         try:
-            packet, ancillary, _, _ = sock.recvmsg(2048, socket.CMSG_SPACE(16))
+            packet, ancillary, _, source = sock.recvmsg(2048, socket.CMSG_SPACE(16))
         except TimeoutError:
             continue
-        ssrc, sequence = int.from_bytes(packet[8:12], "big"), int.from_bytes(packet[2:4], "big")
-        arrivals[ssrc].append((sequence, kernel_time(ancillary)))
+        stream = source[1] << 32 | int.from_bytes(packet[8:12], "big")  # the desk's port and the SSRC
+        arrivals[stream].append((int.from_bytes(packet[2:4], "big"), kernel_time(ancillary)))
     sock.close()
     conn.send(dict(arrivals))
 
@@ -279,6 +279,7 @@ def run(
         account = replace(account, port=relay.port_for_b, contact_port=relay.port_for_a)
     phone = Softphone(account, desk.handle)
     phone.start()
+    settle_heap()  # as `contactcenter run` does before it says ready
     if relay is not None:
         relay.reset_counts()
         relay.set_loss(loss / 100)

@@ -15,6 +15,7 @@ whose sending fails is logged and dropped from the loop, and the other calls go 
 
 from __future__ import annotations
 
+import gc
 import heapq
 import itertools
 import logging
@@ -168,3 +169,13 @@ class RtpLoop:
 
 #: The one loop of this process (its threads start with the first stream).
 RTP_LOOP = RtpLoop()
+
+
+def settle_heap() -> None:
+    """Once the process is set up (models, rules, plugins loaded), before the first call: what is alive now
+    lives as long as the process, so it is taken out of the garbage collector's full passes (``gc.freeze``).
+    A full pass stops every thread, the RTP sender too, for as long as it walks the objects: measured at 80
+    calls with speech on (bench/sip_load.py), one such pass over the start-up objects held all calls' audio
+    for 205 ms. Frozen objects are still freed when nothing refers to them; only a cycle among them stays."""
+    gc.collect()
+    gc.freeze()
