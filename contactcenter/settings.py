@@ -202,8 +202,8 @@ class SpeechSettings(Section):
     silence_hangover_ms: int = Field(default=300, ge=0, le=5000)
     partial_stable_ms: int = Field(default=200, ge=0, le=5000)
     # the decoder's step (feature frames, 10 ms each): smaller alerts sooner on words said mid-utterance, for
-    # more CPU (speech/recognizer.py has the figures); 0: what the model's conf/model.conf says
-    decoder_frames_per_chunk: int = Field(default=0, ge=0, le=200)
+    # more CPU (speech/recognizer.py has the figures); 0: what the model's conf/model.conf says (about 20)
+    decoder_frames_per_chunk: int = Field(default=6, ge=0, le=200)
     # who talks when (talk time, overlaps, interruptions, dead air): WebRTC's VAD over an energy floor, or
     # the energy threshold alone; aggressiveness 0 (keeps most as speech) .. 3 (strictest)
     voice_activity: Literal["webrtc", "energy"] = "webrtc"

@@ -102,6 +102,40 @@ def test_a_timestamp_leap_does_not_fill_gigabytes_of_silence() -> None:
     assert all(level > 30000 for level in loud[5:])  # the second stretch, right after the first
 
 
+def test_rtp_header_extensions_padding_and_odd_events_are_not_heard_as_audio() -> None:
+    """RFC 3550 5.1/5.3.1: a header extension and padding are not payload (pyVoIP decoded them as audio, a click
+    in every packet from a peer that adds them); a CSRC list is skipped; a telephone-event past the 16 digits
+    and a packet cut short are dropped, not raised out of the receiver."""
+    client = DeskRTPClient(
+        {0: RTP.PayloadType.PCMU, 101: RTP.PayloadType.EVENT}, "127.0.0.1", 0, "127.0.0.1", 9, RTP.TransmitType.SENDRECV
+    )
+    received: list[bytes] = []
+    digits: list[str] = []
+    client.on_received = received.append
+    client.dtmf = digits.append
+    silence_code = 0xFF  # PCMU for 0
+    audio = bytes([silence_code]) * FRAME_SAMPLES
+
+    def header(first: int, timestamp: int, payload_type: int = 0, marker: bool = False) -> bytes:
+        return (
+            bytes([first, payload_type | (0x80 if marker else 0)])
+            + (1).to_bytes(2, "big")
+            + (timestamp.to_bytes(4, "big") + (7).to_bytes(4, "big"))
+        )
+
+    extension = b"\xbe\xde" + (2).to_bytes(2, "big") + b"\x00" * 8  # two 32-bit words of extension
+    client.receive_packet(header(0x90, 1000) + extension + audio)  # X set
+    client.receive_packet(header(0xA0, 1160) + audio + b"\x00\x00\x00\x04")  # P set: 4 octets of padding
+    client.receive_packet(header(0x82, 1320) + b"\x00" * 8 + audio)  # two CSRCs
+    client.receive_packet(header(0x80, 1480, 101, marker=True) + bytes([16, 0x80, 0, 160]))  # flash: no digit
+    client.receive_packet(header(0x80, 1480, 101, marker=True) + bytes([5, 0x80, 0, 160]))
+    client.receive_packet(header(0x90, 1640)[:12])  # an extension announced, not there
+    client.receive_packet(b"\x80\x00\x00")  # shorter than a header
+    client.push_received(flush=True)
+    assert b"".join(received) == bytes(3 * FRAME_SAMPLES * 2)  # 60 ms, all of it silence: nothing else got in
+    assert digits == ["5"]
+
+
 def test_memory_stays_flat_and_the_file_is_valid_between_flushes(tmp_path: Path) -> None:
     recorder = StreamingRecorder(tmp_path / "call.wav", flush_seconds=3600)
     for _ in range(5):

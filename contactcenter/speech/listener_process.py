@@ -7,18 +7,18 @@ RTP sender, which gives the lock up at every packet it sends, could not get it b
 packets left too late to be sent before the callers hung up. Switched off, every packet left.
 
 So, for live calls with recognition in worker processes, each call's :class:`TalkActivity` lives in one
-listener process, below the desk's CPU priority like the recognisers. It is started through
-multiprocessing's fork server, not forked from the desk: it needs nothing the desk has loaded (the
-recognisers are forked to share the model), and a child forked from a process with many threads can inherit
-a lock some thread held at that instant and wait on it forever (one suite run saw a leg's speech never
-finish, cause not established; this takes one candidate away). The fork server is a small
-single-threaded process of its own. The desk keeps a
-:class:`RemoteTalkActivity` per call: what the compliance rules read (the settled talk of each leg, as
-flags per 20 ms frame) arrives from the listener as it settles, and ``finish_leg`` waits for the listener
-to have settled the leg's end, as the in-process listener does. Audio goes as it comes, a turn at a time;
-if the listener falls far behind (``MAX_BACKLOG_BYTES`` waiting), further audio is sent as a gap (time, not
-speech) until it catches up, never queued without end. If the listener process dies, the calls it followed keep the timeline heard so far
-(their conversation rules are judged on that, and the log says so), and the next call starts a new one.
+listener process, below the desk's CPU priority like the recognisers. It is started through multiprocessing's
+fork server, not forked from the desk: it needs nothing the desk has loaded (the recognisers are forked to
+share the model), and a child forked from a process with many threads can inherit a lock some thread held at
+that instant and wait on it forever (one suite run saw a leg's speech never finish, cause not established;
+this takes one candidate away). The fork server is a small single-threaded process of its own. The desk keeps
+a :class:`RemoteTalkActivity` per call: what the compliance rules read (the settled talk of each leg, as flags
+per 20 ms frame) arrives from the listener as it settles, and ``finish_leg`` waits for the listener to have
+settled the leg's end, as the in-process listener does. Audio goes as it comes, a turn at a time; if the
+listener falls far behind (``MAX_BACKLOG_BYTES`` waiting), further audio is sent as a gap (time, not speech)
+until it catches up, never queued without end. If the listener process dies, the calls it followed keep the
+timeline heard so far (their conversation rules are judged on that, and the log says so), and the next call
+starts a new one.
 """
 
 from __future__ import annotations

@@ -26,10 +26,14 @@ time). Partial results are read after every unit of ``FRAMES_PER_UNIT`` frames f
   more (1.48 s): Vosk's decoder itself advances in chunks of about 200 ms;
 * those chunks are ``--frames-per-chunk`` in the model's conf/model.conf (about 20 frames by default): 12 gave
   p95 1.09 s for 8 % more CPU, 9 gave 0.97 s for 25 % more. It is ``[speech] decoder_frames_per_chunk``
-  (vosk_model.py loads the model through a scratch copy of its conf), left at 0 (the model's own) by default:
-  it also changes the words (the online i-vector is updated per chunk; on six clips 0.73-0.79 of the
-  characters in common with the default, against 0.89 for the default run twice), and whether that costs
-  accuracy can only be told on the Mandarin model, with ``contactcenter evaluate`` on one's own calls;
+  (vosk_model.py loads the model through a scratch copy of its conf). Measured again on bench/speech_bench.py
+  (wall time, critical rule, word mid-utterance, p95): the model's own 1.31-1.58 s, 9 frames 0.81-1.01 s, 6 frames
+  0.91 s (at the end of an utterance 0.77 s); real-time factor with silence skipped 0.079 / 0.096 / 0.119
+  CPU-s per audio second. The default is 6, the only one that met the 1 s alert target; it costs half again
+  the recognition CPU, and it changes the words a little (the online i-vector is updated per chunk; on six
+  clips 0.73-0.79 of the characters in common with the model's own, against 0.89 for that run twice). Whether
+  that costs accuracy can only be told on the Mandarin model, with ``contactcenter evaluate`` on one's own
+  calls; 0 goes back to the model's own step;
 * endpointing: the utterance ends ``silence_hangover_ms`` (300) after the last loud frame (then
   ``FinalResult``), not when Vosk's own endpointer decides (0.5-2 s of trailing silence in the model's conf);
   a word ending an utterance was alerted p50 0.36-0.49 s after it ended;

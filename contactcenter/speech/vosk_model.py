@@ -180,12 +180,14 @@ def _with_frames_per_chunk(path: Path, frames_per_chunk: int) -> Path:
         if entry.name != "conf":
             (scratch / entry.name).symlink_to(entry)
     (scratch / "conf").mkdir()
-    for entry in (path / "conf").iterdir():
+    conf = path / "conf"
+    for entry in conf.iterdir() if conf.is_dir() else ():
         if entry.name != "model.conf":
             (scratch / "conf" / entry.name).symlink_to(entry)
+    own = conf / "model.conf"  # a model without one decodes on Vosk's defaults: the option alone then
     lines = [
         line
-        for line in (path / "conf" / "model.conf").read_text(encoding="utf-8").splitlines()
+        for line in (own.read_text(encoding="utf-8").splitlines() if own.is_file() else [])
         if not line.strip().startswith("--frames-per-chunk")
     ]
     lines.append(f"--frames-per-chunk={frames_per_chunk}")

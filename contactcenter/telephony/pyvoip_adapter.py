@@ -87,7 +87,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, ClassVar, TypeGuard, TypeVar
+from typing import Any, ClassVar, NamedTuple, TypeGuard, TypeVar
 
 import numpy as np
 import pyVoIP
@@ -1166,6 +1166,17 @@ def dtmf_packets(digits: str) -> list[_DtmfPacket | None]:
     return packets
 
 
+class ReceivedRtp(NamedTuple):
+    """What the receive path needs of an RTP packet (parse_packet)."""
+
+    marker: bool
+    timestamp: int
+    payload: bytes
+
+
+DTMF_EVENTS = "0123456789*#ABCD"  # RFC 4733 event codes 0-15; others (flash, tones) are not digits
+
+
 class DeskRTPClient(RTP.RTPClient):
     """One RTP stream in 16-bit PCM: F8 (A-law sent as A-law), F9 (ordered, silence-filled receive path),
     drift-free pacing, and a hook for every frame sent and received."""
@@ -1218,10 +1229,48 @@ class DeskRTPClient(RTP.RTPClient):
 
     # ---------------------------------------------------------------------------------------------- receive
 
-    def parse_pcmu(self, packet: RTP.RTPMessage) -> None:
+    def parse_packet(self, packet: bytes) -> None:
+        """RFC 3550 5.1's header read with a few integer operations, its header extension and padding left out
+        of the payload. pyVoIP went through bit strings for each packet (4,000 a second at 80 calls, all in the
+        one receiving thread) and played an extension and padding as audio (clicks from any peer that adds
+        them); a telephone-event beyond its 16 digits raised out of the receiver."""
+        size = len(packet)
+        if size < 12:
+            raise RTP.RTPParseError(f"{size} bytes: shorter than an RTP header")
+        first = packet[0]
+        if first >> 6 != 2:
+            raise RTP.RTPParseError(f"RTP version {first >> 6} not compatible")
+        start = 12 + 4 * (first & 0x0F)  # past the CSRC list
+        if first & 0x10:  # a header extension: its length in 32-bit words
+            if size < start + 4:
+                raise RTP.RTPParseError("RTP header extension cut short")
+            start += 4 + 4 * int.from_bytes(packet[start + 2 : start + 4], "big")
+        end = size - packet[-1] if first & 0x20 else size  # padding: its last octet counts it
+        if start > end:
+            raise RTP.RTPParseError("RTP header, extension or padding longer than the packet")
+        number = packet[1] & 0x7F
+        kind = self.assoc.get(number)
+        if kind is None:
+            try:
+                kind = RTP.PayloadType(number)
+            except ValueError:
+                raise RTP.RTPParseError(f"RTP payload type {number} not found") from None
+        received = ReceivedRtp(bool(packet[1] & 0x80), int.from_bytes(packet[4:8], "big"), packet[start:end])
+        if kind == RTP.PayloadType.PCMU:
+            self.parse_pcmu(received)
+        elif kind == RTP.PayloadType.PCMA:
+            self.parse_pcma(received)
+        elif kind == RTP.PayloadType.EVENT:
+            if received.payload and received.payload[0] < len(DTMF_EVENTS):
+                if received.marker and self.dtmf is not None:
+                    self.dtmf(DTMF_EVENTS[received.payload[0]])
+        else:
+            raise RTP.RTPParseError(f"unsupported codec {kind}")
+
+    def parse_pcmu(self, packet: ReceivedRtp | RTP.RTPMessage) -> None:
         self._store(packet.timestamp, ULAW_TO_PCM, packet.payload)
 
-    def parse_pcma(self, packet: RTP.RTPMessage) -> None:
+    def parse_pcma(self, packet: ReceivedRtp | RTP.RTPMessage) -> None:
         self._store(packet.timestamp, ALAW_TO_PCM, packet.payload)
 
     def _store(self, timestamp: int, table: np.ndarray, payload: bytes) -> None:
