@@ -13,6 +13,29 @@ def free_port(kind: int = socket.SOCK_DGRAM) -> int:
         return sock.getsockname()[1]
 
 
+def free_udp_run(count: int, avoid: tuple[int, ...] = ()) -> int:
+    """The first of ``count`` consecutive UDP ports on 127.0.0.1, the first even, all free right now and none in
+    ``avoid`` (SIPp's media: audio at the first, RTCP and video after it). Two ``free_port()`` calls in a row
+    can return the same port (nothing holds it in between): SIPp once got its own SIP port as its media port."""
+    for _ in range(100):
+        first = free_port() & ~1
+        if any(first <= port < first + count for port in avoid) or first + count > 65536:
+            continue
+        held: list[socket.socket] = []
+        try:
+            for port in range(first, first + count):
+                sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                held.append(sock)
+                sock.bind(("127.0.0.1", port))
+            return first
+        except OSError:
+            continue
+        finally:
+            for sock in held:
+                sock.close()
+    raise RuntimeError(f"no {count} consecutive free UDP ports found on 127.0.0.1")
+
+
 def free_tcp_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now (a web server's)."""
     return free_port(socket.SOCK_STREAM)

@@ -28,7 +28,7 @@ from contactcenter.media.call_media import CallMedia
 from contactcenter.telephony.call import Call
 from contactcenter.telephony.softphone import SipAccount, Softphone
 from tests.helpers.paths import REPO, SHARED, speech_clip
-from tests.helpers.ports import accepts_connections, free_port, udp_port_bound
+from tests.helpers.ports import accepts_connections, free_port, free_udp_run, udp_port_bound
 from tests.helpers.waiting import wait_until
 
 SIP_DIR = REPO / "tests" / "sip"
@@ -81,15 +81,16 @@ def sipp_command(
         command += ["-sf", str(scenario), "-m", str(calls)]
     if rate is not None:
         command += ["-r", str(rate)]
+    sip_port = port if port is not None else free_port()
     command += [
         "-i",
         "127.0.0.1",
         "-p",
-        str(port if port is not None else free_port()),
+        str(sip_port),
         "-mi",
         "127.0.0.1",
         "-mp",
-        str(free_port() & ~1),
+        str(free_udp_run(4, avoid=(sip_port,))),
         "-timeout",
         str(timeout),
     ]
