@@ -619,6 +619,7 @@ class SpeechMonitor:
         max_lag_seconds: float | None = None,
         memory_per_leg_mb: float = DEFAULT_MEMORY_PER_LEG_MB,
         worker_nice: int = 10,
+        separate_listener: bool = False,
     ) -> None:
         self.model = model
         self.activity = activity or ActivitySettings()  # how each call's talk activity is judged
@@ -643,7 +644,9 @@ class SpeechMonitor:
         else:
             raise ValueError(f"speech backend {backend!r}: expected process or thread")
         # with recognition in worker processes, who talks when is judged out of the desk's interpreter too
-        self._listener = TalkListener(worker_nice) if backend == "process" else None
+        # the talk listener in a process of its own (listener_process.py) only when asked: with it a leg's end
+        # was twice not reached in the full test suite (cause not yet found), so the desk keeps it in-process
+        self._listener = TalkListener(worker_nice) if backend == "process" and separate_listener else None
         self._feeders = ThreadPoolExecutor(FEEDER_THREADS, thread_name_prefix="speech-feed")
         # a monitor nobody closed still stops its workers when it is collected, or at exit
         self._finalizer = weakref.finalize(self, _shut_down, self._backend, self._feeders, self._listener, False)
