@@ -3,9 +3,10 @@
 The phone pushes 20 ms frames into a leg's stream and returns at once. Two things follow each leg, in order:
 
 * its **listener** (who talks when: :class:`~contactcenter.speech.talk_activity.TalkActivity`), fed on a
-  small pool of threads of the desk process. With recognition in worker processes the listener itself runs
-  in a process of its own (listener_process.py: in the desk's interpreter it starved the RTP sender at 80
-  calls); the feeders only hand it the audio. It follows the audio closely whatever recognition is doing,
+  small pool of threads of the desk process. With ``separate_listener`` (and recognition in worker
+  processes) the listener itself runs in a process of its own (listener_process.py: in the desk's
+  interpreter it starved the RTP sender at 80 calls) and the feeders only hand it the audio; not yet the
+  default, see ``__init__``. It follows the audio closely whatever recognition is doing,
   and it hears all of it: overload never takes audio away from it.
 * its **recognition**. Silence is judged as the audio is pushed (the energy gate, with its hangover), so only
   speech is sent for decoding: a leg that listens costs recognition nothing, and the recogniser is only told
@@ -671,8 +672,8 @@ class SpeechMonitor:
     def talk_activity(
         self, rate: int, legs: tuple[Leg, ...], on_settled: Callable[[float], None] | None = None
     ) -> TalkActivity | RemoteTalkActivity:
-        """A call's talk-activity listener: in the listener process with the process backend (the
-        listener is the heaviest Python work of a live call), else in this process."""
+        """A call's talk-activity listener: in the listener process when the monitor has one
+        (``separate_listener``: the listener is the heaviest Python work of a live call), else in this process."""
         if self._listener is not None:
             return self._listener.activity(rate, legs, self.activity, on_settled)
         return TalkActivity(rate, legs, self.activity, on_settled=on_settled)
