@@ -79,9 +79,6 @@ CALLS_PER_BARESIP = 20
 # The callers (SIPp) and the measuring sink run this much below the desk: they stand for phones elsewhere,
 # and on one 2-core machine at full load they took CPU from the desk's sender that no real caller would
 CALLERS_NICE = 10
-# The talk listener in a process of its own (off in the desk for now: see speech/monitor.py); the figures in
-# README are with it, as the 80-call runs need it
-SEPARATE_LISTENER = True
 
 
 def big_receive_buffer(sock: socket.socket) -> None:
@@ -258,7 +255,6 @@ def run(
             max_lag_seconds=config.max_lag_seconds,
             memory_per_leg_mb=config.memory_per_leg_mb,
             worker_nice=config.worker_nice,
-            separate_listener=SEPARATE_LISTENER,
         )
         rules = load_rules(settings.scripts.rules, settings.company.names_said)
     desk_port, relay, certificate = free_port(), None, None

@@ -213,18 +213,20 @@ def test_the_memory_budget_frees_recognisers_and_recognition_goes_on(korean_mode
 
 
 def test_workers_run_below_the_desk_and_share_its_model(korean_model: SpeechModel) -> None:
+    """So do the talk listener's: by default who talks when is judged in a process of its own, below the desk."""
     monitor = SpeechMonitor(korean_model, workers=2)
     pids = monitor.worker_pids
+    listener = monitor.listener_pid
     try:
-        assert len(pids) == 2
+        assert len(pids) == 2 and listener is not None and listener not in pids
         desk = os.getpriority(os.PRIO_PROCESS, 0)
-        for pid in pids:
+        for pid in [*pids, listener]:
             assert os.getpriority(os.PRIO_PROCESS, pid) == min(19, desk + 10)
             # the model's ~0.5 GB are the desk's pages, shared: a worker's own memory is small
             assert private_mb(pid) < 150
     finally:
         monitor.close()
-    assert not [pid for pid in pids if os.path.exists(f"/proc/{pid}")]  # stopped and collected
+    assert not [pid for pid in [*pids, listener] if os.path.exists(f"/proc/{pid}")]  # stopped and collected
 
 
 def private_mb(pid: int) -> float:
@@ -235,3 +237,26 @@ def private_mb(pid: int) -> float:
             if line.startswith(("Private_Clean:", "Private_Dirty:")):
                 total += int(line.split()[1])
     return total / 1024
+
+
+def test_a_leg_that_ends_while_its_listener_turn_runs_still_finishes(korean_model: SpeechModel) -> None:
+    """A leg of silence ends (``finish``) while a turn of its listener is between giving recognition its work
+    and looking whether it must go again: with nothing in flight, no worker answer comes to give recognition
+    its end either. That turn must send it. (It did not: the leg never finished, twice in full suite runs.)
+    The end is called from the progress report the turn makes in that very window."""
+    monitor = SpeechMonitor(korean_model, workers=1)
+    ended: list[float] = []
+    stream = None
+
+    def end_now(_leg: Leg, at_s: float) -> None:
+        if not ended:
+            ended.append(at_s)
+            stream.finish()
+
+    stream = monitor.open_leg("customer", RATE, lambda u: None, on_progress=end_now, listener=Listener())
+    push_all(stream, bytes(stream._turn_bytes))  # exactly one turn's worth: the last frame starts the turn
+    try:
+        stream.done.result(timeout=30)  # finish() is called once, from that turn
+    finally:
+        monitor.close()
+    assert ended

@@ -3,10 +3,10 @@
 The phone pushes 20 ms frames into a leg's stream and returns at once. Two things follow each leg, in order:
 
 * its **listener** (who talks when: :class:`~contactcenter.speech.talk_activity.TalkActivity`), fed on a
-  small pool of threads of the desk process. With ``separate_listener`` (and recognition in worker
-  processes) the listener itself runs in a process of its own (listener_process.py: in the desk's
-  interpreter it starved the RTP sender at 80 calls) and the feeders only hand it the audio; not yet the
-  default, see ``__init__``. It follows the audio closely whatever recognition is doing,
+  small pool of threads of the desk process. With recognition in worker processes the listener itself runs
+  in a process of its own (listener_process.py: in the desk's interpreter it starved the RTP sender at 80
+  calls) and the feeders only hand it the audio (``separate_listener=False`` keeps it on the feeders). It
+  follows the audio closely whatever recognition is doing,
   and it hears all of it: overload never takes audio away from it.
 * its **recognition**. Silence is judged as the audio is pushed (the energy gate, with its hangover), so only
   speech is sent for decoding: a leg that listens costs recognition nothing, and the recogniser is only told
@@ -305,7 +305,9 @@ class LegStream:
         """No more audio: follow and recognise what is queued, flush the last utterance; the future says when
         both are done."""
         with self._lock:
-            if not self._finishing and (self._remainder or self._gap or self._silence):
+            if self._finishing:  # said already: its turn is under way
+                return self.done
+            if self._remainder or self._gap or self._silence:
                 self._queue.append(_Chunk(self._remainder, time.monotonic(), self._gap, self._silence))
                 self._queued_bytes += len(self._remainder)
                 self._markers += 1
@@ -336,7 +338,13 @@ class LegStream:
         with self._lock:
             again = bool(self._listen) and (self._finishing or self._listen_bytes >= self._turn_bytes)
             self._turn_scheduled = again
-            end = self._finishing and not again and not self._listener_done
+            # ``finish`` may have come since the pump above and, this turn being under way, scheduled none: with
+            # no batch in flight, no worker answer would give recognition the leg's end either, so this turn
+            # does (the leg never finished otherwise: a lost wake-up, seen on legs of silence)
+            pump = self._finishing and not again
+            end = pump and not self._listener_done
+        if pump:
+            self._pump()
         if end:
             self._finish_listener()
         if again:
@@ -620,7 +628,7 @@ class SpeechMonitor:
         max_lag_seconds: float | None = None,
         memory_per_leg_mb: float = DEFAULT_MEMORY_PER_LEG_MB,
         worker_nice: int = 10,
-        separate_listener: bool = False,
+        separate_listener: bool = True,
     ) -> None:
         self.model = model
         self.activity = activity or ActivitySettings()  # how each call's talk activity is judged
@@ -645,8 +653,6 @@ class SpeechMonitor:
         else:
             raise ValueError(f"speech backend {backend!r}: expected process or thread")
         # with recognition in worker processes, who talks when is judged out of the desk's interpreter too
-        # the talk listener in a process of its own (listener_process.py) only when asked: with it a leg's end
-        # was twice not reached in the full test suite (cause not yet found), so the desk keeps it in-process
         self._listener = TalkListener(worker_nice) if backend == "process" and separate_listener else None
         self._feeders = ThreadPoolExecutor(FEEDER_THREADS, thread_name_prefix="speech-feed")
         # a monitor nobody closed still stops its workers when it is collected, or at exit
@@ -672,8 +678,8 @@ class SpeechMonitor:
     def talk_activity(
         self, rate: int, legs: tuple[Leg, ...], on_settled: Callable[[float], None] | None = None
     ) -> TalkActivity | RemoteTalkActivity:
-        """A call's talk-activity listener: in the listener process when the monitor has one
-        (``separate_listener``: the listener is the heaviest Python work of a live call), else in this process."""
+        """A call's talk-activity listener: in the listener process when the monitor has one (the listener is
+        the heaviest Python work of a live call), else in this process."""
         if self._listener is not None:
             return self._listener.activity(rate, legs, self.activity, on_settled)
         return TalkActivity(rate, legs, self.activity, on_settled=on_settled)
