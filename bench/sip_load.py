@@ -219,6 +219,7 @@ def run(
     loss: float = 0.0,
     transport: str = "udp",
     srtp: bool = False,
+    realtime_priority: int | None = None,
 ) -> None:
     work = Path(tempfile.mkdtemp(prefix="cc-load-"))
     desk_file = make_desk(work / "desk")
@@ -283,6 +284,11 @@ def run(
         account = replace(account, port=relay.port_for_b, contact_port=relay.port_for_a)
     phone = Softphone(account, desk.handle)
     phone.start()
+    priority = settings.sip.media_realtime_priority if realtime_priority is None else realtime_priority
+    media_priority = f"real-time priority {priority}" if priority else "normal priority"
+    problem = RTP_LOOP.use_realtime_priority(priority)  # as `contactcenter run` does
+    if problem is not None:
+        media_priority = f"normal priority ({problem})"
     settle_heap()  # as `contactcenter run` does before it says ready
     if relay is not None:
         relay.reset_counts()
@@ -410,7 +416,7 @@ def run(
         "measurement (sequence numbers skipped: lost before the measuring socket, not counted as spacing)"
     )
     print(
-        f"  the desk's RTP sender: {lateness.packets} packets, {lateness.late_5ms} sent more than "
+        f"  the desk's RTP sender ({media_priority}): {lateness.packets} packets, {lateness.late_5ms} sent more than "
         f"5 ms after their time, {lateness.late_20ms} more than 20 ms, worst "
         f"{lateness.worst_s * 1000:.1f} ms; garbage collection pauses: {gc_pauses.describe()}"
     )
@@ -438,6 +444,12 @@ def main() -> None:
     )
     parser.add_argument("--transport", choices=["udp", "tls"], default="udp", help="the desk's SIP transport")
     parser.add_argument("--srtp", action="store_true", help="encrypt media (SDES-keyed SRTP; needs --transport tls)")
+    parser.add_argument(
+        "--realtime-priority",
+        type=int,
+        metavar="N",
+        help="the desk's RTP threads at SCHED_FIFO priority N, 0 for normal (default: [sip] media_realtime_priority)",
+    )
     args = parser.parse_args()
     if args.srtp and args.transport != "tls":
         parser.error("--srtp needs --transport tls (SDES keys travel in the SIP messages)")
@@ -447,7 +459,7 @@ def main() -> None:
         parser.error("--transport tls reads the desk's media off lo with an AF_PACKET socket: run as root")
     print(f"machine: {os.cpu_count()} cores")
     for speech in [False, True] if args.speech == "both" else [args.speech == "on"]:
-        run(args.calls, speech, args.talk, args.backend, args.loss, args.transport, args.srtp)
+        run(args.calls, speech, args.talk, args.backend, args.loss, args.transport, args.srtp, args.realtime_priority)
 
 
 if __name__ == "__main__":

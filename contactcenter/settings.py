@@ -141,6 +141,8 @@ class SipSettings(Section):
     transport: Literal["udp", "tcp", "tls"] = "udp"
     tls_ca_file: OptionalFile = ""  # PEM of the CAs to trust; empty: the system store (or the loopback's own)
     media_encryption: Literal["none", "srtp"] = "none"  # "srtp": SDES keys (RFC 4568) in the SDP, so only over TLS
+    # the RTP sender and receiver at this SCHED_FIFO priority when permitted (0: normal): telephony/rtp_loop.py
+    media_realtime_priority: int = Field(default=10, ge=0, le=99)
 
     @property
     def password(self) -> str | None:

@@ -4,9 +4,15 @@ smallest thing the loop drives, over real sockets; calls through it are in the S
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
+
+import pytest
 
 from contactcenter.telephony.rtp_loop import RtpLoop
 from tests.helpers.waiting import wait_until
@@ -123,3 +129,67 @@ def test_the_sender_counts_the_packets_it_sent_late() -> None:
             loop.remove(stream.sock)
             stream.sock.close()
         sink.close()
+
+
+def policy_of(thread_id: int) -> tuple[int, int]:
+    return os.sched_getscheduler(thread_id), os.sched_getparam(thread_id).sched_priority
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="real-time priority needs root (or CAP_SYS_NICE) here")
+def test_the_media_threads_take_real_time_priority_and_give_it_back() -> None:
+    """Asked for (``[sip] media_realtime_priority``), both threads run under SCHED_FIFO and the calls' packets
+    go on; 0 puts them back under the normal policy."""
+    loop = RtpLoop()
+    sink = listener()
+    stream = SocketStream(sink.getsockname())
+    try:
+        assert loop.use_realtime_priority(10) is None
+        assert len(loop._thread_ids) == 2
+        assert [policy_of(tid) for tid in loop._thread_ids] == [(os.SCHED_FIFO, 10)] * 2
+        loop.add(stream, stream.sock)
+        assert wait_until(lambda: stream.sent >= 10, 5)
+        assert loop.use_realtime_priority(0) is None
+        assert [policy_of(tid) for tid in loop._thread_ids] == [(os.SCHED_OTHER, 0)] * 2
+        sent = stream.sent
+        assert wait_until(lambda: stream.sent >= sent + 10, 5)
+    finally:
+        stream.NSD = False
+        loop.remove(stream.sock)
+        stream.sock.close()
+        sink.close()
+
+
+UNPRIVILEGED = """
+import os, resource, socket, sys, time
+from contactcenter.telephony.rtp_loop import RtpLoop
+from tests.test_rtp_loop import SocketStream, listener, policy_of
+resource.setrlimit(resource.RLIMIT_RTPRIO, (0, 0))
+if os.geteuid() == 0:  # root may do anything: become nobody
+    os.setgroups([])
+    os.setgid(65534)
+    os.setuid(65534)
+loop = RtpLoop()
+print(loop.use_realtime_priority(10))
+sink = listener()
+stream = SocketStream(sink.getsockname())
+loop.add(stream, stream.sock)
+deadline = time.monotonic() + 5
+while stream.sent < 10 and time.monotonic() < deadline:
+    time.sleep(0.02)
+print(stream.sent >= 10, [policy_of(tid) == (os.SCHED_OTHER, 0) for tid in loop._thread_ids])
+"""
+
+
+def test_without_permission_the_media_threads_say_why_and_run_at_normal_priority() -> None:
+    """A desk not allowed real-time scheduling (no CAP_SYS_NICE, RTPRIO limit 0: an ordinary user) is told why
+    in one line, with the fix, and its calls' packets go on as before."""
+    result = subprocess.run(
+        [sys.executable, "-c", UNPRIVILEGED], capture_output=True, text=True, timeout=60, cwd=Path(__file__).parent.parent
+    )
+    assert result.returncode == 0, result.stderr
+    said, flowing = result.stdout.splitlines()
+    assert said == (
+        "real-time priority 10 for call media is not permitted to this process (it needs CAP_SYS_NICE or an "
+        "RTPRIO limit of at least 10, e.g. systemd's LimitRTPRIO=10)"
+    )
+    assert flowing == "True [True, True]"

@@ -30,7 +30,7 @@ from contactcenter.telephony.agent_state import AgentState
 from contactcenter.telephony.certificates import loopback_certificate
 from contactcenter.telephony.desk import Desk, DeskCall
 from contactcenter.telephony.registrar import LocalRegistrar, RegistrarError, TeamRouting
-from contactcenter.telephony.rtp_loop import settle_heap
+from contactcenter.telephony.rtp_loop import RTP_LOOP, settle_heap
 from contactcenter.telephony.softphone import RegistrationError, SipAccount, Softphone
 from contactcenter.telephony.team import ContactAccount, TeamMembership, follow_agent
 
@@ -46,6 +46,16 @@ EVENT_LINES = {
         what: f"{what:<9} {{who}}" for what in ("muted", "unmuted", "held", "resumed", "transferred", "transfer_failed")
     },
 }
+
+
+def media_priority(priority: int) -> str:
+    """The RTP threads at real-time priority when set and permitted; what the terminal says about it."""
+    if not priority:
+        return "normal priority ([sip] media_realtime_priority = 0)"
+    problem = RTP_LOOP.use_realtime_priority(priority)
+    if problem is None:
+        return f"real-time priority {priority}"
+    return f"normal priority: {problem}; or set [sip] media_realtime_priority = 0"
 
 
 def show(what: str, desk_call: DeskCall) -> None:
@@ -240,6 +250,7 @@ def command(app: App) -> None:
             f"{settings.ring.answer_after_rings}. Ctrl-C stops."
         )
         click.echo(f"sip: {phone.security()}")
+        click.echo(f"call media: {media_priority(sip.media_realtime_priority)}")
         desk.phone = phone
         if history is not None:
             history.start()
