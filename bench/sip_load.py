@@ -220,6 +220,7 @@ def run(
     transport: str = "udp",
     srtp: bool = False,
     realtime_priority: int | None = None,
+    worker_idle: bool | None = None,
 ) -> None:
     work = Path(tempfile.mkdtemp(prefix="cc-load-"))
     desk_file = make_desk(work / "desk")
@@ -256,6 +257,7 @@ def run(
             max_lag_seconds=config.max_lag_seconds,
             memory_per_leg_mb=config.memory_per_leg_mb,
             worker_nice=config.worker_nice,
+            worker_idle=config.worker_idle if worker_idle is None else worker_idle,
         )
         rules = load_rules(settings.scripts.rules, settings.company.names_said)
     desk_port, relay, certificate = free_port(), None, None
@@ -346,6 +348,15 @@ def run(
     elapsed = time.monotonic() - started
     gc_pauses.stop()
     lateness = RTP_LOOP.lateness
+    workers_policy = ", ".join(
+        sorted(
+            {
+                "SCHED_IDLE" if os.sched_getscheduler(pid) == os.SCHED_IDLE else "niced"
+                for pid in workers
+                if os.path.exists(f"/proc/{pid}")
+            }
+        )
+    )
     used = os.times()
     workers_used = sum(process_cpu(pid) for pid in workers) - workers_cpu
     with database.session() as session:
@@ -422,7 +433,11 @@ def run(
     )
     print(
         f"  CPU of the desk process: {cores:.2f} cores over {elapsed:.0f} s"
-        + (f", of its recognition workers and talk listener {workers_used / elapsed:.2f} cores" if workers else "")
+        + (
+            f", of its recognition workers and talk listener ({workers_policy}) {workers_used / elapsed:.2f} cores"
+            if workers
+            else ""
+        )
         + f"; peak memory (PSS) of the desk and its workers {peak_pss[0]:.0f} MB"
     )
     if metrics is not None:
@@ -450,6 +465,11 @@ def main() -> None:
         metavar="N",
         help="the desk's RTP threads at SCHED_FIFO priority N, 0 for normal (default: [sip] media_realtime_priority)",
     )
+    parser.add_argument(
+        "--worker-idle",
+        choices=["yes", "no"],
+        help="recognition workers and talk listener under SCHED_IDLE (default: [speech] worker_idle)",
+    )
     args = parser.parse_args()
     if args.srtp and args.transport != "tls":
         parser.error("--srtp needs --transport tls (SDES keys travel in the SIP messages)")
@@ -459,7 +479,17 @@ def main() -> None:
         parser.error("--transport tls reads the desk's media off lo with an AF_PACKET socket: run as root")
     print(f"machine: {os.cpu_count()} cores")
     for speech in [False, True] if args.speech == "both" else [args.speech == "on"]:
-        run(args.calls, speech, args.talk, args.backend, args.loss, args.transport, args.srtp, args.realtime_priority)
+        run(
+            args.calls,
+            speech,
+            args.talk,
+            args.backend,
+            args.loss,
+            args.transport,
+            args.srtp,
+            args.realtime_priority,
+            None if args.worker_idle is None else args.worker_idle == "yes",
+        )
 
 
 if __name__ == "__main__":

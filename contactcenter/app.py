@@ -75,6 +75,7 @@ class App:
             max_lag_seconds=speech.max_lag_seconds,
             memory_per_leg_mb=speech.memory_per_leg_mb,
             worker_nice=speech.worker_nice,
+            worker_idle=speech.worker_idle,
         )
 
     @cached_property

@@ -197,6 +197,9 @@ class SpeechSettings(Section):
     # the desk's media threads; "thread": on threads of the desk process, as before
     backend: Literal["process", "thread"] = "process"
     worker_nice: int = Field(default=10, ge=0, le=19)  # added to the desk's niceness in the workers
+    # the workers and the talk listener under SCHED_IDLE: only CPU time no normal process wants (the desk's
+    # threads never wait behind them; recognition is what gives way when the machine is short)
+    worker_idle: bool = True
     memory_per_leg_mb: float = Field(default=36.0, ge=0, le=4096)  # recognisers' memory per open leg; 0: no bound
     max_backlog_seconds: float = Field(default=30.0, gt=0, le=600)
     max_lag_seconds: float = Field(default=5.0, ge=0, le=600)  # live calls: drop what recognition is this late on

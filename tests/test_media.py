@@ -18,6 +18,7 @@ import soundfile
 from contactcenter.audio.line import FRAME_SAMPLES, RATE
 from contactcenter.media.call_media import CallMedia
 from contactcenter.media.recorder import StreamingRecorder
+from contactcenter.media.speech_intake import SpeechIntake
 from contactcenter.telephony.pyvoip_adapter import DeskRTPClient
 
 # isort: split
@@ -169,6 +170,63 @@ def test_a_failing_sink_is_dropped_and_the_others_go_on(tmp_path: Path) -> None:
     media.close()
     audio, _ = soundfile.read(str(tmp_path / "call.wav"), dtype="int16")
     assert audio.shape == (10 * FRAME_SAMPLES, 2) and (audio == 100).all()
+
+
+class PushedSpeech:
+    """Stands where a call's CallSpeech does: keeps what is pushed, and on which thread; may fail or stall."""
+
+    def __init__(self, fail_at: int | None = None, stall: threading.Event | None = None) -> None:
+        self.pushed: list[tuple[str, bytes, str]] = []
+        self.fail_at = fail_at
+        self.stall = stall
+
+    def push(self, leg: str, pcm: bytes, block: bool = False) -> bool:
+        if self.stall is not None:
+            self.stall.wait(10)
+        if len(self.pushed) == self.fail_at:
+            self.fail_at = None
+            raise RuntimeError("the recogniser's queue broke")
+        self.pushed.append((leg, pcm, threading.current_thread().name))
+        return True
+
+
+def test_speech_is_pushed_off_the_rtp_threads_in_order_and_complete_when_the_call_ends() -> None:
+    """The RTP threads only hand frames in; the intake's own thread pushes them, each leg in order, and the end
+    of the call waits for the last of them. A stalled recognition side does not hold up the RTP threads."""
+    stall = threading.Event()
+    speech = PushedSpeech(stall=stall)
+    intake = SpeechIntake()
+    media = CallMedia(speech=speech, intake=intake)  # type: ignore[arg-type]
+    agent, customer = frames_of(1, 50), frames_of(2, 50)
+    handed_in = threading.Event()
+
+    def rtp_thread() -> None:
+        for a, c in zip(agent, customer, strict=True):
+            media.agent_frame(a)
+            media.customer_frame(c)
+        handed_in.set()
+
+    threading.Thread(target=rtp_thread, name="call media out").start()
+    assert handed_in.wait(5)  # while every push is stalled
+    assert speech.pushed == []
+    stall.set()
+    assert media.speech_caught_up()
+    assert [f for leg, f, _ in speech.pushed if leg == "agent"] == agent
+    assert [f for leg, f, _ in speech.pushed if leg == "customer"] == customer
+    assert {thread for _, _, thread in speech.pushed} == {"speech intake"}
+
+
+def test_a_failing_speech_push_switches_speech_off_for_that_call_only(caplog: pytest.LogCaptureFixture) -> None:
+    intake = SpeechIntake()
+    broken, fine = PushedSpeech(fail_at=3), PushedSpeech()
+    first = CallMedia(speech=broken, intake=intake)  # type: ignore[arg-type]
+    second = CallMedia(speech=fine, intake=intake)  # type: ignore[arg-type]
+    for frame in frames_of(5, 10):
+        first.agent_frame(frame)
+        second.agent_frame(frame)
+    assert first.speech_caught_up() and second.speech_caught_up()
+    assert len(broken.pushed) == 3 and len(fine.pushed) == 10
+    assert "the call's speech failed and is switched off for this call" in caplog.text
 
 
 KILLED_RECORDER = textwrap.dedent("""

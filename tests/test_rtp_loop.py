@@ -184,7 +184,11 @@ def test_without_permission_the_media_threads_say_why_and_run_at_normal_priority
     """A desk not allowed real-time scheduling (no CAP_SYS_NICE, RTPRIO limit 0: an ordinary user) is told why
     in one line, with the fix, and its calls' packets go on as before."""
     result = subprocess.run(
-        [sys.executable, "-c", UNPRIVILEGED], capture_output=True, text=True, timeout=60, cwd=Path(__file__).parent.parent
+        [sys.executable, "-c", UNPRIVILEGED],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=Path(__file__).parent.parent,
     )
     assert result.returncode == 0, result.stderr
     said, flowing = result.stdout.splitlines()

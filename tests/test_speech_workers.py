@@ -213,15 +213,24 @@ def test_the_memory_budget_frees_recognisers_and_recognition_goes_on(korean_mode
 
 
 def test_workers_run_below_the_desk_and_share_its_model(korean_model: SpeechModel) -> None:
-    """So do the talk listener's: by default who talks when is judged in a process of its own, below the desk."""
+    """So does the talk listener: by default who talks when is judged in a process of its own. Both are niced
+    and under SCHED_IDLE (only CPU time nothing else wants), or only niced when asked."""
+    niced_only = SpeechMonitor(korean_model, workers=1, worker_idle=False)
+    try:
+        for pid in [*niced_only.worker_pids, niced_only.listener_pid]:
+            assert pid is not None and os.sched_getscheduler(pid) == os.SCHED_OTHER
+    finally:
+        niced_only.close()
     monitor = SpeechMonitor(korean_model, workers=2)
     pids = monitor.worker_pids
     listener = monitor.listener_pid
     try:
         assert len(pids) == 2 and listener is not None and listener not in pids
         desk = os.getpriority(os.PRIO_PROCESS, 0)
+        assert os.sched_getscheduler(0) == os.SCHED_OTHER
         for pid in [*pids, listener]:
             assert os.getpriority(os.PRIO_PROCESS, pid) == min(19, desk + 10)
+            assert os.sched_getscheduler(pid) == os.SCHED_IDLE
             # the model's ~0.5 GB are the desk's pages, shared: a worker's own memory is small
             assert private_mb(pid) < 150
     finally:

@@ -9,7 +9,9 @@ The path of one 20 ms frame, and its copies before Vosk (at most three, as the a
 * agent leg: the RTP sender builds each frame it sends (queued prompt + headset microphone, mixed) →
   :meth:`CallMedia.agent_frame` on the RTP send thread → the same fan-out (silence to the speech while on
   hold: hold music is not the agent speaking).
-* speech: the recogniser's worker gathers the admitted frames into 100 ms units for Vosk (copy 3).
+* speech: not pushed on the RTP threads but handed to the speech intake (speech_intake.py), whose thread of
+  normal priority pushes it to the leg's stream a moment later; the recogniser's worker gathers the admitted
+  frames into 100 ms units for Vosk (copy 3).
 
 A sink that fails is logged once and dropped; the call and the other sinks go on.
 """
@@ -23,6 +25,7 @@ from typing import Protocol
 
 from contactcenter.audio.line import FRAME_SECONDS, SILENT_FRAME, Leg
 from contactcenter.media.recorder import StreamingRecorder
+from contactcenter.media.speech_intake import SPEECH_INTAKE, SpeechIntake
 from contactcenter.speech.live import CallSpeech
 
 log = logging.getLogger(__name__)
@@ -37,9 +40,15 @@ class Earpiece(Protocol):
 class CallMedia:
     """The media of one call; its clock is the agent leg, one frame per packet the caller is sent."""
 
-    def __init__(self, recorder: StreamingRecorder | None = None, speech: CallSpeech | None = None) -> None:
+    def __init__(
+        self,
+        recorder: StreamingRecorder | None = None,
+        speech: CallSpeech | None = None,
+        intake: SpeechIntake = SPEECH_INTAKE,
+    ) -> None:
         self.recorder = recorder
         self.speech = speech
+        self.intake = intake
         self.earpiece: Earpiece | None = None  # the headset, while the call has it
         self.held = False
         self.agent_frames = 0
@@ -85,6 +94,14 @@ class CallMedia:
             self.speech.mark_event(name, at_s)
         return at_s
 
+    def speech_caught_up(self) -> bool:
+        """The RTP threads are done with the call: wait until the speech has every frame they handed in (before
+        it is finished). False if the intake did not get there in time (the log says so)."""
+        if self.speech is None or self.intake.drain():
+            return True
+        log.error("the call's last audio did not reach recognition in time; its speech is finished without it")
+        return False
+
     def close(self) -> Path | None:
         """The call is over: the recording is finished; its path (None if there is none)."""
         self.earpiece = None
@@ -99,10 +116,16 @@ class CallMedia:
             except Exception:
                 self._sink_failed("recorder")
         if self.speech is not None and "speech" not in self._failed:
-            try:
-                self.speech.push(leg, heard)
-            except Exception:
-                self._sink_failed("speech")
+            self.intake.put(self._push_speech, leg, heard)  # pushed off this real-time thread
+
+    def _push_speech(self, leg: Leg, frame: bytes) -> None:
+        """On the intake's thread."""
+        if self.speech is None or "speech" in self._failed:
+            return
+        try:
+            self.speech.push(leg, frame)
+        except Exception:
+            self._sink_failed("speech")
 
     def _sink_failed(self, sink: str) -> None:
         with self._lock:

@@ -26,7 +26,6 @@ from __future__ import annotations
 import collections
 import logging
 import multiprocessing
-import os
 import signal
 import threading
 import time
@@ -35,6 +34,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from contactcenter.records import Leg
+from contactcenter.speech.forked_child import lower_priority
 from contactcenter.speech.talk_activity import ActivitySettings, Span, TalkActivity, spans_of
 
 log = logging.getLogger(__name__)
@@ -86,10 +86,10 @@ def _serve(conn: Connection) -> None:
                 del activities[key], sent[key]
 
 
-def _listen(conn: Connection, nice: int) -> None:
+def _listen(conn: Connection, nice: int, idle: bool) -> None:
     """The listener process's life: below the desk's priority, Ctrl-C left to the desk (it reaches the whole
     group; the desk stops its listener itself), then messages until the desk says stop or goes away."""
-    os.nice(nice)
+    lower_priority(nice, idle)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _serve(conn)
 
@@ -178,13 +178,14 @@ class RemoteTalkActivity:
 class TalkListener:
     """The listener process as the desk sees it (started at once; again for the next call after it dies)."""
 
-    def __init__(self, nice: int = 10) -> None:
+    def __init__(self, nice: int = 10, idle: bool = False) -> None:
         self.nice = nice
+        self.idle = idle  # SCHED_IDLE, like the recognition workers (forked_child.py)
         self.restarts = 0
         self._lock = threading.Lock()
         self._keys = 0
         self._closed = False
-        self._process: _Process | None = _Process(nice)  # started now: ready for the first call
+        self._process: _Process | None = _Process(nice, idle)  # started now: ready for the first call
 
     def activity(
         self,
@@ -199,7 +200,7 @@ class TalkListener:
             if self._process is None or not self._process.alive:
                 if self._process is not None:
                     self.restarts += 1
-                self._process = _Process(self.nice)
+                self._process = _Process(self.nice, self.idle)
             process = self._process
             self._keys += 1
             key = self._keys
@@ -224,9 +225,9 @@ class TalkListener:
 class _Process:
     """One listener process: its pipe, a sender thread with what is waiting, a receiver thread."""
 
-    def __init__(self, nice: int) -> None:
+    def __init__(self, nice: int, idle: bool) -> None:
         parent_end, child_end = _START.Pipe(duplex=True)
-        self.process = _START.Process(target=_listen, args=(child_end, nice), name="talk listener", daemon=True)
+        self.process = _START.Process(target=_listen, args=(child_end, nice, idle), name="talk listener", daemon=True)
         self.process.start()
         child_end.close()
         self.pid = self.process.pid

@@ -13,7 +13,8 @@ The phone pushes 20 ms frames into a leg's stream and returns at once. Two thing
   how much silence passed (which ends the utterance in progress at once). Speech goes one batch at a time
   per leg (at most ``BATCH_SECONDS``), so each leg stays in order and no leg waits for another's. By default
   (``backend="process"``) recognition runs in worker processes (workers.py) forked after the model loaded,
-  at a lower CPU priority than the desk: Vosk's work no longer competes with the RTP threads for the
+  at a lower CPU priority than the desk (niced, and by default under the kernel's SCHED_IDLE policy, like the
+  talk listener: ``worker_idle``): Vosk's work no longer competes with the RTP threads for the
   interpreter, and yields them the CPU. ``backend="thread"`` keeps it on threads of this process.
 
 Whatever the backend, results come back here as the same callbacks (``on_final``, ``on_partial``,
@@ -351,15 +352,23 @@ class LegStream:
             self.monitor._schedule(self._turn)
 
     def _follow(self, chunks: list[_Chunk], tail_gap: int) -> None:
-        """The audio to the listener; if it fails it is dropped for this leg and recognition goes on."""
+        """The audio to the listener, each run without a gap in one piece (a frame at a time, the listener
+        process got 8,000 messages a second at 80 calls, each pickled and answered on the desk's interpreter);
+        if it fails it is dropped for this leg and recognition goes on."""
         listener = self.listener
         if listener is None:
             return
         try:
+            run: list[bytes] = []
             for chunk in chunks:
                 if chunk.gap_before:
+                    if run:
+                        listener.add_audio(self.leg, b"".join(run))
+                        run = []
                     listener.add_gap(self.leg, chunk.gap_before)
-                listener.add_audio(self.leg, chunk.pcm)
+                run.append(chunk.pcm)
+            if run:
+                listener.add_audio(self.leg, b"".join(run))
             if tail_gap:
                 listener.add_gap(self.leg, tail_gap)
         except Exception:
@@ -628,6 +637,7 @@ class SpeechMonitor:
         max_lag_seconds: float | None = None,
         memory_per_leg_mb: float = DEFAULT_MEMORY_PER_LEG_MB,
         worker_nice: int = 10,
+        worker_idle: bool = True,
         separate_listener: bool = True,
     ) -> None:
         self.model = model
@@ -645,7 +655,7 @@ class SpeechMonitor:
         self._streams: set[LegStream] = set()
         self._pool: WorkerPool | None = None
         if backend == "process":
-            config = WorkerConfig(worker_nice, memory_per_leg_mb)
+            config = WorkerConfig(worker_nice, memory_per_leg_mb, worker_idle)
             self._pool = WorkerPool(model, self.workers, config)
             self._backend: _Backend = self._pool
         elif backend == "thread":
@@ -653,7 +663,7 @@ class SpeechMonitor:
         else:
             raise ValueError(f"speech backend {backend!r}: expected process or thread")
         # with recognition in worker processes, who talks when is judged out of the desk's interpreter too
-        self._listener = TalkListener(worker_nice) if backend == "process" and separate_listener else None
+        self._listener = TalkListener(worker_nice, worker_idle) if backend == "process" and separate_listener else None
         self._feeders = ThreadPoolExecutor(FEEDER_THREADS, thread_name_prefix="speech-feed")
         # a monitor nobody closed still stops its workers when it is collected, or at exit
         self._finalizer = weakref.finalize(self, _shut_down, self._backend, self._feeders, self._listener, False)

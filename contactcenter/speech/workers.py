@@ -99,10 +99,11 @@ def feed_parts(recognizer: LegRecognizer, parts: list[tuple[int, int, bytes]], d
 
 @dataclass(frozen=True)
 class WorkerConfig:
-    """A worker's CPU priority (added niceness) and its recognisers' memory budget."""
+    """A worker's CPU priority (added niceness, SCHED_IDLE or not) and its recognisers' memory budget."""
 
     nice: int = 10
     memory_per_leg_mb: float = 0.0  # 0: recognisers are always kept warm (memory grows with use)
+    idle: bool = False  # the kernel's idle policy: only CPU time no normal process wants (forked_child.py)
 
 
 @dataclass
@@ -301,7 +302,7 @@ def _child(conn: Connection, model: SpeechModel, config: WorkerConfig) -> None:
     """Runs in the forked worker and never returns (``os._exit``): nothing of the desk's runs here."""
     code = 0
     try:
-        become_child(conn.fileno(), config.nice)
+        become_child(conn.fileno(), config.nice, config.idle)
         model._pool_lock = threading.Lock()  # a desk thread may have held it at the fork
         inherited = model.forget_pool()  # the desk's warm recognisers (if any) stay shared, untouched
         model.created = model.retired = 0

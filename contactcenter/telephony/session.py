@@ -126,6 +126,7 @@ class CallSession:
         answered = self.record.answered_at or datetime.now(UTC)
         call.ended.wait()
         call.detach_media()
+        media.speech_caught_up()  # what the RTP threads handed to recognition is in before it is finished
         self._release_headset(self._bridge)
         ended = datetime.now(UTC)
         if self.on_hung_up is not None:
