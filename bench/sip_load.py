@@ -81,6 +81,21 @@ CALLS_PER_BARESIP = 20
 CALLERS_NICE = 10
 
 
+def machine_ticks() -> tuple[int, int]:
+    """(all CPU time, time stolen by the hypervisor) of the machine so far, in clock ticks (/proc/stat): a
+    virtual machine whose host is busy loses time it cannot see otherwise, and packets go late with it."""
+    with open("/proc/stat") as stat:
+        fields = [int(value) for value in stat.readline().split()[1:]]
+    return sum(fields[:8]), fields[7] if len(fields) > 7 else 0
+
+
+def major_faults() -> int:
+    """Page faults of this process that had to read from disk (pages the kernel had dropped): each stalls the
+    thread that touches the page, the RTP sender too."""
+    with open("/proc/self/stat") as stat:
+        return int(stat.read().rsplit(")", 1)[1].split()[9])
+
+
 def big_receive_buffer(sock: socket.socket) -> None:
     """64 MB of receive buffer (beyond rmem_max as root): on a machine saturated by the run, the measuring
     process may not be scheduled for a second or more, and what arrives meanwhile must not be lost."""
@@ -306,6 +321,8 @@ def run(
     if monitor is not None and monitor.listener_pid is not None:  # the talk listener's process counts with them
         workers.append(monitor.listener_pid)
     cpu = os.times()
+    ticks = machine_ticks()
+    faults = major_faults()
     workers_cpu = sum(process_cpu(pid) for pid in workers)
     peak_pss = [0.0]
 
@@ -358,6 +375,9 @@ def run(
         )
     )
     used = os.times()
+    ticks_used = [after - before for after, before in zip(machine_ticks(), ticks, strict=True)]
+    stolen = ticks_used[1] / ticks_used[0] if ticks_used[0] else 0.0
+    faults = major_faults() - faults
     workers_used = sum(process_cpu(pid) for pid in workers) - workers_cpu
     with database.session() as session:
         stored = session.query(Call).count()
@@ -438,7 +458,8 @@ def run(
             if workers
             else ""
         )
-        + f"; peak memory (PSS) of the desk and its workers {peak_pss[0]:.0f} MB"
+        + f"; peak memory (PSS) of the desk and its workers {peak_pss[0]:.0f} MB; CPU time the hypervisor took "
+        f"from this machine: {stolen:.1%}; the desk's major page faults: {faults}"
     )
     if metrics is not None:
         print(
