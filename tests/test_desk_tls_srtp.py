@@ -236,6 +236,11 @@ def test_contactcenter_run_shows_tls_and_srtp(desk: Path, tmp_path: Path) -> Non
         certificate = desk.parent / "data" / "tls" / "registrar-cert.pem"
         assert f"signalling tls to 127.0.0.1:{port} (certificate verified against {certificate})" in sip_line
         assert "media SRTP" in sip_line
+        [media_line] = [line for line in lines if line.startswith("call media: ")]
+        if os.geteuid() == 0:
+            assert media_line.strip() == "call media: real-time priority 10"
+        else:  # an ordinary user, unless given LimitRTPRIO: told why and how
+            assert media_line.startswith("call media: normal priority: real-time priority 10 for call media is not")
         process.send_signal(signal.SIGINT)
         process.communicate(timeout=30)
     finally:

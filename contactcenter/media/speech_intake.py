@@ -10,6 +10,10 @@ audio anyway; 20 ms more is not seen.
 
 At the end of a call, ``drain`` waits until everything handed in before it has been pushed, so the speech's
 last frames are in before it is finished.
+
+What waits here is not bounded: dropping a frame here would shift the leg's timeline, and a push never
+waits long (``LegStream.push`` without ``block`` only takes the leg's lock, and drops from recognition
+itself, counted, when recognition is behind), so the queue stays within one period's frames.
 """
 
 from __future__ import annotations

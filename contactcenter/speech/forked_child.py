@@ -9,10 +9,10 @@ import signal
 
 def lower_priority(nice: int, idle: bool) -> None:
     """Below the desk: ``nice`` added and, with ``idle``, the kernel's SCHED_IDLE policy: the process then only
-    runs on CPU time no normal process wants. Niceness alone was not enough: a desk thread holding Python's
-    interpreter lock could still wait behind a worker for its core, and the real-time RTP sender waited for
-    that thread (bench/sip_load.py, 80 calls with speech on, 2 cores: spacing p99 26.0-32.3 ms at nice 10,
-    see README for the figures with idle). Any process may take this policy; no privilege is needed."""
+    runs on CPU time no normal process wants. With niceness alone a desk thread holding Python's interpreter
+    lock can wait behind a worker for a core, and the real-time RTP sender then waits for that thread; under
+    SCHED_IDLE it cannot. (bench/sip_load.py's 80-call figures did not show the difference through the shared
+    machine's run-to-run spread: README.) Any process may take this policy; no privilege is needed."""
     os.nice(nice)
     if idle and hasattr(os, "SCHED_IDLE"):
         os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))

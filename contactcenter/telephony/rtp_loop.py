@@ -125,8 +125,8 @@ class RtpLoop:
 
         Why: on a machine whose cores recognition keeps busy, a normal-priority sender that wakes for its next
         packet waits for a core behind processes that only have work, not deadlines (bench/sip_load.py, 80
-        calls with speech on, 2 cores: outgoing spacing p99 37.5-39.6 ms at normal priority, 26.0-26.8 ms at
-        real-time priority 10). It is what media servers do (Asterisk ``-p``, FreeSWITCH ``-rp``). The threads
+        calls with speech on, 2 cores: outgoing spacing p99 37.5-39.6 ms at normal priority, 26.0-32.3 ms at
+        real-time priority 10 in the runs that followed; README has the later figures). It is what media servers do (Asterisk ``-p``, FreeSWITCH ``-rp``). The threads
         sleep between packets, and the kernel keeps 5 % of each second for normal processes whatever they do.
         Needs CAP_SYS_NICE or an RLIMIT_RTPRIO of at least ``priority`` (systemd: ``LimitRTPRIO=``)."""
         self._start()

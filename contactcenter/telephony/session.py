@@ -126,7 +126,6 @@ class CallSession:
         answered = self.record.answered_at or datetime.now(UTC)
         call.ended.wait()
         call.detach_media()
-        media.speech_caught_up()  # what the RTP threads handed to recognition is in before it is finished
         self._release_headset(self._bridge)
         ended = datetime.now(UTC)
         if self.on_hung_up is not None:
@@ -139,6 +138,7 @@ class CallSession:
         # handed to a colleague, so it gets no verdict rather than a failure
         hung_up_first = {"customer": "customer", "agent": "agent", "transfer": "agent"}.get(by or "", "system")
         judged_order = None if by == "transfer" else hung_up_first
+        media.speech_caught_up()  # what the RTP threads handed to recognition is in before it is finished
         outcome = self._finish_speech(self._speech, (ended - answered).total_seconds(), judged_order)
         disposition = self.disposition
         if call.not_connected:  # the caller never heard the answer: nothing to judge, never "completed"
