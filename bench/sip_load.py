@@ -55,6 +55,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from contactcenter.audio.voice_activity import VoiceActivitySettings
+from contactcenter.commands.run import media_priority
 from contactcenter.settings import load_settings
 from contactcenter.speech.monitor import SpeechMonitor
 from contactcenter.speech.rules import load_rules
@@ -306,10 +307,7 @@ def run(
     phone = Softphone(account, desk.handle)
     phone.start()
     priority = settings.sip.media_realtime_priority if realtime_priority is None else realtime_priority
-    media_priority = f"real-time priority {priority}" if priority else "normal priority"
-    problem = RTP_LOOP.use_realtime_priority(priority)  # as `contactcenter run` does
-    if problem is not None:
-        media_priority = f"normal priority ({problem})"
+    media_line = media_priority(priority)  # as `contactcenter run` does, and says
     settle_heap()  # as `contactcenter run` does before it says ready
     if relay is not None:
         relay.reset_counts()
@@ -451,7 +449,7 @@ def run(
         "measurement (sequence numbers skipped: lost before the measuring socket, not counted as spacing)"
     )
     print(
-        f"  the desk's RTP sender ({media_priority}): {lateness.packets} packets, {lateness.late_5ms} sent more than "
+        f"  the desk's RTP sender ({media_line}): {lateness.packets} packets, {lateness.late_5ms} sent more than "
         f"5 ms after their time, {lateness.late_20ms} more than 20 ms, worst "
         f"{lateness.worst_s * 1000:.1f} ms; garbage collection pauses: {gc_pauses.describe()}"
     )

@@ -172,8 +172,10 @@ def test_a_failing_sink_is_dropped_and_the_others_go_on(tmp_path: Path) -> None:
     assert audio.shape == (10 * FRAME_SAMPLES, 2) and (audio == 100).all()
 
 
-class PushedSpeech:
-    """Stands where a call's CallSpeech does: keeps what is pushed, and on which thread; may fail or stall."""
+class FakeCallSpeech:
+    """A fake in a call's CallSpeech's place: keeps what is pushed, and on which thread, and fails or stalls on
+    demand, which the real one (Vosk workers behind it) cannot be made to do at a chosen frame. The real path,
+    RTP threads → intake → CallSpeech → verdict, runs in test_headset_calls.py."""
 
     def __init__(self, fail_at: int | None = None, stall: threading.Event | None = None) -> None:
         self.pushed: list[tuple[str, bytes, str]] = []
@@ -194,7 +196,7 @@ def test_speech_is_pushed_off_the_rtp_threads_in_order_and_complete_when_the_cal
     """The RTP threads only hand frames in; the intake's own thread pushes them, each leg in order, and the end
     of the call waits for the last of them. A stalled recognition side does not hold up the RTP threads."""
     stall = threading.Event()
-    speech = PushedSpeech(stall=stall)
+    speech = FakeCallSpeech(stall=stall)
     intake = SpeechIntake()
     media = CallMedia(speech=speech, intake=intake)  # type: ignore[arg-type]
     agent, customer = frames_of(1, 50), frames_of(2, 50)
@@ -218,7 +220,7 @@ def test_speech_is_pushed_off_the_rtp_threads_in_order_and_complete_when_the_cal
 
 def test_a_failing_speech_push_switches_speech_off_for_that_call_only(caplog: pytest.LogCaptureFixture) -> None:
     intake = SpeechIntake()
-    broken, fine = PushedSpeech(fail_at=3), PushedSpeech()
+    broken, fine = FakeCallSpeech(fail_at=3), FakeCallSpeech()
     first = CallMedia(speech=broken, intake=intake)  # type: ignore[arg-type]
     second = CallMedia(speech=fine, intake=intake)  # type: ignore[arg-type]
     for frame in frames_of(5, 10):

@@ -85,7 +85,6 @@ class RtpLoop:
         self._started = False
         self._start_lock = threading.Lock()
         self.streams = 0  # streams in the loop now
-        self.realtime_priority = 0  # SCHED_FIFO priority of its two threads (0: the system's normal policy)
         self._thread_ids: list[int] = []  # the kernel's ids of its threads, once they run
         self._threads_running = threading.Event()  # both of them
 
@@ -145,7 +144,6 @@ class RtpLoop:
             )
         except OSError as exc:
             return f"real-time priority {priority} for call media: {exc.strerror}"
-        self.realtime_priority = priority
         return None
 
     def _thread_running(self) -> None:
