@@ -98,6 +98,7 @@ from pyVoIP.VoIP.VoIP import CallState, InvalidStateError, PhoneStatus, VoIPCall
 
 from contactcenter.audio.g711 import ALAW_TO_PCM, ULAW_TO_PCM, pcm16_to_alaw, pcm16_to_ulaw
 from contactcenter.audio.line import FRAME_BYTES, FRAME_SAMPLES, FRAME_SECONDS, RATE, SAMPLE_WIDTH
+from contactcenter.telephony.held_lock_udp import HeldLockSocket
 from contactcenter.telephony.rtp_loop import RTP_LOOP
 from contactcenter.telephony.rtp_ports import RTP_PORTS, NoRtpPortError
 from contactcenter.telephony.sip_requests import MAX_DATAGRAM, Rejection, SipScreen, Via, parse_addresses, parse_vias
@@ -1215,6 +1216,7 @@ class DeskRTPClient(RTP.RTPClient):
             sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             sock.bind((self.inIP, self.inPort))
         sock.setblocking(False)
+        sock = HeldLockSocket.wrap(sock)  # type: ignore[assignment]  # sent and read without a lock hand-over
         self.sin = self.sout = SrtpSocket(sock, self.srtp) if self.srtp is not None else sock  # type: ignore[assignment]
         self._clock_start = time.monotonic()
         RTP_LOOP.add(self, self.sin)
