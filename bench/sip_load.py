@@ -65,7 +65,7 @@ from contactcenter.storage.models import Call
 from contactcenter.telephony.certificates import CertificatePair, loopback_certificate
 from contactcenter.telephony.desk import Desk
 from contactcenter.telephony.registrar import LocalRegistrar
-from contactcenter.telephony.rtp_loop import RTP_LOOP, SenderLateness, settle_heap
+from contactcenter.telephony.rtp_loop import RTP_LOOP, settle_heap
 from contactcenter.telephony.softphone import SipAccount, Softphone
 from tests.helpers.capture import SO_TIMESTAMPNS, LoopbackCapture, kernel_time
 from tests.helpers.lossy_relay import LossyRelay, advertising_registrar
@@ -257,6 +257,7 @@ def run(
     srtp: bool = False,
     realtime_priority: int | None = None,
     worker_idle: bool | None = None,
+    sender_process: bool | None = None,
 ) -> None:
     work = Path(tempfile.mkdtemp(prefix="cc-load-"))
     desk_file = make_desk(work / "desk")
@@ -320,6 +321,8 @@ def run(
         )
     if relay is not None:
         account = replace(account, port=relay.port_for_b, contact_port=relay.port_for_a)
+    # as `contactcenter run` does, before the first call starts the loop (a second run in this process keeps it)
+    RTP_LOOP.sender_process_wanted = settings.sip.media_sender_process if sender_process is None else sender_process
     phone = Softphone(account, desk.handle)
     phone.start()
     priority = settings.sip.media_realtime_priority if realtime_priority is None else realtime_priority
@@ -341,6 +344,8 @@ def run(
     ticks = machine_ticks()
     faults = major_faults()
     workers_cpu = sum(process_cpu(pid) for pid in workers)
+    sender_pid = RTP_LOOP.sender_pid
+    sender_cpu = process_cpu(sender_pid) if sender_pid is not None else 0.0
     watching, watch_end = multiprocessing.get_context("spawn").Pipe()
     watcher = multiprocessing.get_context("spawn").Process(
         target=memory_watch, args=(watch_end, os.getpid(), workers), daemon=True
@@ -348,7 +353,7 @@ def run(
     watcher.start()
     watching.recv()  # it has read the desk's memory before the calls
     gc_pauses = GcPauses().start()
-    RTP_LOOP.lateness = SenderLateness()  # this run's
+    RTP_LOOP.lateness_report(reset=True)  # this run's from here
     started = time.monotonic()
     callers: list[SecureBaresip] = []
     if certificate is not None:
@@ -379,7 +384,7 @@ def run(
     idle = desk.wait_until_idle(talk_s + 60)
     elapsed = time.monotonic() - started
     gc_pauses.stop()
-    lateness = RTP_LOOP.lateness
+    lateness = RTP_LOOP.lateness_report()
     workers_policy = ", ".join(
         sorted(
             {
@@ -394,6 +399,7 @@ def run(
     stolen = ticks_used[1] / ticks_used[0] if ticks_used[0] else 0.0
     faults = major_faults() - faults
     workers_used = sum(process_cpu(pid) for pid in workers) - workers_cpu
+    sender_used = process_cpu(sender_pid) - sender_cpu if sender_pid is not None else None
     with database.session() as session:
         stored = session.query(Call).count()
         partly = session.query(Call).filter(Call.compliance_score.is_not(None), Call.dropped_seconds > 0).count()
@@ -470,6 +476,7 @@ def run(
     )
     print(
         f"  CPU of the desk process: {cores:.2f} cores over {elapsed:.0f} s"
+        + (f", of its media sender process {sender_used / elapsed:.2f} cores" if sender_used is not None else "")
         + (
             f", of its recognition workers and talk listener ({workers_policy}) {workers_used / elapsed:.2f} cores"
             if workers
@@ -504,6 +511,11 @@ def main() -> None:
         help="the desk's RTP threads at SCHED_FIFO priority N, 0 for normal (default: [sip] media_realtime_priority)",
     )
     parser.add_argument(
+        "--sender-process",
+        choices=["yes", "no"],
+        help="outgoing RTP sent by a process of its own (default: [sip] media_sender_process)",
+    )
+    parser.add_argument(
         "--worker-idle",
         choices=["yes", "no"],
         help="recognition workers and talk listener under SCHED_IDLE (default: [speech] worker_idle)",
@@ -527,6 +539,7 @@ def main() -> None:
             args.srtp,
             args.realtime_priority,
             None if args.worker_idle is None else args.worker_idle == "yes",
+            None if args.sender_process is None else args.sender_process == "yes",
         )
 
 

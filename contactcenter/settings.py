@@ -143,6 +143,9 @@ class SipSettings(Section):
     media_encryption: Literal["none", "srtp"] = "none"  # "srtp": SDES keys (RFC 4568) in the SDP, so only over TLS
     # the RTP sender and receiver at this SCHED_FIFO priority when permitted (0: normal): telephony/rtp_loop.py
     media_realtime_priority: int = Field(default=10, ge=0, le=99)
+    # outgoing RTP sent on time by a process of its own, handed each packet shortly before it is due
+    # (telephony/media_sender.py); false: sent by a thread of the desk's process
+    media_sender_process: bool = True
 
     @property
     def password(self) -> str | None:

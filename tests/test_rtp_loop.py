@@ -37,13 +37,13 @@ class SocketStream:
     def next_due(self) -> float:
         return self.start + self.sent * 0.02
 
-    def send_next(self) -> None:
+    def build_next(self) -> tuple[bytes, tuple[str, int]]:
         if self.fail_after is not None and self.sent >= self.fail_after:
             raise RuntimeError("this stream's encoder broke")
         if self.sent == self.stall_at:
             time.sleep(0.06)
-        self.sock.sendto(self.sent.to_bytes(4, "big"), self.target)
         self.sent += 1
+        return (self.sent - 1).to_bytes(4, "big"), self.target
 
     def receive_packet(self, packet: bytes) -> None:
         with self.lock:
@@ -119,7 +119,7 @@ def test_the_sender_counts_the_packets_it_sent_late() -> None:
     loop.add(other, other.sock)
     try:
         assert wait_until(lambda: other.sent >= 20 and stalling.sent >= 20, 5)
-        lateness = loop.lateness
+        lateness = loop.lateness_report()
         assert lateness.packets >= 40
         assert lateness.late_20ms >= 1 and lateness.late_5ms >= lateness.late_20ms
         assert lateness.worst_s >= 0.035, lateness

@@ -49,13 +49,22 @@ EVENT_LINES = {
 
 
 def media_priority(priority: int) -> str:
-    """The RTP threads at real-time priority when set and permitted; what the terminal says about it."""
+    """The RTP threads (and sender process) at real-time priority when set and permitted, started now; what
+    the terminal says about it and about where packets leave from."""
+    RTP_LOOP.start()
+    pid = RTP_LOOP.sender_pid
+    sent = (
+        f"sent by a process of its own (pid {pid})"
+        if pid is not None
+        else "sent by the desk's own process"
+        + ("" if RTP_LOOP.sender_process_wanted else " ([sip] media_sender_process = false)")
+    )
     if not priority:
-        return "normal priority ([sip] media_realtime_priority = 0)"
+        return f"normal priority ([sip] media_realtime_priority = 0), {sent}"
     problem = RTP_LOOP.use_realtime_priority(priority)
     if problem is None:
-        return f"real-time priority {priority}"
-    return f"normal priority: {problem}; or set [sip] media_realtime_priority = 0"
+        return f"real-time priority {priority}, {sent}"
+    return f"normal priority: {problem}; or set [sip] media_realtime_priority = 0; {sent}"
 
 
 def show(what: str, desk_call: DeskCall) -> None:
@@ -240,6 +249,7 @@ def command(app: App) -> None:
         contact = ContactAccount(server, port, sip.user, sip.password or "", sip.local_ip, sip.local_port)
         aor = team.overflow_number if team.role == "overflow" else team.number
         membership = TeamMembership(contact, aor, team.registration_seconds)
+    RTP_LOOP.sender_process_wanted = sip.media_sender_process  # before the first call starts the loop
     try:
         try:
             phone.start(attempts=5)

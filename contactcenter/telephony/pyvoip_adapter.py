@@ -1217,9 +1217,11 @@ class DeskRTPClient(RTP.RTPClient):
             sock.bind((self.inIP, self.inPort))
         sock.setblocking(False)
         sock = HeldLockSocket.wrap(sock)  # type: ignore[assignment]  # sent and read without a lock hand-over
-        self.sin = self.sout = SrtpSocket(sock, self.srtp) if self.srtp is not None else sock  # type: ignore[assignment]
+        # packets leave as build_next made them (protected already with SRTP); what arrives is authenticated
+        self.sout = sock
+        self.sin = SrtpSocket(sock, self.srtp) if self.srtp is not None else sock  # type: ignore[assignment]
         self._clock_start = time.monotonic()
-        RTP_LOOP.add(self, self.sin)
+        RTP_LOOP.add(self, self.sin, self.sout)
 
     def stop(self) -> None:
         """Leave the loop, then close the socket (never the other way round: its number may be reused)."""
@@ -1424,19 +1426,18 @@ class DeskRTPClient(RTP.RTPClient):
         late packet is followed by one on time and the pace never drifts)."""
         return self._clock_start + self.packets_sent * FRAME_SECONDS
 
-    def send_next(self) -> None:
-        """Send the next packet (the RTP loop's sender calls this when it is due)."""
+    def build_next(self) -> tuple[bytes, tuple[str, int]]:
+        """The next packet as it goes on the wire (SRTP-protected if the call is), and where to: the RTP loop
+        asks for it shortly before it is due and sends it on time. What it carries counts as sent."""
         packet, frame = self._next_packet()
-        try:
-            self.sout.sendto(packet, (self.outIP, self.outPort))
-        except OSError:
-            if self.NSD:
-                log.debug("RTP packet to %s:%s not sent", self.outIP, self.outPort)
+        if self.srtp is not None:
+            packet = self.srtp.protect(packet)
         if self.on_sent is not None:
             self.on_sent(frame)
         self.outSequence += 1
         self.outTimestamp += FRAME_SAMPLES
         self.packets_sent += 1
+        return packet, (self.outIP, self.outPort)
 
     def receive_packet(self, packet: bytes) -> None:
         """One datagram from the far end (the RTP loop's receiver): pyVoIP parses it, F9's path stores it."""

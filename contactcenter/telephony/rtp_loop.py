@@ -11,6 +11,11 @@ Each stream keeps its own absolute clock (its start + n * 20 ms), so a packet se
 next on time, never by drift. The sender does nothing but build and send the packet and hand the frame to
 the call's media, which never waits (call_media.py: recorder and speech only append to buffers); a stream
 whose sending fails is logged and dropped from the loop, and the other calls go on.
+
+By default the packets do not leave from this process: the sender thread builds each one ``LEAD_SECONDS``
+before it is due and hands it to a process of its own that sends it on time (media_sender.py says why: the
+sender here shares the interpreter lock with every other thread of the desk). Should that process end, this
+thread sends again itself, logged once, and the calls go on.
 """
 
 from __future__ import annotations
@@ -24,8 +29,16 @@ import selectors
 import sys
 import threading
 import time
-from dataclasses import dataclass
 from typing import Any, Protocol
+
+from contactcenter.telephony.media_sender import (
+    BATCH_SECONDS,
+    LEAD_SECONDS,
+    Handed,
+    SenderGone,
+    SenderLateness,
+    SenderProcess,
+)
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +58,8 @@ class Stream(Protocol):
         """When its next packet is due (``time.monotonic``)."""
         ...
 
-    def send_next(self) -> None:
-        """Build and send its next packet now."""
+    def build_next(self) -> tuple[bytes, tuple[str, int]]:
+        """Its next packet, as it goes on the wire, and where to (IPv4 address, port)."""
         ...
 
     def receive_packet(self, packet: bytes) -> None:
@@ -54,33 +67,29 @@ class Stream(Protocol):
         ...
 
 
-@dataclass
-class SenderLateness:
-    """How late the sender sent packets against their due times: what a caller hears as jitter, measured
-    where it starts (the benchmark compares it with the spacing seen on the wire)."""
+class _Sending:
+    """A stream in the sender's schedule: the socket its packets leave from, and its number for the sender
+    process (never reused, so a late packet of a finished call cannot go out on a new call's socket)."""
 
-    packets: int = 0
-    late_5ms: int = 0  # sent more than 5 ms after their due time
-    late_20ms: int = 0  # a whole packet time late
-    worst_s: float = 0.0
+    __slots__ = ("number", "sock", "stream")
 
-    def add(self, late: float) -> None:
-        self.packets += 1
-        if late > 0.005:
-            self.late_5ms += 1
-            if late > 0.02:
-                self.late_20ms += 1
-            self.worst_s = max(self.worst_s, late)
+    def __init__(self, stream: Stream, sock: Any, number: int) -> None:
+        self.stream, self.sock, self.number = stream, sock, number
 
 
 class RtpLoop:
-    """The process's RTP sender and receiver; streams ``add`` themselves once their socket is bound."""
+    """The process's RTP sender and receiver; streams ``add`` themselves once their socket is bound. With
+    ``sender_process`` the packets leave from a process of its own (media_sender.py), started with the loop."""
 
-    def __init__(self) -> None:
-        self.lateness = SenderLateness()
+    def __init__(self, sender_process: bool = False) -> None:
+        self.sender_process_wanted = sender_process
+        self.lateness = SenderLateness()  # of the packets sent from this process
+        self._sender: SenderProcess | None = None
         self._selector = selectors.DefaultSelector()
-        self._due: list[tuple[float, int, Stream]] = []
+        self._due: list[tuple[float, int, _Sending]] = []
         self._order = itertools.count()  # ties in time go first come, first served
+        self._numbers = itertools.count(1)
+        self._sending: dict[int, _Sending] = {}  # by id() of the socket the stream was added with
         self._wake = threading.Condition()
         self._started = False
         self._start_lock = threading.Lock()
@@ -88,22 +97,63 @@ class RtpLoop:
         self._thread_ids: list[int] = []  # the kernel's ids of its threads, once they run
         self._threads_running = threading.Event()  # both of them
 
-    def add(self, stream: Stream, sock: Any) -> None:
-        """Send ``stream``'s packets from now on and deliver what arrives on ``sock`` (non-blocking)."""
+    @property
+    def sender_pid(self) -> int | None:
+        """The sender process's id while packets leave from it; None while they leave from this process."""
+        sender = self._sender
+        return sender.pid if sender is not None else None
+
+    def add(self, stream: Stream, sock: Any, send_from: Any = None) -> None:
+        """Send ``stream``'s packets from now on, from ``send_from`` (default ``sock``), and deliver what
+        arrives on ``sock``. Both non-blocking; they may be the same socket."""
         self._start()
+        sending = _Sending(stream, sock if send_from is None else send_from, next(self._numbers))
+        sender = self._sender
+        if sender is not None:
+            try:
+                sender.add(sending.number, sending.sock)
+            except SenderGone as exc:
+                self._sender_gone(exc)
         self._selector.register(sock, selectors.EVENT_READ, stream)
         with self._wake:
-            heapq.heappush(self._due, (stream.next_due(), next(self._order), stream))
+            self._sending[id(sock)] = sending
+            heapq.heappush(self._due, (stream.next_due(), next(self._order), sending))
             self.streams += 1
             self._wake.notify()
 
     def remove(self, sock: Any) -> None:
-        """Stop receiving on ``sock`` (before it is closed: a closed socket's number may be reused). The
-        stream leaves the sender when it next comes due with ``NSD`` false."""
+        """Stop receiving on ``sock`` and sending its stream's packets (before it is closed: a closed socket's
+        number may be reused). The stream leaves the schedule when it next comes due with ``NSD`` false."""
         try:
             self._selector.unregister(sock)
         except (KeyError, ValueError):  # never added, or removed already
             pass
+        with self._wake:
+            sending = self._sending.pop(id(sock), None)
+        sender = self._sender
+        if sending is not None and sender is not None:
+            try:
+                sender.remove(sending.number)
+            except SenderGone as exc:
+                self._sender_gone(exc)
+
+    def lateness_report(self, reset: bool = False) -> SenderLateness:
+        """How many packets left and how late, wherever they left from; counted afresh after ``reset``."""
+        here = self.lateness
+        if reset:
+            self.lateness = SenderLateness()
+        sender = self._sender
+        if sender is None:
+            return here
+        try:
+            return here.merged(sender.lateness(reset))
+        except SenderGone as exc:
+            self._sender_gone(exc)
+            return here
+
+    def start(self) -> None:
+        """Start the threads (and the sender process, if wanted) now rather than with the first stream."""
+        self._start()
 
     def _start(self) -> None:
         with self._start_lock:
@@ -115,8 +165,22 @@ class RtpLoop:
         # (5 ms by default). For one packet, every 20 ms, of each of 80 calls, that wait was the sender's
         # bottleneck: it fell behind and sent about half the packets on time. 0.1 ms bounds it.
         sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL_SECONDS))
+        if self.sender_process_wanted:
+            try:
+                self._sender = SenderProcess()
+            except OSError as exc:
+                log.warning("call media is sent from the desk's own process: no sender process (%s)", exc)
         threading.Thread(target=self._send_loop, name="call media out", daemon=True).start()
         threading.Thread(target=self._receive_loop, name="call media in", daemon=True).start()
+
+    def _sender_gone(self, exc: SenderGone) -> None:
+        """The sender process ended or stopped reading: from now on this process sends (once, logged)."""
+        with self._start_lock:
+            sender, self._sender = self._sender, None
+        if sender is None:
+            return
+        log.error("%s; calls' audio is sent from the desk's own process from now on", exc)
+        sender.abandon()
 
     def use_realtime_priority(self, priority: int) -> str | None:
         """Run the sender and receiver under the kernel's real-time policy (SCHED_FIFO at ``priority``; 0: back
@@ -134,8 +198,9 @@ class RtpLoop:
         if not hasattr(os, "sched_setscheduler"):
             return "this system has no real-time scheduling for threads"
         policy = os.SCHED_FIFO if priority else os.SCHED_OTHER
+        sender = self._sender
         try:
-            for thread_id in list(self._thread_ids):
+            for thread_id in [*self._thread_ids, *([sender.pid] if sender is not None else [])]:
                 os.sched_setscheduler(thread_id, policy, os.sched_param(priority))
         except PermissionError:
             return (
@@ -154,29 +219,63 @@ class RtpLoop:
 
     def _send_loop(self) -> None:
         self._thread_running()
+        built: list[tuple[_Sending, Handed]] = []  # handed to the sender process together
         while True:
+            sender = self._sender
+            sending = None
             with self._wake:
-                while not self._due:
-                    self._wake.wait()
-                due, _, stream = self._due[0]
-                delay = due - time.monotonic()
-                if delay > 0:
-                    self._wake.wait(delay)  # a stream added meanwhile may be due sooner
+                if self._due:
+                    due, _, first = self._due[0]
+                    # with a sender process: built LEAD ahead, with whatever else is due within BATCH of it
+                    ahead = 0.0 if sender is None else LEAD_SECONDS + (BATCH_SECONDS if built else 0.0)
+                    delay = due - ahead - time.monotonic()
+                    if delay <= 0:
+                        heapq.heappop(self._due)
+                        sending = first
+                if sending is None and not built:
+                    self._wake.wait(delay if self._due else None)  # a stream added meanwhile may be due sooner
                     continue
-                heapq.heappop(self._due)
-                if not stream.NSD:
+            if sending is None:
+                self._hand_over(sender, built)
+                built = []
+                continue
+            if not sending.stream.NSD:
+                with self._wake:
                     self.streams -= 1
-                    continue
-                self.lateness.add(-delay)
+                continue
             try:
-                stream.send_next()
+                packet, address = sending.stream.build_next()
             except Exception:
                 log.exception("sending a call's audio failed; that call's audio stops, the others go on")
                 with self._wake:
                     self.streams -= 1
                 continue
+            if sender is not None:
+                built.append((sending, (sending.number, due, packet, address)))
+            else:
+                self.lateness.add(time.monotonic() - due)
+                self._send_here(sending, packet, address)
             with self._wake:
-                heapq.heappush(self._due, (stream.next_due(), next(self._order), stream))
+                heapq.heappush(self._due, (sending.stream.next_due(), next(self._order), sending))
+
+    def _hand_over(self, sender: SenderProcess | None, built: list[tuple[_Sending, Handed]]) -> None:
+        if sender is not None:
+            try:
+                sender.hand([handed for _, handed in built])
+                return
+            except SenderGone as exc:
+                self._sender_gone(exc)
+        for sending, (_, due, packet, address) in built:  # now, not lost: they are at most LEAD early
+            self.lateness.add(time.monotonic() - due)
+            self._send_here(sending, packet, address)
+
+    @staticmethod
+    def _send_here(sending: _Sending, packet: bytes, address: tuple[str, int]) -> None:
+        try:
+            sending.sock.sendto(packet, address)
+        except OSError:
+            if sending.stream.NSD:
+                log.debug("RTP packet to %s:%s not sent", *address)
 
     def _receive_loop(self) -> None:
         self._thread_running()
@@ -207,8 +306,8 @@ class RtpLoop:
                 return
 
 
-#: The one loop of this process (its threads start with the first stream).
-RTP_LOOP = RtpLoop()
+#: The one loop of this process (its threads, and its sender process, start with the first stream).
+RTP_LOOP = RtpLoop(sender_process=True)
 
 
 def settle_heap() -> None:

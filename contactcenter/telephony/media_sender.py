@@ -1,0 +1,298 @@
+"""The calls' outgoing RTP sent on time by a small process of its own, which shares no interpreter lock.
+
+Why: in the desk's process the RTP sender is one thread among many that want Python's interpreter lock
+(recognition's intake and feeders, the talk listener's pipes, SIP, the web pages). The kernel can wake it on
+time at real-time priority, but the lock is handed round the threads that want it, so a packet waits its
+turn behind them: bench/sip_load.py at 80 calls with speech on, 2 cores, had outgoing spacing p99 25-47 ms
+with the sender in the desk's process (README has the figures). Here the desk's RTP thread builds each
+packet ``LEAD_SECONDS`` ahead of its time (encoding, the prompt and the headset mixed, DTMF, SRTP) and hands
+it over with its due time; this process does nothing else than wait for the earliest due time and send it
+from the call's own socket (passed to it with SCM_RIGHTS, so the far end sees the same source port). A
+desk thread that waits for the lock now costs the packet nothing unless it waits longer than the lead.
+
+The price is the lead itself: what is queued for a caller (a prompt, the headset's microphone) leaves that
+much later than it was taken, and ``clear_send`` cannot take back what was already handed over.
+
+If this process ends (killed, crashed) or stops reading, the desk's loop sends from its own process again
+(rtp_loop.py), logged once: calls go on. Started with ``python -m contactcenter.telephony.media_sender FD``.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import os
+import selectors
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+LEAD_SECONDS = 0.04  # a packet is built and handed over this long before it is due
+BATCH_SECONDS = 0.01  # packets due within this much after the first are handed over together
+STATS_TIMEOUT_SECONDS = 2.0
+MAX_MESSAGE = 1 << 16  # one hand-over; the desk splits a larger batch
+PACKET = struct.Struct("<IdI4sH")  # stream, due (time.monotonic), packet length, IPv4 address, port
+STREAM = struct.Struct("<I")
+STATS = struct.Struct("<QQQd")
+
+
+@dataclass
+class SenderLateness:
+    """How late packets left against their due times: what a caller hears as jitter, measured where it starts
+    (the benchmark compares it with the spacing seen on the wire)."""
+
+    packets: int = 0
+    late_5ms: int = 0  # sent more than 5 ms after their due time
+    late_20ms: int = 0  # a whole packet time late
+    worst_s: float = 0.0
+
+    def add(self, late: float) -> None:
+        self.packets += 1
+        if late > 0.005:
+            self.late_5ms += 1
+            if late > 0.02:
+                self.late_20ms += 1
+            self.worst_s = max(self.worst_s, late)
+
+    def merged(self, other: SenderLateness) -> SenderLateness:
+        return SenderLateness(
+            self.packets + other.packets,
+            self.late_5ms + other.late_5ms,
+            self.late_20ms + other.late_20ms,
+            max(self.worst_s, other.worst_s),
+        )
+
+
+Handed = tuple[int, float, bytes, tuple[str, int]]  # stream, due, packet, where to
+
+
+class SenderGone(RuntimeError):
+    """The sender process ended or stopped reading."""
+
+
+class SenderProcess:
+    """The desk's side: starts the process and hands it streams and packets. Thread-safe; never blocks on it
+    (a full channel means it stopped reading: ``SenderGone``)."""
+
+    def __init__(self) -> None:
+        desk_end, process_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        package_root = str(Path(__file__).resolve().parents[2])
+        environment = dict(os.environ)
+        environment["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, environment.get("PYTHONPATH")]))
+        try:
+            self._process = subprocess.Popen(
+                [sys.executable, "-m", __name__, str(process_end.fileno())],
+                pass_fds=[process_end.fileno()],
+                stdin=subprocess.DEVNULL,
+                env=environment,
+            )
+        finally:
+            process_end.close()
+        desk_end.setblocking(False)
+        self._control = desk_end
+        self._lock = threading.Lock()
+        self._addresses: dict[str, bytes] = {}
+        # a process forked from the desk later (a recognition worker) must not keep the channel open: the
+        # sender would not see the desk end
+        os.register_at_fork(after_in_child=self._forget)
+
+    @property
+    def pid(self) -> int:
+        return self._process.pid
+
+    def _forget(self) -> None:
+        self._control.close()
+
+    def _send(self, message: bytes, fds: Iterable[int] = ()) -> None:
+        try:
+            with self._lock:
+                if fds:
+                    socket.send_fds(self._control, [message], list(fds))
+                else:
+                    self._control.send(message)
+        except OSError as exc:  # EPIPE/ECONNRESET: it ended; EAGAIN: it stopped reading
+            raise SenderGone(
+                f"the call media sender process (pid {self.pid}) "
+                + ("stopped reading" if isinstance(exc, BlockingIOError) else f"ended ({exc.strerror or exc})")
+            ) from exc
+
+    def add(self, stream: int, sock: socket.socket) -> None:
+        self._send(b"A" + STREAM.pack(stream), [sock.fileno()])
+
+    def remove(self, stream: int) -> None:
+        self._send(b"R" + STREAM.pack(stream))
+
+    def hand(self, packets: list[Handed]) -> None:
+        """Queue packets to be sent at their due times (in order for each stream)."""
+        message = bytearray(b"P")
+        for stream, due, packet, (host, port) in packets:
+            try:
+                record = PACKET.pack(stream, due, len(packet), self._address(host), port) + packet
+            except OSError:  # a name that does not resolve: it could not be sent from here either
+                log.debug("RTP packet to %s:%s not sent: the name does not resolve", host, port)
+                continue
+            if len(message) + len(record) > MAX_MESSAGE:
+                self._send(bytes(message))
+                message = bytearray(b"P")
+            message += record
+        if len(message) > 1:
+            self._send(bytes(message))
+
+    def _address(self, host: str) -> bytes:
+        """An IPv4 address in 4 bytes; a name (SDP allows one, rarely seen) resolved once, as sendto would."""
+        packed = self._addresses.get(host)
+        if packed is None:
+            try:
+                packed = socket.inet_aton(host)
+            except OSError:
+                packed = socket.inet_aton(socket.gethostbyname(host))
+            if len(self._addresses) > 1024:
+                self._addresses.clear()
+            self._addresses[host] = packed
+        return packed
+
+    def lateness(self, reset: bool = False) -> SenderLateness:
+        """What it has sent so far and how late (then counts afresh if ``reset``)."""
+        with self._lock:
+            try:
+                while True:  # a reply left over from a call that timed out
+                    self._control.recv(64)
+            except BlockingIOError:
+                pass
+            except OSError as exc:
+                raise SenderGone(f"the call media sender process (pid {self.pid}) ended ({exc})") from exc
+        self._send(b"Z" if reset else b"S")
+        deadline = time.monotonic() + STATS_TIMEOUT_SECONDS
+        with self._lock, selectors.DefaultSelector() as selector:
+            selector.register(self._control, selectors.EVENT_READ)
+            while (left := deadline - time.monotonic()) > 0:
+                if selector.select(left):
+                    try:
+                        reply = self._control.recv(64)
+                    except BlockingIOError:
+                        continue
+                    if reply[:1] == b"S" and len(reply) == 1 + STATS.size:
+                        return SenderLateness(*STATS.unpack(reply[1:]))
+                    break
+        raise SenderGone(f"the call media sender process (pid {self.pid}) did not answer")
+
+    def alive(self) -> bool:
+        return self._process.poll() is None
+
+    def abandon(self) -> None:
+        """Gone or stuck: close the channel and kill it, without waiting (the caller may be the RTP thread)."""
+        try:
+            self._control.close()
+        finally:
+            self._process.kill()
+            threading.Thread(target=self._process.wait, name="media sender reaper", daemon=True).start()
+
+    def close(self) -> None:
+        self._control.close()
+        try:
+            self._process.wait(2)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+
+
+# ------------------------------------------------------------------------------------- the process itself
+
+
+class _Sender:
+    """The process's state: the calls' sockets and the packets waiting for their time."""
+
+    def __init__(self, control: socket.socket) -> None:
+        self.control = control
+        self.sockets: dict[int, socket.socket] = {}
+        self.waiting: list[tuple[float, int, int, bytes, tuple[str, int]]] = []
+        self.order = itertools.count()
+        self.lateness = SenderLateness()
+
+    def read_control(self) -> bool:
+        """Everything the desk sent so far; False once the desk has gone."""
+        while True:
+            try:
+                message, fds, _, _ = socket.recv_fds(self.control, MAX_MESSAGE, 1)
+            except BlockingIOError:
+                return True
+            except OSError:
+                return False
+            if not message:
+                for fd in fds:
+                    os.close(fd)
+                return False
+            self.handle(message, fds)
+
+    def handle(self, message: bytes, fds: list[int]) -> None:
+        kind, body = message[:1], message[1:]
+        if kind == b"A" and fds:
+            self.sockets[STREAM.unpack(body)[0]] = socket.socket(fileno=fds.pop())
+        elif kind == b"R":
+            sock = self.sockets.pop(STREAM.unpack(body)[0], None)
+            if sock is not None:
+                sock.close()
+        elif kind == b"P":
+            offset = 0
+            while offset + PACKET.size <= len(body):
+                stream, due, size, address, port = PACKET.unpack_from(body, offset)
+                offset += PACKET.size
+                packet = body[offset : offset + size]
+                offset += size
+                heapq.heappush(self.waiting, (due, next(self.order), stream, packet, (socket.inet_ntoa(address), port)))
+        elif kind in (b"S", b"Z"):
+            lateness = self.lateness
+            if kind == b"Z":
+                self.lateness = SenderLateness()
+            self.control.send(
+                b"S" + STATS.pack(lateness.packets, lateness.late_5ms, lateness.late_20ms, lateness.worst_s)
+            )
+        for fd in fds:  # none is expected beyond an A's
+            os.close(fd)
+
+    def send_due(self) -> None:
+        waiting = self.waiting
+        while waiting and waiting[0][0] <= time.monotonic():
+            due, _, stream, packet, address = heapq.heappop(waiting)
+            sock = self.sockets.get(stream)
+            if sock is None:  # removed: the call ended
+                continue
+            self.lateness.add(time.monotonic() - due)
+            try:
+                sock.sendto(packet, address)
+            except OSError:  # the far end's ICMP error, a full buffer: that packet only
+                pass
+
+    def serve(self) -> None:
+        with selectors.DefaultSelector() as selector:
+            selector.register(self.control, selectors.EVENT_READ)
+            while self.read_control():  # what came meanwhile (never waits), even when packets keep it busy
+                self.send_due()
+                wait = self.waiting[0][0] - time.monotonic() if self.waiting else None
+                if wait is not None and wait <= 0.002:
+                    if wait > 0:
+                        time.sleep(wait)  # to the microsecond (epoll counts in milliseconds)
+                    continue
+                # epoll rounds its timeout up to the millisecond: wake up to 1 ms early, sleep the rest
+                selector.select(None if wait is None else wait - 0.001)
+
+
+def main(fd: int) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the desk ends it (its channel closes), not a terminal's ^C
+    control = socket.socket(fileno=fd)
+    control.setblocking(False)
+    _Sender(control).serve()
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]))
