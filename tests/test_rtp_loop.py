@@ -5,6 +5,8 @@ smallest thing the loop drives, over real sockets; calls through it are in the S
 from __future__ import annotations
 
 import os
+import re
+import signal
 import socket
 import subprocess
 import sys
@@ -131,25 +133,105 @@ def test_the_sender_counts_the_packets_it_sent_late() -> None:
         sink.close()
 
 
+def arrivals_from(sink: socket.socket, count: int) -> list[tuple[int, int, float]]:
+    """The next ``count`` datagrams at ``sink``: (number, source port, arrival time)."""
+    got = []
+    while len(got) < count:
+        data, source = sink.recvfrom(64)
+        got.append((int.from_bytes(data, "big"), source[1], time.monotonic()))
+    return got
+
+
+def test_from_the_sender_process_packets_leave_on_time_in_order_from_the_calls_own_port() -> None:
+    """The default: a process of its own sends what the loop's thread built ahead, on each stream's clock, from
+    the stream's own socket (the far end sees its port); a removed stream's packets stop, the other's go on."""
+    loop = RtpLoop(sender_process=True)
+    sink = listener()
+    first, second = SocketStream(sink.getsockname()), SocketStream(sink.getsockname())
+    loop.add(first, first.sock)
+    loop.add(second, second.sock)
+    try:
+        assert loop.sender_pid is not None and loop.sender_pid != os.getpid()
+        got = arrivals_from(sink, 80)
+        ports = {first.sock.getsockname()[1]: first, second.sock.getsockname()[1]: second}
+        assert {port for _, port, _ in got} == set(ports)
+        for port in ports:
+            numbers = [number for number, source, _ in got if source == port]
+            assert numbers == list(range(numbers[0], numbers[0] + len(numbers)))  # in order, none lost
+            times = [at for _, source, at in got if source == port]
+            span = times[-1] - times[-30]
+            assert 29 * 0.02 - 0.01 <= span <= 29 * 0.02 + 0.5, span
+        lateness = loop.lateness_report()
+        assert lateness.packets >= 80
+        assert first.sent - lateness.packets // 2 <= 4  # built at most LEAD + BATCH (3 packets) ahead
+        first_port, second_port = first.sock.getsockname()[1], second.sock.getsockname()[1]
+        first.NSD = False
+        loop.remove(first.sock)
+        built_before = second.sent  # second's packets from here on were built after the removal
+        first.sock.close()
+        later = arrivals_from(sink, 30)
+        # the sender dropped what it held for the removed stream: once a packet of the other stream built
+        # after the removal (and a packet time later) has arrived, nothing of the removed one follows
+        mark = next(i for i, (number, port, _) in enumerate(later) if port == second_port and number > built_before)
+        assert all(port == second_port for _, port, _ in later[mark:]), later
+        assert sum(port == first_port for _, port, _ in later) <= 3
+    finally:
+        second.NSD = False
+        loop.remove(second.sock)
+        second.sock.close()
+        sink.close()
+
+
+def test_when_the_sender_process_dies_the_loop_sends_itself_and_the_calls_go_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Killed (or crashed), the sender process costs a call at most the packets it held (built ahead: 3), said
+    once in the log; the loop's own thread sends from then on, from the same port."""
+    loop = RtpLoop(sender_process=True)
+    sink = listener()
+    stream = SocketStream(sink.getsockname())
+    loop.add(stream, stream.sock)
+    try:
+        arrivals_from(sink, 10)
+        pid = loop.sender_pid
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+        got = arrivals_from(sink, 40)
+        assert loop.sender_pid is None
+        numbers = [number for number, _, _ in got]
+        assert numbers == sorted(numbers) and numbers[-1] - numbers[0] + 1 - len(numbers) <= 3, numbers
+        assert {port for _, port, _ in got} == {stream.sock.getsockname()[1]}
+        gone = [record for record in caplog.records if "sent from the desk's own process from now on" in record.message]
+        assert len(gone) == 1 and f"(pid {pid})" in gone[0].message
+        assert loop.lateness_report().packets >= 30  # counted here now
+    finally:
+        stream.NSD = False
+        loop.remove(stream.sock)
+        stream.sock.close()
+        sink.close()
+
+
 def policy_of(thread_id: int) -> tuple[int, int]:
     return os.sched_getscheduler(thread_id), os.sched_getparam(thread_id).sched_priority
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="real-time priority needs root (or CAP_SYS_NICE) here")
 def test_the_media_threads_take_real_time_priority_and_give_it_back() -> None:
-    """Asked for (``[sip] media_realtime_priority``), both threads run under SCHED_FIFO and the calls' packets
-    go on; 0 puts them back under the normal policy."""
-    loop = RtpLoop()
+    """Asked for (``[sip] media_realtime_priority``), both threads and the sender process run under SCHED_FIFO
+    and the calls' packets go on; 0 puts them back under the normal policy."""
+    loop = RtpLoop(sender_process=True)
     sink = listener()
     stream = SocketStream(sink.getsockname())
     try:
         assert loop.use_realtime_priority(10) is None
-        assert len(loop._thread_ids) == 2
-        assert [policy_of(tid) for tid in loop._thread_ids] == [(os.SCHED_FIFO, 10)] * 2
+        assert len(loop._thread_ids) == 2 and loop.sender_pid is not None
+        media = [*loop._thread_ids, loop.sender_pid]  # the sender process too
+        assert [policy_of(tid) for tid in media] == [(os.SCHED_FIFO, 10)] * 3
         loop.add(stream, stream.sock)
         assert wait_until(lambda: stream.sent >= 10, 5)
+        arrivals_from(sink, 10)
         assert loop.use_realtime_priority(0) is None
-        assert [policy_of(tid) for tid in loop._thread_ids] == [(os.SCHED_OTHER, 0)] * 2
+        assert [policy_of(tid) for tid in media] == [(os.SCHED_OTHER, 0)] * 3
         sent = stream.sent
         assert wait_until(lambda: stream.sent >= sent + 10, 5)
     finally:
@@ -197,3 +279,34 @@ def test_without_permission_the_media_threads_say_why_and_run_at_normal_priority
         "RTPRIO limit of at least 10, e.g. systemd's LimitRTPRIO=10)"
     )
     assert flowing == "True [True, True]"
+
+
+MEDIA_LINE = """
+from contactcenter.telephony.rtp_loop import RTP_LOOP
+from contactcenter.commands.run import media_priority
+RTP_LOOP.sender_process_wanted = {wanted}
+print(media_priority(0))
+"""
+
+
+@pytest.mark.parametrize("wanted", [True, False])
+def test_run_says_where_call_audio_leaves_from(wanted: bool) -> None:
+    """``contactcenter run``'s "call media:" line, for ``[sip] media_sender_process`` on and off."""
+    result = subprocess.run(
+        [sys.executable, "-c", MEDIA_LINE.format(wanted=wanted)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=Path(__file__).parent.parent,
+    )
+    assert result.returncode == 0, result.stderr
+    line = result.stdout.strip()
+    if wanted:
+        assert re.fullmatch(
+            r"normal priority \(\[sip\] media_realtime_priority = 0\), sent by a process of its own \(pid \d+\)", line
+        ), line
+    else:
+        assert line == (
+            "normal priority ([sip] media_realtime_priority = 0), sent by the desk's own process "
+            "([sip] media_sender_process = false)"
+        )
