@@ -323,6 +323,7 @@ def run(
         account = replace(account, port=relay.port_for_b, contact_port=relay.port_for_a)
     # as `contactcenter run` does, before the first call starts the loop (a second run in this process keeps it)
     RTP_LOOP.sender_process_wanted = settings.sip.media_sender_process if sender_process is None else sender_process
+    RTP_LOOP.lead_s = settings.sip.media_lead_ms / 1000
     phone = Softphone(account, desk.handle)
     phone.start()
     priority = settings.sip.media_realtime_priority if realtime_priority is None else realtime_priority

@@ -146,6 +146,9 @@ class SipSettings(Section):
     # outgoing RTP sent on time by a process of its own, handed each packet shortly before it is due
     # (telephony/media_sender.py); false: sent by a thread of the desk's process
     media_sender_process: bool = True
+    # with the sender process: each packet is built this long before it is due (what callers hear comes this much
+    # later; a desk busier than this late cannot hold a packet back)
+    media_lead_ms: int = Field(default=40, ge=5, le=200)
 
     @property
     def password(self) -> str | None:

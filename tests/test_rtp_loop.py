@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from contactcenter.telephony import media_sender
 from contactcenter.telephony.rtp_loop import RtpLoop
 from tests.helpers.waiting import wait_until
 
@@ -142,16 +143,23 @@ def arrivals_from(sink: socket.socket, count: int) -> list[tuple[int, int, float
     return got
 
 
-def test_from_the_sender_process_packets_leave_on_time_in_order_from_the_calls_own_port() -> None:
+def test_from_the_sender_process_packets_leave_on_time_in_order_from_the_calls_own_port(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """The default: a process of its own sends what the loop's thread built ahead, on each stream's clock, from
-    the stream's own socket (the far end sees its port); a removed stream's packets stop, the other's go on."""
+    the stream's own socket (the far end sees its port); a removed stream's packets stop, the other's go on.
+    The process gets none of the desk's environment (its secrets)."""
+    monkeypatch.setenv("CONTACTCENTER_SIP_PASSWORD", "s3cret-of-the-desk")
     loop = RtpLoop(sender_process=True)
+    loop.start()  # as the softphone does: the process is ready before the streams' clocks start
     sink = listener()
     first, second = SocketStream(sink.getsockname()), SocketStream(sink.getsockname())
     loop.add(first, first.sock)
     loop.add(second, second.sock)
     try:
         assert loop.sender_pid is not None and loop.sender_pid != os.getpid()
+        environment = Path(f"/proc/{loop.sender_pid}/environ").read_bytes().split(b"\0")
+        assert [name.split(b"=")[0] for name in environment if name] == [b"PYTHONPATH"]
         got = arrivals_from(sink, 80)
         ports = {first.sock.getsockname()[1]: first, second.sock.getsockname()[1]: second}
         assert {port for _, port, _ in got} == set(ports)
@@ -179,6 +187,31 @@ def test_from_the_sender_process_packets_leave_on_time_in_order_from_the_calls_o
         second.NSD = False
         loop.remove(second.sock)
         second.sock.close()
+        sink.close()
+
+
+def test_a_sender_process_that_cannot_start_leaves_the_packets_to_the_loop(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An interpreter that exits at once (here /bin/false in its place) never says it is ready: the loop says
+    why in one line and sends from its own thread; the calls' packets flow."""
+    monkeypatch.setattr(media_sender.sys, "executable", "/bin/false")
+    loop = RtpLoop(sender_process=True)
+    sink = listener()
+    stream = SocketStream(sink.getsockname())
+    loop.add(stream, stream.sock)
+    try:
+        assert loop.sender_pid is None
+        arrivals_from(sink, 10)
+        [said] = [record.message for record in caplog.records if "no sender process" in record.message]
+        assert said == (
+            "call media is sent from the desk's own process: no sender process (the call media sender process "
+            "ended as it started (exit status 1))"
+        )
+    finally:
+        stream.NSD = False
+        loop.remove(stream.sock)
+        stream.sock.close()
         sink.close()
 
 
@@ -243,6 +276,7 @@ def test_the_media_threads_take_real_time_priority_and_give_it_back() -> None:
 
 UNPRIVILEGED = """
 import os, resource, socket, sys, time
+from contactcenter.telephony import media_sender
 from contactcenter.telephony.rtp_loop import RtpLoop
 from tests.test_rtp_loop import SocketStream, listener, policy_of
 resource.setrlimit(resource.RLIMIT_RTPRIO, (0, 0))

@@ -250,6 +250,7 @@ def command(app: App) -> None:
         aor = team.overflow_number if team.role == "overflow" else team.number
         membership = TeamMembership(contact, aor, team.registration_seconds)
     RTP_LOOP.sender_process_wanted = sip.media_sender_process  # before the first call starts the loop
+    RTP_LOOP.lead_s = sip.media_lead_ms / 1000
     try:
         try:
             phone.start(attempts=5)

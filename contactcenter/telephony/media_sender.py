@@ -5,7 +5,7 @@ Why: in the desk's process the RTP sender is one thread among many that want Pyt
 time at real-time priority, but the lock is handed round the threads that want it, so a packet waits its
 turn behind them: bench/sip_load.py at 80 calls with speech on, 2 cores, had outgoing spacing p99 25-47 ms
 with the sender in the desk's process (README has the figures). Here the desk's RTP thread builds each
-packet ``LEAD_SECONDS`` ahead of its time (encoding, the prompt and the headset mixed, DTMF, SRTP) and hands
+packet a lead ahead of its time (``[sip] media_lead_ms``, 40 ms) (encoding, the prompt and the headset mixed, DTMF, SRTP) and hands
 it over with its due time; this process does nothing else than wait for the earliest due time and send it
 from the call's own socket (passed to it with SCM_RIGHTS, so the far end sees the same source port). A
 desk thread that waits for the lock now costs the packet nothing unless it waits longer than the lead.
@@ -37,9 +37,10 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-LEAD_SECONDS = 0.04  # a packet is built and handed over this long before it is due
+LEAD_SECONDS = 0.04  # a packet is built and handed over this long before it is due ([sip] media_lead_ms)
 BATCH_SECONDS = 0.01  # packets due within this much after the first are handed over together
 STATS_TIMEOUT_SECONDS = 2.0
+START_TIMEOUT_SECONDS = 10.0
 MAX_MESSAGE = 1 << 16  # one hand-over; the desk splits a larger batch
 PACKET = struct.Struct("<IdI4sH")  # stream, due (time.monotonic), packet length, IPv4 address, port
 STREAM = struct.Struct("<I")
@@ -86,9 +87,10 @@ class SenderProcess:
 
     def __init__(self) -> None:
         desk_end, process_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        # nothing of the desk's environment (its secrets: the SIP password, the database URL), only where the
+        # package is
         package_root = str(Path(__file__).resolve().parents[2])
-        environment = dict(os.environ)
-        environment["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, environment.get("PYTHONPATH")]))
+        environment = {"PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
         try:
             self._process = subprocess.Popen(
                 [sys.executable, "-m", __name__, str(process_end.fileno())],
@@ -98,6 +100,19 @@ class SenderProcess:
             )
         finally:
             process_end.close()
+        # ready before the first packet is handed over: packets built while it starts would leave in a burst
+        with selectors.DefaultSelector() as selector:
+            selector.register(desk_end, selectors.EVENT_READ)
+            answer = desk_end.recv(16) if selector.select(START_TIMEOUT_SECONDS) else None
+        if answer != b"Y":
+            desk_end.close()
+            self._process.kill()
+            status = self._process.wait()
+            raise OSError(
+                f"the call media sender process did not start within {START_TIMEOUT_SECONDS:.0f} s"
+                if answer is None
+                else f"the call media sender process ended as it started (exit status {status})"
+            )
         desk_end.setblocking(False)
         self._control = desk_end
         self._lock = threading.Lock()
@@ -290,6 +305,7 @@ class _Sender:
 def main(fd: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the desk ends it (its channel closes), not a terminal's ^C
     control = socket.socket(fileno=fd)
+    control.send(b"Y")
     control.setblocking(False)
     _Sender(control).serve()
 

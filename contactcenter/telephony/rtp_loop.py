@@ -12,7 +12,7 @@ next on time, never by drift. The sender does nothing but build and send the pac
 the call's media, which never waits (call_media.py: recorder and speech only append to buffers); a stream
 whose sending fails is logged and dropped from the loop, and the other calls go on.
 
-By default the packets do not leave from this process: the sender thread builds each one ``LEAD_SECONDS``
+By default the packets do not leave from this process: the sender thread builds each one ``lead_s``
 before it is due and hands it to a process of its own that sends it on time (media_sender.py says why: the
 sender here shares the interpreter lock with every other thread of the desk). Should that process end, this
 thread sends again itself, logged once, and the calls go on.
@@ -81,8 +81,9 @@ class RtpLoop:
     """The process's RTP sender and receiver; streams ``add`` themselves once their socket is bound. With
     ``sender_process`` the packets leave from a process of its own (media_sender.py), started with the loop."""
 
-    def __init__(self, sender_process: bool = False) -> None:
+    def __init__(self, sender_process: bool = False, lead_s: float = LEAD_SECONDS) -> None:
         self.sender_process_wanted = sender_process
+        self.lead_s = lead_s  # with the sender process: how long before its time a packet is built
         self.lateness = SenderLateness()  # of the packets sent from this process
         self._sender: SenderProcess | None = None
         self._selector = selectors.DefaultSelector()
@@ -226,8 +227,8 @@ class RtpLoop:
             with self._wake:
                 if self._due:
                     due, _, first = self._due[0]
-                    # with a sender process: built LEAD ahead, with whatever else is due within BATCH of it
-                    ahead = 0.0 if sender is None else LEAD_SECONDS + (BATCH_SECONDS if built else 0.0)
+                    # with a sender process: built lead_s ahead, with whatever else is due within BATCH_SECONDS of it
+                    ahead = 0.0 if sender is None else self.lead_s + (BATCH_SECONDS if built else 0.0)
                     delay = due - ahead - time.monotonic()
                     if delay <= 0:
                         heapq.heappop(self._due)
@@ -265,7 +266,7 @@ class RtpLoop:
                 return
             except SenderGone as exc:
                 self._sender_gone(exc)
-        for sending, (_, due, packet, address) in built:  # now, not lost: they are at most LEAD early
+        for sending, (_, due, packet, address) in built:  # now, not lost: at most lead_s + BATCH_SECONDS early
             self.lateness.add(time.monotonic() - due)
             self._send_here(sending, packet, address)
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from contactcenter.telephony.call import Call, DialResult
 from contactcenter.telephony.pyvoip_adapter import CallState, DeskVoIPCall, DeskVoIPPhone
+from contactcenter.telephony.rtp_loop import RTP_LOOP
 from contactcenter.telephony.sip_transport import TransportError
 
 log = logging.getLogger(__name__)
@@ -88,6 +89,7 @@ class Softphone:
         """Register; RegistrationError with the reason if the registrar is silent or refuses us.
 
         ``attempts`` > 1 retries with doubling back-off (1 s, 2 s, 4 s, ...)."""
+        RTP_LOOP.start()  # call media (and its sender process) ready before a call can come in
         delay = first_delay
         for attempt in range(1, attempts + 1):
             try:
