@@ -244,6 +244,44 @@ def test_when_the_sender_process_dies_the_loop_sends_itself_and_the_calls_go_on(
         sink.close()
 
 
+def test_a_sender_process_that_stops_reading_is_replaced_by_the_loop(caplog: pytest.LogCaptureFixture) -> None:
+    """Stopped (SIGSTOP: a debugger, a frozen cgroup), the process reads nothing; once its channel is full and
+    stays full for FULL_WAIT_SECONDS the loop kills it and sends itself, and the calls' packets flow again."""
+    loop = RtpLoop(sender_process=True)
+    loop.start()
+    sink = listener()
+    streams = [SocketStream(sink.getsockname()) for _ in range(10)]
+    for stream in streams:
+        loop.add(stream, stream.sock)
+    try:
+        arrivals_from(sink, 20)
+        pid = loop.sender_pid
+        assert pid is not None
+        os.kill(pid, signal.SIGSTOP)
+        assert wait_until(lambda: loop.sender_pid is None, 30)
+        [said] = [record.message for record in caplog.records if "from now on" in record.message]
+        assert said.startswith(f"the call media sender process (pid {pid}) stopped reading")
+        built = streams[0].sent
+        while True:  # what was queued before; then packets built after the switch arrive
+            number, port, _ = arrivals_from(sink, 1)[0]
+            if port == streams[0].sock.getsockname()[1] and number > built:
+                break
+        assert wait_until(lambda: not Path(f"/proc/{pid}").exists() or "Z" in stat_state(pid), 5)  # killed
+    finally:
+        for stream in streams:
+            stream.NSD = False
+            loop.remove(stream.sock)
+            stream.sock.close()
+        sink.close()
+
+
+def stat_state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "gone"
+
+
 def policy_of(thread_id: int) -> tuple[int, int]:
     return os.sched_getscheduler(thread_id), os.sched_getparam(thread_id).sched_priority
 

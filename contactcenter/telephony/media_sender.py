@@ -23,6 +23,7 @@ import heapq
 import itertools
 import logging
 import os
+import select
 import selectors
 import signal
 import socket
@@ -41,6 +42,7 @@ LEAD_SECONDS = 0.04  # a packet is built and handed over this long before it is 
 BATCH_SECONDS = 0.01  # packets due within this much after the first are handed over together
 STATS_TIMEOUT_SECONDS = 2.0
 START_TIMEOUT_SECONDS = 10.0
+FULL_WAIT_SECONDS = 0.2  # a full channel is given this long to drain before the process counts as stuck
 MAX_MESSAGE = 1 << 16  # one hand-over; the desk splits a larger batch
 PACKET = struct.Struct("<IdI4sH")  # stream, due (time.monotonic), packet length, IPv4 address, port
 STREAM = struct.Struct("<I")
@@ -131,10 +133,16 @@ class SenderProcess:
     def _send(self, message: bytes, fds: Iterable[int] = ()) -> None:
         try:
             with self._lock:
-                if fds:
-                    socket.send_fds(self._control, [message], list(fds))
-                else:
-                    self._control.send(message)
+                for attempt in range(2):
+                    try:
+                        if fds:
+                            socket.send_fds(self._control, [message], list(fds))
+                        else:
+                            self._control.send(message)
+                        break
+                    except BlockingIOError:  # its channel is full: a moment behind, or stopped for good
+                        if attempt or not select.select([], [self._control], [], FULL_WAIT_SECONDS)[1]:
+                            raise
         except OSError as exc:  # EPIPE/ECONNRESET: it ended; EAGAIN: it stopped reading
             raise SenderGone(
                 f"the call media sender process (pid {self.pid}) "
