@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -24,9 +25,10 @@ from tests.helpers.waiting import wait_until
 class SocketStream:
     """A stream sending a numbered datagram every 20 ms to ``target`` and keeping what arrives on its socket."""
 
-    def __init__(self, target: tuple[str, int], fail_after: int | None = None, stall_at: int | None = None) -> None:
+    def __init__(self, target: tuple[Any, Any], fail_after: int | None = None, stall_at: int | None = None) -> None:
         self.NSD = True
         self.stall_at = stall_at  # building this packet takes 60 ms (a stalled sender)
+        self.build_seconds = 0.0  # what building each packet takes
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind(("127.0.0.1", 0))
         self.sock.setblocking(False)
@@ -40,7 +42,9 @@ class SocketStream:
     def next_due(self) -> float:
         return self.start + self.sent * 0.02
 
-    def build_next(self) -> tuple[bytes, tuple[str, int]]:
+    def build_next(self) -> tuple[bytes, tuple[Any, Any]]:
+        if self.build_seconds:
+            time.sleep(self.build_seconds)
         if self.fail_after is not None and self.sent >= self.fail_after:
             raise RuntimeError("this stream's encoder broke")
         if self.sent == self.stall_at:
@@ -280,6 +284,96 @@ def stat_state(pid: int) -> str:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except OSError:
         return "gone"
+
+
+@pytest.mark.parametrize("sender_process", [True, False], ids=["sender process", "in the loop"])
+def test_a_stream_whose_sdp_gave_no_address_to_send_to_stops_nothing(sender_process: bool) -> None:
+    """A caller's SDP can name a port past 65535 or a host that is not one; its packets cannot leave, and
+    the call media thread and the other calls go on."""
+    loop = RtpLoop(sender_process=sender_process)
+    loop.start()
+    sink = listener()
+    good = SocketStream(sink.getsockname())
+    bad = [SocketStream(("127.0.0.1", 99999)), SocketStream(("a..b", 4000)), SocketStream(("127.0.0.1", -1))]
+    for stream in [*bad, good]:
+        loop.add(stream, stream.sock)
+    try:
+        got = arrivals_from(sink, 30)
+        assert {port for _, port, _ in got} == {good.sock.getsockname()[1]}
+        assert all(stream.sent >= 20 for stream in bad)  # built (and counted) all along
+        assert loop.streams == 4
+    finally:
+        for stream in [*bad, good]:
+            stream.NSD = False
+            loop.remove(stream.sock)
+            stream.sock.close()
+        sink.close()
+
+
+def test_streams_added_while_the_sender_process_starts_are_all_sent() -> None:
+    """Two calls answered at once on a desk whose call media has not started yet: the second waits until the
+    sender process is up, so it knows of both streams."""
+    loop = RtpLoop(sender_process=True)
+    sink = listener()
+    streams = [SocketStream(sink.getsockname()) for _ in range(4)]
+    adders = [threading.Thread(target=loop.add, args=(stream, stream.sock)) for stream in streams]
+    for adder in adders:
+        adder.start()
+    for adder in adders:
+        adder.join(15)
+    try:
+        got = arrivals_from(sink, 60)
+        assert {port for _, port, _ in got} == {stream.sock.getsockname()[1] for stream in streams}
+    finally:
+        for stream in streams:
+            stream.NSD = False
+            loop.remove(stream.sock)
+            stream.sock.close()
+        sink.close()
+
+
+def test_a_loop_behind_its_packets_still_hands_them_over() -> None:
+    """Building the packets of 40 streams takes longer than their 20 ms (0.6 ms each): the loop stays behind,
+    and hands over what it has built in batches bounded by their due times, so audio leaves (late) rather
+    than piling up in the loop."""
+    loop = RtpLoop(sender_process=True)
+    loop.start()
+    sink = listener()
+    streams = [SocketStream(sink.getsockname()) for _ in range(40)]
+    for stream in streams:
+        stream.build_seconds = 0.0006
+        loop.add(stream, stream.sock)
+    try:
+        got = arrivals_from(sink, 400)
+        assert len({port for _, port, _ in got}) == 40
+    finally:
+        for stream in streams:
+            stream.NSD = False
+            loop.remove(stream.sock)
+            stream.sock.close()
+        sink.close()
+
+
+def test_asking_a_dead_sender_process_how_late_it_was_answers_from_the_loop() -> None:
+    loop = RtpLoop(sender_process=True)
+    loop.start()
+    sink = listener()
+    stream = SocketStream(sink.getsockname())
+    loop.add(stream, stream.sock)
+    try:
+        arrivals_from(sink, 10)
+        pid = loop.sender_pid
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+        assert wait_until(lambda: stat_state(pid) in ("Z", "gone"), 5)
+        report = loop.lateness_report()  # does not hang on the dead channel
+        assert loop.sender_pid is None and report.packets >= 0
+        arrivals_from(sink, 10)
+    finally:
+        stream.NSD = False
+        loop.remove(stream.sock)
+        stream.sock.close()
+        sink.close()
 
 
 def policy_of(thread_id: int) -> tuple[int, int]:

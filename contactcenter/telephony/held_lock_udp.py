@@ -19,6 +19,7 @@ import ctypes
 import errno
 import os
 import socket
+import sys
 from typing import Any
 
 MSG_DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0x40)
@@ -72,7 +73,8 @@ class HeldLockSocket:
         raw = self._addresses.get(address)
         if raw is None:
             host, port = address
-            raw = socket.AF_INET.to_bytes(2, "little") + port.to_bytes(2, "big") + socket.inet_aton(host) + bytes(8)
+            family = socket.AF_INET.to_bytes(2, sys.byteorder)  # sa_family: the machine's own byte order
+            raw = family + port.to_bytes(2, "big") + socket.inet_aton(host) + bytes(8)
             if len(self._addresses) > 16:  # a stream talks to one address; a re-INVITE may move it
                 self._addresses.clear()
             self._addresses[address] = raw
@@ -82,9 +84,11 @@ class HeldLockSocket:
         assert _CALLS is not None
         try:
             sockaddr = self._sockaddr(address)
-        except (OSError, ValueError, TypeError):  # a name, not an address: the socket module resolves it
+        except (OSError, ValueError, TypeError, OverflowError):  # a name (the socket module resolves it), or worse
             return self._socket.sendto(data, address)
-        # the socket's number is read each time: -1 once closed (EBADF), never a number since reused
+        # the socket's number is read each time: -1 once closed (EBADF). (A stream is closed after it left the
+        # loop, so its number cannot be reused under a send in progress but for a thread switch between these
+        # two lines: the same window CPython's own sendto has.)
         sent = _CALLS[0](self._socket.fileno(), data, len(data), MSG_DONTWAIT, sockaddr, SOCKADDR_IN_SIZE)
         if sent < 0:
             _raise_errno()

@@ -19,6 +19,7 @@ If this process ends (killed, crashed) or stops reading, the desk's loop sends f
 
 from __future__ import annotations
 
+import functools
 import heapq
 import itertools
 import logging
@@ -32,6 +33,7 @@ import subprocess
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +42,7 @@ log = logging.getLogger(__name__)
 
 LEAD_SECONDS = 0.04  # a packet is built and handed over this long before it is due ([sip] media_lead_ms)
 BATCH_SECONDS = 0.01  # packets due within this much after the first are handed over together
+MAX_BATCH = 256  # and at most this many
 STATS_TIMEOUT_SECONDS = 2.0
 START_TIMEOUT_SECONDS = 10.0
 FULL_WAIT_SECONDS = 0.2  # a full channel is given this long to drain before the process counts as stuck
@@ -80,12 +83,23 @@ Handed = tuple[int, float, bytes, tuple[str, int]]  # stream, due, packet, where
 
 
 class SenderGone(RuntimeError):
-    """The sender process ended or stopped reading."""
+    """The sender process ended or stopped reading; ``handed`` packets of the batch it failed on got through."""
+
+    def __init__(self, message: str, handed: int = 0) -> None:
+        super().__init__(message)
+        self.handed = handed
+
+
+def _close_in_child(sender: weakref.ref[SenderProcess]) -> None:
+    """In a process forked from the desk: its copy of the channel, closed."""
+    process = sender()
+    if process is not None:
+        process._control.close()
 
 
 class SenderProcess:
     """The desk's side: starts the process and hands it streams and packets. Thread-safe; never blocks on it
-    (a full channel means it stopped reading: ``SenderGone``)."""
+    for long (a channel still full after FULL_WAIT_SECONDS means it stopped reading: ``SenderGone``)."""
 
     def __init__(self) -> None:
         desk_end, process_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -100,6 +114,9 @@ class SenderProcess:
                 stdin=subprocess.DEVNULL,
                 env=environment,
             )
+        except BaseException:
+            desk_end.close()
+            raise
         finally:
             process_end.close()
         # ready before the first packet is handed over: packets built while it starts would leave in a burst
@@ -117,20 +134,26 @@ class SenderProcess:
             )
         desk_end.setblocking(False)
         self._control = desk_end
-        self._lock = threading.Lock()
-        self._addresses: dict[str, bytes] = {}
-        # a process forked from the desk later (a recognition worker) must not keep the channel open: the
-        # sender would not see the desk end
-        os.register_at_fork(after_in_child=self._forget)
+        self._lock = threading.Lock()  # one message at a time on the channel
+        self._stats_lock = threading.Lock()  # one lateness request at a time
+        self._addresses: dict[str, bytes | None] = {}
+        # a process forked from the desk later (a recognition worker) must not keep the channel open, or the
+        # sender would not see the desk end; the hook holds the instance only weakly
+        os.register_at_fork(after_in_child=functools.partial(_close_in_child, weakref.ref(self)))
 
     @property
     def pid(self) -> int:
         return self._process.pid
 
-    def _forget(self) -> None:
-        self._control.close()
+    def _gone(self, exc: BaseException, handed: int = 0) -> SenderGone:
+        ended = isinstance(exc, OSError) and not isinstance(exc, BlockingIOError)
+        return SenderGone(
+            f"the call media sender process (pid {self.pid}) "
+            + (f"ended ({exc.strerror or exc})" if isinstance(exc, OSError) and ended else "stopped reading"),
+            handed,
+        )
 
-    def _send(self, message: bytes, fds: Iterable[int] = ()) -> None:
+    def _send(self, message: bytes, fds: Iterable[int] = (), handed: int = 0) -> None:
         try:
             with self._lock:
                 for attempt in range(2):
@@ -143,11 +166,8 @@ class SenderProcess:
                     except BlockingIOError:  # its channel is full: a moment behind, or stopped for good
                         if attempt or not select.select([], [self._control], [], FULL_WAIT_SECONDS)[1]:
                             raise
-        except OSError as exc:  # EPIPE/ECONNRESET: it ended; EAGAIN: it stopped reading
-            raise SenderGone(
-                f"the call media sender process (pid {self.pid}) "
-                + ("stopped reading" if isinstance(exc, BlockingIOError) else f"ended ({exc.strerror or exc})")
-            ) from exc
+        except (OSError, ValueError) as exc:  # EPIPE/ECONNRESET: it ended; EAGAIN: stopped; ValueError: closed
+            raise self._gone(exc, handed) from exc
 
     def add(self, stream: int, sock: socket.socket) -> None:
         self._send(b"A" + STREAM.pack(stream), [sock.fileno()])
@@ -156,58 +176,76 @@ class SenderProcess:
         self._send(b"R" + STREAM.pack(stream))
 
     def hand(self, packets: list[Handed]) -> None:
-        """Queue packets to be sent at their due times (in order for each stream)."""
+        """Queue packets to be sent at their due times (in order for each stream). A packet that cannot be
+        addressed (a name that does not resolve, a port out of range: the caller's SDP) is dropped, as sendto
+        would have failed on it; ``SenderGone.handed`` says how many got through before the channel failed."""
         message = bytearray(b"P")
+        in_message = handed = 0
         for stream, due, packet, (host, port) in packets:
             try:
-                record = PACKET.pack(stream, due, len(packet), self._address(host), port) + packet
-            except OSError:  # a name that does not resolve: it could not be sent from here either
-                log.debug("RTP packet to %s:%s not sent: the name does not resolve", host, port)
+                address = self._address(host)
+                record = PACKET.pack(stream, due, len(packet), address, port) + packet if address else b""
+            except (struct.error, TypeError, ValueError, OverflowError):
+                record = b""
+            if not record:
+                log.debug("RTP packet to %s:%s not sent: not an address to send to", host, port)
+                in_message += 1
                 continue
             if len(message) + len(record) > MAX_MESSAGE:
-                self._send(bytes(message))
-                message = bytearray(b"P")
+                self._send(bytes(message), handed=handed)
+                message, handed, in_message = bytearray(b"P"), handed + in_message, 0
             message += record
+            in_message += 1
         if len(message) > 1:
-            self._send(bytes(message))
+            self._send(bytes(message), handed=handed)
 
-    def _address(self, host: str) -> bytes:
-        """An IPv4 address in 4 bytes; a name (SDP allows one, rarely seen) resolved once, as sendto would."""
-        packed = self._addresses.get(host)
-        if packed is None:
+    def _address(self, host: str) -> bytes | None:
+        """An IPv4 address in 4 bytes; a name (SDP allows one, rarely seen) resolved once, as sendto would;
+        None for what is neither (remembered, so it is not looked up for every packet)."""
+        if host in self._addresses:
+            return self._addresses[host]
+        packed: bytes | None
+        try:
+            packed = socket.inet_aton(host)
+        except (OSError, ValueError, TypeError):
             try:
-                packed = socket.inet_aton(host)
-            except OSError:
                 packed = socket.inet_aton(socket.gethostbyname(host))
-            if len(self._addresses) > 1024:
-                self._addresses.clear()
-            self._addresses[host] = packed
+            except (OSError, ValueError, TypeError, UnicodeError):
+                packed = None
+        if len(self._addresses) > 1024:
+            self._addresses.clear()
+        self._addresses[host] = packed
         return packed
 
     def lateness(self, reset: bool = False) -> SenderLateness:
-        """What it has sent so far and how late (then counts afresh if ``reset``)."""
-        with self._lock:
-            try:
-                while True:  # a reply left over from a call that timed out
-                    self._control.recv(64)
-            except BlockingIOError:
-                pass
-            except OSError as exc:
-                raise SenderGone(f"the call media sender process (pid {self.pid}) ended ({exc})") from exc
-        self._send(b"Z" if reset else b"S")
-        deadline = time.monotonic() + STATS_TIMEOUT_SECONDS
-        with self._lock, selectors.DefaultSelector() as selector:
-            selector.register(self._control, selectors.EVENT_READ)
+        """What it has sent so far and how late (then counts afresh if ``reset``). Packets are handed over
+        meanwhile: the channel's lock is held only to read."""
+        with self._stats_lock:
+            self._receive()  # a reply left over from a request that timed out
+            self._send(b"Z" if reset else b"S")
+            deadline = time.monotonic() + STATS_TIMEOUT_SECONDS
             while (left := deadline - time.monotonic()) > 0:
-                if selector.select(left):
-                    try:
-                        reply = self._control.recv(64)
-                    except BlockingIOError:
-                        continue
-                    if reply[:1] == b"S" and len(reply) == 1 + STATS.size:
-                        return SenderLateness(*STATS.unpack(reply[1:]))
-                    break
+                try:
+                    readable = select.select([self._control], [], [], left)[0]
+                except (OSError, ValueError) as exc:  # closed by a fallback meanwhile
+                    raise self._gone(exc) from exc
+                reply = self._receive() if readable else None
+                if reply is not None and reply[:1] == b"S" and len(reply) == 1 + STATS.size:
+                    return SenderLateness(*STATS.unpack(reply[1:]))
         raise SenderGone(f"the call media sender process (pid {self.pid}) did not answer")
+
+    def _receive(self) -> bytes | None:
+        """The next message from the process, None if there is none yet; SenderGone once it has ended."""
+        try:
+            with self._lock:
+                reply = self._control.recv(64)
+        except BlockingIOError:
+            return None
+        except (OSError, ValueError) as exc:
+            raise self._gone(exc) from exc
+        if not reply:  # the channel's end: the process has gone
+            raise SenderGone(f"the call media sender process (pid {self.pid}) ended")
+        return reply
 
     def alive(self) -> bool:
         return self._process.poll() is None
@@ -215,13 +253,15 @@ class SenderProcess:
     def abandon(self) -> None:
         """Gone or stuck: close the channel and kill it, without waiting (the caller may be the RTP thread)."""
         try:
-            self._control.close()
+            with self._lock:
+                self._control.close()
         finally:
             self._process.kill()
             threading.Thread(target=self._process.wait, name="media sender reaper", daemon=True).start()
 
     def close(self) -> None:
-        self._control.close()
+        with self._lock:
+            self._control.close()
         try:
             self._process.wait(2)
         except subprocess.TimeoutExpired:

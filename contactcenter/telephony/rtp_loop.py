@@ -34,6 +34,7 @@ from typing import Any, Protocol
 from contactcenter.telephony.media_sender import (
     BATCH_SECONDS,
     LEAD_SECONDS,
+    MAX_BATCH,
     Handed,
     SenderGone,
     SenderLateness,
@@ -94,6 +95,7 @@ class RtpLoop:
         self._wake = threading.Condition()
         self._started = False
         self._start_lock = threading.Lock()
+        self._registry = threading.Lock()
         self.streams = 0  # streams in the loop now
         self._thread_ids: list[int] = []  # the kernel's ids of its threads, once they run
         self._threads_running = threading.Event()  # both of them
@@ -109,15 +111,20 @@ class RtpLoop:
         arrives on ``sock``. Both non-blocking; they may be the same socket."""
         self._start()
         sending = _Sending(stream, sock if send_from is None else send_from, next(self._numbers))
-        sender = self._sender
-        if sender is not None:
-            try:
-                sender.add(sending.number, sending.sock)
-            except SenderGone as exc:
-                self._sender_gone(exc)
+        gone = None
+        with self._registry:  # the sender process learns of adds and removes in the order they happen
+            with self._wake:
+                self._sending[id(sock)] = sending
+            sender = self._sender
+            if sender is not None:
+                try:
+                    sender.add(sending.number, sending.sock)
+                except SenderGone as exc:
+                    gone = exc
+        if gone is not None:
+            self._sender_gone(gone)
         self._selector.register(sock, selectors.EVENT_READ, stream)
         with self._wake:
-            self._sending[id(sock)] = sending
             heapq.heappush(self._due, (stream.next_due(), next(self._order), sending))
             self.streams += 1
             self._wake.notify()
@@ -129,14 +136,18 @@ class RtpLoop:
             self._selector.unregister(sock)
         except (KeyError, ValueError):  # never added, or removed already
             pass
-        with self._wake:
-            sending = self._sending.pop(id(sock), None)
-        sender = self._sender
-        if sending is not None and sender is not None:
-            try:
-                sender.remove(sending.number)
-            except SenderGone as exc:
-                self._sender_gone(exc)
+        gone = None
+        with self._registry:
+            with self._wake:
+                sending = self._sending.pop(id(sock), None)
+            sender = self._sender
+            if sending is not None and sender is not None:
+                try:
+                    sender.remove(sending.number)
+                except SenderGone as exc:
+                    gone = exc
+        if gone is not None:
+            self._sender_gone(gone)
 
     def lateness_report(self, reset: bool = False) -> SenderLateness:
         """How many packets left and how late, wherever they left from; counted afresh after ``reset``."""
@@ -157,22 +168,22 @@ class RtpLoop:
         self._start()
 
     def _start(self) -> None:
-        with self._start_lock:
+        with self._start_lock:  # a second caller waits until all is set up (the sender process takes a moment)
             if self._started:
                 return
+            # Every sendto and recv lets go of the interpreter lock; a thread busy in Python (the speech
+            # listener, a plugin) then keeps it until it is asked to give it up, after the switch interval
+            # (5 ms by default). For one packet, every 20 ms, of each of 80 calls, that wait was the sender's
+            # bottleneck: it fell behind and sent about half the packets on time. 0.1 ms bounds it.
+            sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL_SECONDS))
+            if self.sender_process_wanted:
+                try:
+                    self._sender = SenderProcess()
+                except Exception as exc:
+                    log.warning("call media is sent from the desk's own process: no sender process (%s)", exc)
+            threading.Thread(target=self._send_loop, name="call media out", daemon=True).start()
+            threading.Thread(target=self._receive_loop, name="call media in", daemon=True).start()
             self._started = True
-        # Every sendto and recv lets go of the interpreter lock; a thread busy in Python (the speech
-        # listener, a plugin) then keeps it until it is asked to give it up, after the switch interval
-        # (5 ms by default). For one packet, every 20 ms, of each of 80 calls, that wait was the sender's
-        # bottleneck: it fell behind and sent about half the packets on time. 0.1 ms bounds it.
-        sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL_SECONDS))
-        if self.sender_process_wanted:
-            try:
-                self._sender = SenderProcess()
-            except OSError as exc:
-                log.warning("call media is sent from the desk's own process: no sender process (%s)", exc)
-        threading.Thread(target=self._send_loop, name="call media out", daemon=True).start()
-        threading.Thread(target=self._receive_loop, name="call media in", daemon=True).start()
 
     def _sender_gone(self, exc: SenderGone) -> None:
         """The sender process ended or stopped reading: from now on this process sends (once, logged)."""
@@ -222,51 +233,68 @@ class RtpLoop:
         self._thread_running()
         built: list[tuple[_Sending, Handed]] = []  # handed to the sender process together
         while True:
-            sender = self._sender
-            sending = None
-            with self._wake:
-                if self._due:
-                    due, _, first = self._due[0]
-                    # with a sender process: built lead_s ahead, with whatever else is due within BATCH_SECONDS of it
-                    ahead = 0.0 if sender is None else self.lead_s + (BATCH_SECONDS if built else 0.0)
-                    delay = due - ahead - time.monotonic()
-                    if delay <= 0:
-                        heapq.heappop(self._due)
-                        sending = first
-                if sending is None and not built:
-                    self._wake.wait(delay if self._due else None)  # a stream added meanwhile may be due sooner
-                    continue
-            if sending is None:
-                self._hand_over(sender, built)
-                built = []
-                continue
-            if not sending.stream.NSD:
-                with self._wake:
-                    self.streams -= 1
-                continue
             try:
-                packet, address = sending.stream.build_next()
-            except Exception:
-                log.exception("sending a call's audio failed; that call's audio stops, the others go on")
-                with self._wake:
-                    self.streams -= 1
-                continue
-            if sender is not None:
-                built.append((sending, (sending.number, due, packet, address)))
-            else:
-                self.lateness.add(time.monotonic() - due)
-                self._send_here(sending, packet, address)
+                built = self._send_step(built)
+            except Exception:  # this thread carries every call's audio: it must not end
+                log.exception("the call media sender hit an error; it goes on")
+                built = []
+
+    def _send_step(self, built: list[tuple[_Sending, Handed]]) -> list[tuple[_Sending, Handed]]:
+        """Build (and send, or hand over) the next packet that is due, or wait for it; what is built and not
+        yet handed over. With a sender process a packet is built ``lead_s`` ahead, together with the packets
+        due within BATCH_SECONDS after it (at most MAX_BATCH), then they are handed over in one message."""
+        sender = self._sender
+        sending = None
+        with self._wake:
+            if self._due:
+                due, _, first = self._due[0]
+                if sender is None:
+                    delay = due - time.monotonic()
+                    take = delay <= 0
+                elif not built:
+                    delay = due - self.lead_s - time.monotonic()
+                    take = delay <= 0
+                else:  # bounded by the batch's first due time, not by now: a loop behind hands over at once
+                    take = due <= built[0][1][1] + BATCH_SECONDS and len(built) < MAX_BATCH
+                if take:
+                    heapq.heappop(self._due)
+                    sending = first
+            if sending is None and not built:
+                self._wake.wait(delay if self._due else None)  # a stream added meanwhile may be due sooner
+                return built
+        if sending is None:
+            self._hand_over(sender, built)
+            return []
+        if not sending.stream.NSD:
             with self._wake:
-                heapq.heappush(self._due, (sending.stream.next_due(), next(self._order), sending))
+                self.streams -= 1
+            return built
+        try:
+            packet, address = sending.stream.build_next()
+        except Exception:
+            log.exception("sending a call's audio failed; that call's audio stops, the others go on")
+            with self._wake:
+                self.streams -= 1
+            return built
+        if sender is not None:
+            built.append((sending, (sending.number, due, packet, address)))
+        else:
+            self.lateness.add(time.monotonic() - due)
+            self._send_here(sending, packet, address)
+        with self._wake:
+            heapq.heappush(self._due, (sending.stream.next_due(), next(self._order), sending))
+        return built
 
     def _hand_over(self, sender: SenderProcess | None, built: list[tuple[_Sending, Handed]]) -> None:
+        handed = 0
         if sender is not None:
             try:
-                sender.hand([handed for _, handed in built])
+                sender.hand([packet for _, packet in built])
                 return
             except SenderGone as exc:
+                handed = exc.handed
                 self._sender_gone(exc)
-        for sending, (_, due, packet, address) in built:  # now, not lost: at most lead_s + BATCH_SECONDS early
+        for sending, (_, due, packet, address) in built[handed:]:  # now, not lost: at most lead_s + BATCH early
             self.lateness.add(time.monotonic() - due)
             self._send_here(sending, packet, address)
 
@@ -274,9 +302,9 @@ class RtpLoop:
     def _send_here(sending: _Sending, packet: bytes, address: tuple[str, int]) -> None:
         try:
             sending.sock.sendto(packet, address)
-        except OSError:
+        except Exception:  # OSError, or an address the caller's SDP made up (a port past 65535): that packet
             if sending.stream.NSD:
-                log.debug("RTP packet to %s:%s not sent", *address)
+                log.debug("RTP packet to %s:%s not sent", *address, exc_info=True)
 
     def _receive_loop(self) -> None:
         self._thread_running()
