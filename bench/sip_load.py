@@ -4,6 +4,7 @@
     .venv/bin/python bench/sip_load.py --calls 80 --speech on
     .venv/bin/python bench/sip_load.py --calls 20 --speech off --backend thread
     .venv/bin/python bench/sip_load.py --calls 80 --speech on --realtime-priority 0 --worker-idle no   # A/B
+    .venv/bin/python bench/sip_load.py --calls 80 --speech on --sender-process no   # A/B: sent by the desk
     .venv/bin/python bench/sip_load.py --calls 20 --speech off --loss 10   # 10 % of SIP lost each way
     .venv/bin/python bench/sip_load.py --calls 40 --speech off --transport tls --srtp   # root: see below
 
@@ -13,11 +14,13 @@ spacing of the desk's outgoing RTP packets per call, measured at the callers' me
 measurement missed),
 and with speech on: the calls stored when the run ends and how they were checked (checked, partly checked:
 recognition dropped audio it could not keep up with, not checked), what recognition dropped, its lag, and
-the CPU and memory of the desk process and its recognition workers. The speech monitor is made as the desk
-makes it ([speech] defaults: worker processes below the desk's priority, live lag bound, memory bound).
-Always: the SIP retransmissions the desk sent and the calls that did not connect, the RTP threads' priority
-(``[sip] media_realtime_priority`` unless ``--realtime-priority``), the CPU time the hypervisor took and the
-desk's major page faults. Figures drift between back-to-back runs on a shared machine: compare settings in
+the CPU and memory of the desk process and its recognition workers (memory sampled by a process of its own:
+see ``memory_watch``). The speech monitor is made as the desk makes it ([speech] defaults: worker processes
+below the desk's priority, live lag bound, memory bound). Always: the SIP retransmissions the desk sent and
+the calls that did not connect, the RTP threads' priority (``[sip] media_realtime_priority`` unless
+``--realtime-priority``) and where packets leave from (``[sip] media_sender_process`` unless
+``--sender-process``: the sender process's CPU is printed beside the desk's), how late they left against
+their due times, the CPU time the hypervisor took and the desk's major page faults. Figures drift between back-to-back runs on a shared machine: compare settings in
 interleaved runs, several of each. With ``--loss PCT`` a lossy
 relay (tests/helpers/lossy_relay.py) sits between Kamailio and the desk and drops PCT % of the SIP datagrams
 each way (seeded), once the desk has registered.

@@ -195,14 +195,16 @@ class RtpLoop:
         sender.abandon()
 
     def use_realtime_priority(self, priority: int) -> str | None:
-        """Run the sender and receiver under the kernel's real-time policy (SCHED_FIFO at ``priority``; 0: back
+        """Run the sender and receiver (and the sender process) under the kernel's real-time policy (SCHED_FIFO at ``priority``; 0: back
         to the normal policy), starting them now if need be. None if done, else why not, in one line.
 
         Why: on a machine whose cores recognition keeps busy, a normal-priority sender that wakes for its next
         packet waits for a core behind processes that only have work, not deadlines (bench/sip_load.py, 80
-        calls with speech on, 2 cores: outgoing spacing p99 37.5-39.6 ms at normal priority, 26.0-32.3 ms at
-        real-time priority 10 in the runs that followed; README has the later figures). It is what media servers do (Asterisk ``-p``, FreeSWITCH ``-rp``). The threads
-        sleep between packets, and the kernel keeps 5 % of each second for normal processes whatever they do.
+        calls with speech on, 2 cores, packets sent by this process's thread: outgoing spacing p99 37.5-39.6 ms
+        at normal priority, 26.0-32.3 ms at real-time priority 10 in the runs that followed). It is what media
+        servers do (Asterisk ``-p``, FreeSWITCH ``-rp``). The sender process (media_sender.py) gets the same
+        policy. They sleep between packets, and the kernel keeps 5 % of each second for normal processes
+        whatever they do.
         Needs CAP_SYS_NICE or an RLIMIT_RTPRIO of at least ``priority`` (systemd: ``LimitRTPRIO=``)."""
         self._start()
         if not self._threads_running.wait(THREADS_START_SECONDS):
