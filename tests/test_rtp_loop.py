@@ -4,6 +4,7 @@ smallest thing the loop drives, over real sockets; calls through it are in the S
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -12,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -138,6 +140,22 @@ def test_the_sender_counts_the_packets_it_sent_late() -> None:
         sink.close()
 
 
+@contextlib.contextmanager
+def in_loop(loop: RtpLoop, streams: list[SocketStream], sink: socket.socket, add: bool = True) -> Iterator[None]:
+    """``streams`` in ``loop`` for the block (added here unless ``add`` is false); then stopped, removed and
+    closed, and ``sink`` with them."""
+    try:
+        for stream in streams if add else []:
+            loop.add(stream, stream.sock)
+        yield
+    finally:
+        for stream in streams:
+            stream.NSD = False
+            loop.remove(stream.sock)
+            stream.sock.close()
+        sink.close()
+
+
 def arrivals_from(sink: socket.socket, count: int) -> list[tuple[int, int, float]]:
     """The next ``count`` datagrams at ``sink``: (number, source port, arrival time)."""
     got = []
@@ -158,9 +176,7 @@ def test_from_the_sender_process_packets_leave_on_time_in_order_from_the_calls_o
     loop.start()  # as the softphone does: the process is ready before the streams' clocks start
     sink = listener()
     first, second = SocketStream(sink.getsockname()), SocketStream(sink.getsockname())
-    loop.add(first, first.sock)
-    loop.add(second, second.sock)
-    try:
+    with in_loop(loop, [first, second], sink):
         assert loop.sender_pid is not None and loop.sender_pid != os.getpid()
         environment = Path(f"/proc/{loop.sender_pid}/environ").read_bytes().split(b"\0")
         assert [name.split(b"=")[0] for name in environment if name] == [b"PYTHONPATH"]
@@ -187,11 +203,6 @@ def test_from_the_sender_process_packets_leave_on_time_in_order_from_the_calls_o
         mark = next(i for i, (number, port, _) in enumerate(later) if port == second_port and number > built_before)
         assert all(port == second_port for _, port, _ in later[mark:]), later
         assert sum(port == first_port for _, port, _ in later) <= 3
-    finally:
-        second.NSD = False
-        loop.remove(second.sock)
-        second.sock.close()
-        sink.close()
 
 
 def test_a_sender_process_that_cannot_start_leaves_the_packets_to_the_loop(
@@ -203,8 +214,7 @@ def test_a_sender_process_that_cannot_start_leaves_the_packets_to_the_loop(
     loop = RtpLoop(sender_process=True)
     sink = listener()
     stream = SocketStream(sink.getsockname())
-    loop.add(stream, stream.sock)
-    try:
+    with in_loop(loop, [stream], sink):
         assert loop.sender_pid is None
         arrivals_from(sink, 10)
         [said] = [record.message for record in caplog.records if "no sender process" in record.message]
@@ -212,11 +222,6 @@ def test_a_sender_process_that_cannot_start_leaves_the_packets_to_the_loop(
             "call media is sent from the desk's own process: no sender process (the call media sender process "
             "ended as it started (exit status 1))"
         )
-    finally:
-        stream.NSD = False
-        loop.remove(stream.sock)
-        stream.sock.close()
-        sink.close()
 
 
 def test_when_the_sender_process_dies_the_loop_sends_itself_and_the_calls_go_on(
@@ -227,8 +232,7 @@ def test_when_the_sender_process_dies_the_loop_sends_itself_and_the_calls_go_on(
     loop = RtpLoop(sender_process=True)
     sink = listener()
     stream = SocketStream(sink.getsockname())
-    loop.add(stream, stream.sock)
-    try:
+    with in_loop(loop, [stream], sink):
         arrivals_from(sink, 10)
         pid = loop.sender_pid
         assert pid is not None
@@ -240,12 +244,7 @@ def test_when_the_sender_process_dies_the_loop_sends_itself_and_the_calls_go_on(
         assert {port for _, port, _ in got} == {stream.sock.getsockname()[1]}
         gone = [record for record in caplog.records if "sent from the desk's own process from now on" in record.message]
         assert len(gone) == 1 and f"(pid {pid})" in gone[0].message
-        assert loop.lateness_report().packets >= 30  # counted here now
-    finally:
-        stream.NSD = False
-        loop.remove(stream.sock)
-        stream.sock.close()
-        sink.close()
+        assert loop.lateness_report().packets >= 30  # counted here now (the dead channel is not asked)
 
 
 def test_a_sender_process_that_stops_reading_is_replaced_by_the_loop(caplog: pytest.LogCaptureFixture) -> None:
@@ -255,9 +254,7 @@ def test_a_sender_process_that_stops_reading_is_replaced_by_the_loop(caplog: pyt
     loop.start()
     sink = listener()
     streams = [SocketStream(sink.getsockname()) for _ in range(10)]
-    for stream in streams:
-        loop.add(stream, stream.sock)
-    try:
+    with in_loop(loop, streams, sink):
         arrivals_from(sink, 20)
         pid = loop.sender_pid
         assert pid is not None
@@ -271,12 +268,6 @@ def test_a_sender_process_that_stops_reading_is_replaced_by_the_loop(caplog: pyt
             if port == streams[0].sock.getsockname()[1] and number > built:
                 break
         assert wait_until(lambda: not Path(f"/proc/{pid}").exists() or "Z" in stat_state(pid), 5)  # killed
-    finally:
-        for stream in streams:
-            stream.NSD = False
-            loop.remove(stream.sock)
-            stream.sock.close()
-        sink.close()
 
 
 def stat_state(pid: int) -> str:
@@ -295,19 +286,11 @@ def test_a_stream_whose_sdp_gave_no_address_to_send_to_stops_nothing(sender_proc
     sink = listener()
     good = SocketStream(sink.getsockname())
     bad = [SocketStream(("127.0.0.1", 99999)), SocketStream(("a..b", 4000)), SocketStream(("127.0.0.1", -1))]
-    for stream in [*bad, good]:
-        loop.add(stream, stream.sock)
-    try:
+    with in_loop(loop, [*bad, good], sink):
         got = arrivals_from(sink, 30)
         assert {port for _, port, _ in got} == {good.sock.getsockname()[1]}
         assert all(stream.sent >= 20 for stream in bad)  # built (and counted) all along
         assert loop.streams == 4
-    finally:
-        for stream in [*bad, good]:
-            stream.NSD = False
-            loop.remove(stream.sock)
-            stream.sock.close()
-        sink.close()
 
 
 def test_streams_added_while_the_sender_process_starts_are_all_sent() -> None:
@@ -321,15 +304,9 @@ def test_streams_added_while_the_sender_process_starts_are_all_sent() -> None:
         adder.start()
     for adder in adders:
         adder.join(15)
-    try:
+    with in_loop(loop, streams, sink, add=False):
         got = arrivals_from(sink, 60)
         assert {port for _, port, _ in got} == {stream.sock.getsockname()[1] for stream in streams}
-    finally:
-        for stream in streams:
-            stream.NSD = False
-            loop.remove(stream.sock)
-            stream.sock.close()
-        sink.close()
 
 
 def test_a_loop_behind_its_packets_still_hands_them_over() -> None:
@@ -342,38 +319,9 @@ def test_a_loop_behind_its_packets_still_hands_them_over() -> None:
     streams = [SocketStream(sink.getsockname()) for _ in range(40)]
     for stream in streams:
         stream.build_seconds = 0.0006
-        loop.add(stream, stream.sock)
-    try:
+    with in_loop(loop, streams, sink):
         got = arrivals_from(sink, 400)
         assert len({port for _, port, _ in got}) == 40
-    finally:
-        for stream in streams:
-            stream.NSD = False
-            loop.remove(stream.sock)
-            stream.sock.close()
-        sink.close()
-
-
-def test_asking_a_dead_sender_process_how_late_it_was_answers_from_the_loop() -> None:
-    loop = RtpLoop(sender_process=True)
-    loop.start()
-    sink = listener()
-    stream = SocketStream(sink.getsockname())
-    loop.add(stream, stream.sock)
-    try:
-        arrivals_from(sink, 10)
-        pid = loop.sender_pid
-        assert pid is not None
-        os.kill(pid, signal.SIGKILL)
-        assert wait_until(lambda: stat_state(pid) in ("Z", "gone"), 5)
-        report = loop.lateness_report()  # does not hang on the dead channel
-        assert loop.sender_pid is None and report.packets >= 0
-        arrivals_from(sink, 10)
-    finally:
-        stream.NSD = False
-        loop.remove(stream.sock)
-        stream.sock.close()
-        sink.close()
 
 
 def policy_of(thread_id: int) -> tuple[int, int]:
@@ -408,7 +356,6 @@ def test_the_media_threads_take_real_time_priority_and_give_it_back() -> None:
 
 UNPRIVILEGED = """
 import os, resource, socket, sys, time
-from contactcenter.telephony import media_sender
 from contactcenter.telephony.rtp_loop import RtpLoop
 from tests.test_rtp_loop import SocketStream, listener, policy_of
 resource.setrlimit(resource.RLIMIT_RTPRIO, (0, 0))
