@@ -147,12 +147,11 @@ class SenderProcess:
         return self._process.pid
 
     def _gone(self, exc: BaseException, handed: int = 0) -> SenderGone:
-        ended = isinstance(exc, OSError) and not isinstance(exc, BlockingIOError)
-        return SenderGone(
-            f"the call media sender process (pid {self.pid}) "
-            + (f"ended ({exc.strerror or exc})" if isinstance(exc, OSError) and ended else "stopped reading"),
-            handed,
-        )
+        if isinstance(exc, OSError) and not isinstance(exc, BlockingIOError):
+            why = f"ended ({exc.strerror or exc})"
+        else:  # its channel stayed full, or was closed under us by a fallback
+            why = "stopped reading"
+        return SenderGone(f"the call media sender process (pid {self.pid}) {why}", handed)
 
     def _send(self, message: bytes, fds: Iterable[int] = (), handed: int = 0) -> None:
         try:
@@ -248,9 +247,6 @@ class SenderProcess:
             raise SenderGone(f"the call media sender process (pid {self.pid}) ended")
         return reply
 
-    def alive(self) -> bool:
-        return self._process.poll() is None
-
     def abandon(self) -> None:
         """Gone or stuck: close the channel and kill it, without waiting (the caller may be the RTP thread)."""
         try:
@@ -259,15 +255,6 @@ class SenderProcess:
         finally:
             self._process.kill()
             threading.Thread(target=self._process.wait, name="media sender reaper", daemon=True).start()
-
-    def close(self) -> None:
-        with self._lock:
-            self._control.close()
-        try:
-            self._process.wait(2)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
-            self._process.wait()
 
 
 # ------------------------------------------------------------------------------------- the process itself

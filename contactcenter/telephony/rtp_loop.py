@@ -109,7 +109,7 @@ class RtpLoop:
     def add(self, stream: Stream, sock: Any, send_from: Any = None) -> None:
         """Send ``stream``'s packets from now on, from ``send_from`` (default ``sock``), and deliver what
         arrives on ``sock``. Both non-blocking; they may be the same socket."""
-        self._start()
+        self.start()
         sending = _Sending(stream, sock if send_from is None else send_from, next(self._numbers))
         gone = None
         with self._registry:  # the sender process learns of adds and removes in the order they happen
@@ -164,10 +164,8 @@ class RtpLoop:
             return here
 
     def start(self) -> None:
-        """Start the threads (and the sender process, if wanted) now rather than with the first stream."""
-        self._start()
-
-    def _start(self) -> None:
+        """Start the threads (and the sender process, if wanted), unless started already; the first stream
+        does it if nothing did before."""
         with self._start_lock:  # a second caller waits until all is set up (the sender process takes a moment)
             if self._started:
                 return
@@ -195,8 +193,9 @@ class RtpLoop:
         sender.abandon()
 
     def use_realtime_priority(self, priority: int) -> str | None:
-        """Run the sender and receiver (and the sender process) under the kernel's real-time policy (SCHED_FIFO at ``priority``; 0: back
-        to the normal policy), starting them now if need be. None if done, else why not, in one line.
+        """Run the sender and receiver (and the sender process) under the kernel's real-time policy (SCHED_FIFO
+        at ``priority``; 0: back to the normal policy), starting them now if need be. None if done, else why
+        not, in one line.
 
         Why: on a machine whose cores recognition keeps busy, a normal-priority sender that wakes for its next
         packet waits for a core behind processes that only have work, not deadlines (bench/sip_load.py, 80
@@ -206,7 +205,7 @@ class RtpLoop:
         policy. They sleep between packets, and the kernel keeps 5 % of each second for normal processes
         whatever they do.
         Needs CAP_SYS_NICE or an RLIMIT_RTPRIO of at least ``priority`` (systemd: ``LimitRTPRIO=``)."""
-        self._start()
+        self.start()
         if not self._threads_running.wait(THREADS_START_SECONDS):
             return "the call media threads did not start"
         if not hasattr(os, "sched_setscheduler"):
